@@ -1,0 +1,412 @@
+"""WebSocket transport: parse, validate, call a service, reply. No ORM, no business rules."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError
+
+from . import origins, protocol, realtime, selectors, services, sweeper
+from .protocol import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+# How often a visitor socket's pings may refresh the visitor's last_seen.
+VISITOR_TOUCH_EVERY = 60.0
+
+
+def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError | None:
+    """Map a service's refusal to the contract's error frame."""
+    if isinstance(exc, selectors.NotFound):
+        return ProtocolError(
+            protocol.NOT_FOUND, "No such conversation.", client_msg_id=client_msg_id
+        )
+    if isinstance(exc, services.ConversationClosed):
+        return ProtocolError(
+            protocol.CONVERSATION_CLOSED, "The conversation is closed.", client_msg_id=client_msg_id
+        )
+    if isinstance(exc, services.SeqOutOfRange):
+        return ProtocolError(protocol.BAD_FRAME, "seq is past the conversation's last message.")
+    if isinstance(exc, services.ClientMsgIdTaken):
+        return ProtocolError(
+            protocol.BAD_FRAME,
+            "client_msg_id is already used in this conversation.",
+            client_msg_id=client_msg_id,
+        )
+    if isinstance(exc, (DatabaseError, InterfaceError)):
+        logger.error("database unavailable: %s", exc)
+        return ProtocolError(
+            protocol.UNAVAILABLE,
+            "The server cannot store this right now; retry with the same client_msg_id.",
+            client_msg_id=client_msg_id,
+        )
+    return None
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """What visitor and agent sockets share: limits, error replies, service calls."""
+
+    frame_types: frozenset[str] = frozenset()
+    rate: tuple[int, float] = (30, 5.0)
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels 4.2+ hops into the database thread before every event to close
+        # stale connections. Our handlers reach the database only through
+        # database_sync_to_async, which already does that, so skip the extra hop:
+        # on the hot path it doubles the load on the single ORM thread.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict) -> None:
+        self.bucket = protocol.TokenBucket(*self.rate)
+        self.joined: set[str] = set()
+        sweeper.ensure_running()
+        await super().websocket_connect(message)
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined.add(group)
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined.clear()
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=protocol.encode(frame))
+
+    async def call(self, service: Callable, /, **kwargs: Any) -> Any:
+        """Run a service on the database thread, then send what it broadcast."""
+        with realtime.Outbox() as events:
+            try:
+                return await database_sync_to_async(service)(**kwargs)
+            finally:
+                await realtime.flush(events)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > protocol.MAX_FRAME_BYTES:
+            logger.info("closing %s: %d-byte frame", self.channel_name, size)
+            await self.close(code=protocol.CLOSE_TOO_BIG)
+            return
+        if not self.bucket.take():
+            await self.send_frame(
+                ProtocolError(protocol.RATE_LIMITED, "Too many frames; slow down.").frame()
+            )
+            if self.bucket.refused_in_a_row >= protocol.RATE_LIMIT_CLOSE_AFTER:
+                logger.warning("closing %s: flood", self.channel_name)
+                await self.close(code=protocol.CLOSE_RATE_LIMITED)
+            return
+        await self.receive_frame(text_data)
+
+    async def receive_frame(self, text_data: str | None) -> None:
+        client_msg_id = None
+        try:
+            frame = protocol.parse_frame(text_data, self.frame_types)
+            if frame["type"] == "message.send":
+                client_msg_id = (
+                    frame.get("client_msg_id")
+                    if isinstance(frame.get("client_msg_id"), str)
+                    else None
+                )
+            await self.handle(frame)
+        except ProtocolError as exc:
+            logger.info("refused frame on %s: %s %s", self.channel_name, exc.code, exc.detail)
+            await self.send_frame(exc.frame())
+        except Exception as exc:
+            error = _service_error(exc, client_msg_id)
+            if error is None:
+                raise
+            logger.info("refused frame on %s: %s", self.channel_name, error.code)
+            await self.send_frame(error.frame())
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # Channel-layer events
+
+    async def chat_frame(self, event: dict) -> None:
+        if event.get("skip_channel") == self.channel_name:
+            return
+        await self.forward(event["frame"])
+
+    async def forward(self, frame: dict[str, Any]) -> None:
+        await self.send_frame(frame)
+
+
+class VisitorConsumer(ChatConsumer):
+    """`/ws/visitor/`: one browser tab of one visitor."""
+
+    frame_types = protocol.VISITOR_FRAME_TYPES
+
+    async def connect(self) -> None:
+        self.visitor_id: int | None = None
+        self.last_touch = 0.0
+        # (conversation id, last seq sent in `ready`): broadcasts already covered by
+        # `ready` are not sent again.
+        self.ready_through: tuple[int, int] | None = None
+        self.rate = settings.SUPPORTDESK_VISITOR_RATE
+        self.bucket = protocol.TokenBucket(*self.rate)
+        await self.accept()
+
+    async def receive_frame(self, text_data: str | None) -> None:
+        if self.visitor_id is None:
+            await self.hello(text_data)
+        else:
+            await super().receive_frame(text_data)
+
+    async def hello(self, text_data: str | None) -> None:
+        try:
+            frame = protocol.parse_frame(text_data, self.frame_types)
+            if frame["type"] != "hello":
+                raise ProtocolError(protocol.BAD_FRAME, "The first frame must be hello.")
+            site_key = protocol.string(frame, "site_key", max_length=64)
+            token = protocol.string(frame, "visitor_token", max_length=128)
+            last_seq = protocol.non_negative_int(frame, "last_seq", default=0)
+        except ProtocolError as exc:
+            logger.info("visitor hello refused: %s", exc.detail)
+            await self.close(code=protocol.CLOSE_NOT_HELLO)
+            return
+        try:
+            site, visitor = await database_sync_to_async(self._identify)(site_key, token)
+        except selectors.SiteDisabled:
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
+            return
+        except selectors.NotFound:
+            logger.info("visitor hello refused: unknown site key or token")
+            await self.close(code=protocol.CLOSE_UNAUTHORIZED)
+            return
+        origin = origins.header(self.scope, b"origin")
+        if not origins.visitor_origin_allowed(
+            origin, origins.header(self.scope, b"host"), site.allowed_origins
+        ):
+            logger.warning("visitor socket refused for origin %r on site %s", origin, site.id)
+            await self.close(code=protocol.CLOSE_FORBIDDEN)
+            return
+        self.visitor_id = visitor.id
+        # Join before reading the state for `ready`, so nothing committed in between is missed.
+        await self.join(realtime.visitor_group(visitor.id))
+        ready = await database_sync_to_async(selectors.visitor_ready)(visitor, last_seq)
+        if ready["conversation"] is not None:
+            self.ready_through = (ready["conversation"]["id"], ready["conversation"]["last_seq"])
+        await self.send_frame(ready)
+
+    @staticmethod
+    def _identify(site_key: str, token: str):
+        site = selectors.enabled_site(site_key)
+        visitor = selectors.visitor_for_token(site, token)
+        services.touch_visitor(visitor_id=visitor.id)
+        return site, visitor
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "message.send":
+            msg_id = protocol.client_msg_id(frame)
+            body = protocol.message_body(frame, msg_id)
+            posted = await self.call(
+                services.post_visitor_message,
+                visitor_id=self.visitor_id,
+                client_msg_id=msg_id,
+                body=body,
+                origin_channel=self.channel_name,
+            )
+            await self.send_frame(posted.ack())
+        elif kind == "typing":
+            active = protocol.boolean(frame, "active")
+            await self.call(services.visitor_typing, visitor_id=self.visitor_id, active=active)
+        elif kind == "read":
+            seq = protocol.non_negative_int(frame, "seq")
+            await self.call(
+                services.visitor_read,
+                visitor_id=self.visitor_id,
+                seq=seq,
+                origin_channel=self.channel_name,
+            )
+        elif kind == "conversation.close":
+            await self.call(services.close_by_visitor, visitor_id=self.visitor_id)
+        elif kind == "ping":
+            await self.send_frame({"type": "pong"})
+            now = asyncio.get_running_loop().time()
+            if now - self.last_touch > VISITOR_TOUCH_EVERY:
+                self.last_touch = now
+                await self.call(services.touch_visitor, visitor_id=self.visitor_id)
+        elif kind == "hello":
+            raise ProtocolError(protocol.BAD_FRAME, "hello was already received.")
+
+    async def forward(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "message" and self.ready_through is not None:
+            conversation_id, through = self.ready_through
+            if frame["conversation"] == conversation_id and frame["seq"] <= through:
+                return
+        await self.send_frame(frame)
+
+
+class AgentConsumer(ChatConsumer):
+    """`/ws/agent/`: one dashboard tab of one signed-in agent."""
+
+    frame_types = protocol.AGENT_FRAME_TYPES
+
+    async def websocket_connect(self, message: dict) -> None:
+        # Agent sockets carry the session cookie: only the app's own pages may open
+        # them (cross-site WebSocket hijacking), so a foreign Origin is refused at
+        # the handshake.
+        origin = origins.header(self.scope, b"origin")
+        if not origins.is_own_origin(origin or "", origins.header(self.scope, b"host")):
+            logger.warning("agent socket refused for origin %r", origin)
+            await self.close()
+            return
+        await super().websocket_connect(message)
+
+    async def connect(self) -> None:
+        self.agent_id: int | None = None
+        self.heartbeat_task: asyncio.Task | None = None
+        self.rate = settings.SUPPORTDESK_AGENT_RATE
+        self.bucket = protocol.TokenBucket(*self.rate)
+        await self.accept()
+        user = self.scope.get("user")
+        agent = None
+        if user is not None and user.is_authenticated and user.is_active:
+            agent = await database_sync_to_async(self._profile)(user.pk)
+        if agent is None:
+            await self.close(code=protocol.CLOSE_UNAUTHORIZED)
+            return
+        self.agent_id = agent.id
+        await self.join(realtime.agent_group(agent.id))
+        await self.join(realtime.AGENTS_GROUP)
+        ready, self.site_ids, self.queue_lengths = await self.call(self._ready, agent_id=agent.id)
+        self.queue_length = ready["queue_length"]
+        await self.send_frame(ready)
+        self.heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+
+    @staticmethod
+    def _profile(user_id: int):
+        from agents.models import AgentProfile
+
+        return AgentProfile.objects.filter(user_id=user_id).first()
+
+    @staticmethod
+    def _ready(*, agent_id: int):
+        # Connecting counts as a heartbeat, and may free this agent to take the queue.
+        services.heartbeat(agent_id=agent_id, route=True)
+        from agents.models import AgentProfile
+
+        agent = AgentProfile.objects.get(pk=agent_id)
+        return (
+            selectors.agent_ready(agent),
+            selectors.agent_site_ids(agent_id),
+            selectors.queue_lengths(),
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        interval = settings.SUPPORTDESK_HEARTBEAT_INTERVAL
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                alive = await self.call(services.heartbeat, agent_id=self.agent_id)
+            except (DatabaseError, InterfaceError) as exc:
+                logger.error("heartbeat failed: %s", exc)
+                continue
+            if not alive:
+                logger.info("closing agent %s socket: login deactivated", self.agent_id)
+                await self.close(code=protocol.CLOSE_UNAUTHORIZED)
+                return
+
+    async def disconnect(self, code: int) -> None:
+        if self.heartbeat_task is not None:
+            self.heartbeat_task.cancel()
+        await super().disconnect(code)
+
+    async def receive_frame(self, text_data: str | None) -> None:
+        if self.agent_id is None:
+            return
+        await super().receive_frame(text_data)
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "message.send":
+            msg_id = protocol.client_msg_id(frame)
+            conversation = protocol.conversation_id(frame)
+            body = protocol.message_body(frame, msg_id)
+            posted = await self.call(
+                services.post_agent_message,
+                agent_id=self.agent_id,
+                conversation_id=conversation,
+                client_msg_id=msg_id,
+                body=body,
+                origin_channel=self.channel_name,
+            )
+            await self.send_frame(posted.ack())
+        elif kind == "typing":
+            conversation = protocol.conversation_id(frame)
+            active = protocol.boolean(frame, "active")
+            await self.call(
+                services.agent_typing,
+                agent_id=self.agent_id,
+                conversation_id=conversation,
+                active=active,
+            )
+        elif kind == "read":
+            conversation = protocol.conversation_id(frame)
+            seq = protocol.non_negative_int(frame, "seq")
+            await self.call(
+                services.agent_read,
+                agent_id=self.agent_id,
+                conversation_id=conversation,
+                seq=seq,
+                origin_channel=self.channel_name,
+            )
+        elif kind == "sync":
+            conversation = protocol.conversation_id(frame)
+            after_seq = protocol.non_negative_int(frame, "after_seq", default=0)
+            reply = await self.call(
+                self._sync,
+                agent_id=self.agent_id,
+                conversation_id=conversation,
+                after_seq=after_seq,
+            )
+            await self.send_frame(reply)
+        elif kind == "presence":
+            status = protocol.presence_status(frame)
+            await self.call(
+                services.set_presence,
+                agent_id=self.agent_id,
+                status=status,
+                origin_channel=self.channel_name,
+            )
+            await self.send_frame({"type": "presence", "status": status})
+        elif kind == "conversation.close":
+            conversation = protocol.conversation_id(frame)
+            await self.call(
+                services.close_by_agent, agent_id=self.agent_id, conversation_id=conversation
+            )
+        elif kind == "ping":
+            await self.send_frame({"type": "pong"})
+            await self.call(services.heartbeat, agent_id=self.agent_id)
+
+    @staticmethod
+    def _sync(*, agent_id: int, conversation_id: int, after_seq: int) -> dict:
+        conversation = selectors.conversation_for_agent(agent_id, conversation_id)
+        return {
+            "type": "sync",
+            "conversation": conversation.id,
+            "after_seq": after_seq,
+            "last_seq": conversation.last_seq,
+            "messages": selectors.messages_after(conversation.id, after_seq),
+        }
+
+    async def chat_queue(self, event: dict) -> None:
+        self.queue_lengths[event["site"]] = event["length"]
+        length = sum(
+            n
+            for site, n in self.queue_lengths.items()
+            if self.site_ids is None or site in self.site_ids
+        )
+        if length != self.queue_length:
+            self.queue_length = length
+            await self.send_frame({"type": "queue", "queue_length": length})

@@ -1,0 +1,37 @@
+"""Browser Origin checks for sockets and the visitor-session API."""
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+
+def header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def is_own_origin(origin: str, host: str | None) -> bool:
+    """True when `origin` is this app itself: same host and port as the request's Host,
+    and that host is one we serve. The scheme is not compared, so a TLS-terminating
+    proxy in front of plain-HTTP workers still matches."""
+    if not host or not origin:
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
+        return False
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+def visitor_origin_allowed(
+    origin: str | None, host: str | None, allowed_origins: list[str]
+) -> bool:
+    """Visitor traffic may come from one of the site's origins or from the widget frame
+    (the app's own origin). No Origin at all means a non-browser client, which a
+    browser-origin check cannot judge."""
+    if origin is None:
+        return True
+    return origin in allowed_origins or is_own_origin(origin, host)

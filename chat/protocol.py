@@ -1,0 +1,178 @@
+"""The wire contract in code: frame parsing and validation, limits, error and close codes.
+
+This module is the twin of docs/protocol.md; change both together.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_BODY_CHARS = 10_000
+MAX_CLIENT_MSG_ID_CHARS = 64
+MAX_JSON_DEPTH = 8
+
+# Close codes. Daphne lets an application send only 1000 and 3000-4999, so the
+# contract mirrors 1009/1008 as 4009/4008.
+CLOSE_NOT_HELLO = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_RATE_LIMITED = 4008
+CLOSE_TOO_BIG = 4009
+
+# Error codes carried by {"type": "error"} frames.
+BAD_FRAME = "bad_frame"
+TOO_LONG = "too_long"
+RATE_LIMITED = "rate_limited"
+FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
+CONVERSATION_CLOSED = "conversation_closed"
+UNAVAILABLE = "unavailable"
+
+VISITOR_FRAME_TYPES = frozenset(
+    {"hello", "message.send", "typing", "read", "conversation.close", "ping"}
+)
+AGENT_FRAME_TYPES = frozenset(
+    {"presence", "message.send", "typing", "read", "sync", "conversation.close", "ping"}
+)
+PRESENCE_STATUSES = ("available", "away")
+
+
+class ProtocolError(Exception):
+    """A frame the contract refuses; answered with an `error` frame to its sender."""
+
+    def __init__(self, code: str, detail: str, *, client_msg_id: str | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.client_msg_id = client_msg_id
+
+    def frame(self) -> dict[str, Any]:
+        frame = {"type": "error", "code": self.code, "detail": self.detail}
+        if self.client_msg_id is not None:
+            frame["client_msg_id"] = self.client_msg_id
+        return frame
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def _depth(value: Any, limit: int) -> int:
+    if limit < 0:
+        return 1
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def parse_frame(text: str | None, allowed_types: frozenset[str]) -> dict[str, Any]:
+    """Decode one text frame into a JSON object with a known `type`."""
+    if text is None:
+        raise ProtocolError(BAD_FRAME, "Frames must be text, not binary.")
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise ProtocolError(BAD_FRAME, "Frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
+    if _depth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ProtocolError(BAD_FRAME, "Frame is nested too deeply.")
+    frame_type = frame.get("type")
+    if not isinstance(frame_type, str):
+        raise ProtocolError(BAD_FRAME, 'Frame needs a string "type".')
+    if frame_type not in allowed_types:
+        raise ProtocolError(BAD_FRAME, f"Unknown frame type {frame_type[:40]!r}.")
+    return frame
+
+
+def client_msg_id(frame: dict[str, Any]) -> str:
+    value = frame.get("client_msg_id")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_MSG_ID_CHARS:
+        raise ProtocolError(
+            BAD_FRAME, f"client_msg_id must be a string of 1-{MAX_CLIENT_MSG_ID_CHARS} characters."
+        )
+    return value
+
+
+def message_body(frame: dict[str, Any], msg_id: str) -> str:
+    value = frame.get("body")
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_FRAME, "body must be a string.", client_msg_id=msg_id)
+    body = value.strip()
+    if not body:
+        raise ProtocolError(BAD_FRAME, "body is empty.", client_msg_id=msg_id)
+    if len(body) > MAX_BODY_CHARS:
+        raise ProtocolError(
+            TOO_LONG, f"body is over {MAX_BODY_CHARS} characters.", client_msg_id=msg_id
+        )
+    return body
+
+
+def non_negative_int(frame: dict[str, Any], name: str, *, default: int | None = None) -> int:
+    value = frame.get(name, default)
+    # bool is an int in Python; the contract means a JSON number.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(BAD_FRAME, f"{name} must be a non-negative integer.")
+    return value
+
+
+def conversation_id(frame: dict[str, Any]) -> int:
+    value = frame.get("conversation")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ProtocolError(BAD_FRAME, "conversation must be a conversation id.")
+    return value
+
+
+def boolean(frame: dict[str, Any], name: str) -> bool:
+    value = frame.get(name)
+    if not isinstance(value, bool):
+        raise ProtocolError(BAD_FRAME, f"{name} must be true or false.")
+    return value
+
+
+def string(frame: dict[str, Any], name: str, *, max_length: int = 200) -> str:
+    value = frame.get(name)
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+        raise ProtocolError(BAD_FRAME, f"{name} must be a string of 1-{max_length} characters.")
+    return value
+
+
+def presence_status(frame: dict[str, Any]) -> str:
+    value = frame.get("status")
+    if value not in PRESENCE_STATUSES:
+        raise ProtocolError(BAD_FRAME, 'status must be "available" or "away".')
+    return value
+
+
+@dataclass
+class TokenBucket:
+    """Per-socket flood control: `burst` frames at once, refilled at `rate` per second."""
+
+    burst: int
+    rate: float
+    tokens: float = field(init=False)
+    updated: float = field(init=False)
+    refused_in_a_row: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused_in_a_row = 0
+            return True
+        self.refused_in_a_row += 1
+        return False
+
+
+# Ten refused frames in a row close the socket with CLOSE_RATE_LIMITED.
+RATE_LIMIT_CLOSE_AFTER = 10

@@ -1,0 +1,90 @@
+"""Who hears about what: group names, event types, and the one caller of `group_send`.
+
+The channel layer is a doorbell, not the record: every frame sent from here is sent
+only after the transaction that justifies it committed, and a socket that misses one
+recovers from the database by `seq`.
+"""
+
+import contextvars
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+# Channel-layer event types; consumers have one handler per type.
+FRAME_EVENT = "chat.frame"  # forward `frame` to the client, except to `skip_channel`
+QUEUE_EVENT = "chat.queue"  # a site's queue length changed; agents filter by their sites
+AGENT_GONE_EVENT = "chat.agent_gone"  # the agent was deactivated: close its sockets
+
+AGENTS_GROUP = "agents"
+
+
+def visitor_group(visitor_id: int) -> str:
+    """Every socket of one visitor. Recipients are chosen by id from committed rows,
+    never from a client's claim, so a frame reaches only that visitor's tabs."""
+    return f"visitor.{visitor_id}"
+
+
+def agent_group(agent_id: int) -> str:
+    """Every socket of one agent."""
+    return f"agent.{agent_id}"
+
+
+# While a consumer runs a service, broadcasts are collected here and sent by the
+# consumer on the event loop after the service returns, instead of blocking the
+# single database thread on Redis round trips.
+_outbox: contextvars.ContextVar[list | None] = contextvars.ContextVar("outbox", default=None)
+
+
+def broadcast_on_commit(groups: Iterable[str], event: dict[str, Any]) -> None:
+    """Send `event` to each group once the current transaction commits (at once outside one)."""
+    groups = tuple(groups)
+
+    def send() -> None:
+        outbox = _outbox.get()
+        if outbox is not None:
+            outbox.extend((group, event) for group in groups)
+        else:
+            _send_now(groups, event)
+
+    transaction.on_commit(send)
+
+
+def frame_event(frame: dict[str, Any], *, skip_channel: str | None = None) -> dict[str, Any]:
+    return {"type": FRAME_EVENT, "frame": frame, "skip_channel": skip_channel}
+
+
+def _send_now(groups: tuple[str, ...], event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, event)
+        except Exception:
+            # The commit stands; clients recover what they missed by seq.
+            logger.exception("group_send to %s failed", group)
+
+
+class Outbox:
+    """Collects the broadcasts of one service call made from async code."""
+
+    def __enter__(self) -> list:
+        self.events: list = []
+        self._token = _outbox.set(self.events)
+        return self.events
+
+    def __exit__(self, *exc_info: object) -> None:
+        _outbox.reset(self._token)
+
+
+async def flush(events: list) -> None:
+    layer = get_channel_layer()
+    for group, event in events:
+        try:
+            await layer.group_send(group, event)
+        except Exception:
+            logger.exception("group_send to %s failed", group)

@@ -1,0 +1,574 @@
+"""Every state change of a chat: sessions, messages, routing, presence, closing, sweeping.
+
+Plain functions with keyword-only arguments, one short transaction each. They persist,
+commit, and only then broadcast (`realtime.broadcast_on_commit`).
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from agents.models import AgentProfile
+
+from . import realtime, routing_policy, selectors
+from .models import Conversation, Message, SenderKind, Visitor, hash_token, new_visitor_token
+from .selectors import NotFound, SiteDisabled  # noqa: F401 - re-exported for callers
+
+logger = logging.getLogger(__name__)
+Status = Conversation.Status
+
+REQUEUED_TEXT = "Your agent was disconnected. You are back at the front of the queue."
+IDLE_CLOSED_TEXT = "This conversation was closed after a period of inactivity."
+
+
+class ConversationClosed(Exception):
+    """The caller's own conversation is closed."""
+
+
+class SeqOutOfRange(Exception):
+    """A `read` past the conversation's last seq."""
+
+
+class ClientMsgIdTaken(Exception):
+    """The client_msg_id is already used in this conversation by the other side."""
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    message: dict
+    created: bool
+
+    def ack(self) -> dict:
+        return {
+            "type": "message.ack",
+            "client_msg_id": self.message["client_msg_id"],
+            "conversation": self.message["conversation"],
+            "seq": self.message["seq"],
+        }
+
+
+# --- visitors -------------------------------------------------------------------
+
+
+def create_visitor_session(*, site_key: str, visitor_token: str | None) -> tuple[Visitor, str]:
+    """The visitor behind a known token of this site (token unchanged), else a new one."""
+    site = selectors.enabled_site(site_key)
+    if visitor_token:
+        visitor = Visitor.objects.filter(token_hash=hash_token(visitor_token), site=site).first()
+        if visitor is not None:
+            Visitor.objects.filter(pk=visitor.pk).update(last_seen=timezone.now())
+            return visitor, visitor_token
+    token = new_visitor_token()
+    visitor = Visitor.objects.create(site=site, token_hash=hash_token(token))
+    return visitor, token
+
+
+def touch_visitor(*, visitor_id: int) -> None:
+    Visitor.objects.filter(pk=visitor_id).update(last_seen=timezone.now())
+
+
+def post_visitor_message(
+    *, visitor_id: int, client_msg_id: str, body: str, origin_channel: str | None = None
+) -> PostedMessage:
+    """Store a visitor's message, opening a conversation if none is open."""
+    now = timezone.now()
+    opened = None
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
+            .first()
+        )
+        if conversation is None:
+            # Race: two tabs of one visitor may open a conversation at once; the row
+            # lock on Visitor serialises them and the second finds the first's.
+            visitor = Visitor.objects.select_for_update().get(pk=visitor_id)
+            conversation = (
+                Conversation.objects.select_for_update()
+                .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
+                .first()
+            )
+            if conversation is None:
+                # A retry of a message whose conversation closed since is not a new chat.
+                earlier = (
+                    Message.objects.filter(
+                        conversation__visitor_id=visitor_id,
+                        client_msg_id=client_msg_id,
+                        sender=SenderKind.VISITOR,
+                    )
+                    .order_by("-id")
+                    .first()
+                )
+                if earlier is not None:
+                    return PostedMessage(selectors.message_dict(earlier), created=False)
+                conversation = Conversation.objects.create(
+                    site_id=visitor.site_id,
+                    visitor=visitor,
+                    status=Status.QUEUED,
+                    queued_at=now,
+                    last_activity_at=now,
+                )
+                opened = conversation
+        existing = _existing_message(conversation, client_msg_id)
+        if existing is not None:
+            if existing.sender != SenderKind.VISITOR:
+                raise ClientMsgIdTaken
+            return PostedMessage(selectors.message_dict(existing), created=False)
+        message = _append_message(
+            conversation,
+            sender=SenderKind.VISITOR,
+            body=body,
+            client_msg_id=client_msg_id,
+            origin_channel=origin_channel,
+            now=now,
+        )
+    if opened is not None:
+        _route_new_conversation(opened, now=now)
+    return PostedMessage(message, created=True)
+
+
+def visitor_typing(*, visitor_id: int, active: bool) -> None:
+    conversation = selectors.open_conversation(visitor_id)
+    if conversation is None:
+        raise NotFound
+    if conversation.agent_id is not None:
+        frame = {
+            "type": "typing",
+            "conversation": conversation.id,
+            "from": "visitor",
+            "active": active,
+        }
+        realtime.broadcast_on_commit(
+            [realtime.agent_group(conversation.agent_id)], realtime.frame_event(frame)
+        )
+
+
+def visitor_read(*, visitor_id: int, seq: int, origin_channel: str | None = None) -> None:
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
+            .first()
+        )
+        if conversation is None:
+            raise NotFound
+        if seq > conversation.last_seq:
+            raise SeqOutOfRange
+        if seq <= conversation.visitor_read_seq:
+            return
+        conversation.visitor_read_seq = seq
+        conversation.save(update_fields=["visitor_read_seq"])
+        frame = {"type": "read", "conversation": conversation.id, "seq": seq, "by": "visitor"}
+        groups = [realtime.visitor_group(visitor_id)]
+        if conversation.agent_id is not None:
+            groups.append(realtime.agent_group(conversation.agent_id))
+        realtime.broadcast_on_commit(
+            groups, realtime.frame_event(frame, skip_channel=origin_channel)
+        )
+
+
+def close_by_visitor(*, visitor_id: int) -> None:
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
+            .first()
+        )
+        if conversation is None:
+            raise NotFound
+        was = _close(conversation, by=SenderKind.VISITOR, now=timezone.now())
+    _after_close(conversation, was_status=was)
+
+
+# --- agents ---------------------------------------------------------------------
+
+
+def post_agent_message(
+    *,
+    agent_id: int,
+    conversation_id: int,
+    client_msg_id: str,
+    body: str,
+    origin_channel: str | None = None,
+) -> PostedMessage:
+    """Store an agent's message into a conversation assigned to that agent."""
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conversation is None:
+            raise NotFound
+        existing = _existing_message(conversation, client_msg_id)
+        if existing is not None and existing.sender_agent_id == agent_id:
+            # A retry, even after the chat moved on: the same ack again.
+            return PostedMessage(selectors.message_dict(existing), created=False)
+        if conversation.agent_id != agent_id:
+            raise NotFound
+        if existing is not None:
+            raise ClientMsgIdTaken
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        message = _append_message(
+            conversation,
+            sender=SenderKind.AGENT,
+            sender_agent_id=agent_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            origin_channel=origin_channel,
+            now=now,
+        )
+    return PostedMessage(message, created=True)
+
+
+def agent_typing(*, agent_id: int, conversation_id: int, active: bool) -> None:
+    conversation = selectors.conversation_for_agent(agent_id, conversation_id)
+    if conversation.status == Status.CLOSED:
+        raise ConversationClosed
+    frame = {"type": "typing", "conversation": conversation.id, "from": "agent", "active": active}
+    realtime.broadcast_on_commit(
+        [realtime.visitor_group(conversation.visitor_id)], realtime.frame_event(frame)
+    )
+
+
+def agent_read(
+    *, agent_id: int, conversation_id: int, seq: int, origin_channel: str | None = None
+) -> None:
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation_id, agent_id=agent_id)
+            .first()
+        )
+        if conversation is None:
+            raise NotFound
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        if seq > conversation.last_seq:
+            raise SeqOutOfRange
+        if seq <= conversation.agent_read_seq:
+            return
+        conversation.agent_read_seq = seq
+        conversation.agent_unread = conversation.messages.filter(
+            seq__gt=seq, sender=SenderKind.VISITOR
+        ).count()
+        conversation.save(update_fields=["agent_read_seq", "agent_unread"])
+        frame = {"type": "read", "conversation": conversation.id, "seq": seq, "by": "agent"}
+        realtime.broadcast_on_commit(
+            [realtime.visitor_group(conversation.visitor_id), realtime.agent_group(agent_id)],
+            realtime.frame_event(frame, skip_channel=origin_channel),
+        )
+
+
+def close_by_agent(*, agent_id: int, conversation_id: int) -> None:
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation_id, agent_id=agent_id)
+            .first()
+        )
+        if conversation is None:
+            raise NotFound
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        was = _close(conversation, by=SenderKind.AGENT, now=timezone.now())
+    _after_close(conversation, was_status=was)
+
+
+def set_presence(*, agent_id: int, status: str, origin_channel: str | None = None) -> str:
+    """Switch an agent between available and away; available agents take queued chats."""
+    now = timezone.now()
+    with transaction.atomic():
+        AgentProfile.objects.filter(pk=agent_id).update(status=status, last_heartbeat=now)
+        frame = {"type": "presence", "status": status}
+        realtime.broadcast_on_commit(
+            [realtime.agent_group(agent_id)],
+            realtime.frame_event(frame, skip_channel=origin_channel),
+        )
+    if status == AgentProfile.Status.AVAILABLE:
+        assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
+    return status
+
+
+def heartbeat(*, agent_id: int, route: bool = False) -> bool:
+    """Refresh an agent's heartbeat; False when the login was deactivated or removed.
+
+    `route` (on connect) also hands queued chats to the agent if it is available.
+    """
+    now = timezone.now()
+    alive = bool(
+        AgentProfile.objects.filter(pk=agent_id, user__is_active=True).update(last_heartbeat=now)
+    )
+    if alive and route:
+        assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
+    return alive
+
+
+def set_capacity(*, agent_id: int, capacity: int) -> None:
+    AgentProfile.objects.filter(pk=agent_id).update(capacity=capacity)
+    assign_queued(site_ids=selectors.agent_site_ids(agent_id))
+
+
+# --- routing --------------------------------------------------------------------
+
+
+def assign_queued(
+    *, site_ids: Iterable[int] | None = None, now: datetime | None = None
+) -> list[int]:
+    """Give queued conversations to free agents, oldest first, until none can be placed.
+
+    Each assignment is its own short transaction. Returns the assigned conversation ids.
+    """
+    now = now or timezone.now()
+    site_ids = None if site_ids is None else list(site_ids)
+    assigned: list[int] = []
+    changed_sites: set[int] = set()
+    blocked_sites: set[int] = set()
+    empty_reads = 0
+    while True:
+        with transaction.atomic():
+            queued = Conversation.objects.filter(status=Status.QUEUED).exclude(
+                site_id__in=blocked_sites
+            )
+            if site_ids is not None:
+                queued = queued.filter(site_id__in=site_ids)
+            # Race: two workers may fill slots at once. The row lock on the oldest
+            # queued conversation makes the second wait, and it finds the row no longer
+            # queued instead of assigning it to a second agent.
+            conversation = selectors.queue_order(queued).select_for_update().first()
+            if conversation is None:
+                # Under the lock PostgreSQL may skip a row that changed while we waited
+                # and return nothing although others are queued: look again (bounded).
+                empty_reads += 1
+                if empty_reads < 3 and queued.exists():
+                    continue
+                break
+            agent = routing_policy.lock_agent_for(conversation.site_id, now)
+            if agent is None:
+                blocked_sites.add(conversation.site_id)
+                continue
+            _assign(conversation, agent, now=now)
+        assigned.append(conversation.id)
+        changed_sites.add(conversation.site_id)
+    for site_id in changed_sites:
+        _broadcast_queue(site_id)
+    return assigned
+
+
+def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -> None:
+    conversation.status = Status.ACTIVE
+    conversation.agent = agent
+    conversation.assigned_at = now
+    conversation.save(update_fields=["status", "agent", "assigned_at"])
+    agent.last_assigned_at = now
+    agent.save(update_fields=["last_assigned_at"])
+    visitor_copy = {
+        "type": "conversation.assigned",
+        "conversation": {
+            "id": conversation.id,
+            "status": conversation.status,
+            "queue_position": None,
+            "agent": agent.public_dict(),
+        },
+        "agent": agent.public_dict(),
+    }
+    agent_copy = {
+        "type": "conversation.assigned",
+        "conversation": selectors.agent_conversation_dict(conversation, with_messages=True),
+        "agent": agent.public_dict(),
+    }
+    realtime.broadcast_on_commit(
+        [realtime.visitor_group(conversation.visitor_id)], realtime.frame_event(visitor_copy)
+    )
+    realtime.broadcast_on_commit([realtime.agent_group(agent.id)], realtime.frame_event(agent_copy))
+    logger.info("conversation %s assigned to agent %s", conversation.id, agent.id)
+
+
+def _route_new_conversation(conversation: Conversation, *, now: datetime) -> None:
+    assigned = assign_queued(site_ids=[conversation.site_id], now=now)
+    if conversation.id not in assigned:
+        # It joined the back of the queue: only its own position is new.
+        _broadcast_queue(conversation.site_id, only=conversation.id)
+
+
+def _broadcast_queue(site_id: int, *, only: int | None = None) -> None:
+    """Tell queued visitors of a site their positions, and agents the queue length."""
+    positions = selectors.queued_positions(site_id)
+    for conversation_id, visitor_id, position in positions:
+        if only is not None and conversation_id != only:
+            continue
+        frame = {
+            "type": "conversation.queued",
+            "conversation": conversation_id,
+            "position": position,
+        }
+        realtime.broadcast_on_commit(
+            [realtime.visitor_group(visitor_id)], realtime.frame_event(frame)
+        )
+    realtime.broadcast_on_commit(
+        [realtime.AGENTS_GROUP],
+        {"type": realtime.QUEUE_EVENT, "site": site_id, "length": len(positions)},
+    )
+
+
+# --- closing and sweeping -------------------------------------------------------
+
+
+def _close(conversation: Conversation, *, by: str, now: datetime) -> str:
+    """Close a locked, open conversation; returns the status it had."""
+    was = conversation.status
+    conversation.status = Status.CLOSED
+    conversation.closed_at = now
+    conversation.closed_by = by
+    conversation.save(update_fields=["status", "closed_at", "closed_by"])
+    frame = {"type": "conversation.closed", "conversation": conversation.id, "by": by}
+    groups = [realtime.visitor_group(conversation.visitor_id)]
+    if conversation.agent_id is not None:
+        groups.append(realtime.agent_group(conversation.agent_id))
+    realtime.broadcast_on_commit(groups, realtime.frame_event(frame))
+    logger.info("conversation %s closed by %s", conversation.id, by)
+    return was
+
+
+def _after_close(conversation: Conversation, *, was_status: str) -> None:
+    if was_status == Status.ACTIVE:
+        # A slot freed: the oldest queued conversation this agent serves takes it.
+        assign_queued(site_ids=selectors.agent_site_ids(conversation.agent_id))
+    else:
+        # Everyone behind it moved up one.
+        _broadcast_queue(conversation.site_id)
+
+
+def requeue_lapsed_agents(*, now: datetime | None = None) -> list[int]:
+    """Put back at the front of the queue the chats of agents whose heartbeat lapsed
+    longer ago than the grace period, with a system message to the visitor."""
+    now = now or timezone.now()
+    cutoff = selectors.heartbeat_cutoff(now) - timezone.timedelta(
+        seconds=settings.SUPPORTDESK_AGENT_GRACE
+    )
+    lapsed = Conversation.objects.filter(status=Status.ACTIVE).filter(
+        Q(agent__last_heartbeat__lt=cutoff) | Q(agent__last_heartbeat__isnull=True)
+    )
+    requeued = []
+    for conversation_id in lapsed.values_list("id", flat=True):
+        with transaction.atomic():
+            # Race: the agent may come back, or another worker's sweep may requeue the
+            # same chat; the row lock and the re-check under it make it happen once.
+            conversation = (
+                Conversation.objects.select_for_update()
+                .filter(pk=conversation_id, status=Status.ACTIVE)
+                .filter(Q(agent__last_heartbeat__lt=cutoff) | Q(agent__last_heartbeat__isnull=True))
+                .first()
+            )
+            if conversation is None:
+                continue
+            former_agent_id = conversation.agent_id
+            conversation.status = Status.QUEUED
+            conversation.agent = None
+            conversation.queue_priority = 1
+            conversation.save(update_fields=["status", "agent", "queue_priority"])
+            _append_message(conversation, sender=SenderKind.SYSTEM, body=REQUEUED_TEXT, now=now)
+            frame = {"type": "conversation.requeued", "conversation": conversation.id}
+            realtime.broadcast_on_commit(
+                [realtime.agent_group(former_agent_id)], realtime.frame_event(frame)
+            )
+        requeued.append(conversation.id)
+        logger.warning(
+            "conversation %s requeued: agent %s lost its heartbeat",
+            conversation.id,
+            former_agent_id,
+        )
+    for site_id in set(
+        Conversation.objects.filter(pk__in=requeued).values_list("site_id", flat=True)
+    ):
+        _broadcast_queue(site_id)
+    return requeued
+
+
+def close_idle_conversations(*, now: datetime | None = None) -> list[int]:
+    """Close open conversations nobody wrote in, and whose visitor has not been seen,
+    for the inactivity timeout, with a system message."""
+    now = now or timezone.now()
+    cutoff = now - timezone.timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT)
+    idle = Q(status__in=Conversation.OPEN_STATUSES, last_activity_at__lt=cutoff) & Q(
+        visitor__last_seen__lt=cutoff
+    )
+    closed = []
+    for conversation_id in Conversation.objects.filter(idle).values_list("id", flat=True):
+        with transaction.atomic():
+            conversation = (
+                Conversation.objects.select_for_update().filter(idle, pk=conversation_id).first()
+            )
+            if conversation is None:
+                continue
+            _append_message(conversation, sender=SenderKind.SYSTEM, body=IDLE_CLOSED_TEXT, now=now)
+            was = _close(conversation, by=SenderKind.SYSTEM, now=now)
+        _after_close(conversation, was_status=was)
+        closed.append(conversation.id)
+    return closed
+
+
+def sweep(*, now: datetime | None = None) -> None:
+    """Periodic upkeep, safe to run on every worker at once."""
+    now = now or timezone.now()
+    requeue_lapsed_agents(now=now)
+    close_idle_conversations(now=now)
+    # Anything still queued while an agent has room (a worker died mid-routing).
+    assign_queued(now=now)
+
+
+# --- messages -------------------------------------------------------------------
+
+
+def _existing_message(conversation: Conversation, client_msg_id: str) -> Message | None:
+    return Message.objects.filter(conversation=conversation, client_msg_id=client_msg_id).first()
+
+
+def _append_message(
+    conversation: Conversation,
+    *,
+    sender: str,
+    body: str,
+    now: datetime,
+    client_msg_id: str | None = None,
+    sender_agent_id: int | None = None,
+    origin_channel: str | None = None,
+) -> dict:
+    """Append to a conversation whose row the caller has locked; returns the wire dict.
+
+    The row lock taken by the caller is what makes `seq` gapless and ordered: two
+    workers appending at once queue on it, and each reads the other's last_seq.
+    """
+    conversation.last_seq += 1
+    conversation.last_activity_at = now
+    fields = ["last_seq", "last_activity_at"]
+    if sender == SenderKind.VISITOR:
+        conversation.agent_unread += 1
+        fields.append("agent_unread")
+    elif sender == SenderKind.AGENT:
+        # Answering means having read everything before the answer.
+        conversation.agent_read_seq = conversation.last_seq
+        conversation.agent_unread = 0
+        fields += ["agent_read_seq", "agent_unread"]
+    conversation.save(update_fields=fields)
+    message = Message.objects.create(
+        conversation=conversation,
+        seq=conversation.last_seq,
+        sender=sender,
+        sender_agent_id=sender_agent_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        created_at=now,
+    )
+    wire = selectors.message_dict(message)
+    groups = [realtime.visitor_group(conversation.visitor_id)]
+    if conversation.agent_id is not None:
+        groups.append(realtime.agent_group(conversation.agent_id))
+    realtime.broadcast_on_commit(
+        groups, realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel)
+    )
+    return wire

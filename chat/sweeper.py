@@ -1,0 +1,45 @@
+"""Per-worker upkeep: requeue chats of vanished agents, close idle chats, drain stranded queues.
+
+Every worker runs one; each step re-checks its condition under a row lock, so running
+it on all workers at once does each piece of work once. A worker owns nothing here:
+it acts only on what the database says is due.
+"""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from . import realtime, services
+
+logger = logging.getLogger(__name__)
+
+_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def ensure_running() -> None:
+    """Start this event loop's sweeper once (called as sockets connect)."""
+    interval = settings.SUPPORTDESK_SWEEP_INTERVAL
+    if interval <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    task = _tasks.get(loop)
+    if task is None or task.done():
+        _tasks[loop] = loop.create_task(_run(interval))
+
+
+async def _run(interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            with realtime.Outbox() as events:
+                try:
+                    await database_sync_to_async(services.sweep)()
+                finally:
+                    await realtime.flush(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A database or Redis outage must not kill the loop: try again next time.
+            logger.exception("sweep failed")

@@ -1,0 +1,194 @@
+"""Project settings, read once from the environment.
+
+Environment: DATABASE_URL (default: a SQLite file), REDIS_URL (set: channels-redis
+layer; unset: in-memory layer, one process only), SECRET_KEY, ALLOWED_HOSTS, DEBUG,
+plus the SUPPORTDESK_* tunables below.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+DEBUG = _env_bool("DEBUG", False)
+# The fallback key is only good for development: `check --deploy` flags its prefix.
+SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-supportdesk-development-only"
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+    "agents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "supportdesk.urls"
+ASGI_APPLICATION = "supportdesk.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=600,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE takes SQLite's write lock at BEGIN, so two workers' read-then-write
+        # transactions (seq allocation, routing) queue up instead of failing to upgrade.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests that run daphne processes need a file, never SQLite's in-memory database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("SQLITE_TEST_NAME") or str(BASE_DIR / "test-db.sqlite3")
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+# "pubsub" (one PUBLISH per group send, nothing to drop at a capacity) or "core"
+# (channels-redis' list-based layer); see docs/deploy.md for the measurement.
+CHANNEL_LAYER_KIND = os.environ.get("SUPPORTDESK_CHANNEL_LAYER", "pubsub")
+if REDIS_URL:
+    _redis_host = {
+        "address": REDIS_URL,
+        # redis-py 8 defaults socket_timeout to 5 s, the same as the core layer's
+        # blocking read, which makes idle consumers time out; set both explicitly.
+        "socket_timeout": 15,
+        "socket_connect_timeout": 3,
+        "health_check_interval": 15,
+        # redis-py 8 raises MaxConnectionsError past the pool size instead of
+        # waiting; the pub/sub layer uses one connection per shard, the core layer
+        # one per concurrent command, so the bound is the core layer's.
+        "max_connections": 1000,
+    }
+    if CHANNEL_LAYER_KIND == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [_redis_host], "capacity": 1000, "expiry": 30},
+            }
+        }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [_redis_host]},
+            }
+        }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/agent/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Production hardening; `manage.py check --deploy` is clean with DEBUG=0, a real
+# SECRET_KEY and HTTPS in front.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = 0 if DEBUG else 31536000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# --- supportdesk tunables (seconds unless named otherwise) ---
+# An agent is routed new chats only while its heartbeat is younger than this.
+SUPPORTDESK_HEARTBEAT_TIMEOUT = _env_float("SUPPORTDESK_HEARTBEAT_TIMEOUT", 30)
+# How often a connected agent socket refreshes its heartbeat.
+SUPPORTDESK_HEARTBEAT_INTERVAL = _env_float("SUPPORTDESK_HEARTBEAT_INTERVAL", 10)
+# An away/offline agent keeps its open chats this long before they are re-queued.
+SUPPORTDESK_AGENT_GRACE = _env_float("SUPPORTDESK_AGENT_GRACE", 60)
+# An open conversation nobody wrote in for this long is closed by the system.
+SUPPORTDESK_INACTIVITY_TIMEOUT = _env_float("SUPPORTDESK_INACTIVITY_TIMEOUT", 30 * 60)
+# How often each worker sweeps for lapsed agents, idle chats and stranded queues.
+SUPPORTDESK_SWEEP_INTERVAL = _env_float("SUPPORTDESK_SWEEP_INTERVAL", 5)
+# Token buckets per socket: (burst, frames per second).
+SUPPORTDESK_VISITOR_RATE = (
+    int(os.environ.get("SUPPORTDESK_VISITOR_BURST", 30)),
+    _env_float("SUPPORTDESK_VISITOR_RATE", 5),
+)
+SUPPORTDESK_AGENT_RATE = (
+    int(os.environ.get("SUPPORTDESK_AGENT_BURST", 120)),
+    _env_float("SUPPORTDESK_AGENT_RATE", 30),
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
