@@ -365,7 +365,7 @@ class AgentConsumer(ChatConsumer):
             conversation = protocol.conversation_id(frame)
             after_seq = protocol.non_negative_int(frame, "after_seq", default=0)
             reply = await self.call(
-                self._sync,
+                self._sync_reply,
                 agent_id=self.agent_id,
                 conversation_id=conversation,
                 after_seq=after_seq,
@@ -390,7 +390,7 @@ class AgentConsumer(ChatConsumer):
             await self.call(services.heartbeat, agent_id=self.agent_id)
 
     @staticmethod
-    def _sync(*, agent_id: int, conversation_id: int, after_seq: int) -> dict:
+    def _sync_reply(*, agent_id: int, conversation_id: int, after_seq: int) -> dict:
         conversation = selectors.conversation_for_agent(agent_id, conversation_id)
         return {
             "type": "sync",

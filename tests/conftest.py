@@ -1,0 +1,88 @@
+"""Shared fixtures: the personas (site acme, agents alice cap 2 and bob cap 1, visitors
+v1..v3) and a capture of what the services broadcast."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from agents.models import AgentProfile
+from chat import realtime, services
+from chat.models import Site, Visitor
+
+
+@pytest.fixture(autouse=True)
+def _quiet_background(settings):
+    # No sweeper task inside test processes: tests call services.sweep() themselves.
+    settings.SUPPORTDESK_SWEEP_INTERVAL = 0
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@dataclass
+class Personas:
+    acme: Site
+    alice: AgentProfile
+    bob: AgentProfile
+    v1: Visitor
+    v2: Visitor
+    v3: Visitor
+    tokens: dict[str, str]
+
+    def token(self, visitor: Visitor) -> str:
+        return self.tokens[visitor.pk]
+
+
+def make_agent(username: str, capacity: int, *, available: bool = True) -> AgentProfile:
+    user = get_user_model().objects.create_user(username, password=f"{username}-pass")
+    return AgentProfile.objects.create(
+        user=user,
+        display_name=username.capitalize(),
+        capacity=capacity,
+        status=AgentProfile.Status.AVAILABLE if available else AgentProfile.Status.AWAY,
+        last_heartbeat=timezone.now() if available else None,
+    )
+
+
+def make_visitor(site: Site) -> tuple[Visitor, str]:
+    return services.create_visitor_session(site_key=site.key, visitor_token=None)
+
+
+@pytest.fixture
+def personas(db) -> Personas:
+    acme = Site.objects.create(name="acme", allowed_origins=["https://acme.example"])
+    alice = make_agent("alice", 2)
+    bob = make_agent("bob", 1)
+    visitors = [make_visitor(acme) for _ in range(3)]
+    return Personas(
+        acme=acme,
+        alice=alice,
+        bob=bob,
+        v1=visitors[0][0],
+        v2=visitors[1][0],
+        v3=visitors[2][0],
+        tokens={v.pk: token for v, token in visitors},
+    )
+
+
+class Broadcasts(list):
+    """(group, event) pairs, in the order the services broadcast them."""
+
+    def frames(self, group: str, frame_type: str | None = None) -> list[dict]:
+        return [
+            event["frame"]
+            for g, event in self
+            if g == group
+            and event["type"] == realtime.FRAME_EVENT
+            and (frame_type is None or event["frame"]["type"] == frame_type)
+        ]
+
+
+@pytest.fixture
+def capture_broadcasts():
+    """Collect broadcasts instead of sending them. Use with transactional tests
+    (`@pytest.mark.django_db(transaction=True)`): broadcasts happen only on commit."""
+    events = Broadcasts()
+    token = realtime._outbox.set(events)
+    yield events
+    realtime._outbox.reset(token)
