@@ -51,7 +51,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """What visitor and agent sockets share: limits, error replies, service calls."""
 
     frame_types: frozenset[str] = frozenset()
-    rate: tuple[int, float] = (30, 5.0)
+    # Name of the (burst, frames per second) setting for this kind of socket.
+    rate_setting = "SUPPORTDESK_VISITOR_RATE"
+    joined: set[str]
 
     async def dispatch(self, message: dict) -> None:
         # Channels 4.2+ hops into the database thread before every event to close
@@ -64,8 +66,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message: dict) -> None:
-        self.bucket = protocol.TokenBucket(*self.rate)
-        self.joined: set[str] = set()
+        self.bucket = protocol.TokenBucket(*getattr(settings, self.rate_setting))
+        self.joined = set()
         sweeper.ensure_running()
         await super().websocket_connect(message)
 
@@ -144,15 +146,14 @@ class VisitorConsumer(ChatConsumer):
     """`/ws/visitor/`: one browser tab of one visitor."""
 
     frame_types = protocol.VISITOR_FRAME_TYPES
+    visitor_id: int | None = None
+    last_touch = 0.0
+    # (conversation id, last seq sent in `ready`): broadcasts already covered by
+    # `ready` are not sent again.
+    ready_through: tuple[int, int] | None = None
 
     async def connect(self) -> None:
-        self.visitor_id: int | None = None
-        self.last_touch = 0.0
-        # (conversation id, last seq sent in `ready`): broadcasts already covered by
-        # `ready` are not sent again.
-        self.ready_through: tuple[int, int] | None = None
-        self.rate = settings.SUPPORTDESK_VISITOR_RATE
-        self.bucket = protocol.TokenBucket(*self.rate)
+        # The Origin check needs the site, so it happens at `hello` (close 4403).
         await self.accept()
 
     async def receive_frame(self, text_data: str | None) -> None:
@@ -251,6 +252,9 @@ class AgentConsumer(ChatConsumer):
     """`/ws/agent/`: one dashboard tab of one signed-in agent."""
 
     frame_types = protocol.AGENT_FRAME_TYPES
+    rate_setting = "SUPPORTDESK_AGENT_RATE"
+    agent_id: int | None = None
+    heartbeat_task: asyncio.Task | None = None
 
     async def websocket_connect(self, message: dict) -> None:
         # Agent sockets carry the session cookie: only the app's own pages may open
@@ -264,10 +268,6 @@ class AgentConsumer(ChatConsumer):
         await super().websocket_connect(message)
 
     async def connect(self) -> None:
-        self.agent_id: int | None = None
-        self.heartbeat_task: asyncio.Task | None = None
-        self.rate = settings.SUPPORTDESK_AGENT_RATE
-        self.bucket = protocol.TokenBucket(*self.rate)
         await self.accept()
         user = self.scope.get("user")
         agent = None

@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -21,12 +22,28 @@ def hash_token(token: str) -> str:
 
 
 class Site(models.Model):
+    class WidgetPosition(models.TextChoices):
+        RIGHT = "right", "Bottom right"
+        LEFT = "left", "Bottom left"
+
     name = models.CharField(max_length=200)
     key = models.CharField(max_length=64, unique=True, default=new_site_key, editable=False)
     # Exact origins ("https://shop.example") allowed to embed the widget.
     allowed_origins = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # How the widget looks on this site.
+    widget_color = models.CharField(
+        max_length=7,
+        default="#2456d6",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #2456d6.")],
+    )
+    widget_greeting = models.CharField(
+        max_length=200, default="Hi! How can we help you today?", blank=True
+    )
+    widget_position = models.CharField(
+        max_length=5, choices=WidgetPosition.choices, default=WidgetPosition.RIGHT
+    )
 
     def __str__(self) -> str:
         return self.name

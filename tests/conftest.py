@@ -86,3 +86,9 @@ def capture_broadcasts():
     token = realtime._outbox.set(events)
     yield events
     realtime._outbox.reset(token)
+
+
+def pytest_collection_modifyitems(items):
+    # Browser tests run last: sync Playwright needs DJANGO_ALLOW_ASYNC_UNSAFE, which
+    # must not leak into the tests that check Django's async safety.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
