@@ -3,7 +3,9 @@
 import json
 import logging
 
-from django.db import connection
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -55,10 +57,33 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database reachable? (Redis is checked by issue-5 work.)"""
+    """For the proxy: 200 when the database (and Redis, when configured) answer, else 503."""
+    checks = {"database": _check_database()}
+    if settings.REDIS_URL:
+        checks["redis"] = _check_redis(settings.REDIS_URL)
+    healthy = all(result == "ok" for result in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
+    )
+
+
+def _check_database() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except Exception as exc:
-        return JsonResponse({"status": "unavailable", "database": str(exc)[:200]}, status=503)
-    return JsonResponse({"status": "ok"})
+    except DatabaseError as exc:
+        logger.error("healthz: database unavailable: %s", exc)
+        return "unavailable"
+    return "ok"
+
+
+def _check_redis(url: str) -> str:
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        logger.error("healthz: redis unavailable: %s", exc)
+        return "unavailable"
+    finally:
+        client.close()
+    return "ok"
