@@ -279,6 +279,19 @@ def close_by_agent(*, agent_id: int, conversation_id: int) -> None:
     _after_close(conversation, was_status=was)
 
 
+def close_by_admin(*, conversation_id: int) -> None:
+    """Close any open conversation (queued or active) on an operator's behalf, e.g. from
+    the admin; both sides are told `by: "system"` and a freed slot goes to the queue."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conversation is None:
+            raise NotFound
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        was = _close(conversation, by=SenderKind.SYSTEM, now=timezone.now())
+    _after_close(conversation, was_status=was)
+
+
 def set_presence(*, agent_id: int, status: str, origin_channel: str | None = None) -> str:
     """Switch an agent between available and away; available agents take queued chats."""
     now = timezone.now()
@@ -450,18 +463,28 @@ def requeue_lapsed_agents(*, now: datetime | None = None) -> list[int]:
     cutoff = selectors.heartbeat_cutoff(now) - timezone.timedelta(
         seconds=settings.SUPPORTDESK_AGENT_GRACE
     )
-    lapsed = Conversation.objects.filter(status=Status.ACTIVE).filter(
+    lapsed = Q(status=Status.ACTIVE) & (
         Q(agent__last_heartbeat__lt=cutoff) | Q(agent__last_heartbeat__isnull=True)
     )
+    return _requeue_where(lapsed, now=now, reason="lost its heartbeat")
+
+
+def release_agent(*, agent_id: int) -> list[int]:
+    """Requeue, at once, every active chat of an agent who is being removed."""
+    mine = Q(status=Status.ACTIVE, agent_id=agent_id)
+    return _requeue_where(mine, now=timezone.now(), reason="was removed")
+
+
+def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
     requeued = []
-    for conversation_id in lapsed.values_list("id", flat=True):
+    for conversation_id in Conversation.objects.filter(condition).values_list("id", flat=True):
         with transaction.atomic():
             # Race: the agent may come back, or another worker's sweep may requeue the
             # same chat; the row lock and the re-check under it make it happen once.
+            # of=("self",) keeps the join to the agent row out of the lock.
             conversation = (
-                Conversation.objects.select_for_update()
-                .filter(pk=conversation_id, status=Status.ACTIVE)
-                .filter(Q(agent__last_heartbeat__lt=cutoff) | Q(agent__last_heartbeat__isnull=True))
+                Conversation.objects.select_for_update(of=("self",))
+                .filter(condition, pk=conversation_id)
                 .first()
             )
             if conversation is None:
@@ -478,14 +501,14 @@ def requeue_lapsed_agents(*, now: datetime | None = None) -> list[int]:
             )
         requeued.append(conversation.id)
         logger.warning(
-            "conversation %s requeued: agent %s lost its heartbeat",
-            conversation.id,
-            former_agent_id,
+            "conversation %s requeued: agent %s %s", conversation.id, former_agent_id, reason
         )
     for site_id in set(
         Conversation.objects.filter(pk__in=requeued).values_list("site_id", flat=True)
     ):
         _broadcast_queue(site_id)
+        # Someone else may have room for it right now.
+        assign_queued(site_ids=[site_id], now=now)
     return requeued
 
 

@@ -6,6 +6,7 @@ plus the SUPPORTDESK_* tunables below.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -90,9 +91,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # Tests that run daphne processes need a file, never SQLite's in-memory database.
+    # A file, never SQLite's in-memory database (the consumers' database thread must
+    # see what the test wrote), and one per test run so parallel runs don't collide.
     DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("SQLITE_TEST_NAME") or str(BASE_DIR / "test-db.sqlite3")
+        "NAME": os.environ.get("SQLITE_TEST_NAME")
+        or str(Path(tempfile.gettempdir()) / f"supportdesk-test-{os.getpid()}.sqlite3")
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -144,7 +147,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# From the environment so test servers can collect into a throwaway folder.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = DEBUG
 
@@ -170,7 +174,8 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 SUPPORTDESK_HEARTBEAT_TIMEOUT = _env_float("SUPPORTDESK_HEARTBEAT_TIMEOUT", 30)
 # How often a connected agent socket refreshes its heartbeat.
 SUPPORTDESK_HEARTBEAT_INTERVAL = _env_float("SUPPORTDESK_HEARTBEAT_INTERVAL", 10)
-# An away/offline agent keeps its open chats this long before they are re-queued.
+# An agent whose heartbeat lapsed (no socket) keeps its open chats this much longer
+# before they are re-queued. "Away" only stops new chats; current ones stay.
 SUPPORTDESK_AGENT_GRACE = _env_float("SUPPORTDESK_AGENT_GRACE", 60)
 # An open conversation nobody wrote in for this long is closed by the system.
 SUPPORTDESK_INACTIVITY_TIMEOUT = _env_float("SUPPORTDESK_INACTIVITY_TIMEOUT", 30 * 60)

@@ -1,0 +1,85 @@
+"""Admin for agent profiles: who answers chats, for which sites, how many at once.
+
+Presence (status, heartbeat) belongs to the agent's own sockets and is shown read-only;
+capacity and sites are edited here, and a change hands queued chats out at once.
+"""
+
+from django.contrib import admin
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+
+from chat import selectors, services
+from chat.models import Conversation
+
+from .models import AgentProfile
+
+
+@admin.register(AgentProfile)
+class AgentProfileAdmin(admin.ModelAdmin):
+    list_display = [
+        "display_name",
+        "user",
+        "capacity",
+        "active_chats",
+        "status",
+        "last_heartbeat",
+    ]
+    list_filter = ["status", "sites"]
+    list_select_related = ["user"]
+    search_fields = ["display_name", "user__username", "user__email"]
+    fields = [
+        "user",
+        "display_name",
+        "capacity",
+        "sites",
+        "status",
+        "last_heartbeat",
+        "last_assigned_at",
+    ]
+    filter_horizontal = ["sites"]
+    autocomplete_fields = ["user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _active_chats=Count(
+                    "conversations",
+                    filter=Q(conversations__status=Conversation.Status.ACTIVE),
+                )
+            )
+        )
+
+    @admin.display(description="active chats", ordering="_active_chats")
+    def active_chats(self, agent: AgentProfile) -> int:
+        return agent._active_chats
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # An admin's "available" would not reach the agent's dashboard and a stale
+        # heartbeat would still keep the agent unrouted: presence is the agent's to set.
+        readonly = ["status", "last_heartbeat", "last_assigned_at"]
+        return readonly if obj is None else ["user", *readonly]
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Deleting a profile sets its conversations' agent to NULL, which an active
+        # conversation may not have (the database refuses it): close them first.
+        if obj is not None and obj.conversations.filter(status=Conversation.Status.ACTIVE).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        # The bulk delete skips the per-agent check above.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        agent_id = form.instance.pk
+        # A raised capacity or a new site frees slots for the queue, as create_agent does.
+        # The admin saves in one transaction; route once it has committed.
+        transaction.on_commit(
+            lambda: services.assign_queued(site_ids=selectors.agent_site_ids(agent_id))
+        )
