@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 # How often a visitor socket's pings may refresh the visitor's last_seen.
 VISITOR_TOUCH_EVERY = 60.0
+# A visitor socket that has not said hello by then is closed (4400): an open socket
+# that never identifies itself only costs memory.
+HELLO_TIMEOUT = 10.0
 
 
 def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError | None:
@@ -76,9 +79,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.joined.add(group)
 
     async def disconnect(self, code: int) -> None:
-        for group in self.joined:
+        # A socket refused at the handshake (agent Origin check) never ran
+        # websocket_connect's setup, but the server still reports its disconnect.
+        for group in getattr(self, "joined", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
-        self.joined.clear()
+        self.joined = set()
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
@@ -151,10 +156,24 @@ class VisitorConsumer(ChatConsumer):
     # (conversation id, last seq sent in `ready`): broadcasts already covered by
     # `ready` are not sent again.
     ready_through: tuple[int, int] | None = None
+    hello_deadline: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
         # The Origin check needs the site, so it happens at `hello` (close 4403).
         await self.accept()
+        self.hello_deadline = asyncio.get_running_loop().call_later(
+            HELLO_TIMEOUT, lambda: asyncio.ensure_future(self._hello_timed_out())
+        )
+
+    async def _hello_timed_out(self) -> None:
+        if self.visitor_id is None:
+            logger.info("closing %s: no hello within %s s", self.channel_name, HELLO_TIMEOUT)
+            await self.close(code=protocol.CLOSE_NOT_HELLO)
+
+    async def disconnect(self, code: int) -> None:
+        if self.hello_deadline is not None:
+            self.hello_deadline.cancel()
+        await super().disconnect(code)
 
     async def receive_frame(self, text_data: str | None) -> None:
         if self.visitor_id is None:
@@ -195,7 +214,13 @@ class VisitorConsumer(ChatConsumer):
         await self.join(realtime.visitor_group(visitor.id))
         ready = await database_sync_to_async(selectors.visitor_ready)(visitor, last_seq)
         if ready["conversation"] is not None:
-            self.ready_through = (ready["conversation"]["id"], ready["conversation"]["last_seq"])
+            # Race: a message can commit between reading the conversation row and
+            # reading its messages, so `messages` may reach past `last_seq`; whatever
+            # `ready` carried must not come again as a `message` frame.
+            through = max(
+                [ready["conversation"]["last_seq"], *(m["seq"] for m in ready["messages"])]
+            )
+            self.ready_through = (ready["conversation"]["id"], through)
         await self.send_frame(ready)
 
     @staticmethod

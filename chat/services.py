@@ -376,7 +376,12 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
     conversation.status = Status.ACTIVE
     conversation.agent = agent
     conversation.assigned_at = now
-    conversation.save(update_fields=["status", "agent", "assigned_at"])
+    # A re-queued chat comes to its new agent unread, whatever the last agent read.
+    conversation.agent_read_seq = 0
+    conversation.agent_unread = conversation.messages.filter(sender=SenderKind.VISITOR).count()
+    conversation.save(
+        update_fields=["status", "agent", "assigned_at", "agent_read_seq", "agent_unread"]
+    )
     agent.last_assigned_at = now
     agent.save(update_fields=["last_assigned_at"])
     visitor_copy = {
@@ -404,15 +409,21 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
 def _route_new_conversation(conversation: Conversation, *, now: datetime) -> None:
     assigned = assign_queued(site_ids=[conversation.site_id], now=now)
     if conversation.id not in assigned:
-        # It joined the back of the queue: only its own position is new.
-        _broadcast_queue(conversation.site_id, only=conversation.id)
+        # It joined the queue: its own position is new, and so is everyone's behind it.
+        # Race: `queued_at` is taken before the transaction, so with two workers a
+        # conversation can commit after others queued later than it and land ahead of
+        # them, after they were told their positions; usually nobody is behind it.
+        _broadcast_queue(conversation.site_id, from_conversation=conversation.id)
 
 
-def _broadcast_queue(site_id: int, *, only: int | None = None) -> None:
-    """Tell queued visitors of a site their positions, and agents the queue length."""
+def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> None:
+    """Tell queued visitors of a site their positions (only from `from_conversation`
+    back, if given), and agents the queue length."""
     positions = selectors.queued_positions(site_id)
+    reached = from_conversation is None
     for conversation_id, visitor_id, position in positions:
-        if only is not None and conversation_id != only:
+        reached = reached or conversation_id == from_conversation
+        if not reached:
             continue
         frame = {
             "type": "conversation.queued",

@@ -16,6 +16,8 @@ from chat.models import Site, Visitor
 def _quiet_background(settings):
     # No sweeper task inside test processes: tests call services.sweep() themselves.
     settings.SUPPORTDESK_SWEEP_INTERVAL = 0
+    # Hashing the personas' passwords properly is most of each test's setup time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
