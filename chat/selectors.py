@@ -194,11 +194,16 @@ def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
             "conversation": None,
             "messages": [],
         }
+    summary = visitor_conversation_dict(conversation)
+    messages = messages_after(conversation.id, last_seq)
+    # A message may commit between the two reads: last_seq covers what is sent.
+    if messages:
+        summary["last_seq"] = max(summary["last_seq"], messages[-1]["seq"])
     return {
         "type": "ready",
         "visitor": {"id": visitor.id},
-        "conversation": visitor_conversation_dict(conversation),
-        "messages": messages_after(conversation.id, last_seq),
+        "conversation": summary,
+        "messages": messages,
     }
 
 
