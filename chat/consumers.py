@@ -57,6 +57,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Name of the (burst, frames per second) setting for this kind of socket.
     rate_setting = "SUPPORTDESK_VISITOR_RATE"
     joined: set[str]
+    closing = False
 
     async def dispatch(self, message: dict) -> None:
         # Channels 4.2+ hops into the database thread before every event to close
@@ -96,7 +97,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             finally:
                 await realtime.flush(events)
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closing = True
+        await super().close(code=code, reason=reason)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            # Frames already in flight when we closed are not acted on or answered.
+            return
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > protocol.MAX_FRAME_BYTES:
             logger.info("closing %s: %d-byte frame", self.channel_name, size)

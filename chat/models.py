@@ -3,13 +3,19 @@
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
 
 def new_site_key() -> str:
-    return secrets.token_urlsafe(24)
+    # Never starting with "-": operators pass it as `create_agent --site KEY`, where
+    # argparse would read such a key as an option (1 key in 64 otherwise).
+    while True:
+        key = secrets.token_urlsafe(24)
+        if not key.startswith("-"):
+            return key
 
 
 def new_visitor_token() -> str:
@@ -43,6 +49,14 @@ class Site(models.Model):
     )
     widget_position = models.CharField(
         max_length=5, choices=WidgetPosition.choices, default=WidgetPosition.RIGHT
+    )
+    # `manage.py purge_transcripts` deletes this site's closed conversations older than
+    # this; empty keeps them forever.
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Delete closed conversations this many days after they closed "
+        "(manage.py purge_transcripts). Empty keeps them forever.",
     )
 
     def __str__(self) -> str:
@@ -126,6 +140,8 @@ class Conversation(models.Model):
             models.Index(fields=["agent", "status"], name="conversation_agent_load"),
             models.Index(fields=["visitor", "-created_at"], name="conversation_latest"),
             models.Index(fields=["status", "last_activity_at"], name="conversation_idle"),
+            # Analytics and transcript filters select conversations by when they started.
+            models.Index(fields=["created_at"], name="conversation_created"),
         ]
 
     def __str__(self) -> str:
@@ -166,3 +182,89 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.sender}: {self.body[:40]}"
+
+
+class ConversationRating(models.Model):
+    """The visitor's verdict on a chat (CSAT, 1 to 5), at most one per conversation."""
+
+    conversation = models.OneToOneField(
+        Conversation, on_delete=models.CASCADE, related_name="rating"
+    )
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__gte=1, score__lte=5), name="rating_score_1_to_5"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.score}/5 for conversation #{self.conversation_id}"
+
+
+class AuditLogEntry(models.Model):
+    """Who did what to which record: transcripts viewed or exported, data purged or
+    erased. Append-only; it names records by type and id and never copies their content,
+    so erasing a visitor leaves nothing of them here."""
+
+    class Action(models.TextChoices):
+        VIEWED = "viewed"
+        EXPORTED = "exported"
+        PURGED = "purged"
+        ERASED = "erased"
+
+    # NULL for management commands; `actor_label` keeps the name after a user is deleted.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    object_type = models.CharField(max_length=50)
+    # Empty for entries about many records (an export); `details` then lists them.
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+            models.Index(fields=["-created_at"], name="audit_recent"),
+        ]
+
+    def __str__(self) -> str:
+        target = f"{self.object_type} #{self.object_id}" if self.object_id else self.object_type
+        return f"{self.actor_label} {self.action} {target}"
+
+    @classmethod
+    def record(
+        cls,
+        *,
+        action: str,
+        object_type: str,
+        object_id: object = "",
+        actor=None,
+        actor_label: str = "",
+        details: dict | None = None,
+    ) -> "AuditLogEntry":
+        """One entry; `actor` is a user (e.g. `request.user`), or None with a label
+        such as "manage.py purge_transcripts"."""
+        if actor is not None and not actor_label:
+            actor_label = actor.get_username()
+        return cls.objects.create(
+            actor=actor,
+            actor_label=actor_label or "system",
+            action=action,
+            object_type=object_type,
+            object_id="" if object_id in ("", None) else str(object_id),
+            details=details or {},
+        )
