@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SHOP_PORT ?= 8001
 export DJANGO_SETTINGS_MODULE := supportdesk.settings
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run screenshots test lint format clean cluster chaos
 
 setup: $(VENV)/.installed
 
@@ -18,11 +19,28 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 run: setup
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
-	DEBUG=1 $(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	DEBUG=1 $(BIN)/daphne -b $(HOST) -p $(PORT) --websocket-max-message-size 131072 supportdesk.asgi:application
+	DEBUG=1 $(BIN)/python manage.py serve_demo --host $(HOST) --port $(PORT) --shop-port $(SHOP_PORT)
+
+# Browser screenshots (tests named *screenshot*) written to docs/screenshots/.
+screenshots: setup
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -k screenshot tests/
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The production shape: WORKERS daphne workers on consecutive ports from BASE_PORT, one
+# Redis (REDIS_URL, required for more than one worker) and one database (DATABASE_URL).
+WORKERS ?= 2
+BASE_PORT ?= 8001
+cluster: setup
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput
+	$(BIN)/python manage.py run_cluster --workers $(WORKERS) --base-port $(BASE_PORT)
+
+# Fault tests on real processes (workers killed, Redis and PostgreSQL restarted, slow
+# clients, churn); skipped by `make test`. PostgreSQL restarts need root.
+chaos: setup
+	RUN_CHAOS=1 $(BIN)/python -m pytest -m chaos
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,8 +1,11 @@
 from django.urls import path
 
-from . import views
+from . import views, widget_views
 
 urlpatterns = [
     path("api/v1/visitor-sessions", views.visitor_sessions, name="visitor-sessions"),
     path("healthz", views.healthz, name="healthz"),
+    path("widget.js", widget_views.widget_js, name="widget-js"),
+    path("widget/config/<str:site_key>/", widget_views.widget_config, name="widget-config"),
+    path("widget/frame/<str:site_key>/", widget_views.widget_frame, name="widget-frame"),
 ]

@@ -1,0 +1,167 @@
+"""The embeddable widget: the loader script site owners paste, the launcher's look, and
+the chat frame page the loader opens (the only page of ours another origin may embed)."""
+
+import hashlib
+import re
+from functools import cache
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.http import require_GET
+
+from supportdesk import csp
+
+from . import origins, selectors
+from .models import Site
+
+DARK_INK = "#111111"
+DEFAULT_COLOUR = Site._meta.get_field("widget_color").default
+HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+LOADER_PATH = Path(settings.BASE_DIR) / "static" / "widget" / "loader.js"
+# Sites embed an unversioned URL forever: browsers keep the loader a few minutes and
+# then revalidate it cheaply (ETag), so a fix reaches every site within the hour.
+LOADER_CACHE = "public, max-age=300, stale-while-revalidate=3600"
+# An origin as `create_site` and the admin store it. Anything else (a stray space or
+# `;`) would change the meaning of the CSP header, so it is left out rather than quoted.
+CSP_ORIGIN = re.compile(r"https?://([a-z0-9.\-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+
+
+# Outside string literals: a comment line, or blanks next to punctuation.
+JS_STRING = re.compile(r"""('(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""")
+JS_BLOCK_COMMENT = re.compile(r"^[ \t]*/\*.*?\*/[ \t]*\n", re.S | re.M)
+JS_PUNCTUATION_BLANKS = re.compile(r"[ \t]*([-=(){}\[\],;:+?<>&|!*%])[ \t]*")
+
+
+def compact_js(source: str) -> str:
+    """The loader as served: its readable source without comments, indentation and the
+    blanks around punctuation. Line breaks stay, so automatic semicolon insertion reads
+    it exactly as the source. The source keeps to what this can see: comments on lines
+    of their own, no template literals, no quote or blank inside a regex literal, and no
+    `a - -b` or `a + +b`."""
+    source = JS_BLOCK_COMMENT.sub("", source)
+    lines = (line.strip() for line in source.splitlines())
+    source = "\n".join(line for line in lines if line and not line.startswith("//")) + "\n"
+    parts = JS_STRING.split(source)
+    # split() with one group alternates code, string, code, ...: only code is touched.
+    parts[::2] = [JS_PUNCTUATION_BLANKS.sub(r"\1", code) for code in parts[::2]]
+    return "".join(parts)
+
+
+@cache
+def _loader_cached() -> tuple[bytes, str]:
+    return _read_loader()
+
+
+def _read_loader() -> tuple[bytes, str]:
+    body = compact_js(LOADER_PATH.read_text(encoding="utf-8")).encode()
+    return body, hashlib.sha256(body).hexdigest()[:32]
+
+
+def loader_source() -> tuple[bytes, str]:
+    """The loader's bytes and ETag; read once per process, except while developing."""
+    return _read_loader() if settings.DEBUG else _loader_cached()
+
+
+@require_GET
+def widget_js(request: HttpRequest) -> HttpResponse:
+    body, digest = loader_source()
+    etag = f'"{digest}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
+    response["ETag"] = etag
+    response["Cache-Control"] = LOADER_CACHE
+    # Host pages that isolate themselves (COEP: require-corp) may still load it.
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+def _enabled_site(site_key: str) -> Site:
+    try:
+        return selectors.enabled_site(site_key)
+    except (selectors.NotFound, selectors.SiteDisabled):
+        raise Http404("No such site, or it is disabled.") from None
+
+
+def _luminance(hex_colour: str) -> float:
+    """WCAG relative luminance of `#rrggbb`."""
+    channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def ink_for(background: str) -> str:
+    """White or near-black, whichever contrasts more with the site's colour, so text and
+    icons on the brand colour stay readable whatever colour the owner picked."""
+    lum = _luminance(background)
+    on_white = 1.05 / (lum + 0.05)
+    on_dark = (lum + 0.05) / (_luminance(DARK_INK) + 0.05)
+    return "#ffffff" if on_white >= on_dark else DARK_INK
+
+
+def appearance(site: Site) -> dict[str, str]:
+    """The site's widget look, safe to put in CSS: a `#rrggbb` colour (the default if the
+    stored one is malformed), the ink that reads on it, and `left` or `right`."""
+    colour = site.widget_color if HEX_COLOUR.fullmatch(site.widget_color or "") else DEFAULT_COLOUR
+    side = "left" if site.widget_position == Site.WidgetPosition.LEFT else "right"
+    return {"color": colour.lower(), "ink": ink_for(colour), "position": side}
+
+
+def frame_ancestors(site: Site) -> list[str]:
+    """The site's allowed origins, exactly; `'none'` when it has none."""
+    allowed = [o for o in site.allowed_origins if isinstance(o, str) and CSP_ORIGIN.fullmatch(o)]
+    return allowed or ["'none'"]
+
+
+@require_GET
+def widget_config(request: HttpRequest, site_key: str) -> JsonResponse:
+    """What the loader needs before any frame exists: the launcher's colour and side.
+
+    Read cross-origin by the loader. Only the site's own origins get an answer a browser
+    lets them read, so a copied embed tag on another site shows no launcher at all (the
+    frame's `frame-ancestors` is what actually keeps the chat off such pages).
+    """
+    site = _enabled_site(site_key)
+    origin = request.headers.get("Origin")
+    if origin is not None and not origins.visitor_origin_allowed(
+        origin, request.get_host(), site.allowed_origins
+    ):
+        response = JsonResponse({"error": "forbidden", "detail": "Origin not allowed."}, status=403)
+    else:
+        response = JsonResponse(appearance(site))
+        if origin is not None:
+            response["Access-Control-Allow-Origin"] = origin
+    response["Vary"] = "Origin"
+    response["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@require_GET
+@xframe_options_exempt  # framed by design; CSP frame-ancestors decides who may embed it
+def widget_frame(request: HttpRequest, site_key: str) -> HttpResponse:
+    site = _enabled_site(site_key)
+    config = {
+        "site_key": site.key,
+        "name": site.name,
+        **appearance(site),
+        "greeting": site.widget_greeting,
+        "allowed_origins": site.allowed_origins,
+        "sessions_url": reverse("visitor-sessions"),
+        "ws_path": "/ws/visitor/",
+    }
+    response = render(request, "widget/frame.html", {"site": site, "config": config})
+    response["Cache-Control"] = "no-cache"
+    return csp.with_csp(
+        response,
+        csp.policy(
+            connect_src=["'self'", *csp.websocket_sources(request)],
+            font_src=["'none'"],
+            form_action=["'none'"],
+            frame_ancestors=frame_ancestors(site),
+        ),
+    )

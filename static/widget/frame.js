@@ -1,0 +1,767 @@
+/* supportdesk widget frame: one visitor's chat over /ws/visitor/ (see docs/protocol.md).
+ *
+ * Promises kept here: nothing missed, nothing doubled (messages keyed by conversation and
+ * seq, own messages by client_msg_id; resume with the gapless last_seq); messages typed
+ * offline wait in a localStorage outbox and go out on reconnect with the same
+ * client_msg_id; text reaches the DOM only through textContent/createTextNode, and links
+ * are <a> elements made for http(s) URLs only. */
+(() => {
+  'use strict';
+
+  const $ = (id) => document.getElementById(id);
+  const cfg = JSON.parse($('sd-config').textContent);
+  const KEY = cfg.site_key;
+  const TOKEN_KEY = 'supportdesk:' + KEY + ':token';
+  const OUTBOX_KEY = 'supportdesk:' + KEY + ':outbox';
+  const ACK_TIMEOUT = 10000; // no ack by then: "Not sent", with Retry
+  const PING_EVERY = 25000;
+  const PONG_TIMEOUT = 10000; // a socket that does not answer a ping is dead
+  const BACKOFF_FIRST = 500;
+  const BACKOFF_MAX = 30000;
+  const TYPING_REPEAT = 4000; // re-send "typing" this often while the visitor types
+  const TYPING_IDLE = 3000; // no keystroke for this long: "stopped typing"
+  const TYPING_SHOWN = 8000; // hide the agent's indicator if its "stopped" got lost
+  const GAP_WAIT = 3000; // a seq gap not filled by then: resume from last_seq
+  const OFFLINE = 'You are offline. Messages will be sent when you are back online.';
+
+  const ui = {
+    log: $('sd-log'),
+    title: $('sd-title'),
+    status: $('sd-status'),
+    avatar: $('sd-avatar'),
+    banner: $('sd-banner'),
+    typing: $('sd-typing'),
+    typingText: $('sd-typing-text'),
+    form: $('sd-form'),
+    input: $('sd-input'),
+    send: $('sd-send'),
+    close: $('sd-close'),
+    end: $('sd-end'),
+  };
+
+  const rootStyle = document.documentElement.style;
+  rootStyle.setProperty('--sd-accent', cfg.color);
+  rootStyle.setProperty('--sd-ink', cfg.ink);
+
+  const load = (key, fallback) => {
+    try {
+      const value = localStorage.getItem(key);
+      return value === null ? fallback : JSON.parse(value);
+    } catch (e) {
+      return fallback;
+    }
+  };
+  const save = (key, value) => {
+    try {
+      if (value === null) localStorage.removeItem(key);
+      else localStorage.setItem(key, JSON.stringify(value));
+    } catch (e) {
+      /* storage blocked: the chat still works for this page view */
+    }
+  };
+  const el = (tag, className, text) => {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const newId = () =>
+    Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
+
+  // --- the page that embeds us ----------------------------------------------------
+  // ancestorOrigins is the browser's word; referrer and the loader's hash are fallbacks
+  // for browsers without it. Only an origin the site allows is ever posted to.
+  const parentOrigin = (() => {
+    if (window.parent === window) return null;
+    let claimed;
+    try {
+      if (location.ancestorOrigins && location.ancestorOrigins.length) {
+        claimed = location.ancestorOrigins[0];
+      } else if (document.referrer) {
+        claimed = new URL(document.referrer).origin;
+      } else {
+        claimed = decodeURIComponent(location.hash.slice(1));
+      }
+    } catch (e) {
+      return null;
+    }
+    return cfg.allowed_origins.includes(claimed) ? claimed : null;
+  })();
+  const toParent = (message) => {
+    if (parentOrigin) window.parent.postMessage(message, parentOrigin);
+  };
+  // Standalone (opened directly) the chat is always on screen; embedded, the loader says.
+  let shown = !parentOrigin;
+  ui.close.hidden = !parentOrigin;
+
+  // --- state ----------------------------------------------------------------------
+  let token = load(TOKEN_KEY, null);
+  let outbox = load(OUTBOX_KEY, []).filter((m) => m && typeof m.id === 'string');
+  let sessionChecked = false;
+  let ws = null;
+  let connecting = false;
+  let live = false; // hello answered by ready
+  let stopped = false; // the site refused us for good
+  let attempt = 0;
+  let resync = false; // next hello asks for everything (last_seq 0)
+  let helloSeq = 0; // the last_seq the current socket's hello asked from
+  const timers = {};
+
+  let conv = null; // {id, status, position, agent} of the latest conversation
+  let latest = 0; // id of the latest conversation seen
+  let seqs = new Set(); // seqs of `latest` seen
+  let lastSeq = 0; // every seq of `latest` up to this one is here: what hello resumes from
+  let topSeq = 0;
+  let theirs = []; // seqs of agent/system messages in `latest`
+  let agentRead = 0; // the agent read `latest` up to this seq
+  let readSent = 0; // we told the server we read up to this seq
+  let readLocal = 0; // what the visitor has had on screen (for the launcher's badge)
+  let unreadPosted = -1;
+  const rows = new Map(); // "conversation:seq" -> row element
+  const own = new Map(); // client_msg_id -> {row, body, state, conv, seq, detail, timer}
+  const noted = new Set(); // conversations whose "ended" note was shown
+  const joined = new Set(); // "conversation:agent" whose "joined" note was shown
+
+  // --- rendering ------------------------------------------------------------------
+  const URL_PATTERN = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+  const TRAILING = /[.,;:!?)\]}]+$/; // punctuation after a URL belongs to the sentence
+
+  const linkify = (text) => {
+    const nodes = [];
+    let last = 0;
+    for (const match of text.matchAll(URL_PATTERN)) {
+      const visible = match[0].replace(TRAILING, '');
+      let href = null;
+      try {
+        const url = new URL(visible);
+        if (url.protocol === 'http:' || url.protocol === 'https:') href = url.href;
+      } catch (e) {
+        href = null;
+      }
+      if (!href) continue;
+      nodes.push(document.createTextNode(text.slice(last, match.index)));
+      const a = el('a', '', visible);
+      a.href = href;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer nofollow';
+      nodes.push(a);
+      last = match.index + visible.length;
+    }
+    nodes.push(document.createTextNode(text.slice(last)));
+    return nodes;
+  };
+
+  const agentName = () => (conv && conv.agent) || 'Support';
+
+  const renderMessage = (sender, body) => {
+    if (sender === 'system') return el('div', 'sd-row sd-sys', body);
+    const mine = sender === 'visitor';
+    const row = el('div', 'sd-row ' + (mine ? 'sd-me' : 'sd-them'));
+    const bubble = el('div', 'sd-bubble');
+    bubble.append(el('span', 'sd-vh', mine ? 'You: ' : agentName() + ': '), ...linkify(body));
+    row.append(bubble);
+    if (mine) row.append(el('div', 'sd-meta'));
+    return row;
+  };
+
+  const compare = (a, b) => a[0] - b[0] || a[1] - b[1];
+  // Rows stay sorted by (conversation, seq); own messages not yet stored stay last.
+  const place = (row) => {
+    row.remove();
+    let next = null;
+    if (row.sdKey) {
+      for (let node = ui.log.lastElementChild; node; node = node.previousElementSibling) {
+        if (node.classList.contains('sd-greeting')) break;
+        if (node.sdKey && compare(node.sdKey, row.sdKey) < 0) break;
+        next = node;
+      }
+    }
+    ui.log.insertBefore(row, next);
+  };
+
+  const nearBottom = () => ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 96;
+  const scrollDown = (force) => {
+    if (force || nearBottom()) ui.log.scrollTop = ui.log.scrollHeight;
+  };
+
+  const setBanner = (text) => {
+    ui.banner.hidden = !text;
+    ui.banner.textContent = text || '';
+  };
+
+  const header = () => {
+    const status = conv ? conv.status : null;
+    const name = status === 'active' && conv.agent ? conv.agent : cfg.name;
+    ui.title.textContent = name;
+    ui.avatar.textContent = (name.trim()[0] || '?').toUpperCase();
+    ui.status.textContent =
+      status === 'queued'
+        ? 'Waiting in queue — you are #' + conv.position
+        : status === 'active'
+          ? 'Support at ' + cfg.name
+          : status === 'closed'
+            ? 'This chat has ended'
+            : 'We usually reply in a few minutes';
+    ui.end.hidden = !(status === 'queued' || status === 'active');
+  };
+
+  // "Sending…", "Not sent · Retry" per message; "Seen" under the last own message the
+  // agent has read, "Sent" under the last one if the agent has not read it yet.
+  const receipts = () => {
+    let lastSent = null;
+    let lastSeen = null;
+    for (const o of own.values()) {
+      if (o.state !== 'sent' || o.conv !== latest) continue;
+      if (!lastSent || o.seq > lastSent.seq) lastSent = o;
+      if (o.seq <= agentRead && (!lastSeen || o.seq > lastSeen.seq)) lastSeen = o;
+    }
+    for (const [id, o] of own) {
+      let text = '';
+      if (o.state === 'pending') text = live ? 'Sending…' : 'Waiting for connection…';
+      else if (o.state === 'failed') text = 'failed';
+      else if (o === lastSeen) text = 'Seen';
+      else if (o === lastSent) text = 'Sent';
+      const key = text === 'failed' ? 'failed:' + o.detail : text;
+      const meta = o.row.querySelector('.sd-meta');
+      if (!meta || meta.dataset.shows === key) continue;
+      meta.dataset.shows = key;
+      meta.className = 'sd-meta' + (text === 'failed' ? ' sd-error' : '');
+      o.row.classList.toggle('sd-pending', o.state === 'pending');
+      if (text !== 'failed') {
+        meta.textContent = text;
+        continue;
+      }
+      const retry = el('button', 'sd-retry', 'Retry');
+      retry.type = 'button';
+      retry.addEventListener('click', () => retrySend(id));
+      meta.replaceChildren('Not sent' + (o.detail ? ': ' + o.detail + ' ' : '. '), retry);
+    }
+  };
+
+  const updateUnread = () => {
+    const count = theirs.filter((seq) => seq > readLocal).length;
+    if (count !== unreadPosted) {
+      unreadPosted = count;
+      toParent({ supportdesk: 'unread', count });
+    }
+  };
+
+  // --- conversations and messages -------------------------------------------------
+  const noteConversation = (id) => {
+    if (id <= latest) return;
+    latest = id;
+    seqs = new Set();
+    lastSeq = topSeq = agentRead = readSent = readLocal = 0;
+    theirs = [];
+  };
+
+  const setConversation = (c) => {
+    if (c) {
+      noteConversation(c.id);
+      if (c.id === latest) {
+        conv = {
+          id: c.id,
+          status: c.status,
+          position: c.queue_position,
+          agent: c.agent ? c.agent.display_name : null,
+        };
+      }
+    } else {
+      conv = null;
+    }
+    header();
+  };
+
+  const seeSeq = (conversation, seq) => {
+    noteConversation(conversation);
+    if (conversation !== latest) return;
+    seqs.add(seq);
+    topSeq = Math.max(topSeq, seq);
+    while (seqs.has(lastSeq + 1)) lastSeq += 1;
+    clearTimeout(timers.gap);
+    // Senders interleave, so seq 7 may arrive before 6; if 6 never comes, resume.
+    if (topSeq > lastSeq) timers.gap = setTimeout(() => dropSocket(), GAP_WAIT);
+  };
+
+  // Add one message (from ready, a message frame or an ack); false if already shown.
+  const addMessage = (m) => {
+    const key = m.conversation + ':' + m.seq;
+    seeSeq(m.conversation, m.seq);
+    if (rows.has(key)) return false;
+    const mine = m.sender === 'visitor' && m.client_msg_id ? own.get(m.client_msg_id) : null;
+    let row;
+    if (mine) {
+      row = mine.row;
+      settle(m.client_msg_id, m.conversation, m.seq);
+    } else {
+      row = renderMessage(m.sender, m.body);
+      if (m.sender === 'visitor') {
+        // Sent from another tab, or before a reload.
+        own.set(m.client_msg_id || 'seq:' + key, {
+          row,
+          body: m.body,
+          state: 'sent',
+          conv: m.conversation,
+          seq: m.seq,
+        });
+      }
+    }
+    row.sdKey = [m.conversation, m.seq];
+    rows.set(key, row);
+    place(row);
+    if (m.conversation === latest && m.sender !== 'visitor') {
+      theirs.push(m.seq);
+      if (m.sender === 'agent') {
+        // Answering means having read everything before the answer.
+        agentRead = Math.max(agentRead, m.seq);
+        hideTyping();
+      }
+    }
+    return true;
+  };
+
+  const settle = (id, conversation, seq) => {
+    const o = own.get(id);
+    if (!o) return;
+    clearTimeout(o.timer);
+    Object.assign(o, { state: 'sent', conv: conversation, seq, detail: '' });
+    outbox = outbox.filter((m) => m.id !== id);
+    save(OUTBOX_KEY, outbox.length ? outbox : null);
+  };
+
+  const addEndedNote = (conversation, by) => {
+    if (noted.has(conversation)) return;
+    noted.add(conversation);
+    const who = by === 'visitor' ? 'You ended the chat.' : by === 'agent' ? agentName() + ' ended the chat.' : 'This chat has ended.';
+    const note = el('div', 'sd-row sd-note');
+    const start = el('button', 'sd-new', 'Start a new chat');
+    start.type = 'button';
+    start.addEventListener('click', startNewChat);
+    note.append(el('p', '', who), start);
+    note.sdKey = [conversation, Infinity];
+    place(note);
+  };
+
+  // "alice joined the chat", after the messages that were there when she did.
+  const addJoined = (conversation, name, after) => {
+    const key = conversation + ':' + name;
+    if (!name || joined.has(key)) return;
+    joined.add(key);
+    const note = el('div', 'sd-row sd-sys', name + ' joined the chat');
+    note.sdKey = [conversation, after + 0.5];
+    place(note);
+  };
+
+  // Clear the ended chat off the screen; the next message opens a new conversation.
+  const startNewChat = () => {
+    for (const node of [...ui.log.children]) {
+      if (node.sdKey) node.remove();
+    }
+    rows.clear();
+    for (const [id, o] of own) if (o.state === 'sent') own.delete(id);
+    theirs = [];
+    conv = null;
+    header();
+    ui.input.focus();
+  };
+
+  const resetView = () => {
+    startNewChat();
+    latest = 0;
+    seqs = new Set();
+    lastSeq = topSeq = agentRead = readSent = readLocal = 0;
+    noted.clear();
+    joined.clear();
+  };
+
+  // --- typing and reading ---------------------------------------------------------
+  const hideTyping = () => {
+    clearTimeout(timers.typingShown);
+    ui.typing.hidden = true;
+  };
+  const showTyping = () => {
+    ui.typingText.textContent = agentName() + ' is typing…';
+    ui.typing.hidden = false;
+    clearTimeout(timers.typingShown);
+    timers.typingShown = setTimeout(hideTyping, TYPING_SHOWN);
+    scrollDown(false);
+  };
+
+  let typingOn = false;
+  let typingSentAt = 0;
+  const canSignal = () => live && conv && conv.status === 'active';
+  const typingInput = () => {
+    if (!canSignal() || !ui.input.value.trim()) return;
+    const now = Date.now();
+    if (!typingOn || now - typingSentAt > TYPING_REPEAT) {
+      sendFrame({ type: 'typing', active: true });
+      typingOn = true;
+      typingSentAt = now;
+    }
+    clearTimeout(timers.typingIdle);
+    timers.typingIdle = setTimeout(stopTyping, TYPING_IDLE);
+  };
+  const stopTyping = () => {
+    clearTimeout(timers.typingIdle);
+    if (typingOn && canSignal()) sendFrame({ type: 'typing', active: false });
+    typingOn = false;
+  };
+
+  const markRead = () => {
+    if (!shown || document.visibilityState !== 'visible') return;
+    readLocal = Math.max(readLocal, topSeq);
+    updateUnread();
+    const newest = theirs.length ? Math.max(...theirs) : 0;
+    if (live && conv && conv.id === latest && conv.status !== 'closed' && newest > readSent) {
+      readSent = topSeq;
+      sendFrame({ type: 'read', seq: topSeq });
+    }
+  };
+
+  // --- sending --------------------------------------------------------------------
+  const sendFrame = (frame) => {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+  };
+
+  const transmit = (id) => {
+    const o = own.get(id);
+    if (!o || o.state === 'sent') return;
+    o.state = 'pending';
+    o.detail = '';
+    clearTimeout(o.timer);
+    if (live) {
+      sendFrame({ type: 'message.send', client_msg_id: id, body: o.body });
+      o.timer = setTimeout(() => fail(id, 'no answer from the server', false), ACK_TIMEOUT);
+    }
+    receipts();
+  };
+
+  const fail = (id, detail, permanent) => {
+    const o = own.get(id);
+    if (!o || o.state === 'sent') return;
+    clearTimeout(o.timer);
+    o.state = 'failed';
+    o.detail = detail || '';
+    if (permanent) {
+      outbox = outbox.filter((m) => m.id !== id);
+      save(OUTBOX_KEY, outbox.length ? outbox : null);
+    }
+    receipts();
+  };
+
+  // Retry keeps the client_msg_id, so a message that did arrive is not stored twice.
+  const retrySend = (id) => {
+    const o = own.get(id);
+    if (!o) return;
+    if (!outbox.some((m) => m.id === id)) {
+      outbox.push({ id, body: o.body });
+      save(OUTBOX_KEY, outbox);
+    }
+    transmit(id);
+  };
+
+  const addPending = (id, body) => {
+    const row = renderMessage('visitor', body);
+    own.set(id, { row, body, state: 'pending' });
+    place(row);
+  };
+
+  const submit = () => {
+    const body = ui.input.value.trim();
+    if (!body) return;
+    ui.input.value = '';
+    autosize();
+    stopTyping();
+    const id = newId();
+    outbox.push({ id, body });
+    save(OUTBOX_KEY, outbox);
+    addPending(id, body);
+    transmit(id);
+    scrollDown(true);
+  };
+
+  const flushOutbox = () => {
+    for (const m of outbox) transmit(m.id);
+  };
+
+  // --- the socket -----------------------------------------------------------------
+  const handlers = {
+    ready(f) {
+      const c = f.conversation;
+      if (c && helloSeq > 0 && c.id !== latest) {
+        // A newer conversation began elsewhere: our last_seq was for the old one.
+        resync = true;
+        dropSocket();
+        return;
+      }
+      attempt = 0;
+      live = true;
+      setBanner(null);
+      setConversation(c);
+      if (c && c.id === latest) agentRead = Math.max(agentRead, c.agent_read_seq || 0);
+      if (c && c.status === 'active') addJoined(c.id, conv.agent, 1);
+      for (const m of f.messages || []) addMessage(m);
+      if (c && c.status === 'closed') addEndedNote(c.id, null);
+      flushOutbox();
+      receipts();
+      markRead();
+      scrollDown(true);
+      startPing();
+    },
+    message(f) {
+      if (!addMessage(f)) return;
+      receipts();
+      scrollDown(f.sender === 'visitor');
+      markRead();
+      updateUnread();
+    },
+    'message.ack'(f) {
+      const o = own.get(f.client_msg_id);
+      if (!o) return;
+      addMessage({
+        conversation: f.conversation,
+        seq: f.seq,
+        sender: 'visitor',
+        body: o.body,
+        client_msg_id: f.client_msg_id,
+      });
+      receipts();
+    },
+    'conversation.queued'(f) {
+      setConversation({ id: f.conversation, status: 'queued', queue_position: f.position });
+    },
+    'conversation.assigned'(f) {
+      setConversation({ ...f.conversation, agent: f.agent || f.conversation.agent });
+      if (conv && conv.id === f.conversation.id) addJoined(conv.id, conv.agent, topSeq);
+      scrollDown(false);
+    },
+    'conversation.closed'(f) {
+      if (conv && conv.id === f.conversation) conv.status = 'closed';
+      header();
+      hideTyping();
+      addEndedNote(f.conversation, f.by);
+      scrollDown(false);
+    },
+    typing(f) {
+      if (f.from !== 'agent' || !conv || f.conversation !== conv.id) return;
+      if (f.active) showTyping();
+      else hideTyping();
+    },
+    read(f) {
+      if (f.by !== 'agent' || f.conversation !== latest) return;
+      agentRead = Math.max(agentRead, f.seq);
+      receipts();
+    },
+    error(f) {
+      if (f.client_msg_id && own.has(f.client_msg_id)) {
+        // Busy or briefly unavailable: worth retrying. Anything else would fail again.
+        const transient = f.code === 'rate_limited' || f.code === 'unavailable';
+        fail(f.client_msg_id, f.detail, !transient);
+      } else if (f.code === 'not_found' || f.code === 'conversation_closed') {
+        // No open conversation any more (typing/read/close after it ended).
+        if (conv && conv.status !== 'closed') {
+          conv.status = 'closed';
+          header();
+        }
+      } else if (f.code === 'rate_limited') {
+        flashBanner('You are sending messages too fast. Please wait a moment.');
+      } else {
+        flashBanner(f.detail || 'Something went wrong.');
+      }
+    },
+    pong() {
+      clearTimeout(timers.pong);
+    },
+  };
+
+  const flashBanner = (text) => {
+    setBanner(text);
+    clearTimeout(timers.banner);
+    timers.banner = setTimeout(() => live && setBanner(null), 6000);
+  };
+
+  const startPing = () => {
+    clearInterval(timers.ping);
+    timers.ping = setInterval(() => {
+      sendFrame({ type: 'ping' });
+      clearTimeout(timers.pong);
+      timers.pong = setTimeout(() => dropSocket(), PONG_TIMEOUT);
+    }, PING_EVERY);
+  };
+
+  const openSession = async () => {
+    const response = await fetch(cfg.sessions_url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ site_key: KEY, visitor_token: token || undefined }),
+      credentials: 'omit',
+    });
+    if (response.status === 404 || response.status === 403) {
+      const error = new Error('refused');
+      error.refused = true;
+      throw error;
+    }
+    if (!response.ok) throw new Error('session ' + response.status);
+    const data = await response.json();
+    if (data.visitor_token !== token) {
+      token = data.visitor_token;
+      save(TOKEN_KEY, token);
+    }
+  };
+
+  const connect = async () => {
+    clearTimeout(timers.retry);
+    if (stopped || connecting || ws) return;
+    connecting = true;
+    try {
+      if (!sessionChecked || !token) {
+        await openSession();
+        sessionChecked = true;
+      }
+    } catch (e) {
+      connecting = false;
+      if (e.refused) stop('Chat is not available on this site.');
+      else retryLater();
+      return;
+    }
+    connecting = false;
+    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    const sock = new WebSocket(scheme + location.host + cfg.ws_path);
+    ws = sock;
+    sock.onopen = () => {
+      helloSeq = resync ? 0 : lastSeq;
+      resync = false;
+      sock.send(
+        JSON.stringify({ type: 'hello', site_key: KEY, visitor_token: token, last_seq: helloSeq }),
+      );
+    };
+    sock.onmessage = (event) => {
+      if (sock !== ws) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      const handler = frame && Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : null;
+      if (handler) handler(frame);
+    };
+    sock.onclose = (event) => {
+      if (sock !== ws) return;
+      ws = null;
+      down(event.code);
+    };
+  };
+
+  // Forget a socket now, without waiting for a close handshake a dead network never ends.
+  const dropSocket = () => {
+    const sock = ws;
+    if (!sock) return;
+    ws = null;
+    try {
+      sock.close();
+    } catch (e) {
+      /* already closing */
+    }
+    down(1006);
+  };
+
+  const down = (code) => {
+    live = false;
+    clearInterval(timers.ping);
+    clearTimeout(timers.pong);
+    clearTimeout(timers.gap);
+    hideTyping();
+    typingOn = false;
+    // Messages in flight go out again on reconnect, same client_msg_id.
+    for (const o of own.values()) {
+      if (o.state === 'pending') clearTimeout(o.timer);
+    }
+    receipts();
+    if (code === 4403) {
+      stop('Chat is not available on this site.');
+      return;
+    }
+    if (code === 4401) {
+      // The token is unknown here (data reset): become a new visitor, keep the outbox.
+      token = null;
+      save(TOKEN_KEY, null);
+      sessionChecked = false;
+      resetView();
+    }
+    retryLater();
+  };
+
+  // Exponential backoff with jitter, so a restarted server is not hit by every widget
+  // at the same instant. Coming back online skips the wait.
+  const retryLater = () => {
+    const ceiling = Math.min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt);
+    attempt += 1;
+    setBanner(navigator.onLine ? 'Connection lost. Reconnecting…' : OFFLINE);
+    clearTimeout(timers.retry);
+    timers.retry = setTimeout(connect, ceiling / 2 + Math.random() * (ceiling / 2));
+  };
+
+  const stop = (text) => {
+    stopped = true;
+    setBanner(text);
+    ui.input.disabled = ui.send.disabled = true;
+  };
+
+  window.addEventListener('offline', () => {
+    setBanner(OFFLINE);
+    dropSocket();
+  });
+  window.addEventListener('online', () => {
+    attempt = 0;
+    connect();
+  });
+  document.addEventListener('visibilitychange', markRead);
+
+  // --- the loader and the visitor -------------------------------------------------
+  window.addEventListener('message', (event) => {
+    if (!parentOrigin || event.origin !== parentOrigin || event.source !== window.parent) return;
+    const kind = event.data && event.data.supportdesk;
+    if (kind === 'open') {
+      shown = true;
+      if (event.data.focus) ui.input.focus();
+      scrollDown(true);
+      markRead();
+    } else if (kind === 'close') {
+      shown = false;
+    }
+  });
+
+  const autosize = () => {
+    ui.input.style.height = 'auto';
+    ui.input.style.height = Math.min(ui.input.scrollHeight, 120) + 'px';
+  };
+
+  ui.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    submit();
+  });
+  ui.input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    }
+  });
+  ui.input.addEventListener('input', () => {
+    autosize();
+    typingInput();
+  });
+  ui.input.addEventListener('blur', stopTyping);
+  ui.close.addEventListener('click', () => toParent({ supportdesk: 'close' }));
+  ui.end.addEventListener('click', () => sendFrame({ type: 'conversation.close' }));
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') toParent({ supportdesk: 'close' });
+  });
+
+  header();
+  for (const m of outbox) addPending(m.id, m.body);
+  receipts();
+  ui.input.disabled = ui.send.disabled = false;
+  toParent({ supportdesk: 'ready' });
+  connect();
+})();

@@ -1,0 +1,107 @@
+/* supportdesk loader: <script src="https://HOST/widget.js" data-site="KEY" async></script>
+ * Adds the launcher; the chat lives in an iframe from HOST, created on first open, so the
+ * host page's CSS and scripts can neither break nor read it. Styles go through CSSOM
+ * (style.cssText), which host pages with a strict CSP still allow.
+ * Written compact on purpose (budget: 2 KB gzipped); /widget.js serves it without the
+ * comments and indentation. Names: d document, w window, me this <script>, H app origin,
+ * B launcher button, F frame, P icon path, N badge. Loader <-> frame messages are
+ * {supportdesk: "ready" | "open" | "close" | "unread", count, focus}, origin-checked. */
+(() => {
+  const d = document, w = window;
+  const me = d.currentScript || d.querySelector('script[data-site][src$="/widget.js"]');
+  if (!me || w.supportdeskLoaded) return;
+  w.supportdeskLoaded = 1;
+  const H = new URL(me.src).origin, id = encodeURIComponent(me.dataset.site);
+  const url = H + '/widget/', SK = 'supportdesk-open:' + id;
+  const CHAT = 'M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2z';
+  const CLOSE = 'M6 6l12 12M18 6 6 18';
+  const SHADOW = ';box-shadow:0 6px 24px rgba(0,0,0,.24)', Z = 'position:fixed;z-index:2147483000;';
+  const mq = (q) => w.matchMedia(q);
+  const store = (f) => { try { return f(sessionStorage); } catch (e) { return null; } };
+  const add = (parent, tag, css) => {
+    const e = parent.appendChild(d.createElement(tag));
+    e.style.cssText = css;
+    return e;
+  };
+
+  const build = (c) => {
+    if (!d.body) return d.addEventListener('DOMContentLoaded', () => build(c));
+    // The server checked them: side is left|right, ink the colour that reads on color.
+    const side = c.position;
+    const still = mq('(prefers-reduced-motion: reduce)').matches, narrow = mq('(max-width: 480px)');
+    let F, ready, open = false, focus = false, unread = 0, flip = 0, title;
+
+    const B = add(d.body, 'button', Z + 'bottom:20px;' + side + ':20px;width:60px;height:60px;margin:0;' +
+      'padding:0;border:0;border-radius:50%;cursor:pointer;display:flex;align-items:center;' +
+      'justify-content:center;background:' + c.color + ';color:' + c.ink + SHADOW);
+    B.id = 'supportdesk-launcher';
+    const svg = B.appendChild(d.createElementNS('http://www.w3.org/2000/svg', 'svg'));
+    const P = svg.appendChild(d.createElementNS(svg.namespaceURI, 'path'));
+    // One style for both icons: the bubble is filled, the cross is two stroked lines.
+    for (const a of ['viewBox=0 0 24 24', 'width=28', 'height=28', 'fill=currentColor',
+      'stroke=currentColor', 'stroke-width=2', 'stroke-linecap=round']) svg.setAttribute(...a.split('='));
+    const N = add(B, 'span', 'position:absolute;top:-4px;right:-4px;min-width:8px;padding:0 6px;' +
+      'border-radius:10px;background:#c5221f;color:#fff;font:700 12px/20px system-ui,sans-serif');
+    N.setAttribute('aria-hidden', 'true');
+
+    const post = (m) => ready && F.contentWindow.postMessage(m, H);
+    const paint = () => {
+      const full = narrow.matches, shown = unread && !open;
+      P.setAttribute('d', open ? CLOSE : CHAT);
+      N.textContent = unread > 9 ? '9+' : unread;
+      N.style.display = shown ? 'block' : 'none';
+      B.setAttribute('aria-expanded', open);
+      B.setAttribute('aria-label', (open ? 'Close chat' : 'Open chat') + (shown ? ', ' + unread + ' unread' : ''));
+      B.style.display = open && full ? 'none' : 'flex';
+      if (F) F.style.cssText = Z + 'border:0;background:#fff;color-scheme:normal;' + (full
+        ? 'inset:0;width:100%;height:100%'
+        : 'bottom:92px;' + side + ':20px;width:380px;height:min(680px,calc(100% - 112px));' +
+          'border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.22)') + (open ? '' : ';display:none');
+    };
+    const toggle = (want, byUser) => {
+      open = want;
+      focus = byUser;
+      if (open && !F) {
+        F = d.body.appendChild(d.createElement('iframe'));
+        F.id = 'supportdesk-frame';
+        F.title = 'Chat with us';
+        // The hash only backs up document.referrer/ancestorOrigins; the frame checks it.
+        F.src = url + 'frame/' + id + '/#' + encodeURIComponent(location.origin);
+        B.setAttribute('aria-controls', F.id);
+      }
+      store((s) => (open ? s.setItem(SK, 1) : s.removeItem(SK)));
+      if (open) unread = 0;
+      paint();
+      if (open && !still) F.animate([{ opacity: 0, transform: 'translateY(16px)' }, {}], 200);
+      post({ supportdesk: open ? 'open' : 'close', focus });
+      if (!open && byUser) B.focus();
+    };
+
+    B.onclick = () => toggle(!open, true);
+    // A visible focus ring that no host stylesheet can take away.
+    B.onfocus = () => {
+      try { if (B.matches(':focus-visible')) B.style.boxShadow = '0 0 0 3px #fff,0 0 0 6px #111'; } catch (e) {}
+    };
+    B.onblur = () => { B.style.boxShadow = SHADOW.slice(12); };
+    narrow.addEventListener('change', paint);
+    w.addEventListener('message', (e) => {
+      const m = F && e.origin == H && e.source == F.contentWindow && e.data, k = m && m.supportdesk;
+      if (k == 'ready') { ready = 1; post({ supportdesk: open ? 'open' : 'close', focus }); }
+      if (k == 'close') toggle(false, true);
+      if (k == 'unread') { unread = open ? 0 : m.count | 0; paint(); }
+    });
+    // Optional, off by default: data-title-flash blinks the tab title while unread.
+    if ('titleFlash' in me.dataset) setInterval(() => {
+      if (flip) d.title = title;
+      else if (unread && !open) { title = d.title; d.title = '(' + unread + ') New message'; }
+      else return;
+      flip = !flip;
+    }, 1500);
+    paint();
+    // Still open from the previous page of this tab: reopen, without taking focus.
+    if (store((s) => s.getItem(SK))) toggle(true, false);
+  };
+
+  // Unknown or disabled site, or a page the site does not allow: no launcher at all.
+  fetch(url + 'config/' + id + '/').then((r) => (r.ok ? r.json() : Promise.reject())).then(build, () => {});
+})();
