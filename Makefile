@@ -7,7 +7,7 @@ PORT ?= 8000
 SHOP_PORT ?= 8001
 export DJANGO_SETTINGS_MODULE := supportdesk.settings
 
-.PHONY: setup run screenshots test lint format clean cluster chaos
+.PHONY: setup run screenshots test lint format clean cluster chaos bench
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,18 @@ run: setup
 screenshots: setup
 	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -k screenshot tests/
 
+# Just the admin's: the transcript view and the analytics page, over seed_demo data.
+.PHONY: screenshots-admin bench-analytics
+screenshots-admin: setup
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q tests/test_transcripts_screenshots.py
+
+# The analytics page over ANALYTICS_BENCH seeded conversations, and a CSV export of all
+# their messages; prints the times (docs/admin.md). DATABASE_URL=postgresql://... for PostgreSQL.
+ANALYTICS_BENCH ?= 100000
+bench-analytics: setup
+	ANALYTICS_BENCH=$(ANALYTICS_BENCH) $(BIN)/python -m pytest -q -s \
+		tests/test_analytics_bench.py -k bench_the_analytics_page
+
 test: setup
 	$(BIN)/python -m pytest
 
@@ -41,6 +53,17 @@ cluster: setup
 # clients, churn); skipped by `make test`. PostgreSQL restarts need root.
 chaos: setup
 	RUN_CHAOS=1 $(BIN)/python -m pytest -m chaos
+
+# Latency, throughput, connections and memory, against the floor in the same run
+# (docs/performance.md); not part of `make test`. Options go in BENCH_ARGS, e.g.
+# make bench BENCH_ARGS="--chats 500 --levels 100,200,1000 --idle-max 10000 --layer both"
+BENCH_ARGS ?=
+bench: setup $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: requirements-bench.txt requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .

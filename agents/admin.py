@@ -25,7 +25,7 @@ class AgentProfileAdmin(admin.ModelAdmin):
         "status",
         "last_heartbeat",
     ]
-    list_filter = ["status", "sites"]
+    list_filter = ["status", "is_supervisor", "sites"]
     list_select_related = ["user"]
     search_fields = ["display_name", "user__username", "user__email"]
     fields = [
@@ -33,6 +33,7 @@ class AgentProfileAdmin(admin.ModelAdmin):
         "display_name",
         "capacity",
         "sites",
+        "is_supervisor",
         "status",
         "last_heartbeat",
         "last_assigned_at",

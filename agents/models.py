@@ -22,6 +22,12 @@ class AgentProfile(models.Model):
     last_assigned_at = models.DateTimeField(null=True, blank=True)
     # Empty means the agent serves every site.
     sites = models.ManyToManyField("chat.Site", blank=True, related_name="agents")
+    # A supervisor may also read (`sync`) any conversation of the sites they serve, to
+    # follow a colleague's chat; writing stays with the assigned agent.
+    is_supervisor = models.BooleanField(
+        default=False,
+        help_text="May read every conversation of the sites this agent serves.",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["status", "last_heartbeat"], name="agent_routable")]

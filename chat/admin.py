@@ -1,16 +1,25 @@
 """Admin for sites, visitors and conversations. Transcripts are records: conversation
 pages are read-only, and the one change an operator makes, closing, goes through services."""
 
+from datetime import date, datetime, time, timedelta
+
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import CommandError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date
 
-from . import services
+from agents.models import AgentProfile
+from supportdesk import csp
+
+from . import analytics, charts, services, transcripts
 from .management.commands.create_site import normalise_origin
-from .models import Conversation, Message, Site, Visitor
+from .models import AuditLogEntry, Conversation, Message, Site, Visitor
 
 
 class SiteForm(forms.ModelForm):
@@ -33,6 +42,7 @@ class SiteForm(forms.ModelForm):
             "widget_color",
             "widget_greeting",
             "widget_position",
+            "retention_days",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -65,6 +75,7 @@ class SiteAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "key", "allowed_origins", "enabled", "created_at"]}),
         ("Widget", {"fields": ["widget_color", "widget_greeting", "widget_position"]}),
+        ("Data retention", {"fields": ["retention_days"]}),
     ]
 
     @admin.display(description="allowed origins")
@@ -88,9 +99,12 @@ class VisitorAdmin(admin.ModelAdmin):
 
 
 class MessageInline(admin.TabularInline):
-    """The transcript, oldest first; nothing in it can be added, changed or removed."""
+    """The transcript, oldest first; nothing in it can be added, changed or removed.
+    Drawn as a chat (speech bubbles, lifecycle events between them) by its template from
+    the timeline `ConversationAdmin.render_change_form` builds out of these messages."""
 
     model = Message
+    template = "admin/chat/conversation/transcript.html"
     fields = ["seq", "sender", "sender_agent", "body", "created_at"]
     readonly_fields = fields
     ordering = ["seq"]
@@ -112,6 +126,86 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+class StartedBetweenFilter(admin.ListFilter):
+    """Conversations started from one date to another (both included, current time
+    zone), typed into two date fields instead of picked from fixed choices."""
+
+    title = "date started"
+    template = "admin/chat/conversation/date_range_filter.html"
+    parameters = ("started_from", "started_to")
+
+    def __init__(self, request, params, model, model_admin):
+        super().__init__(request, params, model, model_admin)
+        self.dates: dict[str, date] = {}
+        for name in self.parameters:
+            if name not in params:
+                continue
+            value = params.pop(name)[-1]
+            self.used_parameters[name] = value
+            try:
+                parsed = parse_date(value) if value else None
+            except ValueError:
+                parsed = None
+            if value and parsed is None:
+                raise IncorrectLookupParameters(f"{name} is not a date like 2026-01-31")
+            if parsed is not None:
+                self.dates[name] = parsed
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return list(self.parameters)
+
+    def queryset(self, request, queryset):
+        start, end = self.dates.get("started_from"), self.dates.get("started_to")
+        if start:
+            queryset = queryset.filter(created_at__gte=_midnight(start))
+        if end:
+            queryset = queryset.filter(created_at__lt=_midnight(end + timedelta(days=1)))
+        return queryset
+
+    def choices(self, changelist):
+        # One "choice": the form, carrying every other active parameter along.
+        yield {
+            "started_from": self.used_parameters.get("started_from", ""),
+            "started_to": self.used_parameters.get("started_to", ""),
+            "hidden": [
+                (name, value)
+                for name, value in changelist.params.items()
+                if name not in self.parameters and name not in ("p", "e")
+            ],
+            "clear_url": changelist.get_query_string(remove=list(self.parameters)),
+            "active": bool(self.dates),
+        }
+
+
+def _midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class RatingFilter(admin.SimpleListFilter):
+    title = "rating"
+    parameter_name = "rating"
+
+    def lookups(self, request, model_admin):
+        return [
+            *((str(score), "★" * score) for score in (5, 4, 3, 2, 1)),
+            ("low", "1-2 (unhappy)"),
+            ("none", "Not rated"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in {"1", "2", "3", "4", "5"}:
+            return queryset.filter(rating__score=int(value))
+        if value == "low":
+            return queryset.filter(rating__score__lte=2)
+        if value == "none":
+            return queryset.filter(rating__isnull=True)
+        return queryset
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = [
@@ -124,11 +218,16 @@ class ConversationAdmin(admin.ModelAdmin):
         "assigned_at",
         "closed_at",
         "last_seq",
+        "rating_score",
     ]
-    list_filter = ["status", "site", "agent"]
-    list_select_related = ["site", "visitor", "agent"]
+    list_filter = ["status", "site", "agent", StartedBetweenFilter, RatingFilter]
+    list_select_related = ["site", "visitor", "agent", "rating"]
     date_hierarchy = "created_at"
-    search_fields = ["id__exact", "visitor__name", "visitor__email", "messages__body"]
+    # Message bodies are searched by get_search_results (full text on PostgreSQL).
+    search_fields = ["id__exact", "visitor__name", "visitor__email"]
+    search_help_text = "Finds words in messages, a visitor's name or email, or a conversation id."
+    change_form_template = "admin/chat/conversation/change_form.html"
+    change_list_template = "admin/chat/conversation/change_list.html"
     ordering = ["-created_at", "-id"]
     fields = [
         "site",
@@ -148,7 +247,7 @@ class ConversationAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     inlines = [MessageInline]
-    actions = ["close_conversations"]
+    actions = ["close_conversations", "export_csv", "export_json"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Conversations are opened by a visitor's first message, never by hand.
@@ -179,3 +278,197 @@ class ConversationAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{skipped} conversation(s) were already closed.", messages.WARNING
             )
+
+    # --- transcript review ----------------------------------------------------------
+
+    @admin.display(description="rating", ordering="rating__score")
+    def rating_score(self, conversation: Conversation) -> str:
+        rating = getattr(conversation, "rating", None)
+        return "★" * rating.score if rating else ""
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            # A subquery, not a join: a conversation with many matching messages is
+            # listed once, without DISTINCT over the whole list.
+            found |= queryset.filter(pk__in=transcripts.conversations_mentioning(term))
+        return found, may_have_duplicates
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            AuditLogEntry.record(
+                action=AuditLogEntry.Action.VIEWED,
+                object_type="conversation",
+                object_id=object_id,
+                actor=request.user,
+            )
+        # Message bodies are visitor input: nothing inline may run on this page.
+        return csp.with_csp(response, csp.policy())
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        return csp.with_csp(response, csp.policy())
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            # The messages the transcript inline already loaded, in seq order.
+            messages_ = [
+                form.original
+                for formset in context.get("inline_admin_formsets", [])
+                if formset.opts.model is Message
+                for form in formset
+                if form.original is not None
+            ]
+            context["timeline"] = transcripts.timeline(obj, messages_)
+            context["timings"] = transcripts.timings(obj, messages_)
+            context["rating"] = getattr(obj, "rating", None)
+            context["message_count"] = len(messages_)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # A transcript page shows who, where and the rating: one query, not four.
+        return super().get_queryset(request).select_related("site", "visitor", "agent", "rating")
+
+    # --- exports --------------------------------------------------------------------
+
+    @admin.action(description="Export selected conversations as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        return self._export(request, queryset, "csv")
+
+    @admin.action(description="Export selected conversations as JSON", permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        return self._export(request, queryset, "json")
+
+    def _export(self, request: HttpRequest, queryset: QuerySet, kind: str):
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True).distinct())
+        AuditLogEntry.record(
+            action=AuditLogEntry.Action.EXPORTED,
+            object_type="conversation",
+            actor=request.user,
+            details={"format": kind, "count": len(ids), "conversation_ids": ids},
+        )
+        stream = transcripts.export_csv if kind == "csv" else transcripts.export_json
+        content_type = "text/csv" if kind == "csv" else "application/json"
+        response = StreamingHttpResponse(
+            stream(queryset), content_type=f"{content_type}; charset=utf-8"
+        )
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="conversations-{stamp}.{kind}"'
+        return response
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(admin.ModelAdmin):
+    """Read-only: an audit log nobody can edit from the admin."""
+
+    list_display = ["created_at", "actor_label", "action", "object_type", "object_id"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_label", "=object_id"]
+    date_hierarchy = "created_at"
+    fields = ["created_at", "actor", "actor_label", "action", "object_type", "object_id", "details"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+# --- analytics page (/admin/analytics/, see supportdesk/urls.py) -------------------------
+
+
+class AnalyticsForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
+    site = forms.ModelChoiceField(
+        Site.objects.order_by("name"), required=False, empty_label="All sites"
+    )
+    agent = forms.ModelChoiceField(
+        AgentProfile.objects.order_by("display_name"), required=False, empty_label="All agents"
+    )
+
+    MAX_DAYS = 366
+
+    def clean(self):
+        data = super().clean()
+        today = timezone.localdate()
+        end = data.get("end") or today
+        start = data.get("start") or end - timedelta(days=29)
+        if start > end:
+            raise ValidationError("The start date is after the end date.")
+        if (end - start).days >= self.MAX_DAYS:
+            raise ValidationError(f"Choose at most {self.MAX_DAYS} days.")
+        data["start"], data["end"] = start, end
+        return data
+
+    def scope(self) -> analytics.Scope:
+        data = self.cleaned_data
+        return analytics.Scope(
+            start=data["start"],
+            end=data["end"],
+            site_id=data["site"].pk if data.get("site") else None,
+            agent_id=data["agent"].pk if data.get("agent") else None,
+        )
+
+
+def analytics_view(request: HttpRequest) -> HttpResponse:
+    """Staff only (wrapped in `admin.site.admin_view`), and only for those who may read
+    conversations: the numbers rank agents and sites."""
+    if not request.user.has_perm("chat.view_conversation"):
+        raise PermissionDenied
+    # The last 30 days unless told otherwise, shown in the form; an invalid form shows
+    # its errors over that default.
+    default = analytics.Scope.last_days(30)
+    form = AnalyticsForm({"start": default.start, "end": default.end, **request.GET.dict()})
+    scope = form.scope() if form.is_valid() else default
+    report = analytics.report(scope)
+    days = report.per_day
+    day_chart = charts.bar_chart(
+        "Chats per day",
+        [d.day.strftime("%d %b") for d in days],
+        [
+            ("sd-bar-answered", "Answered or open", [d.chats - d.missed for d in days]),
+            ("sd-bar-missed", "Missed", [d.missed for d in days]),
+        ],
+        label_every=max(1, len(days) // 10),
+        width=900,
+        describe=lambda i: (
+            f"{days[i].day:%a} {days[i].day.day} {days[i].day:%b}: "
+            f"{days[i].chats} chats, {days[i].missed} missed"
+        ),
+    )
+    hour_chart = charts.bar_chart(
+        "Chats by hour started",
+        [f"{h:02d}" for h in range(24)],
+        [("sd-bar-answered", "Chats", report.hours)],
+        label_every=3,
+        width=480,
+        describe=lambda h: f"{h:02d}:00-{h:02d}:59: {report.hours[h]} chats",
+    )
+    scores = list(report.csat)
+    csat_chart = charts.bar_chart(
+        "Ratings",
+        [f"{s} ★" for s in scores],
+        [("sd-bar-csat", "Ratings", [report.csat[s] for s in scores])],
+        width=480,
+        describe=lambda i: f"{scores[i]} stars: {report.csat[scores[i]]} ratings",
+    )
+    context = {
+        **admin.site.each_context(request),
+        "title": "Support analytics",
+        "form": form,
+        "report": report,
+        "day_chart": day_chart,
+        "hour_chart": hour_chart,
+        "csat_chart": csat_chart,
+        "hours": list(enumerate(report.hours)),
+        "timezone": timezone.get_current_timezone_name(),
+    }
+    response = TemplateResponse(request, "admin/chat/analytics.html", context)
+    return csp.with_csp(response, csp.policy())

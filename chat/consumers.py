@@ -1,16 +1,18 @@
 """WebSocket transport: parse, validate, call a service, reply. No ORM, no business rules."""
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
-from . import origins, protocol, realtime, selectors, services, sweeper
+from . import origins, protocol, ratelimits, realtime, selectors, services, sweeper
 from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,30 @@ VISITOR_TOUCH_EVERY = 60.0
 HELLO_TIMEOUT = 10.0
 
 
+@functools.cache
+def _database_threads() -> ThreadPoolExecutor | None:
+    threads = settings.SUPPORTDESK_DB_THREADS
+    return ThreadPoolExecutor(threads, thread_name_prefix="orm") if threads > 1 else None
+
+
+def on_database_thread(fn: Callable) -> Callable:
+    """`fn` made awaitable, run on one of the worker's ORM threads.
+
+    Channels runs every ORM call of a process on one thread. A message's transaction
+    waits on its COMMIT (an fsync on PostgreSQL), and with one thread every other socket
+    of the worker waits behind it: past a few hundred messages a second the wait, not
+    the CPU, is the limit (docs/performance.md). With SUPPORTDESK_DB_THREADS > 1, calls
+    run on that many threads, each with its own connection, and commits overlap. One
+    socket's calls still run one at a time (a consumer awaits each), so its order holds;
+    calls of different sockets were already concurrent across workers, which the row
+    locks in services.py serialise.
+    """
+    executor = _database_threads()
+    if executor is None:
+        return database_sync_to_async(fn)
+    return database_sync_to_async(fn, thread_sensitive=False, executor=executor)
+
+
 def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError | None:
     """Map a service's refusal to the contract's error frame."""
     if isinstance(exc, selectors.NotFound):
@@ -31,6 +57,12 @@ def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError |
     if isinstance(exc, services.ConversationClosed):
         return ProtocolError(
             protocol.CONVERSATION_CLOSED, "The conversation is closed.", client_msg_id=client_msg_id
+        )
+    if isinstance(exc, services.AlreadyRated):
+        return ProtocolError(protocol.ALREADY_RATED, "This conversation was already rated.")
+    if isinstance(exc, services.AgentUnavailable):
+        return ProtocolError(
+            protocol.AGENT_UNAVAILABLE, "That agent cannot take this chat right now."
         )
     if isinstance(exc, services.SeqOutOfRange):
         return ProtocolError(protocol.BAD_FRAME, "seq is past the conversation's last message.")
@@ -50,6 +82,47 @@ def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError |
     return None
 
 
+class ShownSeqs:
+    """The seqs of one conversation a socket has shown its client (through `ready`,
+    history, `sync`, an ack or a `message` frame), so that a message rung twice (a retry
+    rings again, see `ChatConsumer.acknowledge`) reaches the client once."""
+
+    # Seqs above a gap that never fills (a broadcast lost for good) are kept up to
+    # this many; past it the oldest are forgotten, and a very late duplicate of one
+    # of them would be shown again.
+    MAX_ABOVE = 1000
+
+    def __init__(self, through: int = 0) -> None:
+        self.through = through  # every seq up to this one was shown
+        self.above: set[int] = set()
+
+    def add(self, seq: int) -> bool:
+        """Record `seq` as shown; False if it already was."""
+        if seq <= self.through or seq in self.above:
+            return False
+        self.above.add(seq)
+        self._compact()
+        return True
+
+    def cover(self, through: int) -> None:
+        """Record every seq up to `through` as shown."""
+        if through > self.through:
+            self.through = through
+            self.above = {seq for seq in self.above if seq > through}
+            self._compact()
+
+    def _compact(self) -> None:
+        while self.through + 1 in self.above:
+            self.through += 1
+            self.above.remove(self.through)
+        if len(self.above) > self.MAX_ABOVE:
+            self.cover(sorted(self.above)[len(self.above) // 2])
+
+
+# Tasks started from callbacks, referenced until done (asyncio keeps only weak ones).
+_background: set[asyncio.Task] = set()
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """What visitor and agent sockets share: limits, error replies, service calls."""
 
@@ -57,7 +130,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Name of the (burst, frames per second) setting for this kind of socket.
     rate_setting = "SUPPORTDESK_VISITOR_RATE"
     joined: set[str]
+    shown: dict[int, ShownSeqs]
     closing = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A consumer that crashed (e.g. the database failed during `hello`) never
+            # ran `disconnect`: without this, its groups would stay subscribed here.
+            await self.leave_groups()
+            await self.forget_channel()
+
+    async def forget_channel(self) -> None:
+        """Unsubscribe this socket's own channel (see chat/channel_layer.py)."""
+        layer, name = getattr(self, "channel_layer", None), getattr(self, "channel_name", None)
+        forget = getattr(layer, "forget_channel", None) if layer is not None else None
+        if forget is None or name is None:
+            return
+        try:
+            await forget(name)
+        except realtime.LAYER_ERRORS as exc:
+            # Redis is down; the layer drops the subscription when it reconnects.
+            logger.warning("unsubscribing %s failed: %s", name, exc)
 
     async def dispatch(self, message: dict) -> None:
         # Channels 4.2+ hops into the database thread before every event to close
@@ -72,19 +167,59 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict) -> None:
         self.bucket = protocol.TokenBucket(*getattr(settings, self.rate_setting))
         self.joined = set()
+        self.shown = {}
         sweeper.ensure_running()
         await super().websocket_connect(message)
 
     async def join(self, group: str) -> None:
-        await self.channel_layer.group_add(group, self.channel_name)
+        # Recorded first: if Redis refuses the subscription half-way, leaving still
+        # clears what the layer already noted.
         self.joined.add(group)
+        await self.channel_layer.group_add(group, self.channel_name)
+        realtime.watch_subscription(self)
 
-    async def disconnect(self, code: int) -> None:
+    async def leave_groups(self) -> None:
+        realtime.unwatch_subscription(self)
         # A socket refused at the handshake (agent Origin check) never ran
         # websocket_connect's setup, but the server still reports its disconnect.
-        for group in getattr(self, "joined", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.joined = set()
+        joined, self.joined = getattr(self, "joined", set()), set()
+        for group in joined:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except realtime.LAYER_ERRORS as exc:
+                # Redis is down. The layer forgot the membership; the subscription
+                # itself is dropped when the layer reconnects (chat/channel_layer.py).
+                logger.warning("leaving %s on %s failed: %s", group, self.channel_name, exc)
+
+    async def disconnect(self, code: int) -> None:
+        await self.leave_groups()
+
+    def events_may_be_lost(self) -> None:
+        """This worker lost Redis for a while: broadcasts meant for this socket may be
+        gone. Closing with 4503 makes the client reconnect and resume by seq, the path
+        every client already has for a dead worker."""
+        realtime.unwatch_subscription(self)
+        task = asyncio.ensure_future(self.close(code=protocol.CLOSE_UNAVAILABLE))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def shown_in(self, conversation_id: int) -> ShownSeqs:
+        shown = self.shown.get(conversation_id)
+        if shown is None:
+            shown = self.shown[conversation_id] = ShownSeqs()
+        return shown
+
+    async def acknowledge(self, posted: services.PostedMessage) -> None:
+        """Send the sender its ack; for a retry, ring the other sockets again first."""
+        if not posted.created:
+            # The sender never saw the first ack, so the worker that stored the message
+            # may have died before ringing the doorbell (kill -9 between commit and
+            # group_send): ring again. Sockets that showed this seq drop it (ShownSeqs).
+            await realtime.ring_again(
+                posted.recipients, posted.message, skip_channel=self.channel_name
+            )
+        self.shown_in(posted.message["conversation"]).add(posted.message["seq"])
+        await self.send_frame(posted.ack())
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
@@ -93,7 +228,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Run a service on the database thread, then send what it broadcast."""
         with realtime.Outbox() as events:
             try:
-                return await database_sync_to_async(service)(**kwargs)
+                return await on_database_thread(service)(**kwargs)
             finally:
                 await realtime.flush(events)
 
@@ -124,7 +259,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         client_msg_id = None
         try:
             frame = protocol.parse_frame(text_data, self.frame_types)
-            if frame["type"] == "message.send":
+            if frame["type"] in ("message.send", "note.send"):
                 client_msg_id = (
                     frame.get("client_msg_id")
                     if isinstance(frame.get("client_msg_id"), str)
@@ -161,9 +296,6 @@ class VisitorConsumer(ChatConsumer):
     frame_types = protocol.VISITOR_FRAME_TYPES
     visitor_id: int | None = None
     last_touch = 0.0
-    # (conversation id, last seq sent in `ready`): broadcasts already covered by
-    # `ready` are not sent again.
-    ready_through: tuple[int, int] | None = None
     hello_deadline: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
@@ -202,7 +334,7 @@ class VisitorConsumer(ChatConsumer):
             await self.close(code=protocol.CLOSE_NOT_HELLO)
             return
         try:
-            site, visitor = await database_sync_to_async(self._identify)(site_key, token)
+            site, visitor = await on_database_thread(self._identify)(site_key, token)
         except selectors.SiteDisabled:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
@@ -218,9 +350,12 @@ class VisitorConsumer(ChatConsumer):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
         self.visitor_id = visitor.id
+        self.limits = ratelimits.VisitorLimits(
+            visitor_id=visitor.id, client=ratelimits.scope_client(self.scope)
+        )
         # Join before reading the state for `ready`, so nothing committed in between is missed.
         await self.join(realtime.visitor_group(visitor.id))
-        ready = await database_sync_to_async(selectors.visitor_ready)(visitor, last_seq)
+        ready = await on_database_thread(selectors.visitor_ready)(visitor, last_seq)
         if ready["conversation"] is not None:
             # Race: a message can commit between reading the conversation row and
             # reading its messages, so `messages` may reach past `last_seq`; whatever
@@ -228,7 +363,7 @@ class VisitorConsumer(ChatConsumer):
             through = max(
                 [ready["conversation"]["last_seq"], *(m["seq"] for m in ready["messages"])]
             )
-            self.ready_through = (ready["conversation"]["id"], through)
+            self.shown_in(ready["conversation"]["id"]).cover(through)
         await self.send_frame(ready)
 
     @staticmethod
@@ -243,14 +378,21 @@ class VisitorConsumer(ChatConsumer):
         if kind == "message.send":
             msg_id = protocol.client_msg_id(frame)
             body = protocol.message_body(frame, msg_id)
-            posted = await self.call(
-                services.post_visitor_message,
-                visitor_id=self.visitor_id,
-                client_msg_id=msg_id,
-                body=body,
-                origin_channel=self.channel_name,
-            )
-            await self.send_frame(posted.ack())
+            try:
+                await self.limits.message()
+                posted = await self.call(
+                    services.post_visitor_message,
+                    visitor_id=self.visitor_id,
+                    client_msg_id=msg_id,
+                    body=body,
+                    origin_channel=self.channel_name,
+                    before_opening=self.limits.new_conversation,
+                )
+            except ratelimits.RateLimited:
+                await self.refuse_over_limit(msg_id)
+                return
+            self.limits.accepted()
+            await self.acknowledge(posted)
         elif kind == "typing":
             active = protocol.boolean(frame, "active")
             await self.call(services.visitor_typing, visitor_id=self.visitor_id, active=active)
@@ -264,6 +406,15 @@ class VisitorConsumer(ChatConsumer):
             )
         elif kind == "conversation.close":
             await self.call(services.close_by_visitor, visitor_id=self.visitor_id)
+        elif kind == "rating":
+            score = protocol.rating_score(frame)
+            comment = protocol.rating_comment(frame)
+            await self.call(
+                services.rate_conversation,
+                visitor_id=self.visitor_id,
+                score=score,
+                comment=comment,
+            )
         elif kind == "ping":
             await self.send_frame({"type": "pong"})
             now = asyncio.get_running_loop().time()
@@ -273,11 +424,29 @@ class VisitorConsumer(ChatConsumer):
         elif kind == "hello":
             raise ProtocolError(protocol.BAD_FRAME, "hello was already received.")
 
+    async def refuse_over_limit(self, client_msg_id: str) -> None:
+        """A send over a shared limit (chat/ratelimits.py) stored nothing: `rate_limited`,
+        and a flood of them closes the socket like a flood past the bucket (4008)."""
+        await self.send_frame(
+            ProtocolError(
+                protocol.RATE_LIMITED, "Too many messages; slow down.", client_msg_id=client_msg_id
+            ).frame()
+        )
+        if self.limits.refused_in_a_row >= protocol.RATE_LIMIT_CLOSE_AFTER:
+            logger.warning("closing %s: flood over the shared limits", self.channel_name)
+            await self.close(code=protocol.CLOSE_RATE_LIMITED)
+
+    async def chat_token_rotated(self, event: dict) -> None:
+        # The token this socket said hello with was replaced: it no longer identifies
+        # anyone, so neither does this socket (a leaked token's reader is cut off).
+        logger.info("closing visitor %s socket: token rotated", self.visitor_id)
+        await self.close(code=protocol.CLOSE_UNAUTHORIZED)
+
     async def forward(self, frame: dict[str, Any]) -> None:
-        if frame["type"] == "message" and self.ready_through is not None:
-            conversation_id, through = self.ready_through
-            if frame["conversation"] == conversation_id and frame["seq"] <= through:
-                return
+        if frame["type"] == "message" and not self.shown_in(frame["conversation"]).add(
+            frame["seq"]
+        ):
+            return
         await self.send_frame(frame)
 
 
@@ -305,7 +474,7 @@ class AgentConsumer(ChatConsumer):
         user = self.scope.get("user")
         agent = None
         if user is not None and user.is_authenticated and user.is_active:
-            agent = await database_sync_to_async(self._profile)(user.pk)
+            agent = await on_database_thread(self._profile)(user.pk)
         if agent is None:
             await self.close(code=protocol.CLOSE_UNAUTHORIZED)
             return
@@ -355,6 +524,12 @@ class AgentConsumer(ChatConsumer):
             self.heartbeat_task.cancel()
         await super().disconnect(code)
 
+    async def chat_agent_gone(self, event: dict) -> None:
+        # The login was deactivated (services.disconnect_agent): close now rather than
+        # at the next heartbeat.
+        logger.info("closing agent %s socket: login deactivated", self.agent_id)
+        await self.close(code=protocol.CLOSE_UNAUTHORIZED)
+
     async def receive_frame(self, text_data: str | None) -> None:
         if self.agent_id is None:
             return
@@ -374,7 +549,22 @@ class AgentConsumer(ChatConsumer):
                 body=body,
                 origin_channel=self.channel_name,
             )
-            await self.send_frame(posted.ack())
+            await self.acknowledge(posted)
+        elif kind == "note.send":
+            msg_id = protocol.client_msg_id(frame)
+            conversation = protocol.conversation_id(frame)
+            body = protocol.message_body(frame, msg_id)
+            posted_note = await self.call(
+                services.post_note,
+                agent_id=self.agent_id,
+                conversation_id=conversation,
+                client_msg_id=msg_id,
+                body=body,
+            )
+            await self.send_frame(posted_note.ack())
+            if not posted_note.created:
+                # A retry: this tab may have missed the first `note` frame.
+                await self.send_frame({"type": "note", **posted_note.note})
         elif kind == "typing":
             conversation = protocol.conversation_id(frame)
             active = protocol.boolean(frame, "active")
@@ -403,6 +593,9 @@ class AgentConsumer(ChatConsumer):
                 conversation_id=conversation,
                 after_seq=after_seq,
             )
+            shown = self.shown_in(conversation)
+            for message in reply["messages"]:
+                shown.add(message["seq"])
             await self.send_frame(reply)
         elif kind == "presence":
             status = protocol.presence_status(frame)
@@ -418,20 +611,43 @@ class AgentConsumer(ChatConsumer):
             await self.call(
                 services.close_by_agent, agent_id=self.agent_id, conversation_id=conversation
             )
+        elif kind == "conversation.transfer":
+            conversation = protocol.conversation_id(frame)
+            to_agent = protocol.optional_agent_id(frame, "to_agent")
+            await self.call(
+                services.transfer_conversation,
+                agent_id=self.agent_id,
+                conversation_id=conversation,
+                to_agent_id=to_agent,
+            )
+        elif kind == "agents.list":
+            agents = await on_database_thread(selectors.colleagues)(self.agent_id)
+            await self.send_frame({"type": "agents", "agents": agents})
         elif kind == "ping":
             await self.send_frame({"type": "pong"})
             await self.call(services.heartbeat, agent_id=self.agent_id)
 
     @staticmethod
     def _sync_reply(*, agent_id: int, conversation_id: int, after_seq: int) -> dict:
-        conversation = selectors.conversation_for_agent(agent_id, conversation_id)
+        conversation = selectors.conversation_for_agent(agent_id, conversation_id, read_only=True)
         return {
             "type": "sync",
             "conversation": conversation.id,
             "after_seq": after_seq,
             "last_seq": conversation.last_seq,
             "messages": selectors.messages_after(conversation.id, after_seq),
+            "notes": selectors.notes_of(conversation.id),
         }
+
+    async def forward(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "message" and not self.shown_in(frame["conversation"]).add(frame["seq"]):
+            return
+        if kind == "conversation.assigned":
+            # The agent's copy carries the whole history.
+            conversation = frame["conversation"]
+            self.shown_in(conversation["id"]).cover(conversation["last_seq"])
+        await self.send_frame(frame)
 
     async def chat_queue(self, event: dict) -> None:
         self.queue_lengths[event["site"]] = event["length"]
@@ -443,3 +659,38 @@ class AgentConsumer(ChatConsumer):
         if length != self.queue_length:
             self.queue_length = length
             await self.send_frame({"type": "queue", "queue_length": length})
+
+
+# A socket ended by an outage closes with this instead of a 500 at the handshake or 1011.
+OUTAGE_ERRORS = (OperationalError, InterfaceError, *realtime.LAYER_ERRORS)
+
+
+class CloseOnOutage:
+    """ASGI middleware for the socket routes: when the database or Redis is down and a
+    socket cannot be served (the session lookup, the consumer's channel, `hello`, the
+    agent's `ready`), the client gets close 4503, "reconnect later", at once."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        accepted = closed = False
+
+        async def watched_send(message: dict) -> None:
+            nonlocal accepted, closed
+            if message["type"] == "websocket.accept":
+                accepted = True
+            elif message["type"] == "websocket.close":
+                closed = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except OUTAGE_ERRORS as exc:
+            logger.error("socket %s closed, service unavailable: %r", scope.get("path"), exc)
+            if closed:
+                return
+            if not accepted:
+                # Still in the handshake: accept so the close code reaches the client.
+                await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": protocol.CLOSE_UNAVAILABLE})

@@ -184,6 +184,37 @@ class Message(models.Model):
         return f"#{self.seq} {self.sender}: {self.body[:40]}"
 
 
+class Note(models.Model):
+    """An agent's internal note on a conversation: seen by agents only, never by the
+    visitor. Notes take no `seq` (the visitor's seq stream stays gapless); `after_seq`
+    places one among the messages, and `id` orders notes."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        "agents.AgentProfile",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    body = models.TextField()
+    client_msg_id = models.CharField(max_length=64)
+    # The conversation's last_seq when the note was written.
+    after_seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_msg_id"], name="note_client_id_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Note on #{self.conversation_id}: {self.body[:40]}"
+
+
 class ConversationRating(models.Model):
     """The visitor's verdict on a chat (CSAT, 1 to 5), at most one per conversation."""
 

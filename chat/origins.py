@@ -7,10 +7,11 @@ from django.http.request import split_domain_port, validate_host
 
 
 def header(scope: dict, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    """One request header of an ASGI scope. Sent more than once, its values are joined
+    with ", " as HTTP (and Django) does, so a second `Origin` smuggled in next to an
+    allowed one makes a value that matches no origin instead of being overlooked."""
+    values = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
+    return ", ".join(values) if values else None
 
 
 def is_own_origin(origin: str, host: str | None) -> bool:

@@ -20,6 +20,9 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_RATE_LIMITED = 4008
 CLOSE_TOO_BIG = 4009
+# The database or Redis could not be reached, or the worker lost Redis for a while and
+# the socket may have missed events: reconnect with backoff and resume by seq.
+CLOSE_UNAVAILABLE = 4503
 
 # Error codes carried by {"type": "error"} frames.
 BAD_FRAME = "bad_frame"
@@ -29,12 +32,26 @@ FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 CONVERSATION_CLOSED = "conversation_closed"
 UNAVAILABLE = "unavailable"
+AGENT_UNAVAILABLE = "agent_unavailable"
+ALREADY_RATED = "already_rated"
+MAX_RATING_COMMENT_CHARS = 2000
 
 VISITOR_FRAME_TYPES = frozenset(
-    {"hello", "message.send", "typing", "read", "conversation.close", "ping"}
+    {"hello", "message.send", "typing", "read", "conversation.close", "ping", "rating"}
 )
 AGENT_FRAME_TYPES = frozenset(
-    {"presence", "message.send", "typing", "read", "sync", "conversation.close", "ping"}
+    {
+        "presence",
+        "message.send",
+        "note.send",
+        "conversation.transfer",
+        "agents.list",
+        "typing",
+        "read",
+        "sync",
+        "conversation.close",
+        "ping",
+    }
 )
 PRESENCE_STATUSES = ("available", "away")
 
@@ -77,6 +94,10 @@ def parse_frame(text: str | None, allowed_types: frozenset[str]) -> dict[str, An
         frame = json.loads(text)
     except ValueError:
         raise ProtocolError(BAD_FRAME, "Frame is not valid JSON.") from None
+    except RecursionError:
+        # `[[[[...` a few thousand deep fits in 64 KiB and exhausts the parser's stack
+        # before MAX_JSON_DEPTH can be checked.
+        raise ProtocolError(BAD_FRAME, "Frame is nested too deeply.") from None
     if not isinstance(frame, dict):
         raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
     if _depth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -125,6 +146,37 @@ def conversation_id(frame: dict[str, Any]) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ProtocolError(BAD_FRAME, "conversation must be a conversation id.")
     return value
+
+
+def optional_agent_id(frame: dict[str, Any], name: str) -> int | None:
+    """A required key whose value is an agent id or null."""
+    if name not in frame:
+        raise ProtocolError(BAD_FRAME, f"{name} must be an agent id or null.")
+    value = frame[name]
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ProtocolError(BAD_FRAME, f"{name} must be an agent id or null.")
+    return value
+
+
+def rating_score(frame: dict[str, Any]) -> int:
+    value = frame.get("score")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+        raise ProtocolError(BAD_FRAME, "score must be a whole number from 1 to 5.")
+    return value
+
+
+def rating_comment(frame: dict[str, Any]) -> str:
+    value = frame.get("comment", "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_FRAME, "comment must be a string.")
+    comment = value.strip()
+    if len(comment) > MAX_RATING_COMMENT_CHARS:
+        raise ProtocolError(TOO_LONG, f"comment is over {MAX_RATING_COMMENT_CHARS} characters.")
+    return comment
 
 
 def boolean(frame: dict[str, Any], name: str) -> bool:

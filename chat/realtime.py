@@ -7,9 +7,11 @@ recovers from the database by `seq`.
 
 import contextvars
 import logging
+import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 FRAME_EVENT = "chat.frame"  # forward `frame` to the client, except to `skip_channel`
 QUEUE_EVENT = "chat.queue"  # a site's queue length changed; agents filter by their sites
 AGENT_GONE_EVENT = "chat.agent_gone"  # the agent was deactivated: close its sockets
+TOKEN_ROTATED_EVENT = "chat.token_rotated"  # the visitor has a new token: close old sockets
 
 AGENTS_GROUP = "agents"
 
@@ -88,3 +91,45 @@ async def flush(events: list) -> None:
             await layer.group_send(group, event)
         except Exception:
             logger.exception("group_send to %s failed", group)
+
+
+async def ring_again(groups: Iterable[str], message: dict[str, Any], *, skip_channel: str) -> None:
+    """Broadcast an already stored message once more (see `ChatConsumer.acknowledge`);
+    sockets that have shown its seq drop it."""
+    frame = {"type": "message", **message}
+    await flush([(group, frame_event(frame, skip_channel=skip_channel)) for group in groups])
+
+
+# --- when the doorbell itself fails ----------------------------------------------
+
+# What a channel layer raises while Redis cannot be reached.
+LAYER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class Resyncable(Protocol):
+    def events_may_be_lost(self) -> None: ...
+
+
+# Sockets of this worker that joined groups. If the worker's subscription to Redis
+# breaks, whatever was published until it is back is lost for all of them, silently:
+# Redis pub/sub keeps nothing for an absent subscriber.
+_subscribed_sockets: weakref.WeakSet = weakref.WeakSet()
+
+
+def watch_subscription(socket: Resyncable) -> None:
+    _subscribed_sockets.add(socket)
+
+
+def unwatch_subscription(socket: Resyncable) -> None:
+    _subscribed_sockets.discard(socket)
+
+
+def subscription_restored() -> None:
+    """Called by the channel layer (`chat.channel_layer`) once it has subscribed again
+    after losing Redis: every socket that was subscribed may have missed events, and
+    only the database can tell which, so each is told to start over from it."""
+    sockets = list(_subscribed_sockets)
+    if sockets:
+        logger.warning("channel layer subscription restored: %d sockets must resync", len(sockets))
+    for socket in sockets:
+        socket.events_may_be_lost()

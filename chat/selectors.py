@@ -3,12 +3,20 @@
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from agents.models import AgentProfile
 
-from .models import Conversation, Message, Site, Visitor, hash_token
+from .models import (
+    Conversation,
+    ConversationRating,
+    Message,
+    Note,
+    Site,
+    Visitor,
+    hash_token,
+)
 
 Status = Conversation.Status
 
@@ -37,6 +45,24 @@ def messages_after(conversation_id: int, after_seq: int) -> list[dict]:
         "seq"
     )
     return [message_dict(m) for m in rows]
+
+
+def note_dict(note: Note) -> dict:
+    """An internal note as agents see it; never part of anything sent to a visitor."""
+    return {
+        "conversation": note.conversation_id,
+        "id": note.id,
+        "after_seq": note.after_seq,
+        "author": note.author.display_name if note.author else None,
+        "body": note.body,
+        "client_msg_id": note.client_msg_id,
+        "sent_at": note.created_at.isoformat(),
+    }
+
+
+def notes_of(conversation_id: int) -> list[dict]:
+    rows = Note.objects.filter(conversation_id=conversation_id).select_related("author")
+    return [note_dict(n) for n in rows.order_by("id")]
 
 
 def enabled_site(site_key: str) -> Site:
@@ -73,10 +99,24 @@ def latest_conversation(visitor_id: int) -> Conversation | None:
     )
 
 
-def conversation_for_agent(agent_id: int, conversation_id: int) -> Conversation:
-    """A conversation assigned to this agent (open or closed), else `NotFound`:
-    the same answer whether it exists or not, so ids cannot be probed."""
-    conversation = Conversation.objects.filter(pk=conversation_id, agent_id=agent_id).first()
+def conversation_for_agent(
+    agent_id: int, conversation_id: int, *, read_only: bool = False
+) -> Conversation:
+    """A conversation this agent may act on: one assigned to them (open or closed).
+    With `read_only` (reading, never writing), a supervisor may also have any
+    conversation of the sites they serve. Else `NotFound`: the same answer whether it
+    exists or not, so ids cannot be probed.
+
+    The one access check for an agent naming a conversation; one query either way."""
+    allowed = Q(agent_id=agent_id)
+    if read_only:
+        supervisor = AgentProfile.objects.filter(
+            pk=agent_id, is_supervisor=True, user__is_active=True
+        )
+        allowed |= Exists(supervisor.filter(sites__isnull=True)) | Exists(
+            supervisor.filter(sites=OuterRef("site_id"))
+        )
+    conversation = Conversation.objects.filter(allowed, pk=conversation_id).first()
     if conversation is None:
         raise NotFound
     return conversation
@@ -151,6 +191,56 @@ def routable_agents(site_id: int, now: datetime | None = None) -> QuerySet:
     )
 
 
+def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
+    """Other agents (active logins) sharing a site with this one, for a transfer:
+    `available` means one could take a chat right now (present and below capacity)."""
+    sites = agent_site_ids(agent_id)
+    rows = AgentProfile.objects.filter(user__is_active=True).exclude(pk=agent_id)
+    if sites is not None:
+        rows = rows.filter(Q(sites__isnull=True) | Q(sites__in=sites)).distinct()
+    rows = rows.annotate(
+        load=Count("conversations", filter=Q(conversations__status=Status.ACTIVE), distinct=True)
+    ).order_by("display_name", "id")
+    cutoff = heartbeat_cutoff(now)
+    return [
+        {
+            "id": agent.id,
+            "display_name": agent.display_name,
+            "status": agent.status,
+            "online": agent.last_heartbeat is not None and agent.last_heartbeat >= cutoff,
+            "load": agent.load,
+            "capacity": agent.capacity,
+        }
+        for agent in rows
+    ]
+
+
+def agents_online(site_id: int, now: datetime | None = None) -> bool:
+    """Whether any agent serving the site is present (available, fresh heartbeat,
+    active login), busy or not: if none is, the widget offers the offline form."""
+    return (
+        AgentProfile.objects.filter(
+            status=AgentProfile.Status.AVAILABLE,
+            last_heartbeat__gte=heartbeat_cutoff(now),
+            user__is_active=True,
+        )
+        .filter(Q(sites__isnull=True) | Q(sites=site_id))
+        .exists()
+    )
+
+
+def site_agent_emails(site_id: int) -> list[str]:
+    """Email addresses of the active agents serving a site."""
+    rows = (
+        AgentProfile.objects.filter(user__is_active=True)
+        .filter(Q(sites__isnull=True) | Q(sites=site_id))
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+        .distinct()
+    )
+    return sorted(set(rows))
+
+
 def active_load(agent_id: int) -> int:
     return Conversation.objects.filter(agent_id=agent_id, status=Status.ACTIVE).count()
 
@@ -168,6 +258,7 @@ def agent_conversation_dict(conversation: Conversation, *, with_messages: bool =
     }
     if with_messages:
         data["messages"] = messages_after(conversation.id, 0)
+        data["notes"] = notes_of(conversation.id)
     return data
 
 
@@ -193,8 +284,15 @@ def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
             "visitor": {"id": visitor.id},
             "conversation": None,
             "messages": [],
+            "agents_online": agents_online(visitor.site_id),
         }
     summary = visitor_conversation_dict(conversation)
+    # (addition) The visitor's CSAT score of it, or null: the widget offers rating once.
+    summary["rating"] = (
+        ConversationRating.objects.filter(conversation_id=conversation.id)
+        .values_list("score", flat=True)
+        .first()
+    )
     messages = messages_after(conversation.id, last_seq)
     # A message may commit between the two reads: last_seq covers what is sent.
     if messages:
@@ -204,6 +302,7 @@ def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
         "visitor": {"id": visitor.id},
         "conversation": summary,
         "messages": messages,
+        "agents_online": agents_online(visitor.site_id),
     }
 
 

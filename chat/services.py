@@ -5,7 +5,7 @@ commit, and only then broadcast (`realtime.broadcast_on_commit`).
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +17,16 @@ from django.utils import timezone
 from agents.models import AgentProfile
 
 from . import realtime, routing_policy, selectors
-from .models import Conversation, Message, SenderKind, Visitor, hash_token, new_visitor_token
+from .models import (
+    Conversation,
+    ConversationRating,
+    Message,
+    Note,
+    SenderKind,
+    Visitor,
+    hash_token,
+    new_visitor_token,
+)
 from .selectors import NotFound, SiteDisabled  # noqa: F401 - re-exported for callers
 
 logger = logging.getLogger(__name__)
@@ -39,10 +48,25 @@ class ClientMsgIdTaken(Exception):
     """The client_msg_id is already used in this conversation by the other side."""
 
 
+class AgentUnavailable(Exception):
+    """A transfer's target agent cannot take the chat now (away, offline, full, not
+    serving the site, or the transferring agent itself)."""
+
+
+class AlreadyRated(Exception):
+    """The visitor already rated this conversation (one rating each)."""
+
+
+TRANSFERRED_TEXT = "You are now chatting with {name}."
+TRANSFERRED_TO_QUEUE_TEXT = "You are being transferred to another agent. Please wait a moment."
+
+
 @dataclass(frozen=True)
 class PostedMessage:
     message: dict
     created: bool
+    # For a retry (created=False): the groups the message goes to, to ring them again.
+    recipients: tuple[str, ...] = ()
 
     def ack(self) -> dict:
         return {
@@ -56,17 +80,71 @@ class PostedMessage:
 # --- visitors -------------------------------------------------------------------
 
 
-def create_visitor_session(*, site_key: str, visitor_token: str | None) -> tuple[Visitor, str]:
-    """The visitor behind a known token of this site (token unchanged), else a new one."""
+def create_visitor_session(
+    *,
+    site_key: str,
+    visitor_token: str | None,
+    rotate: bool = False,
+    before_issuing: Callable[[], None] | None = None,
+) -> tuple[Visitor, str]:
+    """The visitor behind a known token of this site (token unchanged), else a new one.
+
+    `rotate` gives a known token's visitor a new token; the old one stops working and
+    the sockets that said hello with it are closed. `before_issuing` runs before any new
+    token is made (the per-address limit); raising there issues and stores nothing.
+    """
     site = selectors.enabled_site(site_key)
     if visitor_token:
-        visitor = Visitor.objects.filter(token_hash=hash_token(visitor_token), site=site).first()
-        if visitor is not None:
+        old_hash = hash_token(visitor_token)
+        visitor = Visitor.objects.filter(token_hash=old_hash, site=site).first()
+        if visitor is not None and not rotate:
             Visitor.objects.filter(pk=visitor.pk).update(last_seen=timezone.now())
             return visitor, visitor_token
+        if visitor is not None:
+            if before_issuing is not None:
+                before_issuing()
+            token = new_visitor_token()
+            # Race: two rotations of one token at once; the update matches the old hash
+            # only once, and the loser is treated like any unknown token (a new visitor).
+            if Visitor.objects.filter(pk=visitor.pk, token_hash=old_hash).update(
+                token_hash=hash_token(token), last_seen=timezone.now()
+            ):
+                realtime.broadcast_on_commit(
+                    [realtime.visitor_group(visitor.pk)], {"type": realtime.TOKEN_ROTATED_EVENT}
+                )
+                return visitor, token
+    if before_issuing is not None:
+        before_issuing()
     token = new_visitor_token()
     visitor = Visitor.objects.create(site=site, token_hash=hash_token(token))
     return visitor, token
+
+
+def leave_offline_message(
+    *,
+    site_key: str,
+    visitor_token: str | None,
+    name: str,
+    email: str,
+    question: str,
+    before_issuing: Callable[[], None] | None = None,
+    before_opening: Callable[[], None] | None = None,
+) -> tuple[Visitor, str, PostedMessage]:
+    """The widget's offline form: the visitor (a known token's, else a new one) gets the
+    name and email it gave, and its question is posted like a chat message, opening a
+    queued conversation that agents see (routed at once if someone is free after all)."""
+    visitor, token = create_visitor_session(
+        site_key=site_key, visitor_token=visitor_token, before_issuing=before_issuing
+    )
+    Visitor.objects.filter(pk=visitor.pk).update(name=name, email=email)
+    visitor.name, visitor.email = name, email
+    posted = post_visitor_message(
+        visitor_id=visitor.id,
+        client_msg_id=f"offline-{new_visitor_token()[:16]}",
+        body=question,
+        before_opening=before_opening,
+    )
+    return visitor, token, posted
 
 
 def touch_visitor(*, visitor_id: int) -> None:
@@ -74,9 +152,18 @@ def touch_visitor(*, visitor_id: int) -> None:
 
 
 def post_visitor_message(
-    *, visitor_id: int, client_msg_id: str, body: str, origin_channel: str | None = None
+    *,
+    visitor_id: int,
+    client_msg_id: str,
+    body: str,
+    origin_channel: str | None = None,
+    before_opening: Callable[[], None] | None = None,
 ) -> PostedMessage:
-    """Store a visitor's message, opening a conversation if none is open."""
+    """Store a visitor's message, opening a conversation if none is open.
+
+    `before_opening` runs just before a conversation would be opened (the shared limit
+    on new conversations); raising there stores nothing.
+    """
     now = timezone.now()
     opened = None
     with transaction.atomic():
@@ -106,7 +193,16 @@ def post_visitor_message(
                     .first()
                 )
                 if earlier is not None:
-                    return PostedMessage(selectors.message_dict(earlier), created=False)
+                    return PostedMessage(
+                        selectors.message_dict(earlier),
+                        created=False,
+                        recipients=_participant_groups(earlier.conversation),
+                    )
+                if before_opening is not None:
+                    # Under the visitor's row lock (and on SQLite the write lock): a slow
+                    # limit store holds them up to ratelimits.REDIS_TIMEOUT, on this
+                    # rare path only.
+                    before_opening()
                 conversation = Conversation.objects.create(
                     site_id=visitor.site_id,
                     visitor=visitor,
@@ -119,7 +215,11 @@ def post_visitor_message(
         if existing is not None:
             if existing.sender != SenderKind.VISITOR:
                 raise ClientMsgIdTaken
-            return PostedMessage(selectors.message_dict(existing), created=False)
+            return PostedMessage(
+                selectors.message_dict(existing),
+                created=False,
+                recipients=_participant_groups(conversation),
+            )
         message = _append_message(
             conversation,
             sender=SenderKind.VISITOR,
@@ -173,6 +273,31 @@ def visitor_read(*, visitor_id: int, seq: int, origin_channel: str | None = None
         )
 
 
+def rate_conversation(*, visitor_id: int, score: int, comment: str = "") -> dict:
+    """The visitor's CSAT rating (1-5, optional comment) of its latest conversation,
+    open or closed; once per conversation. Every tab of the visitor and the
+    conversation's agent hear `conversation.rated`."""
+    with transaction.atomic():
+        latest = selectors.latest_conversation(visitor_id)
+        if latest is None:
+            raise NotFound
+        # Race: two tabs rating at once; the row lock makes the second see the first.
+        conversation = Conversation.objects.select_for_update().get(pk=latest.pk)
+        if ConversationRating.objects.filter(conversation=conversation).exists():
+            raise AlreadyRated
+        ConversationRating.objects.create(conversation=conversation, score=score, comment=comment)
+        frame = {"type": "conversation.rated", "conversation": conversation.id, "score": score}
+        realtime.broadcast_on_commit(
+            [realtime.visitor_group(visitor_id)], realtime.frame_event(frame)
+        )
+        if conversation.agent_id is not None:
+            realtime.broadcast_on_commit(
+                [realtime.agent_group(conversation.agent_id)],
+                realtime.frame_event({**frame, "comment": comment}),
+            )
+    return frame
+
+
 def close_by_visitor(*, visitor_id: int) -> None:
     with transaction.atomic():
         conversation = (
@@ -206,7 +331,11 @@ def post_agent_message(
         existing = _existing_message(conversation, client_msg_id)
         if existing is not None and existing.sender_agent_id == agent_id:
             # A retry, even after the chat moved on: the same ack again.
-            return PostedMessage(selectors.message_dict(existing), created=False)
+            return PostedMessage(
+                selectors.message_dict(existing),
+                created=False,
+                recipients=_participant_groups(conversation),
+            )
         if conversation.agent_id != agent_id:
             raise NotFound
         if existing is not None:
@@ -223,6 +352,132 @@ def post_agent_message(
             now=now,
         )
     return PostedMessage(message, created=True)
+
+
+@dataclass(frozen=True)
+class PostedNote:
+    note: dict
+    created: bool
+
+    def ack(self) -> dict:
+        return {
+            "type": "note.ack",
+            "client_msg_id": self.note["client_msg_id"],
+            "conversation": self.note["conversation"],
+            "id": self.note["id"],
+        }
+
+
+def post_note(*, agent_id: int, conversation_id: int, client_msg_id: str, body: str) -> PostedNote:
+    """Store an internal note on a conversation assigned to this agent. Notes go to the
+    agent's sockets only, never to the visitor's group, and take no seq."""
+    with transaction.atomic():
+        # Locked so `after_seq` is the last message committed before the note.
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conversation is None:
+            raise NotFound
+        existing = (
+            Note.objects.filter(conversation=conversation, client_msg_id=client_msg_id)
+            .select_related("author")
+            .first()
+        )
+        if existing is not None and existing.author_id == agent_id:
+            return PostedNote(selectors.note_dict(existing), created=False)
+        if conversation.agent_id != agent_id:
+            raise NotFound
+        if existing is not None:
+            raise ClientMsgIdTaken
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        note = Note.objects.create(
+            conversation=conversation,
+            author_id=agent_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            after_seq=conversation.last_seq,
+        )
+        wire = selectors.note_dict(Note.objects.select_related("author").get(pk=note.pk))
+        realtime.broadcast_on_commit(
+            [realtime.agent_group(agent_id)], realtime.frame_event({"type": "note", **wire})
+        )
+    return PostedNote(wire, created=True)
+
+
+def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: int | None) -> None:
+    """Hand an active chat of this agent to another agent with room, or (None) back to
+    the front of the queue. The visitor gets a system message and, once someone has
+    it, `conversation.assigned`; the new agent gets it with the whole history and its
+    notes; the old agent gets `conversation.transferred`."""
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation_id, agent_id=agent_id)
+            .first()
+        )
+        if conversation is None:
+            raise NotFound
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        if to_agent_id is None:
+            conversation.status = Status.QUEUED
+            conversation.agent = None
+            conversation.queue_priority = 1
+            conversation.save(update_fields=["status", "agent", "queue_priority"])
+            _append_message(
+                conversation, sender=SenderKind.SYSTEM, body=TRANSFERRED_TO_QUEUE_TEXT, now=now
+            )
+            target = None
+        else:
+            target = _lock_transfer_target(to_agent_id, conversation, now=now)
+            conversation.agent = target
+            _append_message(
+                conversation,
+                sender=SenderKind.SYSTEM,
+                body=TRANSFERRED_TEXT.format(name=target.display_name),
+                now=now,
+            )
+            _assign(conversation, target, now=now)
+        frame = {
+            "type": "conversation.transferred",
+            "conversation": conversation.id,
+            "to": target.public_dict() if target else None,
+        }
+        realtime.broadcast_on_commit([realtime.agent_group(agent_id)], realtime.frame_event(frame))
+    logger.info("conversation %s transferred by agent %s to %s", conversation_id, agent_id, target)
+    if target is None:
+        _broadcast_queue(conversation.site_id)
+        assign_queued(site_ids=[conversation.site_id], now=now)
+    else:
+        # The old agent has a free slot now.
+        assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
+
+
+def _lock_transfer_target(
+    to_agent_id: int, conversation: Conversation, *, now: datetime
+) -> AgentProfile:
+    """Lock the target agent's row and check, under the lock, that it may take one more
+    chat of this site now (the same rule and lock as `routing_policy.lock_agent_for`, so
+    a transfer and a routing at once cannot both fill its last slot)."""
+    if to_agent_id == conversation.agent_id:
+        raise AgentUnavailable
+    serves_site = Q(sites__isnull=True) | Q(sites=conversation.site_id)
+    if not AgentProfile.objects.filter(serves_site, pk=to_agent_id).exists():
+        raise AgentUnavailable
+    agent = (
+        AgentProfile.objects.select_for_update(of=("self",))
+        .filter(pk=to_agent_id, user__is_active=True)
+        .first()
+    )
+    if (
+        agent is None
+        or agent.status != AgentProfile.Status.AVAILABLE
+        or agent.last_heartbeat is None
+        or agent.last_heartbeat < selectors.heartbeat_cutoff(now)
+        or selectors.active_load(agent.id) >= agent.capacity
+    ):
+        raise AgentUnavailable
+    return agent
 
 
 def agent_typing(*, agent_id: int, conversation_id: int, active: bool) -> None:
@@ -305,6 +560,15 @@ def set_presence(*, agent_id: int, status: str, origin_channel: str | None = Non
     if status == AgentProfile.Status.AVAILABLE:
         assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
     return status
+
+
+def disconnect_agent(*, user_id: int) -> None:
+    """Close every open socket of the agent behind this login (deactivated): each gets
+    close 4401 once the deactivation commits, instead of at its next heartbeat."""
+    for agent_id in AgentProfile.objects.filter(user_id=user_id).values_list("id", flat=True):
+        realtime.broadcast_on_commit(
+            [realtime.agent_group(agent_id)], {"type": realtime.AGENT_GONE_EVENT}
+        )
 
 
 def heartbeat(*, agent_id: int, route: bool = False) -> bool:
@@ -599,10 +863,18 @@ def _append_message(
         created_at=now,
     )
     wire = selectors.message_dict(message)
-    groups = [realtime.visitor_group(conversation.visitor_id)]
-    if conversation.agent_id is not None:
-        groups.append(realtime.agent_group(conversation.agent_id))
     realtime.broadcast_on_commit(
-        groups, realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel)
+        _participant_groups(conversation),
+        realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel),
     )
     return wire
+
+
+def _participant_groups(conversation: Conversation) -> tuple[str, ...]:
+    """Who hears a conversation's messages: its visitor's tabs and its agent's, if any."""
+    if conversation.agent_id is None:
+        return (realtime.visitor_group(conversation.visitor_id),)
+    return (
+        realtime.visitor_group(conversation.visitor_id),
+        realtime.agent_group(conversation.agent_id),
+    )

@@ -4,6 +4,7 @@ from . import views, widget_views
 
 urlpatterns = [
     path("api/v1/visitor-sessions", views.visitor_sessions, name="visitor-sessions"),
+    path("api/v1/offline-messages", views.offline_messages, name="offline-messages"),
     path("healthz", views.healthz, name="healthz"),
     path("widget.js", widget_views.widget_js, name="widget-js"),
     path("widget/config/<str:site_key>/", widget_views.widget_config, name="widget-config"),

@@ -1,37 +1,61 @@
 """HTTP endpoints of the chat core: visitor sessions for the widget, and health."""
 
+import functools
 import json
 import logging
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import origins, selectors, services
+from . import offline, origins, ratelimits, selectors, services
 from .models import Site
 
 logger = logging.getLogger(__name__)
 
 MAX_SESSION_BODY = 4096
+# Name, email and a question of up to 10,000 characters (4 bytes each at worst).
+MAX_OFFLINE_BODY = 48 * 1024
 
 
 def error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 
+def outage_answers_503(view):
+    """While the database is down the API answers 503 JSON at once (retry later),
+    not Django's HTML error page."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            logger.error("%s: database unavailable: %s", request.path, exc)
+            return error(503, "unavailable", "The service is unavailable; retry shortly.")
+
+    return wrapper
+
+
 # Cross-origin by design and cookie-less: the visitor is identified by the token in
 # the body, so there is no ambient credential for CSRF to abuse.
 @csrf_exempt
 @require_POST
+@outage_answers_503
 def visitor_sessions(request: HttpRequest) -> JsonResponse:
-    if len(request.body) > MAX_SESSION_BODY:
+    try:
+        too_long = len(request.body) > MAX_SESSION_BODY
+    except RequestDataTooBig:  # past DATA_UPLOAD_MAX_MEMORY_SIZE: never read at all
+        too_long = True
+    if too_long:
         return error(413, "too_long", "Request body is too large.")
     try:
         payload = json.loads(request.body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return error(400, "bad_request", "Body must be JSON.")
     if not isinstance(payload, dict):
         return error(400, "bad_request", "Body must be a JSON object.")
@@ -41,6 +65,9 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
         return error(400, "bad_request", "site_key must be a site key.")
     if token is not None and (not isinstance(token, str) or len(token) > 128):
         return error(400, "bad_request", "visitor_token must be a string.")
+    rotate = payload.get("rotate", False)
+    if not isinstance(rotate, bool):
+        return error(400, "bad_request", "rotate must be true or false.")
     site = Site.objects.filter(key=site_key, enabled=True).first()
     if site is None:
         return error(404, "not_found", "No such site, or it is disabled.")
@@ -48,11 +75,87 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
     if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
         logger.warning("visitor session refused for origin %r on site %s", origin, site.id)
         return error(403, "forbidden", "This origin may not use this site's widget.")
+    # Behind a proxy this is the X-Forwarded-For address only if daphne runs with
+    # --proxy-headers (docs/security.md); the header itself is never read here.
+    client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
-        _visitor, token = services.create_visitor_session(site_key=site_key, visitor_token=token)
+        _visitor, token = services.create_visitor_session(
+            site_key=site_key,
+            visitor_token=token,
+            rotate=rotate,
+            before_issuing=lambda: ratelimits.new_session(client),
+        )
     except (selectors.NotFound, selectors.SiteDisabled):
         return error(404, "not_found", "No such site, or it is disabled.")
+    except ratelimits.RateLimited as exc:
+        response = error(429, "rate_limited", "Too many new visitors from this address.")
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     return JsonResponse({"visitor_token": token, "ws_url": "/ws/visitor/"}, status=201)
+
+
+@csrf_exempt
+@require_POST
+@outage_answers_503
+def offline_messages(request: HttpRequest) -> JsonResponse:
+    """The widget's offline form (name, email, question): a queued conversation agents
+    see, and an email to the site's agents. Same Origin rules as visitor sessions."""
+    try:
+        too_long = len(request.body) > MAX_OFFLINE_BODY
+    except RequestDataTooBig:
+        too_long = True
+    if too_long:
+        return error(413, "too_long", "Request body is too large.")
+    try:
+        payload = json.loads(request.body or b"null")
+    except (ValueError, RecursionError):
+        return error(400, "bad_request", "Body must be JSON.")
+    if not isinstance(payload, dict):
+        return error(400, "bad_request", "Body must be a JSON object.")
+    site_key = payload.get("site_key")
+    token = payload.get("visitor_token")
+    if not isinstance(site_key, str) or not 1 <= len(site_key) <= 64:
+        return error(400, "bad_request", "site_key must be a site key.")
+    if token is not None and (not isinstance(token, str) or len(token) > 128):
+        return error(400, "bad_request", "visitor_token must be a string.")
+    try:
+        name, email, question = offline.clean(payload)
+    except offline.Invalid as exc:
+        return error(400, "bad_request", str(exc))
+    site = Site.objects.filter(key=site_key, enabled=True).first()
+    if site is None:
+        return error(404, "not_found", "No such site, or it is disabled.")
+    origin = request.headers.get("Origin")
+    if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
+        logger.warning("offline message refused for origin %r on site %s", origin, site.id)
+        return error(403, "forbidden", "This origin may not use this site's widget.")
+    client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
+    try:
+        ratelimits.count((ratelimits.IP_MESSAGES, client))
+        visitor, token, posted = services.leave_offline_message(
+            site_key=site_key,
+            visitor_token=token,
+            name=name,
+            email=email,
+            question=question,
+            before_issuing=lambda: ratelimits.new_session(client),
+            before_opening=lambda: ratelimits.count((ratelimits.IP_CONVERSATIONS, client)),
+        )
+    except (selectors.NotFound, selectors.SiteDisabled):
+        return error(404, "not_found", "No such site, or it is disabled.")
+    except ratelimits.RateLimited as exc:
+        response = error(429, "rate_limited", "Too many messages from this address.")
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    conversation_id = posted.message["conversation"]
+    if posted.created:
+        offline.email_agents(
+            site=site, visitor=visitor, conversation_id=conversation_id, question=question
+        )
+    return JsonResponse(
+        {"visitor_token": token, "conversation": conversation_id, "seq": posted.message["seq"]},
+        status=201,
+    )
 
 
 @require_GET

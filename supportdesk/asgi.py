@@ -9,14 +9,36 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.signals import request_finished  # noqa: E402
+from django.db import connections  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from chat.consumers import AgentConsumer, VisitorConsumer  # noqa: E402
+from chat.consumers import AgentConsumer, CloseOnOutage, VisitorConsumer  # noqa: E402
+from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
+
+# A client that stops reading is disconnected instead of growing the worker's memory,
+# and long frames (a `ready` with many messages) are not cut off at the inbound limit.
+patch_daphne_sending(settings.SUPPORTDESK_WS_SEND_BUFFER)
+
+
+def _close_request_connections(**kwargs) -> None:
+    """Under ASGI every HTTP request runs its ORM calls on a thread of its own, so a
+    persistent connection opened there is never reused: it stays open until garbage
+    collection, and a burst of widget loads exhausted PostgreSQL's max_connections
+    (docs/performance.md). Close it when the request ends (Django's advice for ASGI).
+    The sockets' ORM threads live as long as the worker and keep theirs."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:  # a test's transaction is not ours to end
+            connection.close()
+
+
+request_finished.connect(_close_request_connections)
 
 websocket_urlpatterns = [
     # Visitors authenticate with their token in `hello`; no session lookup needed.
-    path("ws/visitor/", VisitorConsumer.as_asgi()),
-    path("ws/agent/", AuthMiddlewareStack(AgentConsumer.as_asgi())),
+    path("ws/visitor/", CloseOnOutage(VisitorConsumer.as_asgi())),
+    path("ws/agent/", CloseOnOutage(AuthMiddlewareStack(AgentConsumer.as_asgi()))),
 ]
 
 application = ProtocolTypeRouter(

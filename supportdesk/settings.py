@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "supportdesk.csp.DenyFramingByDefault",
 ]
 
 ROOT_URLCONF = "supportdesk.urls"
@@ -126,7 +127,9 @@ if REDIS_URL:
     else:
         CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                # channels-redis' pub/sub layer, plus a report when its subscription
+                # to Redis broke, so sockets resync from the database (chat/channel_layer.py).
+                "BACKEND": "chat.channel_layer.PubSubChannelLayer",
                 "CONFIG": {"hosts": [_redis_host]},
             }
         }
@@ -167,6 +170,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Request bodies Django reads into memory (admin forms, the JSON API); bigger is a 400.
+# Daphne itself buffers whole bodies, so the proxy in front bounds them first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # --- supportdesk tunables (seconds unless named otherwise) ---
@@ -181,6 +187,12 @@ SUPPORTDESK_AGENT_GRACE = _env_float("SUPPORTDESK_AGENT_GRACE", 60)
 SUPPORTDESK_INACTIVITY_TIMEOUT = _env_float("SUPPORTDESK_INACTIVITY_TIMEOUT", 30 * 60)
 # How often each worker sweeps for lapsed agents, idle chats and stranded queues.
 SUPPORTDESK_SWEEP_INTERVAL = _env_float("SUPPORTDESK_SWEEP_INTERVAL", 5)
+# Threads (each with its own database connection) that run the sockets' ORM calls in a
+# worker; 1 is Channels' single database thread. See docs/performance.md.
+SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
+# Bytes a WebSocket client may leave unread in the worker's send buffer before it is
+# disconnected (it resumes by seq when it reconnects); see docs/deploy.md.
+SUPPORTDESK_WS_SEND_BUFFER = int(os.environ.get("SUPPORTDESK_WS_SEND_BUFFER", 4 * 1024 * 1024))
 # Token buckets per socket: (burst, frames per second).
 SUPPORTDESK_VISITOR_RATE = (
     int(os.environ.get("SUPPORTDESK_VISITOR_BURST", 30)),
@@ -190,6 +202,43 @@ SUPPORTDESK_AGENT_RATE = (
     int(os.environ.get("SUPPORTDESK_AGENT_BURST", 120)),
     _env_float("SUPPORTDESK_AGENT_RATE", 30),
 )
+# Limits shared by every worker, on top of the buckets (chat/ratelimits.py,
+# docs/security.md): "N per [M] second|minute|hour", several joined by ";"; empty = none.
+# Counted in Redis when REDIS_URL is set (one count for all workers), else in memory.
+SUPPORTDESK_RATE_LIMIT_STORAGE = (
+    os.environ.get("SUPPORTDESK_RATE_LIMIT_STORAGE") or REDIS_URL or "memory://"
+)
+SUPPORTDESK_LIMIT_VISITOR_MESSAGES = os.environ.get(
+    "SUPPORTDESK_LIMIT_VISITOR_MESSAGES", "20 per 10 seconds"
+)
+SUPPORTDESK_LIMIT_IP_MESSAGES = os.environ.get(
+    "SUPPORTDESK_LIMIT_IP_MESSAGES", "120 per 10 seconds"
+)
+SUPPORTDESK_LIMIT_VISITOR_CONVERSATIONS = os.environ.get(
+    "SUPPORTDESK_LIMIT_VISITOR_CONVERSATIONS", "5 per minute"
+)
+SUPPORTDESK_LIMIT_IP_CONVERSATIONS = os.environ.get(
+    "SUPPORTDESK_LIMIT_IP_CONVERSATIONS", "30 per minute"
+)
+# Requests that issue a visitor token (a new visitor, or a rotation); known tokens are free.
+SUPPORTDESK_LIMIT_IP_SESSIONS = os.environ.get("SUPPORTDESK_LIMIT_IP_SESSIONS", "60 per minute")
+
+# Mail (offline messages to agents): the console in DEBUG, SMTP from EMAIL_* otherwise;
+# tests use Django's locmem backend.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "supportdesk@localhost")
+# For django.core.mail.backends.filebased.EmailBackend (one file per message).
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None
 
 LOGGING = {
     "version": 1,

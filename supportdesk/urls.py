@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chat.admin import analytics_view
+
 urlpatterns = [
     path("", include("chat.urls")),
     path("", include("agents.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Before admin.site.urls, whose catch-all would answer 404; admin_view makes it
+    # staff only, with the admin's login redirect.
+    path("admin/analytics/", admin.site.admin_view(analytics_view), name="admin-analytics"),
     path("admin/", admin.site.urls),
 ]

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import realtime, services
+from chat import ratelimits, realtime, services
 from chat.models import Site, Visitor
 
 
@@ -19,6 +19,9 @@ def _quiet_background(settings):
     # Hashing the personas' passwords properly is most of each test's setup time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # The shared rate limits count in this process's memory: each test starts from zero.
+    settings.SUPPORTDESK_RATE_LIMIT_STORAGE = "memory://"
+    ratelimits.reset()
 
 
 @dataclass

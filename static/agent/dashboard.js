@@ -313,6 +313,19 @@
     "conversation.assigned": onAssigned,
     message: onMessage,
     "message.ack": onAck,
+    note: function (frame) {
+      var chat = state.chats.get(frame.conversation);
+      if (chat) addNotes(chat, [frame]);
+    },
+    "note.ack": function () {},
+    agents: onAgents,
+    "conversation.rated": function (frame) {
+      var chat = state.chats.get(frame.conversation);
+      if (!chat || chat.status === "active") return;
+      var said = frame.comment ? ": “" + frame.comment + "”" : ".";
+      text(chat.pane.notice, chat.pane.notice.textContent + " The visitor rated it " + frame.score + "/5" + said);
+    },
+    "conversation.transferred": onTransferred,
     sync: onSync,
     typing: onTyping,
     read: onRead,
@@ -396,6 +409,7 @@
     }
     if (Array.isArray(data.messages)) {
       addMessages(chat, data.messages, false);
+      addNotes(chat, data.notes);
       chat.historyLoaded = true;
       checkGaps(chat);
     } else {
@@ -470,6 +484,7 @@
     if (!chat) return;
     chat.syncing = false;
     addMessages(chat, frame.messages || [], false);
+    addNotes(chat, frame.notes);
     chat.historyLoaded = true;
     checkGaps(chat);
     updateItem(chat);
@@ -511,6 +526,56 @@
     if (frame.by !== "agent") announce("Chat with " + visitorName(chat) + " was closed by " + by + ".");
   }
 
+  /* Fills every open transfer panel with the colleagues who could take a chat. */
+  function onAgents(frame) {
+    state.chats.forEach(function (chat) {
+      if (chat.pane.transferPanel.hidden) return;
+      var select = chat.pane.transferSelect;
+      select.textContent = "";
+      var queue = document.createElement("option");
+      queue.value = "";
+      text(queue, "Back to the queue");
+      select.appendChild(queue);
+      (frame.agents || []).forEach(function (agent) {
+        var option = document.createElement("option");
+        option.value = String(agent.id);
+        var free = agent.online && agent.status === "available" && agent.load < agent.capacity;
+        var why = !agent.online ? "offline" : agent.status !== "available" ? "away" : free ? "available" : "full";
+        text(option, agent.display_name + " (" + why + ", " + agent.load + "/" + agent.capacity + ")");
+        option.disabled = !free;
+        select.appendChild(option);
+      });
+      var firstFree = select.querySelector("option:not([value='']):not(:disabled)");
+      if (firstFree) select.value = firstFree.value;
+      chat.pane.transferSubmit.disabled = false;
+    });
+  }
+
+  function showTransferPanel(chat, open) {
+    chat.pane.transferPanel.hidden = !open;
+    chat.pane.transfer.setAttribute("aria-expanded", open ? "true" : "false");
+    if (!open) return;
+    chat.pane.transferSubmit.disabled = true;
+    chat.pane.transferSelect.textContent = "";
+    var loading = document.createElement("option");
+    text(loading, "Loading agents…");
+    chat.pane.transferSelect.appendChild(loading);
+    if (!send({ type: "agents.list" })) toast("Not connected: try again once the connection is back.");
+    chat.pane.transferSelect.focus();
+  }
+
+  function onTransferred(frame) {
+    var chat = state.chats.get(frame.conversation);
+    if (!chat) return;
+    showTransferPanel(chat, false);
+    var to = frame.to && frame.to.display_name;
+    endChat(
+      chat,
+      "transferred",
+      to ? "This chat was transferred to " + to + "." : "This chat was moved back to the queue.",
+    );
+  }
+
   function onRequeued(frame) {
     var chat = state.chats.get(frame.conversation);
     if (!chat) return;
@@ -537,6 +602,9 @@
     }
     if (frame.code === "rate_limited") {
       toast("Slow down a little: the server is refusing frames.");
+    } else if (frame.code === "agent_unavailable") {
+      toast("That agent cannot take this chat right now. Pick someone else or the queue.");
+      send({ type: "agents.list" });
     } else if (frame.code === "not_found") {
       toast("That chat is no longer yours.");
     } else if (frame.code !== "conversation_closed") {
@@ -573,6 +641,7 @@
       seqs: [], // held seqs, ascending
       rows: new Map(), // seq -> <li>
       pending: new Map(), // client_msg_id -> pending send
+      notes: new Map(), // internal note id -> <li>
       unread: 0,
       countedThrough: 0, // highest seq already included in `unread`
       readSeq: 0,
@@ -643,7 +712,32 @@
       input: input,
       label: label,
       sendButton: part(pane, ".composer-send"),
+      noteToggle: part(pane, ".composer-note"),
+      transfer: part(pane, ".pane-transfer"),
+      transferPanel: part(pane, ".transfer-panel"),
+      transferSelect: part(pane, ".transfer-select"),
+      transferSubmit: part(pane, ".transfer-submit"),
     };
+    chat.pane.transfer.addEventListener("click", function () {
+      if (chat.status === "active") showTransferPanel(chat, chat.pane.transferPanel.hidden);
+    });
+    part(pane, ".transfer-cancel").addEventListener("click", function () {
+      showTransferPanel(chat, false);
+      chat.pane.transfer.focus();
+    });
+    chat.pane.transferPanel.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var value = chat.pane.transferSelect.value;
+      var frame = { type: "conversation.transfer", conversation: chat.id, to_agent: value ? Number(value) : null };
+      if (send(frame)) chat.pane.transferSubmit.disabled = true;
+      else toast("Not connected: the chat can be transferred once the connection is back.");
+    });
+    chat.pane.noteToggle.addEventListener("change", function () {
+      var noting = chat.pane.noteToggle.checked;
+      chat.pane.form.classList.toggle("is-note", noting);
+      input.placeholder = noting ? "Internal note: only agents see it…" : "Write a reply…";
+      if (noting) stopTyping(chat);
+    });
     chat.pane.close.addEventListener("click", function () {
       if (chat.status === "active") {
         if (send({ type: "conversation.close", conversation: chat.id })) {
@@ -715,6 +809,7 @@
     chat.pane.sendButton.disabled = false;
     chat.pane.close.disabled = false;
     text(chat.pane.close, "Close chat");
+    chat.pane.transfer.disabled = false;
   }
 
   function endChat(chat, status, notice) {
@@ -733,6 +828,8 @@
     chat.pane.sendButton.disabled = true;
     chat.pane.close.disabled = false;
     text(chat.pane.close, "Remove from list");
+    chat.pane.transfer.disabled = true;
+    showTransferPanel(chat, false);
     updateItem(chat);
     refreshCounts();
   }
@@ -802,6 +899,32 @@
       if (wasAtBottom || !live) scrollToBottom(chat);
     }
     return added;
+  }
+
+  /* Internal notes sit after the message they followed (`after_seq`), before any later one. */
+  function addNotes(chat, notes) {
+    var wasAtBottom = chat.stickToBottom;
+    (notes || []).forEach(function (note) {
+      if (typeof note.id !== "number" || chat.notes.has(note.id)) return;
+      var li = document.createElement("li");
+      li.className = "msg msg-note";
+      li.dataset.note = String(note.id);
+      var label = document.createElement("p");
+      label.className = "note-label";
+      text(label, "Note" + (note.author ? " by " + note.author : "") + " · only agents see this");
+      li.appendChild(label);
+      var bubble = document.createElement("div");
+      bubble.className = "bubble";
+      renderBody(bubble, note.body);
+      li.appendChild(bubble);
+      chat.notes.set(note.id, li);
+      var before = null;
+      for (var i = 0; i < chat.seqs.length && !before; i += 1) {
+        if (chat.seqs[i] > note.after_seq) before = chat.rows.get(chat.seqs[i]);
+      }
+      chat.pane.list.insertBefore(li, before);
+    });
+    if (wasAtBottom) scrollToBottom(chat);
   }
 
   function insertSorted(chat, seq, row) {
@@ -975,7 +1098,8 @@
   }
 
   function onComposerInput(chat) {
-    if (chat.status !== "active") return;
+    // Writing a note is nothing the visitor may see, not even as "typing".
+    if (chat.status !== "active" || chat.pane.noteToggle.checked) return;
     if (!chat.pane.input.value.trim()) {
       stopTyping(chat);
       return;
@@ -1006,6 +1130,12 @@
     if (chat.status !== "active") return;
     var body = chat.pane.input.value.trim();
     if (!body) return;
+    if (chat.pane.noteToggle.checked) {
+      var frame = { type: "note.send", conversation: chat.id, client_msg_id: newClientMsgId(), body: body };
+      if (send(frame)) chat.pane.input.value = "";
+      else toast("Not connected: the note can be saved once the connection is back.");
+      return;
+    }
     chat.pane.input.value = "";
     stopTyping(chat);
     var pending = { id: newClientMsgId(), body: body, state: "sending", timer: null, row: null };

@@ -121,6 +121,7 @@
   const own = new Map(); // client_msg_id -> {row, body, state, conv, seq, detail, timer}
   const noted = new Set(); // conversations whose "ended" note was shown
   const joined = new Set(); // "conversation:agent" whose "joined" note was shown
+  const rated = new Set(); // conversations the visitor rated
 
   // --- rendering ------------------------------------------------------------------
   const URL_PATTERN = /\bhttps?:\/\/[^\s<>"'`]+/gi;
@@ -338,8 +339,107 @@
     start.type = 'button';
     start.addEventListener('click', startNewChat);
     note.append(el('p', '', who), start);
+    if (!rated.has(conversation)) note.append(rateBox(conversation));
     note.sdKey = [conversation, Infinity];
     place(note);
+  };
+
+  // CSAT once the chat is over: 1 to 5 stars and an optional comment, once.
+  const rateBox = (conversation) => {
+    const box = el('form', 'sd-rate');
+    box.dataset.conv = conversation;
+    const stars = el('div', 'sd-stars');
+    stars.setAttribute('role', 'group');
+    stars.setAttribute('aria-label', 'Rate this chat');
+    const comment = el('textarea', 'sd-rate-comment');
+    comment.maxLength = 2000;
+    comment.rows = 2;
+    comment.placeholder = 'Anything to add? (optional)';
+    comment.setAttribute('aria-label', 'Comment (optional)');
+    const send = el('button', 'sd-new', 'Send rating');
+    send.disabled = true;
+    let score = 0;
+    for (let i = 1; i <= 5; i++) {
+      const star = el('button', 'sd-star', '\u2605');
+      star.type = 'button';
+      star.setAttribute('aria-label', i + ' out of 5');
+      star.setAttribute('aria-pressed', 'false');
+      star.addEventListener('click', () => {
+        score = i;
+        [...stars.children].forEach((s, n) => {
+          s.classList.toggle('sd-on', n < i);
+          s.setAttribute('aria-pressed', String(n === i - 1));
+        });
+        send.disabled = false;
+      });
+      stars.append(star);
+    }
+    box.append(el('p', '', 'How was this chat?'), stars, comment, send);
+    box.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!score || !live) return;
+      sendFrame({ type: 'rating', score, comment: comment.value.trim() });
+      send.disabled = true;
+    });
+    return box;
+  };
+
+  // Nobody online: a form (name, email, question) instead of the composer.
+  let offlineShown = false;
+  const offlineForm = () => {
+    if (offlineShown) return;
+    offlineShown = true;
+    const box = el('form', 'sd-row sd-offline');
+    box.noValidate = true;
+    box.append(el('p', '', 'No one is online right now. Leave a message and we will reply by email.'));
+    const field = (label, tag, type, max) => {
+      const f = el(tag, 'sd-field');
+      if (type) f.type = type;
+      f.maxLength = max;
+      f.placeholder = label;
+      f.setAttribute('aria-label', label);
+      box.append(f);
+      return f;
+    };
+    const name = field('Your name', 'input', 'text', 200);
+    const email = field('Your email', 'input', 'email', 254);
+    const question = field('Your question', 'textarea', null, 10000);
+    const send = el('button', 'sd-new', 'Send message');
+    const status = el('p', 'sd-offline-status');
+    status.setAttribute('role', 'status');
+    box.append(send, status);
+    ui.form.hidden = true;
+    box.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const body = { site_key: KEY, visitor_token: token || undefined, name: name.value.trim(), email: email.value.trim(), question: question.value.trim() };
+      if (!body.name || !body.email.includes('@') || !body.question) {
+        status.textContent = 'Please give your name, email and question.';
+        return;
+      }
+      send.disabled = true;
+      status.textContent = 'Sending…';
+      try {
+        const response = await fetch(cfg.sessions_url.replace('visitor-sessions', 'offline-messages'), {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify(body),
+          credentials: 'omit',
+        });
+        const data = await response.json();
+        if (!response.ok) throw new Error(data.detail);
+        if (data.visitor_token !== token) {
+          token = data.visitor_token;
+          save(TOKEN_KEY, token);
+        }
+        box.replaceWith(el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.'));
+        ui.form.hidden = false;
+      } catch (err) {
+        status.textContent = 'Not sent: ' + (err.message || 'please try again.');
+        send.disabled = false;
+      }
+    });
+    ui.log.append(box);
+    scrollDown(true);
   };
 
   // "alice joined the chat", after the messages that were there when she did.
@@ -501,7 +601,9 @@
       if (c && c.id === latest) agentRead = Math.max(agentRead, c.agent_read_seq || 0);
       if (c && c.status === 'active') addJoined(c.id, conv.agent, 1);
       for (const m of f.messages || []) addMessage(m);
+      if (c && c.rating) rated.add(c.id);
       if (c && c.status === 'closed') addEndedNote(c.id, null);
+      if (f.agents_online === false && (!c || c.status === 'closed')) offlineForm();
       flushOutbox();
       receipts();
       markRead();
@@ -541,6 +643,12 @@
       hideTyping();
       addEndedNote(f.conversation, f.by);
       scrollDown(false);
+    },
+    'conversation.rated'(f) {
+      rated.add(f.conversation);
+      for (const box of ui.log.querySelectorAll('.sd-rate')) {
+        if (+box.dataset.conv === f.conversation) box.replaceWith(el('p', 'sd-thanks', 'Thanks for your feedback!'));
+      }
     },
     typing(f) {
       if (f.from !== 'agent' || !conv || f.conversation !== conv.id) return;

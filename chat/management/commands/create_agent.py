@@ -16,8 +16,15 @@ class Command(BaseCommand):
         parser.add_argument("--capacity", type=int, default=3, help="Concurrent chats (default 3).")
         parser.add_argument("--display-name", default="")
         parser.add_argument("--site", action="append", default=[], help="Site key (repeatable).")
+        parser.add_argument(
+            "--supervisor",
+            action="store_true",
+            help="May read every conversation of the sites served (not write into them).",
+        )
 
-    def handle(self, *args, username, password, capacity, display_name, site, **options):
+    def handle(
+        self, *args, username, password, capacity, display_name, site, supervisor, **options
+    ):
         if capacity < 0:
             raise CommandError("--capacity must be 0 or more")
         sites = list(Site.objects.filter(key__in=site))
@@ -35,6 +42,7 @@ class Command(BaseCommand):
                 defaults={
                     "display_name": display_name or user.get_full_name() or username,
                     "capacity": capacity,
+                    "is_supervisor": supervisor,
                 },
             )
             agent.sites.set(sites)
@@ -42,4 +50,5 @@ class Command(BaseCommand):
         services.assign_queued(site_ids=[s.id for s in sites] or None)
         verb = "Created" if created else "Updated"
         scope = ", ".join(s.name for s in sites) or "every site"
-        self.stdout.write(f"{verb} agent {username} (capacity {capacity}, serves {scope})")
+        role = ", supervisor" if supervisor else ""
+        self.stdout.write(f"{verb} agent {username} (capacity {capacity}, serves {scope}{role})")

@@ -1,0 +1,93 @@
+"""channels-redis' pub/sub channel layer, told when its subscription to Redis broke.
+
+channels-redis re-subscribes by itself once Redis answers again, but whatever was
+published meanwhile is gone and nobody hears of it. This layer reports each
+re-subscription to `realtime.subscription_restored()`, so the worker's sockets resume
+from the database (by seq) instead of silently missing events. It also keeps the
+layer's own bookkeeping from growing while Redis refuses subscribes and unsubscribes,
+and lets a consumer unsubscribe its channel when it ends (`forget_channel`).
+
+Built on channels-redis 4.3 internals (pinned in requirements.txt):
+`RedisPubSubLoopLayer`, `RedisSingleShardConnection` and its redis-py `PubSub`.
+"""
+
+import asyncio
+import logging
+
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _wrap_close
+
+from . import realtime
+
+logger = logging.getLogger(__name__)
+
+
+class _Shard(RedisSingleShardConnection):
+    def _ensure_redis(self) -> None:
+        fresh = self._redis is None
+        super()._ensure_redis()
+        if fresh:
+            # redis-py runs the PubSub's `on_connect` each time its connection is
+            # re-established (not on the first connect): that is the moment events
+            # may have been lost. An instance attribute shadows the method; redis-py
+            # keeps a weak reference to it, which this shard's lifetime covers.
+            self._pubsub.on_connect = self._reconnected
+
+    async def _reconnected(self, connection) -> None:
+        await type(self._pubsub).on_connect(self._pubsub, connection)
+        await self._drop_stale_subscriptions()
+        logger.warning("re-subscribed to Redis; events published while away are lost")
+        realtime.subscription_restored()
+
+    async def _drop_stale_subscriptions(self) -> None:
+        # Unsubscribes refused while Redis was down left names that no socket of this
+        # worker listens to any more; redis-py has just subscribed to them again.
+        # (Runs inside the reconnect, which may hold `_lock`: it must not take it.)
+        layer = self.channel_layer
+        stale = {name for name in self._subscribed_to if name not in layer.channels}
+        stale -= set(layer.groups)
+        if stale:
+            await self._pubsub.unsubscribe(*stale)
+            self._subscribed_to -= stale
+
+
+class _LoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [_Shard(shard.host, self) for shard in self._shards]
+
+    async def forget_channel(self, channel: str) -> None:
+        """Unsubscribe a consumer's own channel once the consumer has ended.
+
+        channels-redis does it only when a pending `receive` is cancelled. A consumer
+        that stops just as a message reached its `receive` (Channels' dispatch loop then
+        cancels a task that has already finished) would stay subscribed for good: one
+        leaked Redis subscription and queue per such socket, seen under churn.
+        """
+        self.channels.pop(channel, None)
+        await self._get_shard(channel).unsubscribe(channel)
+
+    async def _subscribe_to_channel(self, channel: str) -> None:
+        try:
+            await super()._subscribe_to_channel(channel)
+        except BaseException:
+            # Redis refused: no consumer will ever read this queue or unsubscribe it.
+            self.channels.pop(channel, None)
+            raise
+
+
+class PubSubChannelLayer(RedisPubSubChannelLayer):
+    """`RedisPubSubChannelLayer` that reports re-subscriptions (see the module doc)."""
+
+    def _get_layer(self) -> _LoopLayer:
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer

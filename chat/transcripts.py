@@ -1,0 +1,275 @@
+"""Reads for reviewing transcripts: one conversation as a timeline, full-text search over
+message bodies, and streaming CSV/JSON exports of many conversations."""
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .models import Conversation, Message, SenderKind
+
+# PostgreSQL text-search configuration for message bodies; migration 0003 indexes
+# exactly `to_tsvector('english', COALESCE(body, ''))`, so change both together.
+SEARCH_CONFIG = "english"
+# Rows fetched per round trip while exporting: memory stays flat whatever the selection.
+EXPORT_CHUNK = 2000
+
+
+# --- one conversation -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A line of the timeline: a message (`kind` is the sender) or an event."""
+
+    kind: str  # "visitor", "agent", "system", or "event"
+    at: datetime
+    text: str
+    author: str = ""
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    wait: timedelta | None  # created -> assigned
+    first_response: timedelta | None  # assigned -> first agent message after it
+    duration: timedelta | None  # assigned -> closed
+
+
+def first_response_at(conversation: Conversation, messages: Iterable[Message]):
+    """The first agent message at or after the (last) assignment, as analytics counts it."""
+    if conversation.assigned_at is None:
+        return None
+    replies = (
+        m.created_at
+        for m in messages
+        if m.sender == SenderKind.AGENT and m.created_at >= conversation.assigned_at
+    )
+    return min(replies, default=None)
+
+
+def timings(conversation: Conversation, messages: Iterable[Message]) -> Timings:
+    created, assigned, closed = (
+        conversation.created_at,
+        conversation.assigned_at,
+        conversation.closed_at,
+    )
+    replied = first_response_at(conversation, messages)
+    return Timings(
+        wait=assigned - created if assigned else None,
+        first_response=replied - assigned if replied and assigned else None,
+        duration=closed - assigned if closed and assigned else None,
+    )
+
+
+def timeline(conversation: Conversation, messages: Iterable[Message]) -> list[Entry]:
+    """Messages in seq order with the conversation's lifecycle (started, assigned, closed)
+    placed between them by time, as the visitor and the agent lived it."""
+    visitor = str(conversation.visitor)
+    entries = [
+        Entry(
+            kind=m.sender,
+            at=m.created_at,
+            text=m.body,
+            author={
+                SenderKind.VISITOR: visitor,
+                SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else "Agent",
+                SenderKind.SYSTEM: "System",
+            }.get(m.sender, m.sender),
+            seq=m.seq,
+        )
+        for m in messages
+    ]
+    # (event, goes before a message stamped at the same instant)
+    events = [(Entry("event", conversation.created_at, f"{visitor} started the chat"), True)]
+    if conversation.assigned_at is not None:
+        agent = f" to {conversation.agent}" if conversation.agent else ""
+        events.append((Entry("event", conversation.assigned_at, f"Assigned{agent}"), True))
+    if conversation.closed_at is not None:
+        by = f" by the {conversation.closed_by}" if conversation.closed_by else ""
+        events.append((Entry("event", conversation.closed_at, f"Closed{by}"), False))
+    # Messages keep their seq order; each event goes in before the first message stamped
+    # after it (the idle sweep's closing line and the close share an instant: line first).
+    merged = []
+    for entry in entries:
+        while events and (
+            events[0][0].at < entry.at or (events[0][0].at == entry.at and events[0][1])
+        ):
+            merged.append(events.pop(0)[0])
+        merged.append(entry)
+    return merged + [event for event, _ in events]
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+def conversations_mentioning(term: str) -> QuerySet:
+    """Ids of conversations with a message matching `term`: PostgreSQL full-text search
+    (stemmed, web-search syntax: "exact phrase", or, -exclude) when on PostgreSQL, a
+    case-insensitive substring elsewhere."""
+    messages = Message.objects.all()
+    if connections[messages.db].vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        messages = messages.annotate(document=SearchVector("body", config=SEARCH_CONFIG)).filter(
+            document=SearchQuery(term, config=SEARCH_CONFIG, search_type="websearch")
+        )
+    else:
+        messages = messages.filter(body__icontains=term)
+    return messages.values("conversation_id")
+
+
+# --- exports --------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "conversation",
+    "site",
+    "visitor",
+    "visitor_name",
+    "visitor_email",
+    "agent",
+    "status",
+    "created_at",
+    "assigned_at",
+    "closed_at",
+    "closed_by",
+    "rating",
+    "rating_comment",
+    "seq",
+    "sender",
+    "sender_agent",
+    "sent_at",
+    "body",
+]
+
+
+class _Echo:
+    """csv.writer wants a file; this one hands each row back instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _spreadsheet_safe(value: str) -> str:
+    """Text a visitor typed must not run as a formula when the CSV is opened in a
+    spreadsheet (CSV injection): a leading = + - @ or control character is quoted."""
+    if value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value
+
+
+def _conversation_record(c: Conversation) -> dict:
+    rating = getattr(c, "rating", None)
+    return {
+        "id": c.pk,
+        "site": {"id": c.site_id, "name": c.site.name},
+        "visitor": {"id": c.visitor_id, "name": c.visitor.name, "email": c.visitor.email},
+        "agent": {"id": c.agent_id, "display_name": c.agent.display_name} if c.agent else None,
+        "status": c.status,
+        "created_at": _stamp(c.created_at),
+        "assigned_at": _stamp(c.assigned_at),
+        "closed_at": _stamp(c.closed_at),
+        "closed_by": c.closed_by or None,
+        "rating": {"score": rating.score, "comment": rating.comment} if rating else None,
+    }
+
+
+def _with_messages(conversations: QuerySet) -> Iterator[tuple[Conversation, list[tuple]]]:
+    """Each conversation (oldest id first) with its messages, read as two ordered
+    streams merged side by side: neither is ever held whole in memory."""
+    selected = conversations.order_by().values("pk")
+    rows = (
+        Conversation.objects.filter(pk__in=selected)
+        .select_related("site", "visitor", "agent", "rating")
+        .order_by("pk")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+    messages = iter(
+        Message.objects.filter(conversation__in=selected)
+        .order_by("conversation_id", "seq")
+        .values_list(
+            "conversation_id", "seq", "sender", "sender_agent__display_name", "created_at", "body"
+        )
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+    pending = next(messages, None)
+    for conversation in rows:
+        # Messages of conversations deleted meanwhile (a purge) are skipped.
+        while pending is not None and pending[0] < conversation.pk:
+            pending = next(messages, None)
+        mine = []
+        while pending is not None and pending[0] == conversation.pk:
+            mine.append(pending)
+            pending = next(messages, None)
+        yield conversation, mine
+
+
+def export_csv(conversations: QuerySet) -> Iterator[str]:
+    """One CSV row per message (a conversation without messages gets one row with the
+    message columns empty), header first."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for conversation, messages in _with_messages(conversations):
+        record = _conversation_record(conversation)
+        head = [
+            record["id"],
+            _spreadsheet_safe(record["site"]["name"]),
+            record["visitor"]["id"],
+            _spreadsheet_safe(record["visitor"]["name"]),
+            _spreadsheet_safe(record["visitor"]["email"]),
+            _spreadsheet_safe(record["agent"]["display_name"]) if record["agent"] else "",
+            record["status"],
+            record["created_at"],
+            record["assigned_at"] or "",
+            record["closed_at"] or "",
+            record["closed_by"] or "",
+            record["rating"]["score"] if record["rating"] else "",
+            _spreadsheet_safe(record["rating"]["comment"]) if record["rating"] else "",
+        ]
+        if not messages:
+            yield writer.writerow([*head, "", "", "", "", ""])
+            continue
+        # One string per conversation: small writes, but not one per message.
+        yield "".join(
+            writer.writerow(
+                [
+                    *head,
+                    seq,
+                    sender,
+                    _spreadsheet_safe(agent or ""),
+                    _stamp(sent_at),
+                    _spreadsheet_safe(body),
+                ]
+            )
+            for _, seq, sender, agent, sent_at, body in messages
+        )
+
+
+def export_json(conversations: QuerySet) -> Iterator[str]:
+    """`{"exported_at": ..., "conversations": [{..., "messages": [...]}, ...]}`, written
+    a conversation at a time."""
+    exported_at = json.dumps(_stamp(timezone.now()))
+    yield '{"exported_at": ' + exported_at + ', "conversations": ['
+    for n, (conversation, messages) in enumerate(_with_messages(conversations)):
+        record = _conversation_record(conversation)
+        record["messages"] = [
+            {
+                "seq": seq,
+                "sender": sender,
+                "sender_agent": agent,
+                "sent_at": _stamp(sent_at),
+                "body": body,
+            }
+            for _, seq, sender, agent, sent_at, body in messages
+        ]
+        yield ("," if n else "") + "\n" + json.dumps(record, ensure_ascii=False)
+    yield "\n]}\n"

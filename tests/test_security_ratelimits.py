@@ -1,0 +1,333 @@
+"""Attacks on the shared rate limits (chat/ratelimits.py): one visitor flooding from
+several tabs, many visitors behind one address, a visitor opening chat after chat, a
+script minting visitor tokens, forged X-Forwarded-For headers. Each is refused with
+`rate_limited` (or 429) and leaves no row behind.
+
+The per-socket bucket has its own tests in test_consumers_*.py; here it is kept out
+of the way so that what refuses is the shared limit."""
+
+import json
+import logging
+
+import pytest
+
+from chat import ratelimits
+from chat.models import Conversation, Message, Visitor, hash_token
+from tests import ws
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SHOPPER_IP = "203.0.113.7"
+NEIGHBOUR_IP = "203.0.113.8"
+SESSIONS_URL = "/api/v1/visitor-sessions"
+
+
+@pytest.fixture(autouse=True)
+def only_the_limits_under_test(settings):
+    """Every shared limit off unless a test sets it; buckets too big to matter."""
+    settings.SUPPORTDESK_VISITOR_RATE = (1000, 1000.0)
+    for rule in (
+        ratelimits.VISITOR_MESSAGES,
+        ratelimits.IP_MESSAGES,
+        ratelimits.VISITOR_CONVERSATIONS,
+        ratelimits.IP_CONVERSATIONS,
+        ratelimits.IP_SESSIONS,
+    ):
+        setattr(settings, rule.setting, "")
+
+
+@pytest.fixture
+async def sockets():
+    pool = ws.Sockets()
+    yield pool
+    await pool.close_all()
+
+
+async def tab_of(sockets, personas, visitor, *, ip: str | None = SHOPPER_IP):
+    """A visitor socket past hello, connecting from `ip`."""
+    communicator = sockets.track(ws.visitor_communicator())
+    if ip is not None:
+        # What daphne puts in the scope: the peer, or X-Forwarded-For with --proxy-headers.
+        communicator.scope["client"] = [ip, 50123]
+    connected, _ = await communicator.connect(timeout=ws.TIMEOUT)
+    assert connected
+    await communicator.send_json_to(ws.hello(personas.acme.key, personas.token(visitor)))
+    await ws.receive_until(communicator, "ready")
+    return communicator
+
+
+def send(body: str, client_msg_id: str) -> dict:
+    return {"type": "message.send", "client_msg_id": client_msg_id, "body": body}
+
+
+async def say(tab, body: str, client_msg_id: str) -> dict:
+    """Send a message; the ack or error that answers it."""
+    await tab.send_json_to(send(body, client_msg_id))
+    while True:
+        frame = await tab.receive_json_from(timeout=ws.TIMEOUT)
+        if frame["type"] in ("message.ack", "error") and frame.get("client_msg_id") == (
+            client_msg_id
+        ):
+            return frame
+
+
+async def counts() -> tuple[int, int]:
+    """(conversations, messages) stored."""
+    return await ws.db(lambda: (Conversation.objects.count(), Message.objects.count()))
+
+
+async def close_chat(tab) -> None:
+    await tab.send_json_to({"type": "conversation.close"})
+    await ws.receive_until(tab, "conversation.closed")
+
+
+# --- messages -----------------------------------------------------------------------
+
+
+async def test_two_tabs_of_one_visitor_share_one_message_limit(personas, sockets, settings):
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "3 per minute"
+    first_tab = await tab_of(sockets, personas, personas.v1)
+    second_tab = await tab_of(sockets, personas, personas.v1)
+
+    answers = [
+        await say(first_tab, "one", "m1"),
+        await say(second_tab, "two", "m2"),
+        await say(first_tab, "three", "m3"),
+        await say(second_tab, "four", "m4"),
+        await say(first_tab, "five", "m5"),
+    ]
+
+    assert [a["type"] for a in answers] == ["message.ack"] * 3 + ["error"] * 2
+    assert {a["code"] for a in answers[3:]} == {"rate_limited"}
+    assert await counts() == (1, 3)
+
+
+async def test_visitors_behind_one_address_share_its_message_limit_and_others_do_not(
+    personas, sockets, settings
+):
+    settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "2 per minute"
+    v1 = await tab_of(sockets, personas, personas.v1, ip=SHOPPER_IP)
+    v2 = await tab_of(sockets, personas, personas.v2, ip=SHOPPER_IP)
+    v3 = await tab_of(sockets, personas, personas.v3, ip=NEIGHBOUR_IP)
+
+    assert (await say(v1, "hi from v1", "a"))["type"] == "message.ack"
+    assert (await say(v2, "hi from v2", "b"))["type"] == "message.ack"
+    refused = await say(v2, "again from v2", "c")
+    neighbour = await say(v3, "hi from v3", "d")
+
+    assert refused == {
+        "type": "error",
+        "code": "rate_limited",
+        "detail": refused["detail"],
+        "client_msg_id": "c",
+    }
+    assert neighbour["type"] == "message.ack"
+    assert await counts() == (3, 3)
+
+
+async def test_a_flood_over_the_shared_limit_is_refused_ten_times_then_closed_with_4008(
+    personas, sockets, settings, caplog
+):
+    caplog.set_level(logging.INFO)
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "2 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+    assert (await say(tab, "one", "ok-1"))["type"] == "message.ack"
+    assert (await say(tab, "two", "ok-2"))["type"] == "message.ack"
+
+    for n in range(15):
+        await tab.send_json_to(send(f"flood {n}", f"flood-{n}"))
+
+    code, frames = await ws.receive_close(tab)
+    assert code == 4008
+    answers = [f for f in frames if f["type"] in ("error", "message.ack")]
+    assert [(f["type"], f["code"]) for f in answers] == [("error", "rate_limited")] * 10
+    await tab.disconnect()
+    assert await counts() == (1, 2)
+    assert any("flood over the shared limits" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_retry_after_the_limit_passes_is_stored_once(personas, sockets, settings):
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "1 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+    assert (await say(tab, "first", "m1"))["type"] == "message.ack"
+    assert (await say(tab, "second", "m2"))["code"] == "rate_limited"
+
+    # The window is over (here: the limit is lifted); the widget sends m2 again.
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = ""
+    ack = await say(tab, "second", "m2")
+
+    assert ack["type"] == "message.ack"
+    assert ack["seq"] == 2
+    assert await counts() == (1, 2)
+
+
+# --- new conversations ----------------------------------------------------------------
+
+
+async def test_a_visitor_opening_chat_after_chat_is_refused_and_no_conversation_is_stored(
+    personas, sockets, settings
+):
+    settings.SUPPORTDESK_LIMIT_VISITOR_CONVERSATIONS = "2 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+    assert (await say(tab, "first chat", "c1"))["type"] == "message.ack"
+    await close_chat(tab)
+    assert (await say(tab, "second chat", "c2"))["type"] == "message.ack"
+    # Inside an open conversation the limit on opening new ones does not apply.
+    assert (await say(tab, "more in the second chat", "c2-more"))["type"] == "message.ack"
+    await close_chat(tab)
+
+    refused = await say(tab, "third chat", "c3")
+
+    assert refused["code"] == "rate_limited"
+    assert refused["client_msg_id"] == "c3"
+    assert await counts() == (2, 3)
+    assert (
+        await ws.db(
+            lambda: list(Conversation.objects.filter(status="queued").values_list("id", flat=True))
+        )
+        == []
+    )
+
+
+async def test_new_conversations_from_one_address_are_limited_across_visitors(
+    personas, sockets, settings
+):
+    settings.SUPPORTDESK_LIMIT_IP_CONVERSATIONS = "2 per minute"
+    v1 = await tab_of(sockets, personas, personas.v1, ip=SHOPPER_IP)
+    v2 = await tab_of(sockets, personas, personas.v2, ip=SHOPPER_IP)
+    v3 = await tab_of(sockets, personas, personas.v3, ip=SHOPPER_IP)
+    assert (await say(v1, "v1 needs help", "a"))["type"] == "message.ack"
+    assert (await say(v2, "v2 needs help", "b"))["type"] == "message.ack"
+
+    refused = await say(v3, "v3 needs help", "c")
+    v3_elsewhere = await tab_of(sockets, personas, personas.v3, ip=NEIGHBOUR_IP)
+    accepted = await say(v3_elsewhere, "v3 needs help", "c")
+
+    assert refused["code"] == "rate_limited"
+    assert accepted["type"] == "message.ack"
+    assert await counts() == (3, 3)
+
+
+# --- visitor sessions (HTTP) ----------------------------------------------------------
+
+
+def post_session(client, payload: dict, *, headers: dict | None = None, **extra):
+    return client.post(
+        SESSIONS_URL,
+        data=json.dumps(payload),
+        content_type="application/json",
+        headers={"Origin": "https://acme.example", **(headers or {})},
+        **extra,
+    )
+
+
+def test_a_script_minting_visitor_tokens_gets_429_and_creates_no_visitor(
+    client, personas, settings
+):
+    settings.SUPPORTDESK_LIMIT_IP_SESSIONS = "3 per minute"
+    site = {"site_key": personas.acme.key}
+    minted = [post_session(client, site, REMOTE_ADDR=SHOPPER_IP) for _ in range(3)]
+    visitors_before = Visitor.objects.count()
+
+    refused = post_session(client, site, REMOTE_ADDR=SHOPPER_IP)
+
+    assert [r.status_code for r in minted] == [201, 201, 201]
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert refused["Retry-After"] == "60"
+    assert Visitor.objects.count() == visitors_before
+
+
+def test_returning_visitors_and_other_addresses_still_get_sessions_when_one_is_over(
+    client, personas, settings
+):
+    settings.SUPPORTDESK_LIMIT_IP_SESSIONS = "1 per minute"
+    site = {"site_key": personas.acme.key}
+    assert post_session(client, site, REMOTE_ADDR=SHOPPER_IP).status_code == 201
+    assert post_session(client, site, REMOTE_ADDR=SHOPPER_IP).status_code == 429
+
+    returning = post_session(
+        client, {**site, "visitor_token": personas.token(personas.v1)}, REMOTE_ADDR=SHOPPER_IP
+    )
+    elsewhere = post_session(client, site, REMOTE_ADDR=NEIGHBOUR_IP)
+
+    assert returning.status_code == 201
+    assert returning.json()["visitor_token"] == personas.token(personas.v1)
+    assert elsewhere.status_code == 201
+
+
+def test_a_forged_x_forwarded_for_header_does_not_reset_the_address_limit(
+    client, personas, settings
+):
+    settings.SUPPORTDESK_LIMIT_IP_SESSIONS = "2 per minute"
+    site = {"site_key": personas.acme.key}
+    statuses = [
+        post_session(
+            client,
+            site,
+            REMOTE_ADDR=SHOPPER_IP,
+            headers={"X-Forwarded-For": f"198.51.100.{n}"},
+        ).status_code
+        for n in range(4)
+    ]
+
+    assert statuses == [201, 201, 429, 429]
+
+
+def test_addresses_of_one_ipv6_slash_64_share_a_limit(client, personas, settings):
+    settings.SUPPORTDESK_LIMIT_IP_SESSIONS = "2 per minute"
+    site = {"site_key": personas.acme.key}
+    same_subscriber = ["2001:db8:1:2::1", "2001:db8:1:2::abcd", "2001:db8:1:2:ffff::9"]
+
+    statuses = [post_session(client, site, REMOTE_ADDR=a).status_code for a in same_subscriber]
+    other_subscriber = post_session(client, site, REMOTE_ADDR="2001:db8:1:3::1")
+
+    assert statuses == [201, 201, 429]
+    assert other_subscriber.status_code == 201
+
+
+def test_rotating_a_token_counts_as_issuing_one_and_over_the_limit_changes_nothing(
+    client, personas, settings
+):
+    settings.SUPPORTDESK_LIMIT_IP_SESSIONS = "1 per minute"
+    token = personas.token(personas.v1)
+    first = post_session(client, {"site_key": personas.acme.key}, REMOTE_ADDR=SHOPPER_IP)
+    assert first.status_code == 201
+
+    refused = post_session(
+        client,
+        {"site_key": personas.acme.key, "visitor_token": token, "rotate": True},
+        REMOTE_ADDR=SHOPPER_IP,
+    )
+
+    assert refused.status_code == 429
+    personas.v1.refresh_from_db()
+    assert personas.v1.token_hash == hash_token(token)
+
+
+# --- when Redis is away -----------------------------------------------------------------
+
+
+async def test_messages_still_go_through_when_the_limit_store_is_unreachable(
+    personas, sockets, settings, caplog
+):
+    caplog.set_level(logging.WARNING, logger="chat.ratelimits")
+    # Nothing listens on port 1: every count fails at once.
+    settings.SUPPORTDESK_RATE_LIMIT_STORAGE = "redis://127.0.0.1:1/0"
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "1 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+
+    answers = [await say(tab, f"message {n}", f"m{n}") for n in range(3)]
+
+    assert [a["type"] for a in answers] == ["message.ack"] * 3
+    assert await counts() == (1, 3)
+    assert any("storage unavailable" in r.getMessage() for r in caplog.records)
+
+
+def test_identities_are_client_addresses_with_ipv6_grouped_by_slash_64():
+    assert ratelimits.client_address("203.0.113.7") == "203.0.113.7"
+    assert ratelimits.client_address("::ffff:203.0.113.7") == "203.0.113.7"
+    assert ratelimits.client_address("2001:db8::1") == "2001:db8::/64"
+    assert ratelimits.client_address(None) is None
+    assert ratelimits.scope_client({"client": ["2001:db8::5", 443]}) == "2001:db8::/64"
+    assert ratelimits.scope_client({}) is None
