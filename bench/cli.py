@@ -159,7 +159,8 @@ def worker_variants(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]
 async def create_agents(env: dict, prefix: str, count: int, capacity: int, site: str) -> list:
     """`count` agents made by the `create_agent` command (in two processes, one per
     core: hashing each password is most of the cost); (username, password) each."""
-    logins = [(f"{prefix}{i:03d}", secrets.token_urlsafe(16)) for i in range(count)]
+    # A password starting with "-" would read as an option on the command line.
+    logins = [(f"{prefix}{i:03d}", "pw" + secrets.token_urlsafe(16)) for i in range(count)]
     batches = [logins[i::2] for i in range(2) if logins[i::2]]
 
     async def create(batch):

@@ -1,9 +1,9 @@
 """Reads for the analytics page: how many chats, how long visitors wait, how soon agents
 answer, how long chats last and how satisfied visitors are; per day, hour, site and agent.
 
-Every number is computed by the database (GROUP BY, window functions,
-`percentile_cont`); Python only adds up the few grouped rows that come back. A report
-costs the same five queries for a hundred chats or a hundred thousand.
+Every number is computed by the database (GROUP BY, `percentile_cont`, indexes walked
+to a rank); Python only adds up the few grouped rows that come back. A report costs the
+same few queries for a hundred chats or a hundred thousand.
 
 Definitions (also on the page and in docs/admin.md):
 - wait: created -> assigned (the last assignment, if the chat was re-queued);
@@ -36,8 +36,14 @@ DURATION = "duration"
 METRICS = (WAIT, FIRST_RESPONSE, DURATION)
 FRACTIONS = (0.5, 0.9)  # median and p90
 SCORES = (1, 2, 3, 4, 5)
+# Rank lookups per statement on SQLite: two parameters each, under the 999 that older
+# SQLite builds allow.
+PICKS_PER_QUERY = 200
 # The groupings every report has: everything, per site, per agent.
 ALL, SITE, AGENT = "all", "site", "agent"
+# Which medians and p90s each grouping reports. The wait happens before any agent takes
+# the chat, so it says nothing about an agent.
+PERCENTILES = {ALL: METRICS, SITE: METRICS, AGENT: (FIRST_RESPONSE, DURATION)}
 
 ANSWERED = Q(assigned_at__isnull=False)
 MISSED = Q(status=Status.CLOSED, assigned_at__isnull=True)
@@ -247,11 +253,13 @@ def csat_distribution(cells: list[dict]) -> dict[int, int]:
 # --- percentiles: one query for every median and p90 on the page -----------------------
 
 
-def percentile_table(conversations: QuerySet) -> dict[tuple[str, int | None, str], tuple]:
-    """(grouping, key, metric) -> (median, p90) in seconds, for the groupings ALL (key
-    None), SITE and AGENT (key: the id; conversations nobody took have no agent row).
-    Conversations without a metric (not assigned, not closed, no reply) do not count
-    for it."""
+def percentile_table(
+    conversations: QuerySet, wanted: dict[str, tuple[str, ...]] = PERCENTILES
+) -> dict[tuple[str, int | None, str], tuple]:
+    """(grouping, key, metric) -> (median, p90) in seconds, for the `wanted` groupings
+    and metrics: ALL (key None), SITE and AGENT (key: the id; conversations nobody took
+    have no agent row). Conversations without a metric (not assigned, not closed, no
+    reply) do not count for it."""
     spans = conversations.values(
         "site_id",
         "agent_id",
@@ -262,10 +270,11 @@ def percentile_table(conversations: QuerySet) -> dict[tuple[str, int | None, str
     if connection.vendor == "postgresql":
         rows = _percentiles_postgresql(connection, sql, params)
     else:
-        rows = _percentiles_by_rank(connection, sql, params)
+        rows = _percentiles_by_rank(connection, sql, params, wanted)
     return {
-        key: tuple(None if ms is None else round(ms) / 1000 for ms in values)
-        for key, values in rows.items()
+        (grouping, key, metric): tuple(None if ms is None else round(ms) / 1000 for ms in values)
+        for (grouping, key, metric), values in rows.items()
+        if metric in wanted.get(grouping, ())
     }
 
 
@@ -301,37 +310,75 @@ def _percentiles_postgresql(connection, spans_sql: str, params) -> dict:
     return found
 
 
-def _percentiles_by_rank(connection, spans_sql: str, params) -> dict:
-    """The portable way (SQLite has no percentile aggregate): the spans are computed once
-    into a materialised CTE; per grouping and metric a window function numbers the values
-    in order, and the rows at each fraction's rank are interpolated. The database sorts;
-    Python receives one row per group and metric."""
-    picks = []
-    for fraction in FRACTIONS:
-        rank = f"({fraction!r} * (n - 1))"
-        low = f"CAST({rank} AS INTEGER)"
-        picks.append(
-            f"SUM(CASE WHEN rn = {low} THEN span * (1 - ({rank} - {low})) "
-            f"WHEN rn = {low} + 1 THEN span * ({rank} - {low}) ELSE 0 END)"
-        )
-    parts = []
-    for grouping, key in ((ALL, "NULL"), (SITE, "site_id"), (AGENT, "agent_id")):
-        for metric in METRICS:
-            column = f"{metric}_ms"
-            where = f"{column} IS NOT NULL" + ("" if grouping == ALL else f" AND {key} IS NOT NULL")
-            parts.append(
-                f"SELECT '{grouping}', group_key, '{metric}', {', '.join(picks)} FROM ("
-                f"SELECT {key} AS group_key, {column} AS span, "
-                "ROW_NUMBER() OVER ordered - 1 AS rn, COUNT(*) OVER (ordered "
-                "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n "
-                f"FROM spans WHERE {where} "
-                f"WINDOW ordered AS (PARTITION BY {key} ORDER BY {column})"
-                ") AS ranked GROUP BY group_key"
-            )
-    sql = f"WITH spans AS MATERIALIZED ({spans_sql}) " + " UNION ALL ".join(parts)
+def _percentiles_by_rank(connection, spans_sql: str, params, wanted: dict) -> dict:
+    """The portable way (SQLite has no percentile aggregate): ORDER BY + OFFSET at each
+    rank, made cheap. The spans are computed once into a temporary table; one index per
+    grouping and metric has the database sort the values once, so a count per group and
+    the values at the ranks are short index walks, not a sort each. Python receives one
+    count per group and the two values around each rank, never the spans themselves.
+
+    The temporary table lives in this connection's own temp schema (no lock on the main
+    database, invisible to other connections) and is dropped before returning.
+    """
+    table = "analytics_spans"
+    columns = {ALL: None, SITE: "site_id", AGENT: "agent_id"}
+    found = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {(grouping, key, metric): tuple(values) for grouping, key, metric, *values in cursor}
+        cursor.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        cursor.execute(f"CREATE TEMP TABLE {table} AS {spans_sql}", params)
+        try:
+            counts = []  # (grouping, key column, group, metric, n)
+            for grouping, metrics in wanted.items():
+                key = columns[grouping]
+                for metric in metrics:
+                    column = f"{metric}_ms"
+                    indexed = f"{key}, {column}" if key else column
+                    cursor.execute(
+                        f"CREATE INDEX temp.{table}_{grouping}_{metric} ON {table} ({indexed})"
+                    )
+                    if key:
+                        cursor.execute(
+                            f"SELECT {key}, COUNT({column}) FROM {table} "
+                            f"WHERE {key} IS NOT NULL GROUP BY {key}"
+                        )
+                    else:
+                        cursor.execute(f"SELECT NULL, COUNT({column}) FROM {table}")
+                    counts += [(grouping, key, group, metric, n) for group, n in cursor if n]
+            # The values at and just after each rank, many per statement.
+            picks = []  # (scalar subquery, its parameters)
+            for _grouping, key, group, metric, n in counts:
+                column = f"{metric}_ms"
+                where = f"{key} = %s AND " if key else ""
+                for fraction in FRACTIONS:
+                    low = int(fraction * (n - 1))
+                    for offset in (low, min(low + 1, n - 1)):
+                        picks.append(
+                            (
+                                f"(SELECT {column} FROM {table} WHERE {where}{column} "
+                                f"IS NOT NULL ORDER BY {column} LIMIT 1 OFFSET %s)",
+                                [group, offset] if key else [offset],
+                            )
+                        )
+            values = []
+            for first in range(0, len(picks), PICKS_PER_QUERY):
+                chunk = picks[first : first + PICKS_PER_QUERY]
+                cursor.execute(
+                    "SELECT " + ", ".join(sql for sql, _ in chunk),
+                    [param for _, params in chunk for param in params],
+                )
+                values += cursor.fetchone()
+        finally:
+            cursor.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    position = 0
+    for grouping, _key, group, metric, n in counts:
+        pair = []
+        for fraction in FRACTIONS:
+            rank = fraction * (n - 1)
+            low, high = values[position], values[position + 1]
+            position += 2
+            pair.append(low + (high - low) * (rank - int(rank)))
+        found[(grouping, group, metric)] = tuple(pair)
+    return found
 
 
 # --- per day and hour -----------------------------------------------------------------
@@ -386,7 +433,8 @@ class Report:
 
 
 def report(scope: Scope) -> Report:
-    """Everything the analytics page shows for a scope, in five queries."""
+    """Everything the analytics page shows for a scope, in a few queries whose number
+    does not grow with the conversations."""
     conversations = scope.conversations()
     cells = count_cells(conversations)
     totals = Figures(label="All")
@@ -398,10 +446,21 @@ def report(scope: Scope) -> Report:
         if cell["agent_id"] is not None:
             _add_cell(agents.setdefault(cell["agent_id"], Figures(key=cell["agent_id"])), cell)
     groups = {ALL: {None: totals}, SITE: sites, AGENT: agents}
-    for (grouping, key, metric), values in percentile_table(conversations).items():
+    wanted = dict(PERCENTILES)
+    if len(sites) == 1:
+        # Every chat is that site's: its times are the totals', no need to count twice.
+        del wanted[SITE]
+    for (grouping, key, metric), values in percentile_table(conversations, wanted).items():
         figures = groups[grouping].get(key)
         if figures is not None:
             setattr(figures, metric, values)
+    if len(sites) == 1:
+        (only,) = sites.values()
+        only.wait, only.first_response, only.duration = (
+            totals.wait,
+            totals.first_response,
+            totals.duration,
+        )
     site_names = dict(Site.objects.filter(pk__in=sites).values_list("pk", "name"))
     agent_names = dict(AgentProfile.objects.filter(pk__in=agents).values_list("pk", "display_name"))
     for key, figures in sites.items():

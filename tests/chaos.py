@@ -548,7 +548,13 @@ def delivery_report(
                     report.ack_problems.append(f"{client.name}: {ack} is not what is stored")
     for client in {c for clients in participants.values() for c in clients}:
         report.duplicated += [f"{client.name}: pushed again {d}" for d in client.duplicates]
-        report.out_of_order += [f"{client.name}: out of order {d}" for d in client.out_of_order]
+        for d in client.out_of_order:
+            seen = [
+                (e.seq, e.via)
+                for e in client.deliveries
+                if e.conversation == d.conversation and e.connection == d.connection
+            ]
+            report.out_of_order.append(f"{client.name}: out of order {d}; that socket got {seen}")
         report.ack_problems += [f"{client.name}: ack changed {m}" for m in client.ack_mismatches]
         report.ack_problems += [f"{client.name}: never acked {m}" for m in client.outbox]
         report.ack_problems += [f"{client.name}: refused {m}" for m in client.refused]

@@ -384,7 +384,8 @@
     return box;
   };
 
-  // Nobody online: a form (name, email, question) instead of the composer.
+  // Nobody online: a form (name, email, question) for an answer by email. The composer
+  // stays: a chat message still waits in the queue for the next agent.
   let offlineShown = false;
   const offlineForm = () => {
     if (offlineShown) return;
@@ -404,11 +405,10 @@
     const name = field('Your name', 'input', 'text', 200);
     const email = field('Your email', 'input', 'email', 254);
     const question = field('Your question', 'textarea', null, 10000);
-    const send = el('button', 'sd-new', 'Send message');
+    const send = el('button', 'sd-new', 'Leave message');
     const status = el('p', 'sd-offline-status');
     status.setAttribute('role', 'status');
     box.append(send, status);
-    ui.form.hidden = true;
     box.addEventListener('submit', async (e) => {
       e.preventDefault();
       const body = { site_key: KEY, visitor_token: token || undefined, name: name.value.trim(), email: email.value.trim(), question: question.value.trim() };
@@ -432,7 +432,6 @@
           save(TOKEN_KEY, token);
         }
         box.replaceWith(el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.'));
-        ui.form.hidden = false;
       } catch (err) {
         status.textContent = 'Not sent: ' + (err.message || 'please try again.');
         send.disabled = false;
