@@ -264,6 +264,16 @@ async def run(args: argparse.Namespace) -> dict:
             )
 
         run_number = 0
+        results["errors"] = []
+
+        async def attempt(what: str, scenario):
+            """Run one scenario; a failure is recorded and the rest still run."""
+            try:
+                return await scenario
+            except (WireError, BenchError, OSError) as exc:
+                note(f"  {what} failed: {exc}")
+                results["errors"].append({"scenario": what, "error": str(exc)[:500]})
+                return None
 
         async def steady_supportdesk(chats: int) -> dict:
             nonlocal run_number
@@ -314,34 +324,51 @@ async def run(args: argparse.Namespace) -> dict:
         # machine: run-to-run noise is large, compare only within one run.
         for chats in levels:
             if "steady" in scenarios:
-                results["steady"].append(await steady_supportdesk(chats))
-                describe(results["steady"][-1])
+                row = await attempt(f"steady {chats}", steady_supportdesk(chats))
+                if row is not None:
+                    results["steady"].append(row)
+                    describe(row)
             if "floor" in scenarios:
-                results["steady"].append(await steady_floor(chats))
-                describe(results["steady"][-1])
+                row = await attempt(f"floor {chats}", steady_floor(chats))
+                if row is not None:
+                    results["steady"].append(row)
+                    describe(row)
         if "burst" in scenarios:
-            results["burst"] = await run_burst(
-                stack,
-                burst_site,
-                burst_cookies,
-                visitors=args.burst_visitors,
-                window=args.burst_window,
-                capacity=args.burst_capacity,
-                cpu=meter(stack.workers),
+            burst = await attempt(
+                "burst",
+                run_burst(
+                    stack,
+                    burst_site,
+                    burst_cookies,
+                    visitors=args.burst_visitors,
+                    window=args.burst_window,
+                    capacity=args.burst_capacity,
+                    cpu=meter(stack.workers),
+                ),
             )
-            note(f"  burst: all placed in {results['burst']['all_placed_s']} s")
+            if burst is not None:
+                results["burst"] = burst
+                note(f"  burst: all placed in {burst['all_placed_s']} s")
         if args.profile and "steady" in scenarios:
-            results["profile"] = await profiled_run(args, stack, steady_site, steady_cookies)
+            profiled = await attempt(
+                "profile", profiled_run(args, stack, steady_site, steady_cookies)
+            )
+            if profiled is not None:
+                results["profile"] = profiled
         if "idle" in scenarios:
-            results["idle"] = await run_idle(stack, steady_site, idle_steps(args.idle_max))
-            note(f"  idle: {results['idle']['held']} held")
+            idle = await attempt("idle", run_idle(stack, steady_site, idle_steps(args.idle_max)))
+            if idle is not None:
+                results["idle"] = idle
+                note(f"  idle: {idle['held']} held")
         for label, settings in variants[1:]:
             if "steady" not in scenarios:
                 break
             note(f"restarting the workers as {label}: {settings}")
             stack.start_workers(label, settings, args.workers)
-            results["steady"].append(await steady_supportdesk(args.chats))
-            describe(results["steady"][-1])
+            row = await attempt(f"steady {args.chats} ({label})", steady_supportdesk(args.chats))
+            if row is not None:
+                results["steady"].append(row)
+                describe(row)
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["load_average_after"] = load_average()
         results["goals"] = report.goals(results)

@@ -75,16 +75,19 @@ def goals(results: dict) -> list[dict]:
     if not at500:
         out.append({"goal": "steady 500 chats", "measured": "not run (--chats 500)", "met": None})
     clean = [r for r in ours if r["lost"] == 0 and r["duplicated"] == 0]
-    best = max((r["delivered_per_s"] for r in clean), default=None)
+    # Sustained: every delivery counted over the time they took, late ones included.
+    for r in ours:
+        r["sustained_per_s"] = round(r["delivered"] / (r["duration_s"] + r["drain_s"]), 1)
+    best = max((r["sustained_per_s"] for r in clean), default=None)
     offered = [r for r in ours if r["offered_per_s"] >= GOAL_RATE * 0.99]
     out.append(
         {
             "goal": ">= 1,000 delivered msgs/s with 0 lost",
-            "measured": f"best with 0 lost: {best} msgs/s"
+            "measured": f"best sustained with 0 lost: {best} msgs/s"
             + ("" if offered else " (no run offered 1,000/s: --levels 1000)"),
             "met": None
             if not offered
-            else any(r in clean and r["delivered_per_s"] >= GOAL_RATE * 0.99 for r in offered),
+            else any(r in clean and r["sustained_per_s"] >= GOAL_RATE * 0.99 for r in offered),
         }
     )
     idle = results.get("idle")
@@ -198,6 +201,8 @@ def table(results: dict) -> str:
         )
         for name, pct in profile["by_category"][:8]:
             lines.append(f"  {pct:>5} %  {name}")
+    for error in results.get("errors", []):
+        lines.append(f"FAILED {error['scenario']}: {error['error']}")
     lines.append("")
     lines.append("goals (issue 6):")
     for goal in results.get("goals", []):

@@ -321,7 +321,8 @@ class ConversationAdmin(admin.ModelAdmin):
                 for form in formset
                 if form.original is not None
             ]
-            context["timeline"] = transcripts.timeline(obj, messages_)
+            notes = obj.notes.select_related("author").order_by("id")
+            context["timeline"] = transcripts.timeline(obj, messages_, notes)
             context["timings"] = transcripts.timings(obj, messages_)
             context["rating"] = getattr(obj, "rating", None)
             context["message_count"] = len(messages_)

@@ -6,7 +6,8 @@ to a rank); Python only adds up the few grouped rows that come back. A report co
 same few queries for a hundred chats or a hundred thousand.
 
 Definitions (also on the page and in docs/admin.md):
-- wait: created -> assigned (the last assignment, if the chat was re-queued);
+- wait: created -> assigned (the last assignment, if the chat was re-queued or
+  transferred);
 - first response: assigned -> the first agent message at or after that assignment;
 - duration: assigned -> closed, for chats an agent took;
 - missed: closed while still queued (the visitor left, or the system closed it, before

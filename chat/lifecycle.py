@@ -19,6 +19,7 @@ from .models import (
     Conversation,
     ConversationRating,
     Message,
+    Note,
     SenderKind,
     Site,
     Visitor,
@@ -137,6 +138,7 @@ class Erasure:
     visitor_id: int
     conversations: int = 0
     messages: int = 0
+    notes: int = 0
     ratings: int = 0
     closed: int = 0
 
@@ -159,9 +161,10 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
     """Remove what a visitor said and who they are, keep the anonymous counts.
 
     Their open conversation is closed first (both sides are told, the agent's slot
-    frees). Then, in one transaction: the body of every visitor and agent message in
-    their conversations becomes "[erased]" (agents quote and address visitors, so their
-    lines go too) and client message ids are dropped; ratings with their comments are
+    frees). Then, in one transaction: the body of every visitor and agent message and of
+    every internal note in their conversations becomes "[erased]" (agents quote, address
+    and describe visitors, so their lines go too) and client message ids are dropped;
+    ratings with their comments are
     deleted; the visitor keeps only an id and its site (name, email, first/last seen
     are blanked, the token hash replaced by a random value nobody holds, which also
     closes their sockets). Conversations stay, with their times, status and agent, so
@@ -186,6 +189,10 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
             Message.objects.filter(conversation__in=theirs.values("pk"))
             .exclude(sender=SenderKind.SYSTEM)
             .update(body=ERASED_BODY, client_msg_id=None)
+        )
+        # Agents write about the visitor in their notes too.
+        erasure.notes = Note.objects.filter(conversation__in=theirs.values("pk")).update(
+            body=ERASED_BODY
         )
         erasure.ratings = ConversationRating.objects.filter(
             conversation__in=theirs.values("pk")
@@ -217,6 +224,7 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
                 "matched_by": matched_by,
                 "conversations": erasure.conversations,
                 "messages": erasure.messages,
+                "notes": erasure.notes,
                 "ratings": erasure.ratings,
                 "closed_open_conversations": erasure.closed,
             },

@@ -11,7 +11,7 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Conversation, Message, SenderKind
+from .models import Conversation, Message, Note, SenderKind
 
 # PostgreSQL text-search configuration for message bodies; migration 0003 indexes
 # exactly `to_tsvector('english', COALESCE(body, ''))`, so change both together.
@@ -67,25 +67,41 @@ def timings(conversation: Conversation, messages: Iterable[Message]) -> Timings:
     )
 
 
-def timeline(conversation: Conversation, messages: Iterable[Message]) -> list[Entry]:
-    """Messages in seq order with the conversation's lifecycle (started, assigned, closed)
-    placed between them by time, as the visitor and the agent lived it."""
+def timeline(
+    conversation: Conversation, messages: Iterable[Message], notes: Iterable[Note] = ()
+) -> list[Entry]:
+    """Messages in seq order, agents' internal notes after the message they followed,
+    and the conversation's lifecycle (started, assigned, closed) placed between them by
+    time: the chat as the visitor and the agents lived it."""
     visitor = str(conversation.visitor)
-    entries = [
-        Entry(
-            kind=m.sender,
-            at=m.created_at,
-            text=m.body,
-            author={
-                SenderKind.VISITOR: visitor,
-                SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else "Agent",
-                SenderKind.SYSTEM: "System",
-            }.get(m.sender, m.sender),
-            seq=m.seq,
+    notes_after: dict[int, list[Entry]] = {}
+    for note in notes:
+        notes_after.setdefault(note.after_seq, []).append(
+            Entry(
+                kind="note",
+                at=note.created_at,
+                text=note.body,
+                author=str(note.author) if note.author else "Agent",
+            )
         )
-        for m in messages
-    ]
-    # (event, goes before a message stamped at the same instant)
+    entries = notes_after.pop(0, [])
+    for m in messages:
+        entries.append(
+            Entry(
+                kind=m.sender,
+                at=m.created_at,
+                text=m.body,
+                author={
+                    SenderKind.VISITOR: visitor,
+                    SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else "Agent",
+                    SenderKind.SYSTEM: "System",
+                }.get(m.sender, m.sender),
+                seq=m.seq,
+            )
+        )
+        entries += notes_after.pop(m.seq, [])
+    entries += [note for _, later in sorted(notes_after.items()) for note in later]
+    # (event, goes before a line stamped at the same instant)
     events = [(Entry("event", conversation.created_at, f"{visitor} started the chat"), True)]
     if conversation.assigned_at is not None:
         agent = f" to {conversation.agent}" if conversation.agent else ""
@@ -93,12 +109,14 @@ def timeline(conversation: Conversation, messages: Iterable[Message]) -> list[En
     if conversation.closed_at is not None:
         by = f" by the {conversation.closed_by}" if conversation.closed_by else ""
         events.append((Entry("event", conversation.closed_at, f"Closed{by}"), False))
-    # Messages keep their seq order; each event goes in before the first message stamped
-    # after it (the idle sweep's closing line and the close share an instant: line first).
+    # Lines keep their order; each event goes in before the first message stamped after
+    # it (the idle sweep's closing line and the close share an instant: line first). A
+    # note stays right after the message it followed, whatever its time.
     merged = []
     for entry in entries:
-        while events and (
-            events[0][0].at < entry.at or (events[0][0].at == entry.at and events[0][1])
+        while entry.kind != "note" and (
+            events
+            and (events[0][0].at < entry.at or (events[0][0].at == entry.at and events[0][1]))
         ):
             merged.append(events.pop(0)[0])
         merged.append(entry)
@@ -183,9 +201,22 @@ def _conversation_record(c: Conversation) -> dict:
     }
 
 
-def _with_messages(conversations: QuerySet) -> Iterator[tuple[Conversation, list[tuple]]]:
-    """Each conversation (oldest id first) with its messages, read as two ordered
-    streams merged side by side: neither is ever held whole in memory."""
+def _take(stream: Iterator[tuple], pending: tuple | None, conversation_id: int):
+    """The rows of one conversation from an ordered stream, and the next row after them.
+    Rows of conversations deleted meanwhile (a purge) are skipped."""
+    while pending is not None and pending[0] < conversation_id:
+        pending = next(stream, None)
+    mine = []
+    while pending is not None and pending[0] == conversation_id:
+        mine.append(pending)
+        pending = next(stream, None)
+    return mine, pending
+
+
+def _with_lines(conversations: QuerySet) -> Iterator[tuple[Conversation, list, list]]:
+    """Each conversation (oldest id first) with its messages and its agents' notes,
+    read as three ordered streams merged side by side: none is ever held whole in
+    memory."""
     selected = conversations.order_by().values("pk")
     rows = (
         Conversation.objects.filter(pk__in=selected)
@@ -201,24 +232,25 @@ def _with_messages(conversations: QuerySet) -> Iterator[tuple[Conversation, list
         )
         .iterator(chunk_size=EXPORT_CHUNK)
     )
-    pending = next(messages, None)
+    notes = iter(
+        Note.objects.filter(conversation__in=selected)
+        .order_by("conversation_id", "id")
+        .values_list("conversation_id", "after_seq", "author__display_name", "created_at", "body")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+    next_message, next_note = next(messages, None), next(notes, None)
     for conversation in rows:
-        # Messages of conversations deleted meanwhile (a purge) are skipped.
-        while pending is not None and pending[0] < conversation.pk:
-            pending = next(messages, None)
-        mine = []
-        while pending is not None and pending[0] == conversation.pk:
-            mine.append(pending)
-            pending = next(messages, None)
-        yield conversation, mine
+        its_messages, next_message = _take(messages, next_message, conversation.pk)
+        its_notes, next_note = _take(notes, next_note, conversation.pk)
+        yield conversation, its_messages, its_notes
 
 
 def export_csv(conversations: QuerySet) -> Iterator[str]:
-    """One CSV row per message (a conversation without messages gets one row with the
-    message columns empty), header first."""
+    """One CSV row per message, then one per internal note (sender "note", no seq); a
+    conversation with neither gets one row with those columns empty. Header first."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
-    for conversation, messages in _with_messages(conversations):
+    for conversation, messages, notes in _with_lines(conversations):
         record = _conversation_record(conversation)
         head = [
             record["id"],
@@ -235,7 +267,10 @@ def export_csv(conversations: QuerySet) -> Iterator[str]:
             record["rating"]["score"] if record["rating"] else "",
             _spreadsheet_safe(record["rating"]["comment"]) if record["rating"] else "",
         ]
-        if not messages:
+        lines = [
+            (seq, sender, agent, sent_at, body) for _, seq, sender, agent, sent_at, body in messages
+        ] + [("", "note", author, sent_at, body) for _, _, author, sent_at, body in notes]
+        if not lines:
             yield writer.writerow([*head, "", "", "", "", ""])
             continue
         # One string per conversation: small writes, but not one per message.
@@ -250,16 +285,16 @@ def export_csv(conversations: QuerySet) -> Iterator[str]:
                     _spreadsheet_safe(body),
                 ]
             )
-            for _, seq, sender, agent, sent_at, body in messages
+            for seq, sender, agent, sent_at, body in lines
         )
 
 
 def export_json(conversations: QuerySet) -> Iterator[str]:
-    """`{"exported_at": ..., "conversations": [{..., "messages": [...]}, ...]}`, written
-    a conversation at a time."""
+    """`{"exported_at": ..., "conversations": [{..., "messages": [...], "notes": [...]},
+    ...]}`, written a conversation at a time."""
     exported_at = json.dumps(_stamp(timezone.now()))
     yield '{"exported_at": ' + exported_at + ', "conversations": ['
-    for n, (conversation, messages) in enumerate(_with_messages(conversations)):
+    for n, (conversation, messages, notes) in enumerate(_with_lines(conversations)):
         record = _conversation_record(conversation)
         record["messages"] = [
             {
@@ -270,6 +305,10 @@ def export_json(conversations: QuerySet) -> Iterator[str]:
                 "body": body,
             }
             for _, seq, sender, agent, sent_at, body in messages
+        ]
+        record["notes"] = [
+            {"after_seq": after_seq, "author": author, "sent_at": _stamp(sent_at), "body": body}
+            for _, after_seq, author, sent_at, body in notes
         ]
         yield ("," if n else "") + "\n" + json.dumps(record, ensure_ascii=False)
     yield "\n]}\n"

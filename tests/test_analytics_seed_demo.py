@@ -12,7 +12,15 @@ from django.utils import timezone
 
 from agents.models import AgentProfile
 from chat import analytics, services
-from chat.models import Conversation, ConversationRating, Message, SenderKind, Site, Visitor
+from chat.models import (
+    Conversation,
+    ConversationRating,
+    Message,
+    Note,
+    SenderKind,
+    Site,
+    Visitor,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +82,12 @@ def test_seeded_conversations_keep_the_rules_of_live_ones(db):
         previous[m.conversation_id] = m.created_at
         assert (m.sender == SenderKind.AGENT) == (m.sender_agent_id is not None)
     assert not ConversationRating.objects.filter(conversation__assigned_at__isnull=True).exists()
+    # Some agents left an internal note after their first answer.
+    notes = Note.objects.select_related("conversation")
+    assert notes.exists()
+    for note in notes:
+        assert note.author_id == note.conversation.agent_id
+        assert 1 <= note.after_seq <= note.conversation.last_seq
     assert not Message.objects.filter(created_at__lt=F("conversation__created_at")).exists()
 
 

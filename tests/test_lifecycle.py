@@ -18,6 +18,7 @@ from chat.models import (
     Conversation,
     ConversationRating,
     Message,
+    Note,
     SenderKind,
     Site,
     Visitor,
@@ -183,6 +184,7 @@ NAME, EMAIL = "Grace Hopper", "grace.hopper@navy.example"
 SAID = ["My address is 12 Fleet Street", "Card ending 4242", "Thanks, rated you well"]
 REPLY = "Grace, I have updated 12 Fleet Street on your order"
 COMMENT = "Grace was helped by Alice"
+NOTE = "Grace Hopper is a repeat customer, lives at 12 Fleet Street"
 
 
 @pytest.fixture
@@ -210,6 +212,13 @@ def grace(personas):
         services.post_visitor_message(
             visitor_id=personas.v1.pk, client_msg_id=f"grace-msg-{n}", body=body
         )
+    Note.objects.create(
+        conversation=earlier,
+        author=personas.alice,
+        body=NOTE,
+        client_msg_id="note-1",
+        after_seq=2,
+    )
     services.post_visitor_message(visitor_id=personas.v2.pk, client_msg_id="x", body="Bob's turn")
     LogEntry.objects.create(
         content_type=ContentType.objects.get_for_model(Visitor),
@@ -244,7 +253,7 @@ def every_value_in_the_database() -> list[tuple[str, str, str]]:
 def test_after_erasure_no_table_holds_anything_of_the_visitor(grace):
     personas, _earlier = grace
     traces = [NAME, "Grace", EMAIL, "grace.hopper", personas.v1.token_hash, *SAID]
-    traces += [REPLY, "Fleet Street", COMMENT, "grace-msg-0", "grace-msg-1"]
+    traces += [REPLY, "Fleet Street", COMMENT, NOTE, "grace-msg-0", "grace-msg-1"]
     before = every_value_in_the_database()
     # The scan sees every one of them beforehand, so it would see one left behind.
     assert {t for t in traces if any(t in value for *_, value in before)} == set(traces)
@@ -350,6 +359,7 @@ def test_erasure_writes_an_audit_entry_with_counts_and_no_personal_data(grace):
         "matched_by": "email",
         "conversations": 2,
         "messages": 5,
+        "notes": 1,
         "ratings": 1,
         "closed_open_conversations": 1,
     }

@@ -12,7 +12,15 @@ import pytest
 from django.urls import reverse
 
 from chat import services, transcripts
-from chat.models import AuditLogEntry, Conversation, ConversationRating, Message, SenderKind, Site
+from chat.models import (
+    AuditLogEntry,
+    Conversation,
+    ConversationRating,
+    Message,
+    Note,
+    SenderKind,
+    Site,
+)
 
 from .test_analytics import answered_chat, at, record_chat
 
@@ -60,6 +68,13 @@ def test_a_transcript_reads_like_the_chat_with_events_timings_and_the_rating(
         rating=4,
         comment="Quick and kind",
     )
+    Note.objects.create(
+        conversation=conversation,
+        author=personas.alice,
+        body="Carrier lost it; reshipping",
+        client_msg_id="n1",
+        after_seq=3,
+    )
 
     response = admin_client.get(page(conversation))
 
@@ -70,6 +85,8 @@ def test_a_transcript_reads_like_the_chat_with_events_timings_and_the_rating(
         "My parcel never came",
         "Assigned to Alice",
         "Sorry! Let me look it up.",
+        "Internal note",
+        "Carrier lost it; reshipping",
         "It ships again today.",
         "Closed by the visitor",
         "Quick and kind",
@@ -279,6 +296,9 @@ def test_csv_export_has_a_row_per_message_of_exactly_the_selected_conversations(
     first = conversation_with_lines(personas, personas.v1, "Hi Grace", "Bye", rating=5)
     second = conversation_with_lines(personas, personas.v2, "Hello")
     conversation_with_lines(personas, personas.v3, "Not selected")
+    Note.objects.create(
+        conversation=second, author=personas.bob, body="Asked twice", client_msg_id="n"
+    )
 
     response, body = export(admin_client, "export_csv", [first, second])
 
@@ -286,13 +306,15 @@ def test_csv_export_has_a_row_per_message_of_exactly_the_selected_conversations(
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="conversations-')
     rows = list(csv.DictReader(io.StringIO(body.decode())))
-    assert [(int(r["conversation"]), int(r["seq"]), r["body"]) for r in rows] == [
+    assert [(int(r["conversation"]), int(r["seq"] or 0) or None, r["body"]) for r in rows] == [
         (first.pk, 1, "Hello?"),
         (first.pk, 2, "Hi Grace"),
         (first.pk, 3, "Bye"),
         (second.pk, 1, "Hello?"),
         (second.pk, 2, "Hello"),
+        (second.pk, None, "Asked twice"),
     ]
+    assert (rows[-1]["sender"], rows[-1]["sender_agent"]) == ("note", "Bob")
     grace = rows[1]
     assert (grace["site"], grace["visitor_name"], grace["visitor_email"]) == (
         "acme",
@@ -318,9 +340,12 @@ def test_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(admin_clie
     assert rows[0]["visitor_name"].startswith("'=")
 
 
-def test_json_export_nests_messages_in_their_conversation(admin_client, personas):
+def test_json_export_nests_messages_and_notes_in_their_conversation(admin_client, personas):
     first = conversation_with_lines(personas, personas.v1, "Hi", rating=4)
     second = record_chat(personas.acme, visitor=personas.v2, created=at(0), closed=at(50))
+    Note.objects.create(
+        conversation=first, author=personas.alice, body="VIP", client_msg_id="n", after_seq=2
+    )
 
     response, body = export(admin_client, "export_json", [second, first])
 
@@ -334,7 +359,8 @@ def test_json_export_nests_messages_in_their_conversation(admin_client, personas
         (1, "visitor", "Hello?"),
         (2, "agent", "Hi"),
     ]
-    assert (two["agent"], two["rating"], two["status"]) == (None, None, "closed")
+    assert [(n["after_seq"], n["author"], n["body"]) for n in one["notes"]] == [(2, "Alice", "VIP")]
+    assert (two["agent"], two["rating"], two["status"], two["notes"]) == (None, None, "closed", [])
     assert two["visitor"]["id"] == personas.v2.pk
 
 

@@ -64,6 +64,7 @@ def test_transcript_screenshot_reads_like_the_chat(admin_page, live_app, tmp_pat
         """SELECT c.id FROM chat_conversation c
            JOIN chat_visitor v ON v.id = c.visitor_id
            JOIN chat_conversationrating r ON r.conversation_id = c.id
+           JOIN chat_note n ON n.conversation_id = c.id
            WHERE v.name != '' AND v.email != '' AND r.comment != '' AND c.last_seq >= 6
            ORDER BY c.id DESC LIMIT 1"""
     )
@@ -75,6 +76,7 @@ def test_transcript_screenshot_reads_like_the_chat(admin_page, live_app, tmp_pat
     expect(chat.locator(".sd-from-agent").first).to_be_visible()
     expect(chat.locator(".sd-event", has_text="Assigned to")).to_be_visible()
     expect(chat.locator(".sd-rating")).to_contain_text("/5")
+    expect(chat.locator(".sd-note")).to_contain_text("Internal note")
     visitor_box = chat.locator(".sd-from-visitor").first.bounding_box()
     agent_box = chat.locator(".sd-from-agent").first.bounding_box()
     assert visitor_box["x"] < agent_box["x"]  # the visitor on the left, the agent right

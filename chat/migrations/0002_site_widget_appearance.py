@@ -5,25 +5,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='site',
-            name='widget_color',
-            field=models.CharField(default='#2456d6', max_length=7, validators=[django.core.validators.RegexValidator('^#[0-9a-fA-F]{6}$', 'Use a colour like #2456d6.')]),
+            model_name="site",
+            name="widget_color",
+            field=models.CharField(
+                default="#2456d6",
+                max_length=7,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^#[0-9a-fA-F]{6}$", "Use a colour like #2456d6."
+                    )
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='site',
-            name='widget_greeting',
-            field=models.CharField(blank=True, default='Hi! How can we help you today?', max_length=200),
+            model_name="site",
+            name="widget_greeting",
+            field=models.CharField(
+                blank=True, default="Hi! How can we help you today?", max_length=200
+            ),
         ),
         migrations.AddField(
-            model_name='site',
-            name='widget_position',
-            field=models.CharField(choices=[('right', 'Bottom right'), ('left', 'Bottom left')], default='right', max_length=5),
+            model_name="site",
+            name="widget_position",
+            field=models.CharField(
+                choices=[("right", "Bottom right"), ("left", "Bottom left")],
+                default="right",
+                max_length=5,
+            ),
         ),
     ]

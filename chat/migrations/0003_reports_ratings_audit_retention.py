@@ -25,70 +25,106 @@ def drop_search_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0002_initial'),
-        ('chat', '0002_site_widget_appearance'),
+        ("agents", "0002_initial"),
+        ("chat", "0002_site_widget_appearance"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditLogEntry',
+            name="AuditLogEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('actor_label', models.CharField(max_length=150)),
-                ('action', models.CharField(choices=[('viewed', 'Viewed'), ('exported', 'Exported'), ('purged', 'Purged'), ('erased', 'Erased')], max_length=10)),
-                ('object_type', models.CharField(max_length=50)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("actor_label", models.CharField(max_length=150)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("viewed", "Viewed"),
+                            ("exported", "Exported"),
+                            ("purged", "Purged"),
+                            ("erased", "Erased"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("object_type", models.CharField(max_length=50)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'verbose_name': 'audit log entry',
-                'verbose_name_plural': 'audit log',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "audit log entry",
+                "verbose_name_plural": "audit log",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ConversationRating',
+            name="ConversationRating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.PositiveSmallIntegerField()),
-                ('comment', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("score", models.PositiveSmallIntegerField()),
+                ("comment", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.AddField(
-            model_name='site',
-            name='retention_days',
-            field=models.PositiveIntegerField(blank=True, help_text='Delete closed conversations this many days after they closed (manage.py purge_transcripts). Empty keeps them forever.', null=True),
+            model_name="site",
+            name="retention_days",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Delete closed conversations this many days after they closed (manage.py purge_transcripts). Empty keeps them forever.",
+                null=True,
+            ),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['created_at'], name='conversation_created'),
+            model_name="conversation",
+            index=models.Index(fields=["created_at"], name="conversation_created"),
         ),
         migrations.AddField(
-            model_name='auditlogentry',
-            name='actor',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="auditlogentry",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='conversationrating',
-            name='conversation',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='rating', to='chat.conversation'),
+            model_name="conversationrating",
+            name="conversation",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="rating",
+                to="chat.conversation",
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditlogentry',
-            index=models.Index(fields=['object_type', 'object_id'], name='audit_object'),
+            model_name="auditlogentry",
+            index=models.Index(fields=["object_type", "object_id"], name="audit_object"),
         ),
         migrations.AddIndex(
-            model_name='auditlogentry',
-            index=models.Index(fields=['-created_at'], name='audit_recent'),
+            model_name="auditlogentry",
+            index=models.Index(fields=["-created_at"], name="audit_recent"),
         ),
         migrations.AddConstraint(
-            model_name='conversationrating',
-            constraint=models.CheckConstraint(condition=models.Q(('score__gte', 1), ('score__lte', 5)), name='rating_score_1_to_5'),
+            model_name="conversationrating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__gte", 1), ("score__lte", 5)), name="rating_score_1_to_5"
+            ),
         ),
         migrations.RunPython(create_search_index, drop_search_index, elidable=False),
     ]

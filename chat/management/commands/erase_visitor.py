@@ -7,9 +7,10 @@ class Command(BaseCommand):
     help = (
         "Erase a visitor on request (GDPR art. 17), found by --visitor ID, --token (the "
         "token their browser holds) or --email (every visitor who gave that email). Their "
-        "open conversation is closed; the body of every visitor and agent message in their "
-        "conversations becomes '[erased]'; their ratings and comments are deleted; their "
-        "name, email and token are removed and their open sockets closed. The conversations "
+        "open conversation is closed; the body of every visitor and agent message and agent "
+        "note in their conversations becomes '[erased]'; their ratings and comments are "
+        "deleted; their name, email and token are removed and their open sockets closed. "
+        "The conversations "
         "themselves stay, anonymous, with their times, status and agent, so analytics counts "
         "(chats, wait and response times) do not change. Each visitor erased writes an audit "
         "log entry. --dry-run lists who would be erased."
@@ -46,7 +47,8 @@ class Command(BaseCommand):
                 matched_by=matched_by,
             )
             self.stdout.write(
-                f"Erased visitor {found.pk}: {erasure.messages} messages blanked in "
-                f"{erasure.conversations} conversations, {erasure.ratings} ratings deleted"
+                f"Erased visitor {found.pk}: {erasure.messages} messages and {erasure.notes} "
+                f"notes blanked in {erasure.conversations} conversations, "
+                f"{erasure.ratings} ratings deleted"
                 + (f", {erasure.closed} open conversation closed" if erasure.closed else "")
             )

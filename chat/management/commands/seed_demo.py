@@ -12,7 +12,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat.models import Conversation, ConversationRating, Message, SenderKind, Site, Visitor
+from chat.models import (
+    Conversation,
+    ConversationRating,
+    Message,
+    Note,
+    SenderKind,
+    Site,
+    Visitor,
+)
 
 DEMO_SITE = "Demo shop"
 DEMO_ORIGINS = [
@@ -65,7 +73,7 @@ class Command(BaseCommand):
             )
             self.stderr.write(
                 f"Added {made.conversations} sample conversations "
-                f"({made.messages} messages, {made.ratings} ratings)."
+                f"({made.messages} messages, {made.notes} notes, {made.ratings} ratings)."
             )
         self.stdout.write(
             "\n".join(
@@ -165,6 +173,16 @@ COMMENTS = {
     2: ["I waited too long.", "Didn't really solve my problem."],
     1: ["Nobody could help me.", "Very slow."],
 }
+# An agent's internal note for each script above, in the same order.
+NOTES = [
+    "Carrier tracking shows it held at the depot since Friday; chased them.",
+    "Return label sent; refund goes out when the warehouse scans it.",
+    "Reset links expire after an hour: third ticket this week, tell the web team.",
+    "Regular customer; gave the welcome code anyway.",
+    "Norway: duties are prepaid at checkout, no surprise fees.",
+    "Code expired Sunday; added a 15% account discount as goodwill.",
+    "Label reprinted before pickup; nothing else to change.",
+]
 IDLE_CLOSED_TEXT = "This conversation was closed after a period of inactivity."
 BATCH = 2000
 
@@ -181,6 +199,7 @@ class SampleAgent:
 class Generated:
     conversations: int = 0
     messages: int = 0
+    notes: int = 0
     ratings: int = 0
 
 
@@ -216,6 +235,7 @@ def historical_timestamps() -> Iterator[None]:
         Conversation._meta.get_field("created_at"),
         Conversation._meta.get_field("last_activity_at"),
         Message._meta.get_field("created_at"),
+        Note._meta.get_field("created_at"),
         ConversationRating._meta.get_field("created_at"),
     ]
     for f in fields:
@@ -274,6 +294,7 @@ class _Batch:
         self.conversations: list[Conversation] = []
         self.messages: list[list[Message]] = []
         self.ratings: list[ConversationRating | None] = []
+        self.notes: list[Note | None] = []
 
     def add(self, created: datetime) -> None:
         rng = self.rng
@@ -293,7 +314,8 @@ class _Batch:
             queued_at=created,
             created_at=created,
         )
-        script = rng.choice(SCRIPTS)
+        script_index = rng.randrange(len(SCRIPTS))
+        script = SCRIPTS[script_index]
         lines = [
             line.format(order=rng.randint(10000, 99999), name=f" {name.split()[0]}")
             for line in script
@@ -313,7 +335,7 @@ class _Batch:
             )
 
         say(SenderKind.VISITOR, lines[0], created)
-        rating = None
+        rating = note = None
         if rng.random() < 0.07:
             # Missed: the visitor gave up in the queue, or the idle sweep closed it.
             left = created + timedelta(seconds=rng.uniform(60, 420))
@@ -342,6 +364,15 @@ class _Batch:
             conversation.closed_at = at + timedelta(seconds=rng.uniform(20, 150))
             conversation.closed_by = rng.choice([SenderKind.VISITOR, SenderKind.AGENT])
             conversation.agent_read_seq = len(messages)
+            if rng.random() < 0.1:
+                # An internal note, right after the agent's first answer.
+                note = Note(
+                    author_id=agent.pk,
+                    body=NOTES[script_index],
+                    client_msg_id=secrets.token_hex(8),
+                    after_seq=2,
+                    created_at=messages[1].created_at + timedelta(seconds=rng.uniform(5, 15)),
+                )
             if rng.random() < 0.6:
                 bias = sample.csat_bias
                 weights = [w * (1 + bias * (s - 3) / 2) for s, w in enumerate(SCORE_WEIGHTS, 1)]
@@ -358,24 +389,28 @@ class _Batch:
         self.conversations.append(conversation)
         self.messages.append(messages)
         self.ratings.append(rating)
+        self.notes.append(note)
 
     def save(self, made: Generated) -> None:
         Visitor.objects.bulk_create(self.visitors)
         for visitor, conversation in zip(self.visitors, self.conversations, strict=True):
             conversation.visitor_id = visitor.pk
         Conversation.objects.bulk_create(self.conversations)
-        rows, ratings = [], []
-        for conversation, messages, rating in zip(
-            self.conversations, self.messages, self.ratings, strict=True
+        rows, ratings, notes = [], [], []
+        for conversation, messages, rating, note in zip(
+            self.conversations, self.messages, self.ratings, self.notes, strict=True
         ):
             for message in messages:
                 message.conversation_id = conversation.pk
             rows += messages
-            if rating is not None:
-                rating.conversation_id = conversation.pk
-                ratings.append(rating)
+            for extra, kept in ((rating, ratings), (note, notes)):
+                if extra is not None:
+                    extra.conversation_id = conversation.pk
+                    kept.append(extra)
         Message.objects.bulk_create(rows, batch_size=1000)
         ConversationRating.objects.bulk_create(ratings)
+        Note.objects.bulk_create(notes)
         made.conversations += len(self.conversations)
         made.messages += len(rows)
         made.ratings += len(ratings)
+        made.notes += len(notes)
