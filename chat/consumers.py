@@ -218,8 +218,44 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await realtime.ring_again(
                 posted.recipients, posted.message, skip_channel=self.channel_name
             )
+        await self.fill_gap_before(posted.message["conversation"], posted.message["seq"])
         self.shown_in(posted.message["conversation"]).add(posted.message["seq"])
         await self.send_frame(posted.ack())
+
+    async def forward_message(self, frame: dict[str, Any]) -> None:
+        """Forward a `message` frame so that this socket shows each conversation's
+        messages once and in seq order. Redis orders nothing between publishers (the
+        visitor's worker and the agent's), and a broadcast lost with a dead worker or a
+        Redis blip is rung again only when its sender retries: so a seq already shown
+        is dropped, and a gap before this one is filled from the database first."""
+        conversation, seq = frame["conversation"], frame["seq"]
+        if conversation not in self.shown:
+            # First news of this conversation on this socket (its `conversation.assigned`
+            # may still be on its way from another worker): nothing to fill it from.
+            self.shown[conversation] = ShownSeqs(through=seq - 1)
+        shown = self.shown[conversation]
+        if seq <= shown.through or seq in shown.above:
+            return
+        await self.fill_gap_before(conversation, seq)
+        shown.add(seq)
+        await self.send_frame(frame)
+
+    async def fill_gap_before(self, conversation: int, seq: int) -> None:
+        """Send the messages of a known conversation this socket has not shown below `seq`."""
+        shown = self.shown.get(conversation)
+        if shown is None or seq <= shown.through + 1:
+            return
+        try:
+            missing = await on_database_thread(selectors.messages_between)(
+                conversation, shown.through, seq
+            )
+        except (DatabaseError, InterfaceError) as exc:
+            # The client fills the gap by seq itself (`ready.last_seq`, `sync`).
+            logger.warning("no gap fill on %s: %s", self.channel_name, exc)
+            return
+        for message in missing:
+            if shown.add(message["seq"]):
+                await self.send_frame({"type": "message", **message})
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
@@ -443,11 +479,10 @@ class VisitorConsumer(ChatConsumer):
         await self.close(code=protocol.CLOSE_UNAUTHORIZED)
 
     async def forward(self, frame: dict[str, Any]) -> None:
-        if frame["type"] == "message" and not self.shown_in(frame["conversation"]).add(
-            frame["seq"]
-        ):
-            return
-        await self.send_frame(frame)
+        if frame["type"] == "message":
+            await self.forward_message(frame)
+        else:
+            await self.send_frame(frame)
 
 
 class AgentConsumer(ChatConsumer):
@@ -483,6 +518,9 @@ class AgentConsumer(ChatConsumer):
         await self.join(realtime.AGENTS_GROUP)
         ready, self.site_ids, self.queue_lengths = await self.call(self._ready, agent_id=agent.id)
         self.queue_length = ready["queue_length"]
+        for conversation in ready["conversations"]:
+            # The dashboard `sync`s up to each `last_seq`; frames continue after it.
+            self.shown_in(conversation["id"]).cover(conversation["last_seq"])
         await self.send_frame(ready)
         self.heartbeat_task = asyncio.create_task(self._heartbeat_loop())
 
@@ -641,7 +679,8 @@ class AgentConsumer(ChatConsumer):
 
     async def forward(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
-        if kind == "message" and not self.shown_in(frame["conversation"]).add(frame["seq"]):
+        if kind == "message":
+            await self.forward_message(frame)
             return
         if kind == "conversation.assigned":
             # The agent's copy carries the whole history.

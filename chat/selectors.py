@@ -65,6 +65,14 @@ def notes_of(conversation_id: int) -> list[dict]:
     return [note_dict(n) for n in rows.order_by("id")]
 
 
+def messages_between(conversation_id: int, after_seq: int, before_seq: int) -> list[dict]:
+    """The messages strictly between two seqs, in order (a socket's gap to fill)."""
+    rows = Message.objects.filter(
+        conversation_id=conversation_id, seq__gt=after_seq, seq__lt=before_seq
+    ).order_by("seq")
+    return [message_dict(m) for m in rows]
+
+
 def enabled_site(site_key: str) -> Site:
     """The site for a key; `NotFound` if unknown, `SiteDisabled` if switched off."""
     site = Site.objects.filter(key=site_key).first()

@@ -58,8 +58,9 @@ WAIT_TIMEOUT = 20.0
 # A client's pause between reconnect attempts, doubling up to the ceiling (the widget
 # and the dashboard back off the same way, with longer delays).
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 1.0
-# After an `unavailable` error, the same frame goes again this much later.
-RETRY_AFTER_ERROR = 0.3
+# After an `unavailable` or `rate_limited` error, what was not acknowledged goes again
+# this much later, doubling up to the ceiling while the errors go on.
+RETRY_FIRST, RETRY_MAX = 0.3, 2.0
 
 # Every test client connects from 127.0.0.1, so the limits shared per client address
 # (and per visitor, for the duplicate-send race) would refuse the load itself; the
@@ -149,7 +150,9 @@ class ChatClient:
         # False: a closed socket stays closed (a tab that went away for good).
         self.reconnects = True
         self._task: asyncio.Task | None = None
-        self._retries: set[asyncio.Task] = set()
+        self._resend: asyncio.Task | None = None
+        self._to_resend: set[str] | None = set()  # None: the whole outbox
+        self._retry_delay = RETRY_FIRST
 
     # lifecycle
 
@@ -161,8 +164,8 @@ class ChatClient:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._retries:
-            task.cancel()
+        if self._resend is not None:
+            self._resend.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self._task is not None:
@@ -310,6 +313,7 @@ class ChatClient:
                 self.ack_mismatches.append((earlier, frame))
             self.outbox.pop(msg_id, None)
             self.held[frame["conversation"]].add(frame["seq"])
+            self._retry_delay = RETRY_FIRST
         elif kind == "message":
             self._deliver(frame, "message")
         elif kind == "sync":
@@ -319,21 +323,34 @@ class ChatClient:
             self.errors.append(frame)
             msg_id = frame.get("client_msg_id")
             if frame["code"] == "unavailable" and msg_id in self.outbox:
-                task = asyncio.create_task(self._retry(msg_id))
-                self._retries.add(task)
-                task.add_done_callback(self._retries.discard)
+                self._resend_later(msg_id)
+            elif frame["code"] == "rate_limited":
+                # Not acted on, and the refusal does not say which frame it was.
+                self._resend_later(None)
             elif msg_id in self.outbox:
                 # Refused for good (too long, not found...): never acked, not retried.
                 self.refused[msg_id] = self.outbox.pop(msg_id)
         else:
             self.on_frame(frame)
 
-    async def _retry(self, client_msg_id: str) -> None:
-        # "Retry the same frame later with the same client_msg_id" (docs/protocol.md).
-        await asyncio.sleep(RETRY_AFTER_ERROR)
-        frame = self.outbox.get(client_msg_id)
-        if frame is not None:
-            await self._send(frame)
+    def _resend_later(self, client_msg_id: str | None) -> None:
+        """Send refused frames again later with the same client_msg_id, as the error's
+        detail asks: one batch at a time (None: every unacknowledged frame), backing off
+        while the refusals go on."""
+        if client_msg_id is None or self._to_resend is None:
+            self._to_resend = None
+        else:
+            self._to_resend.add(client_msg_id)
+        if self._resend is None or self._resend.done():
+            self._resend = asyncio.create_task(self._resend_batch(self._retry_delay))
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+
+    async def _resend_batch(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        batch, self._to_resend = self._to_resend, set()
+        for msg_id, frame in list(self.outbox.items()):
+            if batch is None or msg_id in batch:
+                await self._send(frame)
 
     def _deliver(self, message: dict, via: str) -> None:
         delivery = Delivery(

@@ -101,6 +101,32 @@ async def test_agent_sync_counts_as_shown_so_a_later_ring_of_the_same_seq_is_dro
     assert [f for f in await ws.frames_before_pong(alice) if f["type"] == "message"] == []
 
 
+async def test_a_lost_broadcast_is_filled_in_before_the_next_message_on_every_socket(
+    personas, sockets
+):
+    tab, alice, _conversation = await chat_with_alice(sockets, personas)
+    other_tab, _ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
+    lost = await ws.db(
+        stored_without_broadcast, visitor_id=personas.v1.id, client_msg_id="lost", body="1?"
+    )
+
+    await tab.send_json_to({"type": "message.send", "client_msg_id": "next", "body": "2?"})
+    ack, before_ack = await ws.receive_frames_until(tab, "message.ack")
+
+    assert ack["seq"] == lost.message["seq"] + 1
+    for socket in (alice, other_tab):
+        frames = [f for f in await ws.frames_before_pong(socket) if f["type"] == "message"]
+        assert [(f["seq"], f["client_msg_id"]) for f in frames] == [
+            (lost.message["seq"], "lost"),
+            (ack["seq"], "next"),
+        ]
+    # The sending tab is shown the lost message too, just before its own ack.
+    assert [f["seq"] for f in [*before_ack, ack] if f["type"] in ("message", "message.ack")] == [
+        lost.message["seq"],
+        ack["seq"],
+    ]
+
+
 def test_shown_seqs_remember_each_seq_once_and_stay_small_past_a_gap():
     shown = consumers.ShownSeqs(through=3)
 
