@@ -290,6 +290,8 @@ def test_offline_and_back_the_dashboard_misses_nothing_and_doubles_nothing(new_c
     pane = open_chat(page, conversation)
     reply(pane, "Let me check")
     shopper.expect("message", sender="agent", body="Let me check")
+    # The ack, not just the visitor's copy, must be in before the cut.
+    expect(pane.locator(".msg-agent .receipt")).to_have_text(["Sent"])
 
     context.set_offline(True)
     expect(page.locator("#connection-text")).to_have_text("Offline")
