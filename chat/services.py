@@ -251,13 +251,7 @@ def visitor_typing(*, visitor_id: int, active: bool) -> None:
 
 def visitor_read(*, visitor_id: int, seq: int, origin_channel: str | None = None) -> None:
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
-            .first()
-        )
-        if conversation is None:
-            raise NotFound
+        conversation = _lock_visitors_open_conversation(visitor_id)
         if seq > conversation.last_seq:
             raise SeqOutOfRange
         if seq <= conversation.visitor_read_seq:
@@ -300,13 +294,7 @@ def rate_conversation(*, visitor_id: int, score: int, comment: str = "") -> dict
 
 def close_by_visitor(*, visitor_id: int) -> None:
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
-            .first()
-        )
-        if conversation is None:
-            raise NotFound
+        conversation = _lock_visitors_open_conversation(visitor_id)
         was = _close(conversation, by=SenderKind.VISITOR, now=timezone.now())
     _after_close(conversation, was_status=was)
 
@@ -410,15 +398,7 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
     notes; the old agent gets `conversation.transferred`."""
     now = timezone.now()
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(pk=conversation_id, agent_id=agent_id)
-            .first()
-        )
-        if conversation is None:
-            raise NotFound
-        if conversation.status == Status.CLOSED:
-            raise ConversationClosed
+        conversation = _lock_agents_open_conversation(agent_id, conversation_id)
         if to_agent_id is None:
             conversation.status = Status.QUEUED
             conversation.agent = None
@@ -494,15 +474,7 @@ def agent_read(
     *, agent_id: int, conversation_id: int, seq: int, origin_channel: str | None = None
 ) -> None:
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(pk=conversation_id, agent_id=agent_id)
-            .first()
-        )
-        if conversation is None:
-            raise NotFound
-        if conversation.status == Status.CLOSED:
-            raise ConversationClosed
+        conversation = _lock_agents_open_conversation(agent_id, conversation_id)
         if seq > conversation.last_seq:
             raise SeqOutOfRange
         if seq <= conversation.agent_read_seq:
@@ -521,15 +493,7 @@ def agent_read(
 
 def close_by_agent(*, agent_id: int, conversation_id: int) -> None:
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(pk=conversation_id, agent_id=agent_id)
-            .first()
-        )
-        if conversation is None:
-            raise NotFound
-        if conversation.status == Status.CLOSED:
-            raise ConversationClosed
+        conversation = _lock_agents_open_conversation(agent_id, conversation_id)
         was = _close(conversation, by=SenderKind.AGENT, now=timezone.now())
     _after_close(conversation, was_status=was)
 
@@ -820,6 +784,33 @@ def sweep(*, now: datetime | None = None) -> None:
 
 
 # --- messages -------------------------------------------------------------------
+
+
+def _lock_visitors_open_conversation(visitor_id: int) -> Conversation:
+    """Lock the visitor's open conversation (call inside a transaction); `NotFound` if none."""
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound
+    return conversation
+
+
+def _lock_agents_open_conversation(agent_id: int, conversation_id: int) -> Conversation:
+    """Lock a conversation assigned to this agent (call inside a transaction): `NotFound`
+    when it is not theirs, `ConversationClosed` when it is theirs but closed."""
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(pk=conversation_id, agent_id=agent_id)
+        .first()
+    )
+    if conversation is None:
+        raise NotFound
+    if conversation.status == Status.CLOSED:
+        raise ConversationClosed
+    return conversation
 
 
 def _existing_message(conversation: Conversation, client_msg_id: str) -> Message | None:
