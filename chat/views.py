@@ -26,6 +26,55 @@ def error(status: int, code: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail}, status=status)
 
 
+def rate_limited(detail: str, retry_after: int) -> JsonResponse:
+    response = error(429, "rate_limited", detail)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+class Refused(Exception):
+    """A widget request answered with `response` before reaching a service."""
+
+    def __init__(self, response: JsonResponse):
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _visitor_payload(request: HttpRequest, *, max_body: int) -> tuple[dict, str, str | None]:
+    """The JSON object of a widget request, with its checked site_key and visitor_token."""
+    try:
+        too_long = len(request.body) > max_body
+    except RequestDataTooBig:  # past DATA_UPLOAD_MAX_MEMORY_SIZE: never read at all
+        too_long = True
+    if too_long:
+        raise Refused(error(413, "too_long", "Request body is too large."))
+    try:
+        payload = json.loads(request.body or b"null")
+    except (ValueError, RecursionError):
+        raise Refused(error(400, "bad_request", "Body must be JSON.")) from None
+    if not isinstance(payload, dict):
+        raise Refused(error(400, "bad_request", "Body must be a JSON object."))
+    site_key = payload.get("site_key")
+    token = payload.get("visitor_token")
+    if not isinstance(site_key, str) or not 1 <= len(site_key) <= 64:
+        raise Refused(error(400, "bad_request", "site_key must be a site key."))
+    if token is not None and (not isinstance(token, str) or len(token) > 128):
+        raise Refused(error(400, "bad_request", "visitor_token must be a string."))
+    return payload, site_key, token
+
+
+def _widget_site(request: HttpRequest, site_key: str, *, what: str) -> Site:
+    """The enabled site of a widget request whose Origin that site accepts."""
+    site = Site.objects.filter(key=site_key, enabled=True).first()
+    if site is None:
+        raise Refused(error(404, "not_found", "No such site, or it is disabled."))
+    origin = request.headers.get("Origin")
+    if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
+        logger.warning("%s refused for origin %r on site %s", what, origin, site.id)
+        raise Refused(error(403, "forbidden", "This origin may not use this site's widget."))
+    return site
+
+
 def outage_answers_503(view):
     """While the database is down the API answers 503 JSON at once (retry later),
     not Django's HTML error page."""
@@ -48,33 +97,16 @@ def outage_answers_503(view):
 @outage_answers_503
 def visitor_sessions(request: HttpRequest) -> JsonResponse:
     try:
-        too_long = len(request.body) > MAX_SESSION_BODY
-    except RequestDataTooBig:  # past DATA_UPLOAD_MAX_MEMORY_SIZE: never read at all
-        too_long = True
-    if too_long:
-        return error(413, "too_long", "Request body is too large.")
-    try:
-        payload = json.loads(request.body or b"null")
-    except (ValueError, RecursionError):
-        return error(400, "bad_request", "Body must be JSON.")
-    if not isinstance(payload, dict):
-        return error(400, "bad_request", "Body must be a JSON object.")
-    site_key = payload.get("site_key")
-    token = payload.get("visitor_token")
-    if not isinstance(site_key, str) or not 1 <= len(site_key) <= 64:
-        return error(400, "bad_request", "site_key must be a site key.")
-    if token is not None and (not isinstance(token, str) or len(token) > 128):
-        return error(400, "bad_request", "visitor_token must be a string.")
+        payload, site_key, token = _visitor_payload(request, max_body=MAX_SESSION_BODY)
+    except Refused as refusal:
+        return refusal.response
     rotate = payload.get("rotate", False)
     if not isinstance(rotate, bool):
         return error(400, "bad_request", "rotate must be true or false.")
-    site = Site.objects.filter(key=site_key, enabled=True).first()
-    if site is None:
-        return error(404, "not_found", "No such site, or it is disabled.")
-    origin = request.headers.get("Origin")
-    if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
-        logger.warning("visitor session refused for origin %r on site %s", origin, site.id)
-        return error(403, "forbidden", "This origin may not use this site's widget.")
+    try:
+        _widget_site(request, site_key, what="visitor session")
+    except Refused as refusal:
+        return refusal.response
     # Behind a proxy this is the X-Forwarded-For address only if daphne runs with
     # --proxy-headers (docs/security.md); the header itself is never read here.
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
@@ -88,9 +120,7 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
     except (selectors.NotFound, selectors.SiteDisabled):
         return error(404, "not_found", "No such site, or it is disabled.")
     except ratelimits.RateLimited as exc:
-        response = error(429, "rate_limited", "Too many new visitors from this address.")
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return rate_limited("Too many new visitors from this address.", exc.retry_after)
     return JsonResponse({"visitor_token": token, "ws_url": "/ws/visitor/"}, status=201)
 
 
@@ -101,34 +131,17 @@ def offline_messages(request: HttpRequest) -> JsonResponse:
     """The widget's offline form (name, email, question): a queued conversation agents
     see, and an email to the site's agents. Same Origin rules as visitor sessions."""
     try:
-        too_long = len(request.body) > MAX_OFFLINE_BODY
-    except RequestDataTooBig:
-        too_long = True
-    if too_long:
-        return error(413, "too_long", "Request body is too large.")
-    try:
-        payload = json.loads(request.body or b"null")
-    except (ValueError, RecursionError):
-        return error(400, "bad_request", "Body must be JSON.")
-    if not isinstance(payload, dict):
-        return error(400, "bad_request", "Body must be a JSON object.")
-    site_key = payload.get("site_key")
-    token = payload.get("visitor_token")
-    if not isinstance(site_key, str) or not 1 <= len(site_key) <= 64:
-        return error(400, "bad_request", "site_key must be a site key.")
-    if token is not None and (not isinstance(token, str) or len(token) > 128):
-        return error(400, "bad_request", "visitor_token must be a string.")
+        payload, site_key, token = _visitor_payload(request, max_body=MAX_OFFLINE_BODY)
+    except Refused as refusal:
+        return refusal.response
     try:
         name, email, question = offline.clean(payload)
     except offline.Invalid as exc:
         return error(400, "bad_request", str(exc))
-    site = Site.objects.filter(key=site_key, enabled=True).first()
-    if site is None:
-        return error(404, "not_found", "No such site, or it is disabled.")
-    origin = request.headers.get("Origin")
-    if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
-        logger.warning("offline message refused for origin %r on site %s", origin, site.id)
-        return error(403, "forbidden", "This origin may not use this site's widget.")
+    try:
+        site = _widget_site(request, site_key, what="offline message")
+    except Refused as refusal:
+        return refusal.response
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
         ratelimits.count((ratelimits.IP_MESSAGES, client))
@@ -144,9 +157,7 @@ def offline_messages(request: HttpRequest) -> JsonResponse:
     except (selectors.NotFound, selectors.SiteDisabled):
         return error(404, "not_found", "No such site, or it is disabled.")
     except ratelimits.RateLimited as exc:
-        response = error(429, "rate_limited", "Too many messages from this address.")
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return rate_limited("Too many messages from this address.", exc.retry_after)
     conversation_id = posted.message["conversation"]
     if posted.created:
         offline.email_agents(
