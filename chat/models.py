@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import uuid
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -58,6 +59,12 @@ class Site(models.Model):
         help_text="Delete closed conversations this many days after they closed "
         "(manage.py purge_transcripts). Empty keeps them forever.",
     )
+    # Sneak peek: the assigned agent sees the visitor's draft before it is sent. The
+    # widget discloses it in its privacy line whenever this is on.
+    sneak_peek = models.BooleanField(
+        default=True,
+        help_text="Agents see what visitors type before they send it; the widget says so.",
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -73,6 +80,13 @@ class Visitor(models.Model):
     email = models.EmailField(blank=True)
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now_add=True)
+    # Context for the agent, reported by the widget: the page the visitor is on (updated as
+    # they browse), where they came from, their browser and their time zone (IANA name).
+    page_url = models.URLField(max_length=2000, blank=True)
+    page_title = models.CharField(max_length=300, blank=True)
+    referrer = models.URLField(max_length=2000, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return self.name or self.email or f"Visitor #{self.pk}"
@@ -213,6 +227,50 @@ class Note(models.Model):
 
     def __str__(self) -> str:
         return f"Note on #{self.conversation_id}: {self.body[:40]}"
+
+
+def attachment_upload_to(instance: "Attachment", filename: str) -> str:
+    # The visitor's file name never becomes a storage path: a random name per file, kept
+    # apart per site. `Attachment.name` keeps the original for the download header.
+    return f"attachments/{instance.conversation.site_id}/{uuid.uuid4().hex}"
+
+
+class Attachment(models.Model):
+    """A file a participant uploaded into a conversation. It is uploaded first (no
+    message yet) and becomes part of the conversation when a message names it."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachment"
+    )
+    uploaded_by = models.CharField(max_length=10, choices=SenderKind.choices)
+    uploaded_by_agent = models.ForeignKey(
+        "agents.AgentProfile",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    file = models.FileField(upload_to=attachment_upload_to)
+    # Images only: a small preview, also stored through the storage API.
+    thumbnail = models.FileField(upload_to=attachment_upload_to, blank=True)
+    name = models.CharField(max_length=255)
+    # Detected from the content, never taken from the upload's header.
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["message", "created_at"], name="attachment_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.content_type}, {self.size} B)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
 
 
 class ConversationRating(models.Model):
