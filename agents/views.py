@@ -1,9 +1,11 @@
 """Agent pages: the dashboard shell; everything live goes over /ws/agent/."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from chat import attachments
 from supportdesk.csp import policy, websocket_sources, with_csp
 
 from .models import AgentProfile
@@ -25,5 +27,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     if agent is None:
         response = render(request, "agents/not_an_agent.html", status=403)
     else:
-        response = render(request, "agents/dashboard.html", {"agent": agent})
+        response = render(
+            request,
+            "agents/dashboard.html",
+            {
+                "agent": agent,
+                # Checked again by the server; the dashboard says it before uploading.
+                "attachment_max_bytes": settings.SUPPORTDESK_ATTACHMENT_MAX_BYTES,
+                "attachment_accept": attachments.ACCEPT,
+            },
+        )
     return with_csp(response, dashboard_csp(request))

@@ -51,11 +51,19 @@ async def run_burst(
     position: dict[int, int] = {}
     queued_in: dict[int, int] = {}  # visitor -> its conversation, from the queued frames
     assigned_visitors: set[int] = set()
+    newest_reading: dict[int, int] = {}  # visitor -> highest queue_version seen
     per_agent = Counter()
     everyone_placed = asyncio.Event()
 
     def on_visitor_frame(peer: Peer, frame: dict) -> None:
         i = index[id(peer)]
+        # As the widget does: a frame from an older reading of the queue than one
+        # already seen (`queue_version`, docs/protocol.md) arrived late and is dropped.
+        version = frame.get("queue_version")
+        if version is not None:
+            if version < newest_reading.get(i, 0):
+                return
+            newest_reading[i] = version
         if frame["type"] == "conversation.assigned":
             assigned_visitors.add(i)
             position.pop(i, None)

@@ -43,6 +43,7 @@ class SiteForm(forms.ModelForm):
             "widget_greeting",
             "widget_position",
             "retention_days",
+            "sneak_peek",
         ]
 
     def __init__(self, *args, **kwargs):
@@ -76,6 +77,8 @@ class SiteAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "key", "allowed_origins", "enabled", "created_at"]}),
         ("Widget", {"fields": ["widget_color", "widget_greeting", "widget_position"]}),
         ("Data retention", {"fields": ["retention_days"]}),
+        # Open sockets keep the value they said hello with; the widget discloses it.
+        ("Privacy", {"fields": ["sneak_peek"]}),
     ]
 
     @admin.display(description="allowed origins")
@@ -114,7 +117,7 @@ class MessageInline(admin.TabularInline):
     verbose_name_plural = "transcript"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("sender_agent")
+        return super().get_queryset(request).select_related("sender_agent", "attachment")
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -3,16 +3,36 @@
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from channels.db import database_sync_to_async
+from asgiref.sync import SyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+)
 
-from . import origins, protocol, ratelimits, realtime, selectors, services, sweeper
+from agents import selectors as agent_selectors
+from agents import services as agent_services
+
+from . import (
+    origins,
+    protocol,
+    ratelimits,
+    realtime,
+    selectors,
+    services,
+    sweeper,
+    transcript_email,
+    visitor_context,
+)
 from .protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -22,6 +42,10 @@ VISITOR_TOUCH_EVERY = 60.0
 # A visitor socket that has not said hello by then is closed (4400): an open socket
 # that never identifies itself only costs memory.
 HELLO_TIMEOUT = 10.0
+# Sneak peek: a visitor socket relays a draft (`typing` with `text`) at most this often;
+# drafts in between are dropped unanswered, before any database work. The widget sends
+# one every 500 ms at most, so only a misbehaving client loses any.
+DRAFT_MIN_INTERVAL = 0.25
 
 
 @functools.cache
@@ -44,12 +68,56 @@ def on_database_thread(fn: Callable) -> Callable:
     """
     executor = _database_threads()
     if executor is None:
-        return database_sync_to_async(fn)
-    return database_sync_to_async(fn, thread_sensitive=False, executor=executor)
+        return _DatabaseCall(fn)
+    return _DatabaseCall(fn, thread_sensitive=False, executor=executor)
+
+
+# How often one connection answers Django's health check (CONN_HEALTH_CHECKS).
+HEALTH_CHECK_EVERY = 1.0
+
+
+class _DatabaseCall(SyncToAsync):
+    """Channels' `database_sync_to_async`, with the connection health check at most
+    once a second per connection.
+
+    Django marks a connection unchecked after every call (close_old_connections), so
+    with CONN_HEALTH_CHECKS each call began with a `SELECT 1` round trip: one statement
+    in four on the message path. A connection the server dropped while idle for a
+    second or more is still caught before use. One dropped within the last second
+    (a PostgreSQL restart) fails its query instead: the error marks it, it is closed
+    before the next call, and the client's retry (same client_msg_id) reconnects.
+    """
+
+    def thread_handler(self, loop, *args, **kwargs):
+        close_old_connections()
+        _skip_recent_health_checks()
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            close_old_connections()
+
+
+def _skip_recent_health_checks() -> None:
+    now = time.monotonic()
+    for connection in connections.all(initialized_only=True):
+        if (
+            connection.connection is None
+            or connection.health_check_done
+            or not connection.health_check_enabled
+        ):
+            continue
+        if now - getattr(connection, "supportdesk_checked_at", -HEALTH_CHECK_EVERY) < (
+            HEALTH_CHECK_EVERY
+        ):
+            connection.health_check_done = True
+        else:
+            connection.supportdesk_checked_at = now
 
 
 def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError | None:
     """Map a service's refusal to the contract's error frame."""
+    if isinstance(exc, services.AttachmentNotFound):
+        return ProtocolError(protocol.NOT_FOUND, "No such attachment.", client_msg_id=client_msg_id)
     if isinstance(exc, selectors.NotFound):
         return ProtocolError(
             protocol.NOT_FOUND, "No such conversation.", client_msg_id=client_msg_id
@@ -64,6 +132,8 @@ def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError |
         return ProtocolError(
             protocol.AGENT_UNAVAILABLE, "That agent cannot take this chat right now."
         )
+    if isinstance(exc, agent_selectors.CannedResponseRefused):
+        return ProtocolError(exc.code, exc.detail)
     if isinstance(exc, services.SeqOutOfRange):
         return ProtocolError(protocol.BAD_FRAME, "seq is past the conversation's last message.")
     if isinstance(exc, services.ClientMsgIdTaken):
@@ -332,6 +402,12 @@ class VisitorConsumer(ChatConsumer):
     frame_types = protocol.VISITOR_FRAME_TYPES
     visitor_id: int | None = None
     last_touch = 0.0
+    # The site's sneak-peek setting as of `hello`: this socket's drafts are relayed
+    # only if it was on, and its `ready` told the widget so (which discloses it).
+    sneak_peek = False
+    last_draft = float("-inf")
+    # What this socket last told its client about agents being online.
+    agents_online: bool | None = None
     hello_deadline: asyncio.TimerHandle | None = None
 
     async def connect(self) -> None:
@@ -370,6 +446,13 @@ class VisitorConsumer(ChatConsumer):
             await self.close(code=protocol.CLOSE_NOT_HELLO)
             return
         try:
+            # (addition) Context for the agent: advisory, so a malformed one is ignored
+            # rather than a reason to refuse the hello.
+            page, timezone_name = protocol.page_report(frame)
+        except ProtocolError as exc:
+            logger.info("visitor hello: context ignored: %s", exc.detail)
+            page = timezone_name = None
+        try:
             site, visitor = await on_database_thread(self._identify)(site_key, token)
         except selectors.SiteDisabled:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
@@ -391,7 +474,24 @@ class VisitorConsumer(ChatConsumer):
         )
         # Join before reading the state for `ready`, so nothing committed in between is missed.
         await self.join(realtime.visitor_group(visitor.id))
+        await self.join(realtime.site_visitors_group(site.id))
+        self.sneak_peek = site.sneak_peek
+        self.site_origins = site.allowed_origins
+        # The browser's User-Agent comes from the handshake, the page from the widget;
+        # nothing is written (and no query made) when neither changed since last time.
+        await self.call(
+            services.report_visitor_context,
+            visitor_id=visitor.id,
+            allowed_origins=self.site_origins,
+            page=page,
+            timezone_name=timezone_name,
+            user_agent=origins.header(self.scope, b"user-agent") or "",
+            known=visitor,
+        )
         ready = await on_database_thread(selectors.visitor_ready)(visitor, last_seq)
+        # (addition) Whether this socket relays drafts: the widget's privacy line says so.
+        ready["sneak_peek"] = self.sneak_peek
+        self.agents_online = ready.get("agents_online")
         if ready["conversation"] is not None:
             # Race: a message can commit between reading the conversation row and
             # reading its messages, so `messages` may reach past `last_seq`; whatever
@@ -413,7 +513,8 @@ class VisitorConsumer(ChatConsumer):
         kind = frame["type"]
         if kind == "message.send":
             msg_id = protocol.client_msg_id(frame)
-            body = protocol.message_body(frame, msg_id)
+            attachment = protocol.attachment_id(frame, msg_id)
+            body = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
             try:
                 await self.limits.message()
                 posted = await self.call(
@@ -423,6 +524,7 @@ class VisitorConsumer(ChatConsumer):
                     body=body,
                     origin_channel=self.channel_name,
                     before_opening=self.limits.new_conversation,
+                    attachment_id=attachment,
                 )
             except ratelimits.RateLimited:
                 await self.refuse_over_limit(msg_id)
@@ -431,7 +533,17 @@ class VisitorConsumer(ChatConsumer):
             await self.acknowledge(posted)
         elif kind == "typing":
             active = protocol.boolean(frame, "active")
-            await self.call(services.visitor_typing, visitor_id=self.visitor_id, active=active)
+            # The client's draft is dropped unless the site allows sneak peek: the
+            # setting, not the widget, decides.
+            text = protocol.typing_draft(frame) if self.sneak_peek and active else None
+            if text is not None:
+                now = asyncio.get_running_loop().time()
+                if now - self.last_draft < DRAFT_MIN_INTERVAL:
+                    return
+                self.last_draft = now
+            await self.call(
+                services.visitor_typing, visitor_id=self.visitor_id, active=active, text=text
+            )
         elif kind == "read":
             seq = protocol.non_negative_int(frame, "seq")
             await self.call(
@@ -457,8 +569,59 @@ class VisitorConsumer(ChatConsumer):
             if now - self.last_touch > VISITOR_TOUCH_EVERY:
                 self.last_touch = now
                 await self.call(services.touch_visitor, visitor_id=self.visitor_id)
+        elif kind == "page.view":
+            page, timezone_name = protocol.page_report(frame)
+            await self.call(
+                services.report_visitor_context,
+                visitor_id=self.visitor_id,
+                allowed_origins=self.site_origins,
+                page=page,
+                timezone_name=timezone_name,
+            )
+        elif kind == "transcript.email":
+            email = protocol.email_address(frame)
+            try:
+                transcript = await self.call(
+                    services.prepare_transcript_email,
+                    visitor_id=self.visitor_id,
+                    email=email,
+                    before_sending=self.limits.transcript_email,
+                )
+            except ratelimits.RateLimited:
+                await self.send_frame(
+                    ProtocolError(
+                        protocol.RATE_LIMITED, "Too many transcripts asked for; try again later."
+                    ).frame()
+                )
+                return
+            task = asyncio.ensure_future(self.mail_transcript(transcript))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
         elif kind == "hello":
             raise ProtocolError(protocol.BAD_FRAME, "hello was already received.")
+
+    async def mail_transcript(self, transcript: transcript_email.TranscriptEmail) -> None:
+        """Send a prepared transcript, then tell this socket how it went. A mail server
+        may take seconds: the mail goes out on a thread of its own, so neither the event
+        loop nor a database thread waits for it, and this socket's other frames are
+        served meanwhile (the request itself was answered by nothing yet)."""
+        sent = await asyncio.to_thread(transcript_email.send, transcript)
+        if sent:
+            frame = {
+                "type": "transcript.sent",
+                "conversation": transcript.conversation_id,
+                "email": transcript.to,
+            }
+        else:
+            frame = ProtocolError(
+                protocol.UNAVAILABLE, "The transcript could not be mailed; try again later."
+            ).frame()
+        if self.closing:
+            return
+        try:
+            await self.send_frame(frame)
+        except Exception as exc:  # the socket went away while the mail was out
+            logger.info("transcript result not delivered on %s: %r", self.channel_name, exc)
 
     async def refuse_over_limit(self, client_msg_id: str) -> None:
         """A send over a shared limit (chat/ratelimits.py) stored nothing: `rate_limited`,
@@ -481,6 +644,11 @@ class VisitorConsumer(ChatConsumer):
     async def forward(self, frame: dict[str, Any]) -> None:
         if frame["type"] == "message":
             await self.forward_message(frame)
+        elif frame["type"] == "agents.online":
+            # Several workers may announce the same change: show the client changes only.
+            if frame["online"] != self.agents_online:
+                self.agents_online = frame["online"]
+                await self.send_frame(frame)
         else:
             await self.send_frame(frame)
 
@@ -514,9 +682,11 @@ class AgentConsumer(ChatConsumer):
             await self.close(code=protocol.CLOSE_UNAUTHORIZED)
             return
         self.agent_id = agent.id
+        visitor_context.warm_up()  # ua-parser's rules, off the database thread, once
         await self.join(realtime.agent_group(agent.id))
         await self.join(realtime.AGENTS_GROUP)
         ready, self.site_ids, self.queue_lengths = await self.call(self._ready, agent_id=agent.id)
+        self.queue_versions: dict[int, int] = {}
         self.queue_length = ready["queue_length"]
         for conversation in ready["conversations"]:
             # The dashboard `sync`s up to each `last_seq`; frames continue after it.
@@ -578,7 +748,8 @@ class AgentConsumer(ChatConsumer):
         if kind == "message.send":
             msg_id = protocol.client_msg_id(frame)
             conversation = protocol.conversation_id(frame)
-            body = protocol.message_body(frame, msg_id)
+            attachment = protocol.attachment_id(frame, msg_id)
+            body = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
             posted = await self.call(
                 services.post_agent_message,
                 agent_id=self.agent_id,
@@ -586,6 +757,7 @@ class AgentConsumer(ChatConsumer):
                 client_msg_id=msg_id,
                 body=body,
                 origin_channel=self.channel_name,
+                attachment_id=attachment,
             )
             await self.acknowledge(posted)
         elif kind == "note.send":
@@ -658,12 +830,62 @@ class AgentConsumer(ChatConsumer):
                 conversation_id=conversation,
                 to_agent_id=to_agent,
             )
+        elif kind == "visitor.profile":
+            conversation = protocol.conversation_id(frame)
+            profile = await on_database_thread(selectors.visitor_profile)(
+                self.agent_id, conversation
+            )
+            await self.send_frame(profile)
+        elif kind == "conversation.history":
+            conversation = protocol.conversation_id(frame)
+            history = await on_database_thread(selectors.conversation_history)(
+                self.agent_id, conversation
+            )
+            await self.send_frame(history)
         elif kind == "agents.list":
             agents = await on_database_thread(selectors.colleagues)(self.agent_id)
             await self.send_frame({"type": "agents", "agents": agents})
+        elif kind == "canned.list":
+            await self.send_frame(
+                await on_database_thread(agent_selectors.canned_frame)(self.agent_id)
+            )
+        elif kind == "canned.create":
+            shortcut, body = protocol.text(frame, "shortcut"), protocol.text(frame, "body")
+            shared = protocol.boolean(frame, "shared") if "shared" in frame else False
+            saved = await self.call(
+                agent_services.create_canned_response,
+                agent_id=self.agent_id,
+                shortcut=shortcut,
+                body=body,
+                shared=shared,
+            )
+            await self.send_frame({"type": "canned.saved", "response": saved})
+        elif kind == "canned.update":
+            response_id = protocol.canned_response_id(frame)
+            shortcut, body = protocol.text(frame, "shortcut"), protocol.text(frame, "body")
+            saved = await self.call(
+                agent_services.update_canned_response,
+                agent_id=self.agent_id,
+                response_id=response_id,
+                shortcut=shortcut,
+                body=body,
+            )
+            await self.send_frame({"type": "canned.saved", "response": saved})
+        elif kind == "canned.delete":
+            response_id = protocol.canned_response_id(frame)
+            await self.call(
+                agent_services.delete_canned_response,
+                agent_id=self.agent_id,
+                response_id=response_id,
+            )
+            await self.send_frame({"type": "canned.deleted", "id": response_id})
         elif kind == "ping":
+            idle = protocol.idle_seconds(frame)
             await self.send_frame({"type": "pong"})
             await self.call(services.heartbeat, agent_id=self.agent_id)
+            if idle is not None:
+                # (addition) The dashboard's idle time: the server decides auto-away.
+                await self.call(services.report_activity, agent_id=self.agent_id, idle_seconds=idle)
 
     @staticmethod
     def _sync_reply(*, agent_id: int, conversation_id: int, after_seq: int) -> dict:
@@ -688,8 +910,25 @@ class AgentConsumer(ChatConsumer):
             self.shown_in(conversation["id"]).cover(conversation["last_seq"])
         await self.send_frame(frame)
 
+    async def chat_canned_changed(self, event: dict) -> None:
+        # A doorbell, not the list: each socket reads its own list (own snippets hide
+        # shared ones per agent). A ring lost with Redis costs only staleness until the
+        # dashboard's next `canned.list` (it sends one after every `ready`).
+        try:
+            frame = await on_database_thread(agent_selectors.canned_frame)(self.agent_id)
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("no canned list for %s: %s", self.channel_name, exc)
+            return
+        await self.send_frame(frame)
+
     async def chat_queue(self, event: dict) -> None:
-        self.queue_lengths[event["site"]] = event["length"]
+        # Two workers' readings of one queue may arrive out of order: keep the newest
+        # (services._lock_queue_reading).
+        site, version = event["site"], event.get("version", 0)
+        if version < self.queue_versions.get(site, 0):
+            return
+        self.queue_versions[site] = version
+        self.queue_lengths[site] = event["length"]
         length = sum(
             n
             for site, n in self.queue_lengths.items()

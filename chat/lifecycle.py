@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from . import realtime, services
 from .models import (
+    Attachment,
     AuditLogEntry,
     Conversation,
     ConversationRating,
@@ -141,6 +142,7 @@ class Erasure:
     notes: int = 0
     ratings: int = 0
     closed: int = 0
+    attachments: int = 0
 
 
 def visitors_matching(
@@ -164,6 +166,7 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
     frees). Then, in one transaction: the body of every visitor and agent message and of
     every internal note in their conversations becomes "[erased]" (agents quote, address
     and describe visitors, so their lines go too) and client message ids are dropped;
+    every attachment in them is deleted, files included;
     ratings with their comments are
     deleted; the visitor keeps only an id and its site (name, email, first/last seen
     are blanked, the token hash replaced by a random value nobody holds, which also
@@ -197,6 +200,11 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
         erasure.ratings = ConversationRating.objects.filter(
             conversation__in=theirs.values("pk")
         ).delete()[0]
+        # Files either side sent (screenshots, invoices) are about the visitor too; their
+        # files leave storage once this commits (chat/attachments.py).
+        erasure.attachments = Attachment.objects.filter(
+            conversation__in=theirs.values("pk")
+        ).delete()[0]
         erased_at = timezone.now()
         Visitor.objects.filter(pk=visitor.pk).update(
             name="",
@@ -226,6 +234,7 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
                 "messages": erasure.messages,
                 "notes": erasure.notes,
                 "ratings": erasure.ratings,
+                "attachments": erasure.attachments,
                 "closed_open_conversations": erasure.closed,
             },
         )

@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
 MAX_FRAME_BYTES = 64 * 1024
 MAX_BODY_CHARS = 10_000
 MAX_CLIENT_MSG_ID_CHARS = 64
@@ -34,10 +37,30 @@ CONVERSATION_CLOSED = "conversation_closed"
 UNAVAILABLE = "unavailable"
 AGENT_UNAVAILABLE = "agent_unavailable"
 ALREADY_RATED = "already_rated"
+# `transcript.email` (addition) with something that is not an email address.
+BAD_EMAIL = "bad_email"
+MAX_EMAIL_CHARS = 254
+# Canned responses (agents/services.py): a shortcut outside the model's pattern, one
+# already taken among the same owner's, or an agent at the cap of own snippets.
+BAD_SHORTCUT = "bad_shortcut"
+DUPLICATE_SHORTCUT = "duplicate_shortcut"
+TOO_MANY = "too_many"
 MAX_RATING_COMMENT_CHARS = 2000
+# Sneak peek (addition): a visitor `typing` frame may carry the unsent draft, this long at most.
+MAX_DRAFT_CHARS = 1000
 
 VISITOR_FRAME_TYPES = frozenset(
-    {"hello", "message.send", "typing", "read", "conversation.close", "ping", "rating"}
+    {
+        "hello",
+        "message.send",
+        "typing",
+        "read",
+        "conversation.close",
+        "ping",
+        "rating",
+        "page.view",
+        "transcript.email",
+    }
 )
 AGENT_FRAME_TYPES = frozenset(
     {
@@ -46,6 +69,12 @@ AGENT_FRAME_TYPES = frozenset(
         "note.send",
         "conversation.transfer",
         "agents.list",
+        "visitor.profile",
+        "conversation.history",
+        "canned.list",
+        "canned.create",
+        "canned.update",
+        "canned.delete",
         "typing",
         "read",
         "sync",
@@ -119,18 +148,30 @@ def client_msg_id(frame: dict[str, Any]) -> str:
     return value
 
 
-def message_body(frame: dict[str, Any], msg_id: str) -> str:
-    value = frame.get("body")
+def message_body(frame: dict[str, Any], msg_id: str, *, may_be_empty: bool = False) -> str:
+    """The trimmed body, 1-10,000 characters; with `may_be_empty` (a message carrying an
+    attachment) it may also be empty or left out."""
+    value = frame.get("body", "" if may_be_empty else None)
     if not isinstance(value, str):
         raise ProtocolError(BAD_FRAME, "body must be a string.", client_msg_id=msg_id)
     body = value.strip()
-    if not body:
+    if not body and not may_be_empty:
         raise ProtocolError(BAD_FRAME, "body is empty.", client_msg_id=msg_id)
     if len(body) > MAX_BODY_CHARS:
         raise ProtocolError(
             TOO_LONG, f"body is over {MAX_BODY_CHARS} characters.", client_msg_id=msg_id
         )
     return body
+
+
+def attachment_id(frame: dict[str, Any], msg_id: str) -> int | None:
+    """(addition) The optional `attachment` of a `message.send`: an upload's id, or None."""
+    value = frame.get("attachment")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ProtocolError(BAD_FRAME, "attachment must be an attachment id.", client_msg_id=msg_id)
+    return value
 
 
 def non_negative_int(frame: dict[str, Any], name: str, *, default: int | None = None) -> int:
@@ -191,6 +232,75 @@ def string(frame: dict[str, Any], name: str, *, max_length: int = 200) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise ProtocolError(BAD_FRAME, f"{name} must be a string of 1-{max_length} characters.")
     return value
+
+
+def text(frame: dict[str, Any], name: str) -> str:
+    """A required string field whose content a service checks (canned responses)."""
+    value = frame.get(name)
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_FRAME, f"{name} must be a string.")
+    return value
+
+
+def canned_response_id(frame: dict[str, Any]) -> int:
+    value = frame.get("id")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ProtocolError(BAD_FRAME, "id must be a canned response id.")
+    return value
+
+
+def typing_draft(frame: dict[str, Any]) -> str | None:
+    """The optional `text` of a visitor `typing` frame (sneak peek): the draft, or None."""
+    value = frame.get("text")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(BAD_FRAME, "text must be a string.")
+    if len(value) > MAX_DRAFT_CHARS:
+        raise ProtocolError(TOO_LONG, f"text is over {MAX_DRAFT_CHARS} characters.")
+    return value
+
+
+def idle_seconds(frame: dict[str, Any]) -> float | None:
+    """The optional `idle_seconds` of an agent `ping`: seconds since the agent's last
+    input on the dashboard, or None when the dashboard does not say."""
+    value = frame.get("idle_seconds")
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e9:
+        raise ProtocolError(BAD_FRAME, "idle_seconds must be a non-negative number.")
+    return float(value)
+
+
+def page_report(frame: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(`page`, `timezone`) of a `page.view` or `hello` (addition), shape checked only:
+    `page` an object whose `url`, `title`, `referrer` are strings or null, `timezone` a
+    string or null. What the values may be is chat/visitor_context.py's business (a
+    value it refuses is dropped, not answered)."""
+    page = frame.get("page")
+    if page is not None:
+        if not isinstance(page, dict):
+            raise ProtocolError(BAD_FRAME, "page must be an object.")
+        for name in ("url", "title", "referrer"):
+            if not isinstance(page.get(name), (str, type(None))):
+                raise ProtocolError(BAD_FRAME, f"page.{name} must be a string or null.")
+    timezone = frame.get("timezone")
+    if not isinstance(timezone, (str, type(None))):
+        raise ProtocolError(BAD_FRAME, "timezone must be a string or null.")
+    return page, timezone
+
+
+def email_address(frame: dict[str, Any]) -> str:
+    """The `email` of a `transcript.email` (addition), trimmed; else `bad_email`."""
+    value = frame.get("email")
+    email = value.strip() if isinstance(value, str) else ""
+    try:
+        if len(email) > MAX_EMAIL_CHARS:
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError:
+        raise ProtocolError(BAD_EMAIL, "email must be an email address.") from None
+    return email
 
 
 def presence_status(frame: dict[str, Any]) -> str:

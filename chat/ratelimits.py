@@ -40,6 +40,16 @@ IP_MESSAGES = Rule("ip-messages", "SUPPORTDESK_LIMIT_IP_MESSAGES")
 VISITOR_CONVERSATIONS = Rule("visitor-conversations", "SUPPORTDESK_LIMIT_VISITOR_CONVERSATIONS")
 IP_CONVERSATIONS = Rule("ip-conversations", "SUPPORTDESK_LIMIT_IP_CONVERSATIONS")
 IP_SESSIONS = Rule("ip-sessions", "SUPPORTDESK_LIMIT_IP_SESSIONS")
+# Transcripts mailed at a visitor's request go to any address the visitor types, with
+# text the visitor wrote: limited per conversation and per address so the widget is no
+# way to mail strangers in bulk.
+CONVERSATION_TRANSCRIPTS = Rule(
+    "conversation-transcripts", "SUPPORTDESK_LIMIT_CONVERSATION_TRANSCRIPTS"
+)
+IP_TRANSCRIPTS = Rule("ip-transcripts", "SUPPORTDESK_LIMIT_IP_TRANSCRIPTS")
+VISITOR_UPLOADS = Rule("visitor-uploads", "SUPPORTDESK_LIMIT_VISITOR_UPLOADS")
+IP_UPLOADS = Rule("ip-uploads", "SUPPORTDESK_LIMIT_IP_UPLOADS")
+AGENT_UPLOADS = Rule("agent-uploads", "SUPPORTDESK_LIMIT_AGENT_UPLOADS")
 
 
 class RateLimited(Exception):
@@ -149,6 +159,12 @@ class VisitorLimits:
         """Called by `services.post_visitor_message` on the database thread, just before
         it opens a conversation; raising there stores nothing."""
         self._count(((IP_CONVERSATIONS, self.client), (VISITOR_CONVERSATIONS, self.visitor)))
+
+    def transcript_email(self, conversation_id: int) -> None:
+        """Called by `services.prepare_transcript_email` on the database thread before
+        anything is mailed; raising there mails nothing. A refusal here does not count
+        towards closing the socket (that is for floods of messages)."""
+        count((IP_TRANSCRIPTS, self.client), (CONVERSATION_TRANSCRIPTS, str(conversation_id)))
 
     def accepted(self) -> None:
         self.refused_in_a_row = 0

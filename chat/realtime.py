@@ -23,6 +23,9 @@ FRAME_EVENT = "chat.frame"  # forward `frame` to the client, except to `skip_cha
 QUEUE_EVENT = "chat.queue"  # a site's queue length changed; agents filter by their sites
 AGENT_GONE_EVENT = "chat.agent_gone"  # the agent was deactivated: close its sockets
 TOKEN_ROTATED_EVENT = "chat.token_rotated"  # the visitor has a new token: close old sockets
+# An agent's canned responses changed (own: that agent's group; shared: AGENTS_GROUP):
+# each socket reads its list afresh and sends it (agents/services.py).
+CANNED_CHANGED_EVENT = "chat.canned_changed"
 
 AGENTS_GROUP = "agents"
 
@@ -36,6 +39,12 @@ def visitor_group(visitor_id: int) -> str:
 def agent_group(agent_id: int) -> str:
     """Every socket of one agent."""
     return f"agent.{agent_id}"
+
+
+def site_visitors_group(site_id: int) -> str:
+    """Every visitor socket of one site, for what all of them may see alike (whether
+    agents are online). Never anything about one visitor's conversation."""
+    return f"site.{site_id}.visitors"
 
 
 # While a consumer runs a service, broadcasts are collected here and sent by the

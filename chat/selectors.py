@@ -1,18 +1,25 @@
 """Reads: access checks and the shapes the wire contract shows (one job per function)."""
 
+import statistics
+import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Substr
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import AgentProfile
 
+from . import visitor_context
 from .models import (
+    Attachment,
     Conversation,
     ConversationRating,
     Message,
     Note,
+    SenderKind,
     Site,
     Visitor,
     hash_token,
@@ -30,7 +37,7 @@ class SiteDisabled(Exception):
 
 
 def message_dict(message: Message) -> dict:
-    return {
+    wire = {
         "conversation": message.conversation_id,
         "seq": message.seq,
         "sender": message.sender,
@@ -38,11 +45,41 @@ def message_dict(message: Message) -> dict:
         "client_msg_id": message.client_msg_id,
         "sent_at": message.created_at.isoformat(),
     }
+    # (addition) Only messages with a file carry `attachment`.
+    attachment = loaded_attachment(message)
+    if attachment is not None:
+        wire["attachment"] = attachment_dict(attachment)
+    return wire
+
+
+def loaded_attachment(message: Message) -> Attachment | None:
+    """The message's attachment if it was loaded with it (`select_related("attachment")`,
+    or set by `services._append_message`), else None: turning a message into its wire
+    shape never costs a query, so a plain message's hot path stays as it was."""
+    relation = Message.attachment.related
+    return relation.get_cached_value(message) if relation.is_cached(message) else None
+
+
+def attachment_dict(attachment: Attachment) -> dict:
+    """An attachment as participants see it. The URLs answer only participants
+    (chat/attachment_views.py); the visitor's widget sends its token with them."""
+    return {
+        "id": attachment.id,
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "url": reverse("attachment", args=[attachment.id]),
+        "thumbnail_url": reverse("attachment-thumbnail", args=[attachment.id])
+        if attachment.thumbnail
+        else None,
+    }
 
 
 def messages_after(conversation_id: int, after_seq: int) -> list[dict]:
-    rows = Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq).order_by(
-        "seq"
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq)
+        .select_related("attachment")
+        .order_by("seq")
     )
     return [message_dict(m) for m in rows]
 
@@ -67,9 +104,13 @@ def notes_of(conversation_id: int) -> list[dict]:
 
 def messages_between(conversation_id: int, after_seq: int, before_seq: int) -> list[dict]:
     """The messages strictly between two seqs, in order (a socket's gap to fill)."""
-    rows = Message.objects.filter(
-        conversation_id=conversation_id, seq__gt=after_seq, seq__lt=before_seq
-    ).order_by("seq")
+    rows = (
+        Message.objects.filter(
+            conversation_id=conversation_id, seq__gt=after_seq, seq__lt=before_seq
+        )
+        .select_related("attachment")
+        .order_by("seq")
+    )
     return [message_dict(m) for m in rows]
 
 
@@ -128,6 +169,35 @@ def conversation_for_agent(
     if conversation is None:
         raise NotFound
     return conversation
+
+
+def attachment_for_visitor(visitor_id: int, attachment_id: int) -> Attachment:
+    """An attachment this visitor may download: one sent in its own conversations, or
+    one it uploaded and has not sent yet (an agent's unsent upload stays the agent's).
+    Else `NotFound`, the same whether it exists or not."""
+    attachment = (
+        Attachment.objects.filter(pk=attachment_id, conversation__visitor_id=visitor_id)
+        .filter(Q(message__isnull=False) | Q(uploaded_by=SenderKind.VISITOR))
+        .first()
+    )
+    if attachment is None:
+        raise NotFound
+    return attachment
+
+
+def attachment_for_agent(agent_id: int, attachment_id: int) -> Attachment:
+    """An attachment this agent may download: one sent in a conversation the agent may
+    read (`conversation_for_agent(read_only=True)`: their own, or as a supervisor), or
+    one they uploaded and have not sent yet. Else `NotFound`."""
+    attachment = Attachment.objects.filter(pk=attachment_id).first()
+    if attachment is None:
+        raise NotFound
+    if attachment.message_id is None:
+        if attachment.uploaded_by_agent_id != agent_id:
+            raise NotFound
+        return attachment
+    conversation_for_agent(agent_id, attachment.conversation_id, read_only=True)
+    return attachment
 
 
 def queue_position(conversation: Conversation) -> int:
@@ -223,18 +293,92 @@ def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
     ]
 
 
-def agents_online(site_id: int, now: datetime | None = None) -> bool:
-    """Whether any agent serving the site is present (available, fresh heartbeat,
-    active login), busy or not: if none is, the widget offers the offline form."""
-    return (
-        AgentProfile.objects.filter(
-            status=AgentProfile.Status.AVAILABLE,
-            last_heartbeat__gte=heartbeat_cutoff(now),
-            user__is_active=True,
-        )
-        .filter(Q(sites__isnull=True) | Q(sites=site_id))
-        .exists()
+def present_agents(now: datetime | None = None) -> QuerySet:
+    """Agents who can be routed chats at all right now: available (not away, by choice
+    or idle), with a live heartbeat, an active login and room for at least one chat
+    (capacity 0 is never routed). Busy ones included: they free up."""
+    return AgentProfile.objects.filter(
+        status=AgentProfile.Status.AVAILABLE,
+        last_heartbeat__gte=heartbeat_cutoff(now),
+        user__is_active=True,
+        capacity__gt=0,
     )
+
+
+def agents_online(site_id: int, now: datetime | None = None) -> bool:
+    """Whether a present agent (see `present_agents`) serves the site, busy or not:
+    the widget says "agents online" (a chat queues and is answered), else it offers
+    the offline form."""
+    return present_agents(now).filter(Q(sites__isnull=True) | Q(sites=site_id)).exists()
+
+
+def online_site_ids(now: datetime | None = None) -> frozenset[int]:
+    """The enabled sites for which `agents_online` is true, in two queries whatever the
+    number of sites (the sweep compares it with what visitors were last told)."""
+    served = list(present_agents(now).values_list("sites", flat=True).distinct())
+    sites = Site.objects.filter(enabled=True)
+    if None not in served:
+        sites = sites.filter(pk__in=[site for site in served if site is not None])
+    return frozenset(sites.values_list("pk", flat=True))
+
+
+# --- estimated wait in the queue --------------------------------------------------
+
+# Handling time = assigned_at to closed_at, over the site's latest closed chats.
+WAIT_SAMPLE = 50
+WAIT_WINDOW = timezone.timedelta(hours=24)
+# The basis of the estimate is read at most this often per site and worker: a queue
+# broadcast runs it once per site, never once per waiting visitor.
+WAIT_BASIS_TTL = 30.0
+_wait_basis: dict[int, tuple[float, float | None, int]] = {}
+
+
+def forget_wait_basis() -> None:
+    """Drop the cached estimates (tests; nothing else needs to)."""
+    _wait_basis.clear()
+
+
+def wait_basis(site_id: int, now: datetime | None = None) -> tuple[float | None, int]:
+    """(median handling seconds of the site's recent chats or None, routable slots):
+    what `estimated_wait_seconds` divides. Cached per worker for WAIT_BASIS_TTL: an
+    estimate may be that much behind an agent coming or going, which is fine for
+    "about 4 min"."""
+    clock = time.monotonic()
+    cached = _wait_basis.get(site_id)
+    if cached is not None and cached[0] > clock:
+        return cached[1], cached[2]
+    now = now or timezone.now()
+    rows = (
+        Conversation.objects.filter(
+            site_id=site_id,
+            status=Status.CLOSED,
+            assigned_at__isnull=False,
+            closed_at__gte=now - WAIT_WINDOW,
+        )
+        .order_by("-closed_at")
+        .values_list("assigned_at", "closed_at")[:WAIT_SAMPLE]
+    )
+    durations = [(closed - assigned).total_seconds() for assigned, closed in rows]
+    durations = [d for d in durations if d >= 0]
+    median = statistics.median(durations) if durations else None
+    slots = sum(
+        present_agents(now)
+        .filter(Q(sites__isnull=True) | Q(sites=site_id))
+        .distinct()
+        .values_list("capacity", flat=True)
+    )
+    _wait_basis[site_id] = (clock + WAIT_BASIS_TTL, median, slots)
+    return median, slots
+
+
+def estimated_wait_seconds(site_id: int, position: int) -> int | None:
+    """About how long the conversation at `position` will wait: the median handling
+    time, times its position, shared by the slots of the agents who can take the
+    site's chats. None when there is no recent chat to learn from or nobody to wait for."""
+    median, slots = wait_basis(site_id)
+    if median is None or slots <= 0:
+        return None
+    return round(median * position / slots)
 
 
 def site_agent_emails(site_id: int) -> list[str]:
@@ -253,11 +397,130 @@ def active_load(agent_id: int) -> int:
     return Conversation.objects.filter(agent_id=agent_id, status=Status.ACTIVE).count()
 
 
+def visitor_context_dict(visitor: Visitor) -> dict:
+    """A visitor as agents see it: who (if they said), the page they are on, where they
+    came from, their browser and time zone. All of it came from the visitor's browser:
+    the dashboard shows it as text, and the URLs only as http(s) links."""
+    software = visitor_context.describe_user_agent(visitor.user_agent)
+    return {
+        "name": visitor.name or None,
+        "email": visitor.email or None,
+        "page_url": visitor.page_url or None,
+        "page_title": visitor.page_title or None,
+        "referrer": visitor.referrer or None,
+        "user_agent": visitor.user_agent or None,
+        "browser": software.browser,
+        "os": software.os,
+        "timezone": visitor.timezone or None,
+    }
+
+
+# How many of a visitor's earlier conversations `visitor.profile` lists (the count is
+# of all of them), and how much of each one's first message.
+PREVIOUS_SHOWN = 5
+SNIPPET_CHARS = 140
+
+
+def previous_conversations(conversation: Conversation) -> dict:
+    """The same visitor's conversations before this one: how many, and the latest few
+    (newest first) with their first visitor message cut short. Two queries."""
+    earlier = Conversation.objects.filter(
+        visitor_id=conversation.visitor_id, pk__lt=conversation.pk
+    )
+    first_message = (
+        Message.objects.filter(conversation=OuterRef("pk"), sender=SenderKind.VISITOR)
+        .order_by("seq")
+        # Twice the snippet: collapsing blanks may shorten it (and then says whether
+        # the message went on).
+        .annotate(snippet=Substr("body", 1, 2 * SNIPPET_CHARS + 1))
+        .values("snippet")[:1]
+    )
+    rows = (
+        earlier.annotate(first_message=Subquery(first_message))
+        .order_by("-created_at", "-id")
+        .values("id", "status", "created_at", "closed_at", "first_message")[:PREVIOUS_SHOWN]
+    )
+    shown = [
+        {
+            "id": row["id"],
+            "status": row["status"],
+            "created_at": row["created_at"].isoformat(),
+            "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
+            "first_message": _snippet(row["first_message"]),
+        }
+        for row in rows
+    ]
+    count = len(shown) if len(shown) < PREVIOUS_SHOWN else earlier.count()
+    return {"count": count, "conversations": shown}
+
+
+def _snippet(body: str | None) -> str | None:
+    if body is None:
+        return None
+    text = " ".join(body[: 2 * SNIPPET_CHARS].split())
+    if len(text) <= SNIPPET_CHARS and len(body) <= 2 * SNIPPET_CHARS:
+        return text
+    return text[: SNIPPET_CHARS - 1] + "…"
+
+
+def visitor_profile(agent_id: int, conversation_id: int) -> dict:
+    """The `visitor.profile` answer for a conversation this agent may read: the
+    visitor's context and earlier conversations."""
+    conversation = conversation_for_agent(agent_id, conversation_id, read_only=True)
+    visitor = Visitor.objects.get(pk=conversation.visitor_id)
+    return {
+        "type": "visitor.profile",
+        "conversation": conversation.id,
+        "visitor": {"id": visitor.id},
+        "visitor_context": visitor_context_dict(visitor),
+        "previous": previous_conversations(conversation),
+    }
+
+
+def earlier_conversation_for_agent(agent_id: int, conversation_id: int) -> Conversation:
+    """A conversation this agent may read as a visitor's history: one of a site the
+    agent serves now (an agent without sites serves every site), whose visitor has
+    had a conversation assigned to this agent. Else `NotFound`, the same answer whether
+    it exists or not: an agent reads the past of the visitors they serve, never browses
+    a site's (or another site's) transcripts by id. One query."""
+    agent = AgentProfile.objects.filter(pk=agent_id, user__is_active=True)
+    serves_site = Exists(agent.filter(sites__isnull=True)) | Exists(
+        agent.filter(sites=OuterRef("site_id"))
+    )
+    served_visitor = Exists(
+        Conversation.objects.filter(visitor_id=OuterRef("visitor_id"), agent_id=agent_id)
+    )
+    conversation = Conversation.objects.filter(
+        serves_site, served_visitor, pk=conversation_id
+    ).first()
+    if conversation is None:
+        raise NotFound
+    return conversation
+
+
+def conversation_history(agent_id: int, conversation_id: int) -> dict:
+    """The `conversation.history` answer: an earlier conversation of a visitor, read
+    only, messages only (its internal notes stay with the agents who wrote them)."""
+    conversation = earlier_conversation_for_agent(agent_id, conversation_id)
+    return {
+        "type": "conversation.history",
+        "conversation": conversation.id,
+        "visitor": {"id": conversation.visitor_id},
+        "status": conversation.status,
+        "created_at": conversation.created_at.isoformat(),
+        "closed_at": conversation.closed_at.isoformat() if conversation.closed_at else None,
+        "messages": messages_after(conversation.id, 0),
+    }
+
+
 def agent_conversation_dict(conversation: Conversation, *, with_messages: bool = False) -> dict:
     data = {
         "id": conversation.id,
         "status": conversation.status,
         "visitor": {"id": conversation.visitor_id},
+        # (addition) What the widget reported about the visitor; load conversations
+        # with select_related("visitor") so a list of them costs no query per row.
+        "visitor_context": visitor_context_dict(conversation.visitor),
         "last_seq": conversation.last_seq,
         "unread": conversation.agent_unread,
         "read_seq": conversation.agent_read_seq,
@@ -272,11 +535,14 @@ def agent_conversation_dict(conversation: Conversation, *, with_messages: bool =
 
 def visitor_conversation_dict(conversation: Conversation) -> dict:
     agent = conversation.agent if conversation.status == Status.ACTIVE else None
+    position = queue_position(conversation) if conversation.status == Status.QUEUED else None
     return {
         "id": conversation.id,
         "status": conversation.status,
-        "queue_position": queue_position(conversation)
-        if conversation.status == Status.QUEUED
+        "queue_position": position,
+        # (addition) null unless queued, and while there is nothing to estimate from.
+        "estimated_wait_seconds": estimated_wait_seconds(conversation.site_id, position)
+        if position is not None
         else None,
         "agent": agent.public_dict() if agent else None,
         "last_seq": conversation.last_seq,
@@ -289,7 +555,7 @@ def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
     if conversation is None:
         return {
             "type": "ready",
-            "visitor": {"id": visitor.id},
+            "visitor": {"id": visitor.id, "email": visitor.email or None},
             "conversation": None,
             "messages": [],
             "agents_online": agents_online(visitor.site_id),
@@ -307,7 +573,7 @@ def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
         summary["last_seq"] = max(summary["last_seq"], messages[-1]["seq"])
     return {
         "type": "ready",
-        "visitor": {"id": visitor.id},
+        "visitor": {"id": visitor.id, "email": visitor.email or None},
         "conversation": summary,
         "messages": messages,
         "agents_online": agents_online(visitor.site_id),
@@ -315,8 +581,10 @@ def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
 
 
 def agent_ready(agent: AgentProfile) -> dict:
-    conversations = Conversation.objects.filter(agent_id=agent.id, status=Status.ACTIVE).order_by(
-        "assigned_at", "id"
+    conversations = (
+        Conversation.objects.filter(agent_id=agent.id, status=Status.ACTIVE)
+        .select_related("visitor")
+        .order_by("assigned_at", "id")
     )
     sites = agent_site_ids(agent.id)
     lengths = queue_lengths()
@@ -326,6 +594,8 @@ def agent_ready(agent: AgentProfile) -> dict:
             "id": agent.id,
             "display_name": agent.display_name,
             "status": agent.status,
+            # (addition) True while away because idle, not by choice.
+            "auto_away": agent.auto_away,
             "capacity": agent.capacity,
         },
         "conversations": [agent_conversation_dict(c) for c in conversations],

@@ -5,24 +5,28 @@ commit, and only then broadcast (`realtime.broadcast_on_commit`).
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import AgentProfile
 
-from . import realtime, routing_policy, selectors
+from . import attachments, realtime, routing_policy, selectors, transcript_email, visitor_context
 from .models import (
+    Attachment,
     Conversation,
     ConversationRating,
     Message,
     Note,
     SenderKind,
+    Site,
     Visitor,
     hash_token,
     new_visitor_token,
@@ -31,6 +35,10 @@ from .selectors import NotFound, SiteDisabled  # noqa: F401 - re-exported for ca
 
 logger = logging.getLogger(__name__)
 Status = Conversation.Status
+
+OPEN = tuple(str(status) for status in Conversation.OPEN_STATUSES)
+CONVERSATION_TABLE = Conversation._meta.db_table
+MESSAGE_TABLE = Message._meta.db_table
 
 REQUEUED_TEXT = "Your agent was disconnected. You are back at the front of the queue."
 IDLE_CLOSED_TEXT = "This conversation was closed after a period of inactivity."
@@ -55,6 +63,11 @@ class AgentUnavailable(Exception):
 
 class AlreadyRated(Exception):
     """The visitor already rated this conversation (one rating each)."""
+
+
+class AttachmentNotFound(NotFound):
+    """A message named an attachment that is not the sender's unsent upload in this
+    conversation (someone else's, already sent, deleted, or never existed)."""
 
 
 TRANSFERRED_TEXT = "You are now chatting with {name}."
@@ -158,29 +171,23 @@ def post_visitor_message(
     body: str,
     origin_channel: str | None = None,
     before_opening: Callable[[], None] | None = None,
+    attachment_id: int | None = None,
 ) -> PostedMessage:
     """Store a visitor's message, opening a conversation if none is open.
 
     `before_opening` runs just before a conversation would be opened (the shared limit
-    on new conversations); raising there stores nothing.
+    on new conversations); raising there stores nothing. `attachment_id` names the
+    visitor's unsent upload in its open conversation (`AttachmentNotFound` otherwise).
     """
     now = timezone.now()
     opened = None
     with transaction.atomic():
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
-            .first()
-        )
+        conversation = _lock_with_earlier_send(client_msg_id, visitor_id=visitor_id)
         if conversation is None:
             # Race: two tabs of one visitor may open a conversation at once; the row
             # lock on Visitor serialises them and the second finds the first's.
             visitor = Visitor.objects.select_for_update().get(pk=visitor_id)
-            conversation = (
-                Conversation.objects.select_for_update()
-                .filter(visitor_id=visitor_id, status__in=Conversation.OPEN_STATUSES)
-                .first()
-            )
+            conversation = _lock_with_earlier_send(client_msg_id, visitor_id=visitor_id)
             if conversation is None:
                 # A retry of a message whose conversation closed since is not a new chat.
                 earlier = (
@@ -189,6 +196,7 @@ def post_visitor_message(
                         client_msg_id=client_msg_id,
                         sender=SenderKind.VISITOR,
                     )
+                    .select_related("attachment")
                     .order_by("-id")
                     .first()
                 )
@@ -198,6 +206,9 @@ def post_visitor_message(
                         created=False,
                         recipients=_participant_groups(earlier.conversation),
                     )
+                if attachment_id is not None:
+                    # Uploads go into an open conversation: a new one holds none.
+                    raise AttachmentNotFound
                 if before_opening is not None:
                     # Under the visitor's row lock (and on SQLite the write lock): a slow
                     # limit store holds them up to ratelimits.REDIS_TIMEOUT, on this
@@ -210,8 +221,9 @@ def post_visitor_message(
                     queued_at=now,
                     last_activity_at=now,
                 )
+                conversation.earlier_message_id = None  # new: nothing sent in it yet
                 opened = conversation
-        existing = _existing_message(conversation, client_msg_id)
+        existing = _earlier_send(conversation)
         if existing is not None:
             if existing.sender != SenderKind.VISITOR:
                 raise ClientMsgIdTaken
@@ -227,13 +239,17 @@ def post_visitor_message(
             client_msg_id=client_msg_id,
             origin_channel=origin_channel,
             now=now,
+            attachment_id=attachment_id,
         )
     if opened is not None:
         _route_new_conversation(opened, now=now)
     return PostedMessage(message, created=True)
 
 
-def visitor_typing(*, visitor_id: int, active: bool) -> None:
+def visitor_typing(*, visitor_id: int, active: bool, text: str | None = None) -> None:
+    """Relay the visitor's typing state to the assigned agent only. `text` (sneak peek)
+    is the unsent draft: the caller passes it only when the site allows it; it is
+    relayed to the agent's sockets, never stored, never sent to anyone else."""
     conversation = selectors.open_conversation(visitor_id)
     if conversation is None:
         raise NotFound
@@ -244,6 +260,8 @@ def visitor_typing(*, visitor_id: int, active: bool) -> None:
             "from": "visitor",
             "active": active,
         }
+        if active and text is not None:
+            frame["text"] = text
         realtime.broadcast_on_commit(
             [realtime.agent_group(conversation.agent_id)], realtime.frame_event(frame)
         )
@@ -299,6 +317,86 @@ def close_by_visitor(*, visitor_id: int) -> None:
     _after_close(conversation, was_status=was)
 
 
+# --- visitor context and transcripts ---------------------------------------------
+
+
+def report_visitor_context(
+    *,
+    visitor_id: int,
+    allowed_origins: list[str],
+    page: object = None,
+    timezone_name: object = None,
+    user_agent: str | None = None,
+    known: Visitor | None = None,
+) -> list[str]:
+    """Store what the widget reports about the visitor (`hello`, `page.view`), cleaned
+    by chat/visitor_context.py (a value that fails a check is dropped, never stored).
+    Only fields that changed are written, and only then does the agent of the visitor's
+    active conversation hear `visitor.context`. Returns the names of the changed fields.
+
+    `known` (the visitor as `hello` just read it) saves the read when nothing changed,
+    which is every reconnect on the same page.
+    """
+    fields = visitor_context.clean_page(page, allowed_origins)
+    if (zone := visitor_context.clean_timezone(timezone_name)) is not None:
+        fields["timezone"] = zone
+    if user_agent is not None:
+        fields["user_agent"] = visitor_context.clean_user_agent(user_agent)
+    if not fields or (known is not None and all(getattr(known, f) == v for f, v in fields.items())):
+        return []
+    with transaction.atomic():
+        # Race: two tabs of one visitor report pages at once; the row lock orders them,
+        # so the agent's last `visitor.context` is the page that was stored last.
+        visitor = Visitor.objects.select_for_update().filter(pk=visitor_id).first()
+        if visitor is None:
+            raise NotFound
+        changed = [f for f, v in fields.items() if getattr(visitor, f) != v]
+        if not changed:
+            return []
+        for f in changed:
+            setattr(visitor, f, fields[f])
+        visitor.save(update_fields=changed)
+        active = (
+            Conversation.objects.filter(visitor_id=visitor_id, status=Status.ACTIVE)
+            .values_list("id", "agent_id")
+            .first()
+        )
+        if active is not None:
+            frame = {
+                "type": "visitor.context",
+                "conversation": active[0],
+                "visitor": {"id": visitor_id},
+                "visitor_context": selectors.visitor_context_dict(visitor),
+            }
+            realtime.broadcast_on_commit(
+                [realtime.agent_group(active[1])], realtime.frame_event(frame)
+            )
+    return changed
+
+
+def prepare_transcript_email(
+    *,
+    visitor_id: int,
+    email: str,
+    before_sending: Callable[[int], None] | None = None,
+) -> transcript_email.TranscriptEmail:
+    """The transcript of the visitor's latest conversation (open or closed), addressed
+    to `email` and ready to send; `NotFound` if it never had one. `before_sending` gets
+    the conversation id first (the shared limits); raising there changes nothing.
+
+    The visitor's email is stored if it had none (one it left in the offline form is
+    never overwritten). Nothing is sent here: the caller sends it outside any
+    transaction and off the database thread (`transcript_email.send`), since a mail
+    server may take seconds."""
+    conversation = selectors.latest_conversation(visitor_id)
+    if conversation is None:
+        raise NotFound
+    if before_sending is not None:
+        before_sending(conversation.id)
+    Visitor.objects.filter(pk=visitor_id, email="").update(email=email)
+    return transcript_email.build(conversation, to=email)
+
+
 # --- agents ---------------------------------------------------------------------
 
 
@@ -309,14 +407,16 @@ def post_agent_message(
     client_msg_id: str,
     body: str,
     origin_channel: str | None = None,
+    attachment_id: int | None = None,
 ) -> PostedMessage:
-    """Store an agent's message into a conversation assigned to that agent."""
+    """Store an agent's message into a conversation assigned to that agent, with the
+    agent's unsent upload `attachment_id` if given (`AttachmentNotFound` otherwise)."""
     now = timezone.now()
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        conversation = _lock_with_earlier_send(client_msg_id, conversation_id=conversation_id)
         if conversation is None:
             raise NotFound
-        existing = _existing_message(conversation, client_msg_id)
+        existing = _earlier_send(conversation)
         if existing is not None and existing.sender_agent_id == agent_id:
             # A retry, even after the chat moved on: the same ack again.
             return PostedMessage(
@@ -338,6 +438,7 @@ def post_agent_message(
             client_msg_id=client_msg_id,
             origin_channel=origin_channel,
             now=now,
+            attachment_id=attachment_id,
         )
     return PostedMessage(message, created=True)
 
@@ -512,10 +613,14 @@ def close_by_admin(*, conversation_id: int) -> None:
 
 
 def set_presence(*, agent_id: int, status: str, origin_channel: str | None = None) -> str:
-    """Switch an agent between available and away; available agents take queued chats."""
+    """Switch an agent between available and away; available agents take queued chats.
+    A choice, so it ends an automatic away (`auto_away`) either way: a chosen away is
+    not undone by activity."""
     now = timezone.now()
     with transaction.atomic():
-        AgentProfile.objects.filter(pk=agent_id).update(status=status, last_heartbeat=now)
+        AgentProfile.objects.filter(pk=agent_id).update(
+            status=status, auto_away=False, last_heartbeat=now
+        )
         frame = {"type": "presence", "status": status}
         realtime.broadcast_on_commit(
             [realtime.agent_group(agent_id)],
@@ -523,7 +628,100 @@ def set_presence(*, agent_id: int, status: str, origin_channel: str | None = Non
         )
     if status == AgentProfile.Status.AVAILABLE:
         assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
+    publish_agents_online(now=now)
     return status
+
+
+# Each agent's latest input (epoch seconds) as reported by any of its dashboards: see
+# `report_activity`. In Django's cache, so shared by the workers when the cache is.
+_LAST_INPUT_KEY = "supportdesk:agent-input:{}"
+_LAST_INPUT_TTL = 24 * 3600
+
+
+def report_activity(
+    *, agent_id: int, idle_seconds: float, now: datetime | None = None
+) -> str | None:
+    """An agent's dashboard says how long since the agent last touched it. The server
+    judges: an available agent idle for SUPPORTDESK_AUTO_AWAY_SECONDS is put away with
+    `auto_away`; an automatically away agent is made available again by its next input.
+    A chosen away (`auto_away` false) is never undone here. Returns the new status if
+    this report changed it.
+
+    An agent may have dashboards on two machines: the idle one must not put away the
+    agent working at the other, so the agent's latest input over all reports is what
+    counts (kept in the cache for a day). Race: two reports at once may both read the
+    old value and the older input may be written last; the next report (every ping)
+    sets it right, and the status change itself is one conditional UPDATE, never two.
+    """
+    threshold = settings.SUPPORTDESK_AUTO_AWAY_SECONDS
+    if threshold <= 0:
+        return None
+    now = now or timezone.now()
+    reported = now.timestamp() - idle_seconds
+    key = _LAST_INPUT_KEY.format(agent_id)
+    try:
+        last_input = max(reported, cache.get(key, reported))
+        cache.set(key, last_input, _LAST_INPUT_TTL)
+    except Exception as exc:  # a cache outage must not stop presence: use this report
+        logger.warning("agent input cache unavailable: %s", exc)
+        last_input = reported
+    available, away = AgentProfile.Status.AVAILABLE, AgentProfile.Status.AWAY
+    idle_for = now.timestamp() - last_input
+    if idle_for >= threshold:
+        changed = AgentProfile.objects.filter(pk=agent_id, status=available).update(
+            status=away, auto_away=True
+        )
+        status = away
+    else:
+        changed = AgentProfile.objects.filter(pk=agent_id, status=away, auto_away=True).update(
+            status=available, auto_away=False, last_heartbeat=now
+        )
+        status = available
+    if not changed:
+        return None
+    logger.info("agent %s is %s automatically (idle %.0f s)", agent_id, status, idle_for)
+    realtime.broadcast_on_commit(
+        [realtime.agent_group(agent_id)],
+        realtime.frame_event({"type": "presence", "status": status, "auto": True}),
+    )
+    if status == available:
+        assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
+    publish_agents_online(now=now)
+    return status
+
+
+# The enabled sites whose visitors were last told "agents online" (`agents.online`).
+_ONLINE_SITES_KEY = "supportdesk:online-sites"
+
+
+def publish_agents_online(*, now: datetime | None = None) -> None:
+    """Tell the visitors of each site whose "agents online" changed since the last
+    look, with one `agents.online` frame to the site's visitor group: on change only,
+    so 10,000 idle visitor sockets cost nothing while presence holds still.
+
+    Called after a presence change (at once) and by every sweep (which notices
+    heartbeats that lapsed, and so also bounds any flapping to one look per sweep for
+    those). The last state is kept in Django's cache. Race: two workers may look at
+    once and both send the same frame, or an older look may be written last; visitor
+    sockets drop a frame that repeats what they last showed, and the next sweep's look
+    corrects a stale cache within SUPPORTDESK_SWEEP_INTERVAL. With no last state (a
+    fresh cache) every site is announced once; sockets drop the repeats."""
+    online = selectors.online_site_ids(now)
+    try:
+        before = cache.get(_ONLINE_SITES_KEY)
+        cache.set(_ONLINE_SITES_KEY, online, None)
+    except Exception as exc:  # no cache, no diff: announce everything this time
+        logger.warning("online-sites cache unavailable: %s", exc)
+        before = None
+    if before is None:
+        changed = online | frozenset(Site.objects.filter(enabled=True).values_list("pk", flat=True))
+    else:
+        changed = online ^ before
+    for site_id in changed:
+        frame = {"type": "agents.online", "online": site_id in online}
+        realtime.broadcast_on_commit(
+            [realtime.site_visitors_group(site_id)], realtime.frame_event(frame)
+        )
 
 
 def disconnect_agent(*, user_id: int) -> None:
@@ -546,6 +744,8 @@ def heartbeat(*, agent_id: int, route: bool = False) -> bool:
     )
     if alive and route:
         assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
+        # A reconnecting agent may put a site back online.
+        publish_agents_online(now=now)
     return alive
 
 
@@ -570,17 +770,27 @@ def assign_queued(
     changed_sites: set[int] = set()
     blocked_sites: set[int] = set()
     empty_reads = 0
-    while True:
+    while site_ids is None or not blocked_sites.issuperset(site_ids):
         with transaction.atomic():
             queued = Conversation.objects.filter(status=Status.QUEUED).exclude(
                 site_id__in=blocked_sites
             )
             if site_ids is not None:
                 queued = queued.filter(site_id__in=site_ids)
-            # Race: two workers may fill slots at once. The row lock on the oldest
-            # queued conversation makes the second wait, and it finds the row no longer
-            # queued instead of assigning it to a second agent.
-            conversation = selectors.queue_order(queued).select_for_update().first()
+            # Race: two workers may fill slots at once. The row lock on a queued
+            # conversation makes sure it is assigned once. Each router takes the oldest
+            # one nobody else holds (SKIP LOCKED), so a burst of routers places different
+            # chats at once instead of queueing on the oldest row (docs/performance.md).
+            # Only when every queued row is held does it wait for the oldest, then finds
+            # it no longer queued or still there: a holder that found no agent lets go,
+            # and a slot freed meanwhile must not be missed. The price: while one router
+            # holds the oldest chat and finds no agent, another that finds a slot freed
+            # that very moment gives it to the next chat in line.
+            ordered = selectors.queue_order(queued)
+            conversation = (
+                ordered.select_for_update(skip_locked=True).first()
+                or ordered.select_for_update().first()
+            )
             if conversation is None:
                 # Under the lock PostgreSQL may skip a row that changed while we waited
                 # and return nothing although others are queued: look again (bounded).
@@ -627,6 +837,11 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
         "conversation": selectors.agent_conversation_dict(conversation, with_messages=True),
         "agent": agent.public_dict(),
     }
+    # (addition) Race: a reading of the queue taken before this commit may reach the
+    # visitor after this frame, and would show the chat as queued again. The clock
+    # read after the commit is above that reading's `queue_version`, so the widget
+    # drops it (`_lock_queue_reading`). Runs before the broadcast below.
+    transaction.on_commit(lambda: visitor_copy.update(queue_version=_queue_clock()), robust=True)
     realtime.broadcast_on_commit(
         [realtime.visitor_group(conversation.visitor_id)], realtime.frame_event(visitor_copy)
     )
@@ -647,7 +862,9 @@ def _route_new_conversation(conversation: Conversation, *, now: datetime) -> Non
 def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> None:
     """Tell queued visitors of a site their positions (only from `from_conversation`
     back, if given), and agents the queue length."""
-    positions = selectors.queued_positions(site_id)
+    with transaction.atomic():
+        version = _lock_queue_reading(site_id)
+        positions = selectors.queued_positions(site_id)
     reached = from_conversation is None
     for conversation_id, visitor_id, position in positions:
         reached = reached or conversation_id == from_conversation
@@ -657,14 +874,55 @@ def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> N
             "type": "conversation.queued",
             "conversation": conversation_id,
             "position": position,
+            # (addition) Which reading of the queue this is: clients keep the highest.
+            "queue_version": version,
+            # (addition) cached per site (selectors.wait_basis): no query per visitor.
+            "estimated_wait_seconds": selectors.estimated_wait_seconds(site_id, position),
         }
         realtime.broadcast_on_commit(
             [realtime.visitor_group(visitor_id)], realtime.frame_event(frame)
         )
     realtime.broadcast_on_commit(
         [realtime.AGENTS_GROUP],
-        {"type": realtime.QUEUE_EVENT, "site": site_id, "length": len(positions)},
+        {
+            "type": realtime.QUEUE_EVENT,
+            "site": site_id,
+            "length": len(positions),
+            "version": version,
+        },
     )
+
+
+# Any constant; with the site id it names the advisory lock of one site's queue readings.
+QUEUE_READING_LOCK = 0x51E0
+
+
+def _lock_queue_reading(site_id: int) -> int:
+    """Take the turn to read a site's queue (inside a transaction, held until it ends)
+    and return the reading's `queue_version`: the database's clock, in microseconds.
+
+    Race: two workers read one site's queue at once, and Redis may deliver the older
+    reading's frames last, leaving a visitor with a stale position. Readings take turns
+    under this lock, so a later turn reads a queue at least as new and gets a higher
+    version; clients drop a frame older than one they have. PostgreSQL: an advisory
+    lock (it writes nothing, so the read-only transaction commits without an fsync),
+    and its clock, one for every worker. SQLite: the IMMEDIATE transaction already
+    holds the database's write lock, and every worker is on this machine's clock.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [QUEUE_READING_LOCK, site_id])
+    return _queue_clock()
+
+
+def _queue_clock() -> int:
+    """Now, in microseconds, on the clock every worker shares: PostgreSQL's, else this
+    machine's (SQLite)."""
+    if connection.vendor != "postgresql":
+        return time.time_ns() // 1000
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS bigint)")
+        return cursor.fetchone()[0]
 
 
 # --- closing and sweeping -------------------------------------------------------
@@ -781,6 +1039,10 @@ def sweep(*, now: datetime | None = None) -> None:
     close_idle_conversations(now=now)
     # Anything still queued while an agent has room (a worker died mid-routing).
     assign_queued(now=now)
+    # Heartbeats lapse without an event: this is where visitors hear of it.
+    publish_agents_online(now=now)
+    # Uploads nobody sent, with their files.
+    attachments.delete_stale_pending(now=now)
 
 
 # --- messages -------------------------------------------------------------------
@@ -813,8 +1075,43 @@ def _lock_agents_open_conversation(agent_id: int, conversation_id: int) -> Conve
     return conversation
 
 
-def _existing_message(conversation: Conversation, client_msg_id: str) -> Message | None:
-    return Message.objects.filter(conversation=conversation, client_msg_id=client_msg_id).first()
+# The message hot path. Sending a message is the one thing done hundreds of times a
+# second, and the ORM spent more CPU compiling its three statements than the rest of
+# the message cost together (py-spy, docs/performance.md). So these three are written
+# out as SQL: the same statements the ORM made, the same row lock and constraints.
+
+
+def _lock_with_earlier_send(
+    client_msg_id: str, *, visitor_id: int | None = None, conversation_id: int | None = None
+) -> Conversation | None:
+    """Lock a conversation (call inside a transaction): the visitor's open one, or the
+    one with that id. It comes annotated with `earlier_message_id`: the message already
+    stored in it under `client_msg_id` (the send is a retry), else None.
+
+    The idempotency check rides on the locking SELECT, not a query of its own. Under
+    the row lock nobody else can store that client_msg_id in the conversation
+    meanwhile (and the unique constraint backs it). SQLite has no FOR UPDATE: there
+    the IMMEDIATE transaction already holds the database's write lock.
+    """
+    if visitor_id is not None:
+        where, params = "c.visitor_id = %s AND c.status IN (%s, %s)", [visitor_id, *OPEN]
+    else:
+        where, params = "c.id = %s", [conversation_id]
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    rows = Conversation.objects.raw(
+        f"SELECT c.*, (SELECT m.id FROM {MESSAGE_TABLE} m WHERE m.conversation_id = c.id"
+        f" AND m.client_msg_id = %s) AS earlier_message_id FROM {CONVERSATION_TABLE} c"
+        f" WHERE {where} ORDER BY c.id LIMIT 1{lock}",
+        [client_msg_id, *params],
+    )
+    return next(iter(rows), None)
+
+
+def _earlier_send(conversation: Conversation) -> Message | None:
+    """The retried message of a conversation from `_lock_with_earlier_send`, if any."""
+    if conversation.earlier_message_id is None:
+        return None
+    return Message.objects.select_related("attachment").get(pk=conversation.earlier_message_id)
 
 
 def _append_message(
@@ -826,12 +1123,19 @@ def _append_message(
     client_msg_id: str | None = None,
     sender_agent_id: int | None = None,
     origin_channel: str | None = None,
+    attachment_id: int | None = None,
 ) -> dict:
     """Append to a conversation whose row the caller has locked; returns the wire dict.
 
     The row lock taken by the caller is what makes `seq` gapless and ordered: two
     workers appending at once queue on it, and each reads the other's last_seq.
+    A message with an attachment costs two more queries (claim it, link it).
     """
+    attachment = None
+    if attachment_id is not None:
+        attachment = _claim_attachment(
+            conversation, attachment_id, sender=sender, sender_agent_id=sender_agent_id
+        )
     conversation.last_seq += 1
     conversation.last_activity_at = now
     fields = ["last_seq", "last_activity_at"]
@@ -843,22 +1147,94 @@ def _append_message(
         conversation.agent_read_seq = conversation.last_seq
         conversation.agent_unread = 0
         fields += ["agent_read_seq", "agent_unread"]
-    conversation.save(update_fields=fields)
-    message = Message.objects.create(
-        conversation=conversation,
-        seq=conversation.last_seq,
-        sender=sender,
-        sender_agent_id=sender_agent_id,
-        body=body,
-        client_msg_id=client_msg_id,
-        created_at=now,
+    _update_conversation(conversation, fields)
+    message = _insert_message(
+        Message(
+            conversation=conversation,
+            seq=conversation.last_seq,
+            sender=sender,
+            sender_agent_id=sender_agent_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            created_at=now,
+        )
     )
+    if attachment is not None:
+        attachment.message = message
+        attachment.save(update_fields=["message"])
+        # Known already: message_dict must not look it up again.
+        Message.attachment.related.set_cached_value(message, attachment)
     wire = selectors.message_dict(message)
     realtime.broadcast_on_commit(
         _participant_groups(conversation),
         realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel),
     )
     return wire
+
+
+def _claim_attachment(
+    conversation: Conversation, attachment_id: int, *, sender: str, sender_agent_id: int | None
+) -> Attachment:
+    """Lock the sender's unsent upload in this (locked) conversation; else
+    `AttachmentNotFound`. Two sends naming one upload queue on the conversation's lock,
+    and the second finds it sent; the row lock keeps the pending-upload sweep
+    (attachments.delete_stale_pending) from deleting it under a sending message."""
+    mine = Attachment.objects.filter(
+        pk=attachment_id, conversation=conversation, message__isnull=True, uploaded_by=sender
+    )
+    if sender == SenderKind.AGENT:
+        mine = mine.filter(uploaded_by_agent_id=sender_agent_id)
+    attachment = mine.select_for_update().first()
+    if attachment is None:
+        raise AttachmentNotFound
+    return attachment
+
+
+def _update_conversation(conversation: Conversation, fields: list[str]) -> None:
+    """`conversation.save(update_fields=fields)` without the ORM's compile (hot path)."""
+    ops = connection.ops
+    values = [
+        ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
+        for value in (getattr(conversation, name) for name in fields)
+    ]
+    assignments = ", ".join(f"{name} = %s" for name in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {CONVERSATION_TABLE} SET {assignments} WHERE id = %s",
+            [*values, conversation.pk],
+        )
+
+
+_MESSAGE_COLUMNS = (
+    "conversation_id",
+    "seq",
+    "sender",
+    "sender_agent_id",
+    "body",
+    "client_msg_id",
+    "created_at",
+)
+
+
+def _insert_message(message: Message) -> Message:
+    """`message.save()` for a new message without the ORM's compile (hot path); the
+    instance comes back with its id, as if loaded from the database."""
+    values = [getattr(message, column) for column in _MESSAGE_COLUMNS]
+    values[-1] = connection.ops.adapt_datetimefield_value(message.created_at)
+    sql = (
+        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
+        f" VALUES ({', '.join(['%s'] * len(values))})"
+    )
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(sql + " RETURNING id", values)
+            message.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(sql, values)
+            message.pk = cursor.lastrowid
+    message._state.adding = False
+    message._state.db = connection.alias
+    return message
 
 
 def _participant_groups(conversation: Conversation) -> tuple[str, ...]:

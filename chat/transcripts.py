@@ -11,7 +11,8 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Conversation, Message, Note, SenderKind
+from .models import Attachment, Conversation, Message, Note, SenderKind
+from .selectors import loaded_attachment
 
 # PostgreSQL text-search configuration for message bodies; migration 0003 indexes
 # exactly `to_tsvector('english', COALESCE(body, ''))`, so change both together.
@@ -32,6 +33,8 @@ class Entry:
     text: str
     author: str = ""
     seq: int | None = None
+    # The message's file, if any (loaded with it: see MessageInline.get_queryset).
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ def timeline(
                     SenderKind.SYSTEM: "System",
                 }.get(m.sender, m.sender),
                 seq=m.seq,
+                attachment=loaded_attachment(m),
             )
         )
         entries += notes_after.pop(m.seq, [])

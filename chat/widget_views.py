@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from supportdesk import csp
 
-from . import origins, selectors
+from . import attachments, origins, selectors
 from .models import Site
 
 DARK_INK = "#111111"
@@ -150,9 +150,16 @@ def widget_frame(request: HttpRequest, site_key: str) -> HttpResponse:
         "name": site.name,
         **appearance(site),
         "greeting": site.widget_greeting,
+        # The privacy line shows the sneak-peek notice from the first paint; the
+        # socket's `ready.sneak_peek` then says what that socket actually does.
+        "sneak_peek": site.sneak_peek,
         "allowed_origins": site.allowed_origins,
         "sessions_url": reverse("visitor-sessions"),
         "ws_path": "/ws/visitor/",
+        # (attachments) Where files go, and the limit the frame checks before uploading.
+        "attachments_url": reverse("attachments"),
+        "attachment_max_bytes": settings.SUPPORTDESK_ATTACHMENT_MAX_BYTES,
+        "attachment_accept": attachments.ACCEPT,
     }
     response = render(request, "widget/frame.html", {"site": site, "config": config})
     response["Cache-Control"] = "no-cache"
@@ -160,6 +167,8 @@ def widget_frame(request: HttpRequest, site_key: str) -> HttpResponse:
         response,
         csp.policy(
             connect_src=["'self'", *csp.websocket_sources(request)],
+            # blob: for attachment thumbnails, fetched with the visitor's token.
+            img_src=["'self'", "data:", "blob:"],
             font_src=["'none'"],
             form_action=["'none'"],
             frame_ancestors=frame_ancestors(site),

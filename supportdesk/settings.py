@@ -117,6 +117,18 @@ if REDIS_URL:
         # one per concurrent command, so the bound is the core layer's.
         "max_connections": 1000,
     }
+    # Django's cache holds small state every worker must agree on (an agent's latest
+    # input for auto-away, which sites were last announced "agents online"), so with
+    # several workers it lives in the same Redis. Without REDIS_URL: one process, the
+    # default in-memory cache.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "supportdesk",
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
     if CHANNEL_LAYER_KIND == "core":
         CHANNEL_LAYERS = {
             "default": {
@@ -187,6 +199,9 @@ SUPPORTDESK_AGENT_GRACE = _env_float("SUPPORTDESK_AGENT_GRACE", 60)
 SUPPORTDESK_INACTIVITY_TIMEOUT = _env_float("SUPPORTDESK_INACTIVITY_TIMEOUT", 30 * 60)
 # How often each worker sweeps for lapsed agents, idle chats and stranded queues.
 SUPPORTDESK_SWEEP_INTERVAL = _env_float("SUPPORTDESK_SWEEP_INTERVAL", 5)
+# An available agent whose dashboard reports no input (keys, pointer, focus) for this
+# long is put away automatically, and made available again by their next input; 0 = never.
+SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # Threads (each with its own database connection) that run the sockets' ORM calls in a
 # worker; 1 is Channels' single database thread. See docs/performance.md.
 SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
@@ -222,9 +237,42 @@ SUPPORTDESK_LIMIT_IP_CONVERSATIONS = os.environ.get(
 )
 # Requests that issue a visitor token (a new visitor, or a rotation); known tokens are free.
 SUPPORTDESK_LIMIT_IP_SESSIONS = os.environ.get("SUPPORTDESK_LIMIT_IP_SESSIONS", "60 per minute")
+# Chat transcripts a visitor asks to be mailed (to any address it types).
+SUPPORTDESK_LIMIT_CONVERSATION_TRANSCRIPTS = os.environ.get(
+    "SUPPORTDESK_LIMIT_CONVERSATION_TRANSCRIPTS", "3 per hour"
+)
+SUPPORTDESK_LIMIT_IP_TRANSCRIPTS = os.environ.get("SUPPORTDESK_LIMIT_IP_TRANSCRIPTS", "10 per hour")
+# Attachment uploads (POST /api/v1/attachments), per visitor, per client address, per agent.
+SUPPORTDESK_LIMIT_VISITOR_UPLOADS = os.environ.get(
+    "SUPPORTDESK_LIMIT_VISITOR_UPLOADS", "10 per minute; 60 per hour"
+)
+SUPPORTDESK_LIMIT_IP_UPLOADS = os.environ.get("SUPPORTDESK_LIMIT_IP_UPLOADS", "30 per minute")
+SUPPORTDESK_LIMIT_AGENT_UPLOADS = os.environ.get("SUPPORTDESK_LIMIT_AGENT_UPLOADS", "30 per minute")
 
-# Mail (offline messages to agents): the console in DEBUG, SMTP from EMAIL_* otherwise;
-# tests use Django's locmem backend.
+# --- attachments (chat/attachments.py, docs/security.md) ---
+# Where uploaded files live. Never served as static files: every download goes through
+# the participant check in chat/attachment_views.py. Keep it out of STATIC_ROOT.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+# Files go through Django's storage API only, so another backend (e.g. a private S3
+# bucket via django-storages) can replace FileSystemStorage here; it must not be public.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# The largest file a visitor or agent may attach, in bytes (10 MB).
+SUPPORTDESK_ATTACHMENT_MAX_BYTES = int(
+    os.environ.get("SUPPORTDESK_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+)
+# An upload no message named within this long is deleted, with its file, by the sweep.
+SUPPORTDESK_ATTACHMENT_PENDING_TTL = _env_float("SUPPORTDESK_ATTACHMENT_PENDING_TTL", 24 * 3600)
+# Uploads larger than this are spooled to a temporary file instead of memory (Django's
+# default, spelled out); the file-size limit above is checked on the spooled file.
+# DATA_UPLOAD_MAX_MEMORY_SIZE (above) bounds the form fields only, never the file.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_PERMISSIONS = 0o640
+
+# Mail (offline messages to agents, transcripts to visitors): the console in DEBUG,
+# SMTP from EMAIL_* otherwise; tests use Django's locmem backend.
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
@@ -236,6 +284,9 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
+# Seconds an SMTP exchange may take: mail is sent on a thread of its own, which a server
+# that never answers would otherwise hold forever.
+EMAIL_TIMEOUT = _env_float("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "supportdesk@localhost")
 # For django.core.mail.backends.filebased.EmailBackend (one file per message).
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None

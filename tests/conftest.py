@@ -5,10 +5,11 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import ratelimits, realtime, services
+from chat import ratelimits, realtime, selectors, services
 from chat.models import Site, Visitor
 
 
@@ -22,6 +23,10 @@ def _quiet_background(settings):
     # The shared rate limits count in this process's memory: each test starts from zero.
     settings.SUPPORTDESK_RATE_LIMIT_STORAGE = "memory://"
     ratelimits.reset()
+    # Per-process memories keyed by ids a new test may reuse: the queue-wait basis and
+    # the cache (what visitors were last told about agents online, agents' last input).
+    selectors.forget_wait_basis()
+    cache.clear()
 
 
 @dataclass

@@ -251,7 +251,9 @@ def test_agent_closing_the_chat_lets_the_visitor_start_a_new_one(new_context, li
 
     frame.get_by_role("button", name="Start a new chat").click()
     expect(frame.locator(".sd-row:not(.sd-greeting)")).to_have_count(0)
-    expect(frame.locator("#sd-status")).to_have_text("We usually reply in a few minutes")
+    expect(frame.locator("#sd-status")).to_have_text(
+        "Agents online — we typically reply in a few minutes"
+    )
     write(frame, "One more thing")
     second = alice.expect("conversation.assigned")["conversation"]
     assert second["id"] != conversation

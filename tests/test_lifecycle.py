@@ -361,6 +361,7 @@ def test_erasure_writes_an_audit_entry_with_counts_and_no_personal_data(grace):
         "messages": 5,
         "notes": 1,
         "ratings": 1,
+        "attachments": 0,
         "closed_open_conversations": 1,
     }
 

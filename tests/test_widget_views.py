@@ -66,7 +66,8 @@ def test_frame_runs_only_its_own_scripts_and_styles_and_talks_only_to_the_app(cl
     assert directives["script-src"] == "'self'"
     assert directives["style-src"] == "'self'"
     assert directives["connect-src"] == "'self' ws://testserver wss://testserver"
-    assert directives["img-src"] == "'self' data:"
+    # blob: shows attachment thumbnails the frame fetched with the visitor's token.
+    assert directives["img-src"] == "'self' data: blob:"
     assert directives["base-uri"] == "'none'"
     assert directives["form-action"] == "'none'"
 

@@ -52,6 +52,7 @@
   var state = {
     status: root.dataset.status || "away",
     presenceWanted: null,
+    autoAway: false, // away because idle (server's `auto`), not by choice
     capacity: Number(root.dataset.capacity) || 0,
     queueLength: null,
     chats: new Map(), // conversation id -> chat
@@ -223,7 +224,8 @@
   }
 
   function ping() {
-    if (!send({ type: "ping" })) return;
+    // The server judges auto-away from how long the agent has not touched any tab.
+    if (!send({ type: "ping", idle_seconds: idleSeconds() })) return;
     window.clearTimeout(state.pongTimer);
     state.pongTimer = window.setTimeout(dropSocket, PONG_TIMEOUT_MS);
   }
@@ -319,6 +321,9 @@
     },
     "note.ack": function () {},
     agents: onAgents,
+    canned: onCanned,
+    "canned.saved": onCannedSaved,
+    "canned.deleted": onCannedDeleted,
     "conversation.rated": function (frame) {
       var chat = state.chats.get(frame.conversation);
       if (!chat || chat.status === "active") return;
@@ -326,6 +331,9 @@
       text(chat.pane.notice, chat.pane.notice.textContent + " The visitor rated it " + frame.score + "/5" + said);
     },
     "conversation.transferred": onTransferred,
+    "visitor.context": onVisitorContext,
+    "visitor.profile": onVisitorProfile,
+    "conversation.history": onConversationHistory,
     sync: onSync,
     typing: onTyping,
     read: onRead,
@@ -355,9 +363,15 @@
     }
     if (typeof agent.capacity === "number") state.capacity = agent.capacity;
     if (agent.status) state.status = agent.status;
+    state.autoAway = agent.auto_away === true && state.status === "away";
     state.presenceWanted = null;
     updatePresenceControls();
     setQueueLength(frame.queue_length);
+    // Canned responses may have changed while this socket was down; a change cut off
+    // by the reconnect got no answer, and the fresh list shows whether it took effect.
+    canned.awaiting = null;
+    canned.save.disabled = false;
+    send({ type: "canned.list" });
 
     var listed = new Set();
     (frame.conversations || []).forEach(function (data) {
@@ -392,6 +406,8 @@
 
   function onPresence(frame) {
     state.status = frame.status;
+    // `auto`: the server changed it for idleness; any choice ends an automatic away.
+    state.autoAway = frame.auto === true && frame.status === "away";
     if (state.presenceWanted === frame.status) state.presenceWanted = null;
     updatePresenceControls();
   }
@@ -440,9 +456,9 @@
       if (!watching && !counted) {
         chat.unread += 1;
         if (state.selected !== chat.id) {
-          announce("New message from " + visitorName(chat) + ": " + frame.body.slice(0, 140));
+          announce("New message from " + visitorName(chat) + ": " + messageText(frame).slice(0, 140));
         }
-        notifyDesktop(visitorName(chat), frame.body, chat);
+        notifyDesktop(visitorName(chat), messageText(frame), chat);
       }
     }
     checkGaps(chat);
@@ -465,6 +481,7 @@
           seq: frame.seq,
           sender: "agent",
           body: pending.body,
+          attachment: pending.attachment,
           client_msg_id: pending.id,
           sent_at: new Date().toISOString(),
         },
@@ -495,7 +512,8 @@
   function onTyping(frame) {
     var chat = state.chats.get(frame.conversation);
     if (!chat || frame.from !== "visitor") return;
-    setVisitorTyping(chat, frame.active === true);
+    // Sneak peek (when the site allows it): the visitor's unsent draft.
+    setVisitorTyping(chat, frame.active === true, typeof frame.text === "string" ? frame.text : null);
   }
 
   function onRead(frame) {
@@ -600,6 +618,7 @@
       });
       if (found) return;
     }
+    if (cannedError(frame)) return;
     if (frame.code === "rate_limited") {
       toast("Slow down a little: the server is refusing frames.");
     } else if (frame.code === "agent_unavailable") {
@@ -625,6 +644,7 @@
       state.chats.set(chat.id, chat);
     }
     if (data.visitor && typeof data.visitor.id === "number") chat.visitorId = data.visitor.id;
+    if (data.visitor_context) showVisitorContext(chat, data.visitor_context);
     if (typeof data.visitor_read_seq === "number") {
       chat.visitorReadSeq = Math.max(chat.visitorReadSeq, data.visitor_read_seq);
     }
@@ -695,6 +715,9 @@
     part(pane, ".pane-title").id = titleId;
     pane.setAttribute("aria-labelledby", titleId);
     pane.dataset.conversation = String(chat.id);
+    // On a phone the open panel would take half the screen from the chat: folded there,
+    // one tap on "About the visitor" away (the breakpoint is dashboard.css's).
+    if (window.matchMedia("(max-width: 760px)").matches) part(pane, ".visitor-panel").open = false;
     chat.pane = {
       root: pane,
       avatar: part(pane, ".avatar"),
@@ -713,11 +736,16 @@
       label: label,
       sendButton: part(pane, ".composer-send"),
       noteToggle: part(pane, ".composer-note"),
+      attach: part(pane, ".composer-attach"),
+      fileInput: part(pane, ".composer-file"),
+      upload: part(pane, ".composer-upload"),
       transfer: part(pane, ".pane-transfer"),
       transferPanel: part(pane, ".transfer-panel"),
       transferSelect: part(pane, ".transfer-select"),
       transferSubmit: part(pane, ".transfer-submit"),
+      suggest: part(pane, ".canned-suggest"),
     };
+    attachCanned(chat);
     chat.pane.transfer.addEventListener("click", function () {
       if (chat.status === "active") showTransferPanel(chat, chat.pane.transferPanel.hidden);
     });
@@ -757,6 +785,15 @@
     chat.pane.form.addEventListener("submit", function (event) {
       event.preventDefault();
       submitComposer(chat);
+    });
+    chat.pane.fileInput.accept = ATTACHMENTS.accept;
+    chat.pane.attach.addEventListener("click", function () {
+      chat.pane.fileInput.click();
+    });
+    chat.pane.fileInput.addEventListener("change", function () {
+      var file = chat.pane.fileInput.files[0];
+      chat.pane.fileInput.value = "";
+      uploadFile(chat, file);
     });
     input.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -807,6 +844,7 @@
     chat.pane.notice.hidden = true;
     chat.pane.input.disabled = false;
     chat.pane.sendButton.disabled = false;
+    chat.pane.attach.disabled = false;
     chat.pane.close.disabled = false;
     text(chat.pane.close, "Close chat");
     chat.pane.transfer.disabled = false;
@@ -826,6 +864,7 @@
     chat.pane.notice.hidden = false;
     chat.pane.input.disabled = true;
     chat.pane.sendButton.disabled = true;
+    chat.pane.attach.disabled = true;
     chat.pane.close.disabled = false;
     text(chat.pane.close, "Remove from list");
     chat.pane.transfer.disabled = true;
@@ -853,6 +892,7 @@
     chat.item.entry.classList.add("is-selected");
     root.classList.add("has-selection");
     scrollToBottom(chat);
+    requestProfile(chat);
     if (byUser) {
       askNotificationPermissionOnce();
       if (!chat.pane.input.disabled) chat.pane.input.focus();
@@ -951,6 +991,7 @@
     var bubble = document.createElement("div");
     bubble.className = "bubble";
     renderBody(bubble, message.body);
+    if (message.attachment) bubble.appendChild(fileBlock(message.attachment));
     li.appendChild(bubble);
     var meta = document.createElement("p");
     meta.className = "meta";
@@ -1043,7 +1084,7 @@
   function lastPreview(chat) {
     if (!chat.seqs.length) return "";
     var message = chat.messages.get(chat.seqs[chat.seqs.length - 1]);
-    return (message.sender === "agent" ? "You: " : "") + message.body.replace(/\s+/g, " ");
+    return (message.sender === "agent" ? "You: " : "") + messageText(message).replace(/\s+/g, " ");
   }
 
   /* When the visitor's oldest message since my last reply was sent, or null. */
@@ -1084,11 +1125,16 @@
 
   // --- typing -------------------------------------------------------------------
 
-  function setVisitorTyping(chat, active) {
+  function setVisitorTyping(chat, active, draft) {
     window.clearTimeout(chat.visitorTypingTimer);
     chat.visitorTyping = active && chat.status === "active";
     chat.pane.typing.hidden = !chat.visitorTyping;
-    text(chat.pane.typingText, chat.visitorTyping ? visitorName(chat) + " is typing…" : "");
+    var peek = chat.visitorTyping && draft && draft.trim() ? draft : null;
+    chat.pane.typing.classList.toggle("has-draft", peek !== null);
+    text(
+      chat.pane.typingText,
+      !chat.visitorTyping ? "" : peek !== null ? visitorName(chat) + " is typing: " + peek : visitorName(chat) + " is typing…",
+    );
     if (chat.visitorTyping) {
       chat.visitorTypingTimer = window.setTimeout(function () {
         setVisitorTyping(chat, false);
@@ -1146,12 +1192,133 @@
     transmit(chat, pending);
   }
 
+  // --- attachments --------------------------------------------------------------
+
+  /* The session cookie opens a file's URLs, which answer only this chat's participants
+     (and supervisors). An upload goes out as a message of its own, like a reply. */
+  var ATTACHMENTS = {
+    url: root.dataset.attachmentsUrl || "/api/v1/attachments",
+    maxBytes: Number(root.dataset.attachmentMaxBytes) || 10 * 1024 * 1024,
+    accept: root.dataset.attachmentAccept || "",
+  };
+  var FILE_URL = /^\/attachments\/\d+\/(thumbnail\/)?$/;
+
+  function sizeText(bytes) {
+    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1).replace(/\.0$/, "") + " MB";
+    if (bytes >= 1024) return Math.round(bytes / 1024) + " KB";
+    return bytes + " B";
+  }
+
+  var UPLOAD_ERRORS = {
+    too_large: "is too large: the limit is " + sizeText(ATTACHMENTS.maxBytes) + ".",
+    unsupported_type: "cannot be sent: images, PDF, text, Word and Excel files only.",
+    type_mismatch: "cannot be sent: its name does not match what the file is.",
+    conversation_closed: "was not sent: the chat is over.",
+    rate_limited: "was not sent: too many files. Please wait a moment.",
+  };
+
+  /* A message's text for previews and announcements: its body, else its file's name. */
+  function messageText(message) {
+    if (message.body || !message.attachment) return message.body || "";
+    return "File: " + message.attachment.name;
+  }
+
+  function csrfToken() {
+    var field = document.querySelector('input[name="csrfmiddlewaretoken"]');
+    if (field) return field.value;
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  /* An image's thumbnail, or the file's name and size; either is a download link. Only
+     the server's own attachment URLs become an href. */
+  function fileBlock(file) {
+    var link = document.createElement("a");
+    link.className = "file";
+    if (FILE_URL.test(file.url)) link.href = file.url;
+    link.setAttribute("download", file.name);
+    if (file.thumbnail_url && FILE_URL.test(file.thumbnail_url)) {
+      link.classList.add("file-image");
+      link.setAttribute("aria-label", "Download " + file.name + ", " + sizeText(file.size));
+      var img = document.createElement("img");
+      img.className = "file-thumb";
+      img.src = file.thumbnail_url;
+      img.alt = file.name;
+      link.appendChild(img);
+      return link;
+    }
+    var icon = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    icon.setAttribute("viewBox", "0 0 24 24");
+    icon.setAttribute("class", "file-icon");
+    icon.setAttribute("aria-hidden", "true");
+    var path = icon.appendChild(document.createElementNS(icon.namespaceURI, "path"));
+    path.setAttribute("d", "M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8zM14 2v6h6");
+    var name = text(document.createElement("span"), file.name);
+    name.className = "file-name";
+    var size = text(document.createElement("span"), sizeText(file.size));
+    size.className = "file-size";
+    link.appendChild(icon);
+    link.appendChild(name);
+    link.appendChild(size);
+    return link;
+  }
+
+  function setUploadStatus(chat, message, isError) {
+    text(chat.pane.upload, message || "");
+    chat.pane.upload.classList.toggle("is-error", Boolean(isError));
+  }
+
+  function uploadFile(chat, file) {
+    if (!file || chat.status !== "active") return;
+    var quoted = "\u201c" + file.name + "\u201d ";
+    if (file.size > ATTACHMENTS.maxBytes) {
+      setUploadStatus(chat, quoted + UPLOAD_ERRORS.too_large, true);
+      return;
+    }
+    var form = new FormData();
+    form.append("conversation", String(chat.id));
+    form.append("file", file);
+    // XMLHttpRequest, not fetch: only it reports upload progress.
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", ATTACHMENTS.url);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.responseType = "json";
+    chat.pane.attach.disabled = true;
+    setUploadStatus(chat, "Uploading " + file.name + "\u2026");
+    xhr.upload.addEventListener("progress", function (event) {
+      if (event.lengthComputable) {
+        setUploadStatus(chat, "Uploading " + file.name + "\u2026 " + Math.round((event.loaded * 100) / event.total) + "%");
+      }
+    });
+    xhr.addEventListener("load", function () {
+      chat.pane.attach.disabled = chat.status !== "active";
+      var data = xhr.response || {};
+      if (xhr.status !== 201) {
+        setUploadStatus(chat, quoted + (UPLOAD_ERRORS[data.error] || "was not sent: " + (data.detail || "error " + xhr.status) + "."), true);
+        return;
+      }
+      setUploadStatus(chat, "");
+      var pending = { id: newClientMsgId(), body: "", attachment: data, state: "sending", timer: null, row: null };
+      pending.row = pendingRow(chat, pending);
+      chat.pending.set(pending.id, pending);
+      chat.pane.pendingList.appendChild(pending.row);
+      scrollToBottom(chat);
+      transmit(chat, pending);
+    });
+    xhr.addEventListener("error", function () {
+      chat.pane.attach.disabled = chat.status !== "active";
+      setUploadStatus(chat, quoted + "was not sent: the connection failed.", true);
+    });
+    xhr.send(form);
+  }
+
   function pendingRow(chat, pending) {
     var li = document.createElement("li");
     li.className = "msg msg-agent is-pending";
     var bubble = document.createElement("div");
     bubble.className = "bubble";
     renderBody(bubble, pending.body);
+    if (pending.attachment) bubble.appendChild(fileBlock(pending.attachment));
     li.appendChild(bubble);
     var meta = document.createElement("p");
     meta.className = "meta";
@@ -1172,12 +1339,14 @@
   function transmit(chat, pending) {
     window.clearTimeout(pending.timer);
     setPendingState(chat, pending, "sending");
-    var sent = send({
+    var frame = {
       type: "message.send",
       conversation: chat.id,
       client_msg_id: pending.id,
       body: pending.body,
-    });
+    };
+    if (pending.attachment) frame.attachment = pending.attachment.id;
+    var sent = send(frame);
     // Not connected: it goes out after the next `ready` (resendPending).
     if (!sent) return;
     pending.timer = window.setTimeout(function () {
@@ -1320,7 +1489,11 @@
     } else {
       text(
         els.presenceNote,
-        state.status === "available" ? "You are taking new chats." : "Away: no new chats come to you.",
+        state.status === "available"
+          ? "You are taking new chats."
+          : state.autoAway
+            ? "Away while you were idle: no new chats. You are back as soon as you use this page."
+            : "Away: no new chats come to you.",
       );
     }
   }
@@ -1335,6 +1508,46 @@
       state.presenceWanted = wanted;
       updatePresenceControls();
     }
+  });
+
+  // --- idle tracking (auto-away) -------------------------------------------------
+  // The last input (key, pointer, focus) in any tab of this browser, shared through
+  // localStorage so a background tab does not report its agent idle. The server
+  // decides what idle means (SUPPORTDESK_AUTO_AWAY_SECONDS) from each ping.
+
+  var LAST_INPUT_KEY = "supportdesk.agent-last-input";
+  var lastInput = Date.now();
+
+  function sharedLastInput() {
+    try {
+      return Math.max(lastInput, Number(window.localStorage.getItem(LAST_INPUT_KEY)) || 0);
+    } catch (err) {
+      return lastInput;
+    }
+  }
+
+  function idleSeconds() {
+    return Math.max(0, Math.round((Date.now() - sharedLastInput()) / 1000));
+  }
+
+  function noteInput() {
+    var now = Date.now();
+    if (now - lastInput < 1000) return;
+    lastInput = now;
+    try {
+      window.localStorage.setItem(LAST_INPUT_KEY, String(now));
+    } catch (err) {
+      /* storage blocked: this tab's own input still counts */
+    }
+    // Put away for idleness: the first input brings the agent back now, not at the next ping.
+    if (state.autoAway && state.connected) ping();
+  }
+
+  ["keydown", "pointerdown", "pointermove", "wheel", "focus"].forEach(function (kind) {
+    window.addEventListener(kind, noteInput, { passive: true, capture: true });
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") noteInput();
   });
 
   // --- desktop notifications ----------------------------------------------------
@@ -1407,6 +1620,511 @@
     } catch (err) {
       /* some platforms only allow notifications from a service worker */
     }
+  }
+
+  // --- canned responses -----------------------------------------------------------
+  //
+  // The list comes with `canned` after every `ready` and again whenever it changes
+  // (this tab's edits, another tab's, a supervisor's or an admin's: the server rings
+  // every affected socket), so expanding `/shortcut` never waits for the network.
+
+  var CANNED_ERROR_CODES = [
+    "bad_shortcut",
+    "duplicate_shortcut",
+    "too_many",
+    "too_long",
+    "bad_frame",
+    "forbidden",
+    "not_found",
+    "rate_limited",
+    "unavailable",
+  ];
+  var MAX_SUGGESTIONS = 8;
+
+  var canned = {
+    responses: [],
+    byShortcut: new Map(), // shortcut -> response
+    canEditShared: false,
+    editing: null, // id of the response in the form, or null for a new one
+    awaiting: null, // "save" or "delete" while a request is unanswered
+    dialog: document.getElementById("canned-dialog"),
+    list: document.getElementById("canned-list"),
+    empty: document.getElementById("canned-empty"),
+    form: document.getElementById("canned-form"),
+    formTitle: document.getElementById("canned-form-title"),
+    shortcut: document.getElementById("canned-shortcut"),
+    body: document.getElementById("canned-body"),
+    sharedToggle: document.getElementById("canned-shared-toggle"),
+    shared: document.getElementById("canned-shared"),
+    error: document.getElementById("canned-error"),
+    save: document.getElementById("canned-save"),
+    cancel: document.getElementById("canned-cancel"),
+    itemTemplate: document.getElementById("canned-item-template"),
+  };
+
+  function onCanned(frame) {
+    canned.responses = Array.isArray(frame.responses) ? frame.responses : [];
+    canned.canEditShared = frame.can_edit_shared === true;
+    canned.byShortcut = new Map();
+    canned.responses.forEach(function (response) {
+      canned.byShortcut.set(response.shortcut, response);
+    });
+    // The snippet being edited was deleted elsewhere: what is typed becomes a new one.
+    if (canned.editing !== null && !canned.responses.some(isEditing)) setEditing(null);
+    renderCannedList();
+    state.chats.forEach(function (chat) {
+      if (!chat.pane.suggest.hidden) updateSuggestions(chat);
+    });
+  }
+
+  function isEditing(response) {
+    return response.id === canned.editing;
+  }
+
+  function onCannedSaved(frame) {
+    if (canned.awaiting !== "save") return;
+    canned.awaiting = null;
+    canned.save.disabled = false;
+    var shortcut = frame.response ? frame.response.shortcut : "";
+    setEditing(null);
+    announce("Saved /" + shortcut + ".");
+  }
+
+  function onCannedDeleted() {
+    if (canned.awaiting !== "delete") return;
+    canned.awaiting = null;
+    announce("Canned response deleted.");
+  }
+
+  /* An `error` answering this tab's canned request; true if it was one. The server
+     answers one socket's frames in order, so the awaited answer is the next one. */
+  function cannedError(frame) {
+    if (!canned.awaiting || CANNED_ERROR_CODES.indexOf(frame.code) === -1) return false;
+    var what = canned.awaiting;
+    canned.awaiting = null;
+    canned.save.disabled = false;
+    var detail = frame.detail || frame.code;
+    if (frame.code === "bad_frame" && what === "save") detail = "Write the text of the response.";
+    if (frame.code === "unavailable") detail = "The server cannot save this right now; try again shortly.";
+    if (what === "save" && canned.dialog.open) {
+      showCannedError(detail);
+      (frame.code === "bad_shortcut" || frame.code === "duplicate_shortcut"
+        ? canned.shortcut
+        : canned.body
+      ).focus();
+    } else {
+      toast(detail);
+    }
+    return true;
+  }
+
+  function showCannedError(message) {
+    text(canned.error, message);
+    canned.error.hidden = !message;
+  }
+
+  function renderCannedList() {
+    canned.list.textContent = "";
+    canned.responses.forEach(function (response) {
+      var fragment = canned.itemTemplate.content.cloneNode(true);
+      var item = part(fragment, ".canned-item");
+      item.dataset.shortcut = response.shortcut;
+      text(part(item, ".canned-item-shortcut"), "/" + response.shortcut);
+      part(item, ".canned-item-tag").hidden = !response.shared;
+      text(part(item, ".canned-item-body"), response.body);
+      var edit = part(item, ".canned-edit");
+      var remove = part(item, ".canned-delete");
+      edit.setAttribute("aria-label", "Edit /" + response.shortcut);
+      remove.setAttribute("aria-label", "Delete /" + response.shortcut);
+      if (!response.editable) {
+        edit.hidden = true;
+        remove.hidden = true;
+      }
+      edit.addEventListener("click", function () {
+        setEditing(response);
+        canned.body.focus();
+      });
+      remove.addEventListener("click", function () {
+        deleteCanned(response);
+      });
+      canned.list.appendChild(fragment);
+    });
+    canned.empty.hidden = canned.responses.length > 0;
+    canned.sharedToggle.hidden = !canned.canEditShared || canned.editing !== null;
+  }
+
+  function setEditing(response) {
+    canned.editing = response ? response.id : null;
+    canned.shortcut.value = response ? response.shortcut : "";
+    canned.body.value = response ? response.body : "";
+    canned.shared.checked = false;
+    text(canned.formTitle, response ? "Edit /" + response.shortcut : "New response");
+    text(canned.save, response ? "Save changes" : "Add response");
+    canned.cancel.hidden = !response;
+    canned.sharedToggle.hidden = !canned.canEditShared || Boolean(response);
+    showCannedError("");
+  }
+
+  function deleteCanned(response) {
+    if (!window.confirm("Delete the canned response /" + response.shortcut + "?")) return;
+    if (!send({ type: "canned.delete", id: response.id })) {
+      toast("Not connected: try again once the connection is back.");
+      return;
+    }
+    canned.awaiting = "delete";
+    if (canned.editing === response.id) setEditing(null);
+  }
+
+  canned.form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var frame = { shortcut: canned.shortcut.value, body: canned.body.value };
+    if (canned.editing !== null) {
+      frame.type = "canned.update";
+      frame.id = canned.editing;
+    } else {
+      frame.type = "canned.create";
+      if (canned.canEditShared && canned.shared.checked) frame.shared = true;
+    }
+    // The server checks everything; the form only says what it answers.
+    if (!send(frame)) {
+      showCannedError("Not connected: save again once the connection is back.");
+      return;
+    }
+    showCannedError("");
+    canned.awaiting = "save";
+    canned.save.disabled = true;
+  });
+
+  canned.cancel.addEventListener("click", function () {
+    setEditing(null);
+    canned.shortcut.focus();
+  });
+
+  document.getElementById("canned-open").addEventListener("click", function () {
+    renderCannedList();
+    canned.dialog.showModal();
+    canned.shortcut.focus();
+  });
+
+  document.getElementById("canned-close").addEventListener("click", function () {
+    canned.dialog.close();
+  });
+
+  canned.dialog.addEventListener("close", function () {
+    document.getElementById("canned-open").focus();
+  });
+
+  // --- expanding `/shortcut` in the composer
+
+  /* The `/word` that ends at the caret, at the start of the text or after whitespace
+     (so URLs and paths are left alone); null if there is none. */
+  function shortcutAtCaret(input) {
+    if (input.selectionStart !== input.selectionEnd) return null;
+    var caret = input.selectionStart;
+    var match = /(^|\s)\/([A-Za-z0-9_-]*)$/.exec(input.value.slice(0, caret));
+    if (!match) return null;
+    return { start: caret - match[2].length - 1, end: caret, word: match[2].toLowerCase() };
+  }
+
+  function insertCanned(chat, token, response) {
+    var input = chat.pane.input;
+    input.setRangeText(response.body, token.start, token.end, "end");
+    hideSuggestions(chat);
+    // As if typed: the typing indicator, and a list that may now close.
+    onComposerInput(chat);
+    announce("Inserted /" + response.shortcut + ".");
+  }
+
+  function matchingResponses(word) {
+    var exact = canned.byShortcut.get(word);
+    var rest = canned.responses.filter(function (response) {
+      return response !== exact && response.shortcut.indexOf(word) === 0;
+    });
+    return (exact ? [exact] : []).concat(rest).slice(0, MAX_SUGGESTIONS);
+  }
+
+  function updateSuggestions(chat) {
+    var token = chat.status === "active" ? shortcutAtCaret(chat.pane.input) : null;
+    var matches = token ? matchingResponses(token.word) : [];
+    if (!matches.length) {
+      hideSuggestions(chat);
+      return;
+    }
+    var suggest = chat.pane.suggest;
+    var keep = chat.suggestActive && matches.indexOf(chat.suggestActive) !== -1;
+    chat.suggestActive = keep ? chat.suggestActive : matches[0];
+    chat.suggestions = matches;
+    suggest.textContent = "";
+    matches.forEach(function (response, i) {
+      var option = document.createElement("li");
+      option.id = suggest.id + "-" + i;
+      option.className = "canned-option";
+      option.setAttribute("role", "option");
+      var name = document.createElement("span");
+      name.className = "canned-option-shortcut";
+      name.textContent = "/" + response.shortcut;
+      var preview = document.createElement("span");
+      preview.className = "canned-option-body";
+      preview.textContent = response.body;
+      option.appendChild(name);
+      option.appendChild(preview);
+      // mousedown would take the focus from the composer first.
+      option.addEventListener("mousedown", function (event) {
+        event.preventDefault();
+      });
+      option.addEventListener("click", function () {
+        var at = shortcutAtCaret(chat.pane.input);
+        if (at) insertCanned(chat, at, response);
+      });
+      suggest.appendChild(option);
+    });
+    suggest.hidden = false;
+    highlightSuggestion(chat);
+  }
+
+  function highlightSuggestion(chat) {
+    var options = chat.pane.suggest.children;
+    var active = chat.suggestions.indexOf(chat.suggestActive);
+    Array.prototype.forEach.call(options, function (option, i) {
+      option.setAttribute("aria-selected", i === active ? "true" : "false");
+    });
+    if (options[active]) {
+      chat.pane.input.setAttribute("aria-activedescendant", options[active].id);
+      options[active].scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  function hideSuggestions(chat) {
+    chat.pane.suggest.hidden = true;
+    chat.pane.suggest.textContent = "";
+    chat.suggestions = [];
+    chat.suggestActive = null;
+    chat.pane.input.removeAttribute("aria-activedescendant");
+  }
+
+  /* Keys for the list and for expanding; true when the key was used up here. */
+  function cannedKeydown(chat, event) {
+    if (event.isComposing || event.altKey || event.ctrlKey || event.metaKey) return false;
+    var open = !chat.pane.suggest.hidden && chat.suggestions.length > 0;
+    if (open && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+      var step = event.key === "ArrowDown" ? 1 : -1;
+      var count = chat.suggestions.length;
+      var at = chat.suggestions.indexOf(chat.suggestActive);
+      chat.suggestActive = chat.suggestions[(at + step + count) % count];
+      highlightSuggestion(chat);
+      return true;
+    }
+    if (open && event.key === "Escape") {
+      hideSuggestions(chat);
+      return true;
+    }
+    var picking = (event.key === "Enter" && !event.shiftKey) || event.key === "Tab";
+    if (open && picking && !event.shiftKey && chat.suggestActive) {
+      var token = shortcutAtCaret(chat.pane.input);
+      if (token) {
+        insertCanned(chat, token, chat.suggestActive);
+        return true;
+      }
+    }
+    // Typed out in full: Space, Tab or Enter expands a known shortcut. An unknown one
+    // stays as typed (and Enter sends it, Tab moves on, as without this feature).
+    if ((picking && !event.shiftKey) || event.key === " ") {
+      var typed = shortcutAtCaret(chat.pane.input);
+      var response = typed && canned.byShortcut.get(typed.word);
+      if (response) {
+        insertCanned(chat, typed, response);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function attachCanned(chat) {
+    var input = chat.pane.input;
+    chat.pane.suggest.id = "canned-suggest-" + chat.id;
+    chat.suggestions = [];
+    chat.suggestActive = null;
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-controls", chat.pane.suggest.id);
+    // Registered before the composer's own keydown (Enter sends), which it pre-empts.
+    input.addEventListener("keydown", function (event) {
+      if (cannedKeydown(chat, event)) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+      }
+    });
+    input.addEventListener("input", function () {
+      updateSuggestions(chat);
+    });
+    input.addEventListener("click", function () {
+      updateSuggestions(chat);
+    });
+    input.addEventListener("blur", function () {
+      hideSuggestions(chat);
+    });
+  }
+
+  // --- the visitor panel ----------------------------------------------------------
+  /* What the widget reported about the visitor (page, referrer, browser, time zone)
+     and their earlier chats. All of it came from the visitor's browser and may be a
+     lie: it is shown as text, and URLs only as http(s) links that open in a new tab
+     without a referrer or an opener. */
+
+  var LOCAL_TIME_TICK_MS = 15000;
+
+  function visitorPanel(chat) {
+    if (!chat.visitorPanel) {
+      var pane = chat.pane.root;
+      chat.visitorPanel = {
+        whoFact: part(pane, ".visitor-fact-who"),
+        who: part(pane, ".visitor-who"),
+        page: part(pane, ".visitor-page"),
+        referrer: part(pane, ".visitor-referrer"),
+        browser: part(pane, ".visitor-browser"),
+        time: part(pane, ".visitor-time"),
+        previousCount: part(pane, ".visitor-previous-count"),
+        previous: part(pane, ".visitor-previous"),
+        history: part(pane, ".visitor-history"),
+        historyTitle: part(pane, ".visitor-history-title"),
+        historyMessages: part(pane, ".visitor-history-messages"),
+      };
+      part(pane, ".visitor-history-close").addEventListener("click", function () {
+        chat.visitorPanel.history.hidden = true;
+        chat.historyWanted = null;
+      });
+    }
+    return chat.visitorPanel;
+  }
+
+  function outsideLink(url, label) {
+    var href = url ? safeHref(url) : null;
+    if (!href) return null;
+    var a = document.createElement("a");
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    a.title = url;
+    a.textContent = label || url;
+    return a;
+  }
+
+  function showLink(el, url, label, fallback) {
+    el.textContent = "";
+    var link = outsideLink(url, label);
+    if (link) el.appendChild(link);
+    else text(el, fallback);
+  }
+
+  function showVisitorContext(chat, context) {
+    if (!context || typeof context !== "object") return;
+    chat.visitorContext = context;
+    var panel = visitorPanel(chat);
+    var who = [context.name, context.email].filter(Boolean).join(" · ");
+    panel.whoFact.hidden = !who;
+    text(panel.who, who);
+    showLink(panel.page, context.page_url, context.page_title, "Not reported yet");
+    showLink(panel.referrer, context.referrer, null, "Direct, or not reported");
+    var software = [context.browser, context.os].filter(Boolean).join(" on ");
+    text(panel.browser, software || "Unknown");
+    panel.browser.title = context.user_agent || "";
+    updateLocalTime(chat);
+  }
+
+  function updateLocalTime(chat) {
+    var zone = chat.visitorContext && chat.visitorContext.timezone;
+    var el = visitorPanel(chat).time;
+    if (!zone) {
+      text(el, "Unknown");
+      return;
+    }
+    try {
+      var time = new Date().toLocaleTimeString([], {
+        timeZone: zone,
+        hour: "2-digit",
+        minute: "2-digit",
+      });
+      text(el, time + " (" + zone.replace(/_/g, " ") + ")");
+    } catch (err) {
+      text(el, zone); // a zone this browser does not know
+    }
+  }
+
+  window.setInterval(function () {
+    state.chats.forEach(function (chat) {
+      if (chat.visitorContext) updateLocalTime(chat);
+    });
+  }, LOCAL_TIME_TICK_MS);
+
+  /* The visitor's earlier chats are asked for when a chat is first opened. */
+  function requestProfile(chat) {
+    if (chat.profileAsked) return;
+    if (send({ type: "visitor.profile", conversation: chat.id })) chat.profileAsked = true;
+  }
+
+  function dateLabel(iso) {
+    var date = new Date(iso);
+    if (isNaN(date.getTime())) return "";
+    return date.toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" });
+  }
+
+  function onVisitorProfile(frame) {
+    var chat = state.chats.get(frame.conversation);
+    if (!chat) return;
+    showVisitorContext(chat, frame.visitor_context);
+    var panel = visitorPanel(chat);
+    var previous = frame.previous || { count: 0, conversations: [] };
+    var count = Number(previous.count) || 0;
+    text(
+      panel.previousCount,
+      count === 0 ? "None: this is their first chat" : count === 1 ? "1 earlier chat" : count + " earlier chats",
+    );
+    panel.previous.textContent = "";
+    (previous.conversations || []).forEach(function (earlier) {
+      var li = document.createElement("li");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "visitor-previous-open";
+      var said = earlier.first_message ? " · “" + earlier.first_message + "”" : "";
+      text(button, dateLabel(earlier.created_at) + " · " + earlier.status + said);
+      button.addEventListener("click", function () {
+        chat.historyWanted = earlier.id;
+        if (!send({ type: "conversation.history", conversation: earlier.id })) {
+          toast("Not connected: try again once the connection is back.");
+        }
+      });
+      li.appendChild(button);
+      panel.previous.appendChild(li);
+    });
+  }
+
+  /* A read-only transcript of an earlier chat, inside the panel of the chat that asked. */
+  function onConversationHistory(frame) {
+    state.chats.forEach(function (chat) {
+      if (chat.historyWanted !== frame.conversation) return;
+      var panel = visitorPanel(chat);
+      text(
+        panel.historyTitle,
+        "Earlier chat of " + dateLabel(frame.created_at) + " (" + frame.status + ")",
+      );
+      panel.historyMessages.textContent = "";
+      (frame.messages || []).forEach(function (message) {
+        var li = document.createElement("li");
+        li.className = "visitor-history-message visitor-history-" + message.sender;
+        var who = document.createElement("span");
+        who.className = "visitor-history-who";
+        var name = message.sender === "visitor" ? "Visitor" : message.sender === "agent" ? "Agent" : "System";
+        text(who, name + " · " + clockTime(message.sent_at) + ": ");
+        li.appendChild(who);
+        renderBody(li, message.body);
+        panel.historyMessages.appendChild(li);
+      });
+      panel.history.hidden = false;
+    });
+  }
+
+  function onVisitorContext(frame) {
+    var chat = state.chats.get(frame.conversation);
+    if (chat) showVisitorContext(chat, frame.visitor_context);
   }
 
   // --- start --------------------------------------------------------------------

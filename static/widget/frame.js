@@ -22,7 +22,15 @@
   const TYPING_IDLE = 3000; // no keystroke for this long: "stopped typing"
   const TYPING_SHOWN = 8000; // hide the agent's indicator if its "stopped" got lost
   const GAP_WAIT = 3000; // a seq gap not filled by then: resume from last_seq
+  const DRAFT_EVERY = 500; // sneak peek: the draft goes out at most this often (last one kept)
+  const MAX_DRAFT = 1000; // the server refuses longer drafts
   const OFFLINE = 'You are offline. Messages will be sent when you are back online.';
+  const TRANSCRIPT_ERRORS = {
+    bad_email: 'That does not look like an email address.',
+    rate_limited: 'Too many requests. Please try again later.',
+    not_found: 'There is no chat to send yet.',
+    unavailable: 'The transcript could not be sent. Please try again later.',
+  };
 
   const ui = {
     log: $('sd-log'),
@@ -37,6 +45,10 @@
     send: $('sd-send'),
     close: $('sd-close'),
     end: $('sd-end'),
+    attach: $('sd-attach'),
+    file: $('sd-file'),
+    upload: $('sd-upload'),
+    privacy: $('sd-privacy'),
   };
 
   const rootStyle = document.documentElement.style;
@@ -105,6 +117,9 @@
   let attempt = 0;
   let resync = false; // next hello asks for everything (last_seq 0)
   let helloSeq = 0; // the last_seq the current socket's hello asked from
+  // Sneak peek: the page's setting first, then what the socket says it relays (ready).
+  let sneakPeek = cfg.sneak_peek === true;
+  let agentsOnline = null; // null until ready: whether someone can answer a chat now
   const timers = {};
 
   let conv = null; // {id, status, position, agent} of the latest conversation
@@ -154,12 +169,13 @@
 
   const agentName = () => (conv && conv.agent) || 'Support';
 
-  const renderMessage = (sender, body) => {
+  const renderMessage = (sender, body, file) => {
     if (sender === 'system') return el('div', 'sd-row sd-sys', body);
     const mine = sender === 'visitor';
     const row = el('div', 'sd-row ' + (mine ? 'sd-me' : 'sd-them'));
     const bubble = el('div', 'sd-bubble');
     bubble.append(el('span', 'sd-vh', mine ? 'You: ' : agentName() + ': '), ...linkify(body));
+    if (file) bubble.append(fileBox(file));
     row.append(bubble);
     if (mine) row.append(el('div', 'sd-meta'));
     return row;
@@ -197,13 +213,23 @@
     ui.avatar.textContent = (name.trim()[0] || '?').toUpperCase();
     ui.status.textContent =
       status === 'queued'
-        ? 'Waiting in queue — you are #' + conv.position
+        ? queueText()
         : status === 'active'
           ? 'Support at ' + cfg.name
           : status === 'closed'
             ? 'This chat has ended'
-            : 'We usually reply in a few minutes';
+            : agentsOnline === false
+              ? 'We reply by email'
+              : agentsOnline
+                ? 'Agents online — we typically reply in a few minutes'
+                : 'We usually reply in a few minutes';
     ui.end.hidden = !(status === 'queued' || status === 'active');
+  };
+
+  const queueText = () => {
+    if (typeof conv.wait !== 'number') return 'Waiting in queue — you are #' + conv.position;
+    const minutes = Math.max(1, Math.round(conv.wait / 60));
+    return 'You are number ' + conv.position + ' in line — about ' + minutes + ' min';
   };
 
   // "Sending…", "Not sent · Retry" per message; "Seen" under the last own message the
@@ -264,6 +290,7 @@
           id: c.id,
           status: c.status,
           position: c.queue_position,
+          wait: c.estimated_wait_seconds,
           agent: c.agent ? c.agent.display_name : null,
         };
       }
@@ -295,12 +322,13 @@
       row = mine.row;
       settle(m.client_msg_id, m.conversation, m.seq);
     } else {
-      row = renderMessage(m.sender, m.body);
+      row = renderMessage(m.sender, m.body, m.attachment);
       if (m.sender === 'visitor') {
         // Sent from another tab, or before a reload.
         own.set(m.client_msg_id || 'seq:' + key, {
           row,
           body: m.body,
+          attachment: m.attachment,
           state: 'sent',
           conv: m.conversation,
           seq: m.seq,
@@ -340,8 +368,57 @@
     start.addEventListener('click', startNewChat);
     note.append(el('p', '', who), start);
     if (!rated.has(conversation)) note.append(rateBox(conversation));
+    note.append(transcriptForm(conversation));
     note.sdKey = [conversation, Infinity];
     place(note);
+  };
+
+  // A copy of the chat by email, on request: `transcript.email`, answered by
+  // `transcript.sent` or an error (the server limits how often).
+  let visitorEmail = null; // known from `ready` or the offline form: prefills the field
+  let transcriptWait = null; // {send, status, box} of the request waiting for an answer
+  const transcriptForm = (conversation) => {
+    const box = el('form', 'sd-transcript');
+    box.noValidate = true;
+    const input = el('input', 'sd-field sd-transcript-email');
+    input.type = 'email';
+    input.id = 'sd-transcript-' + conversation;
+    input.maxLength = 254;
+    input.autocomplete = 'email';
+    input.placeholder = 'you@example.com';
+    input.value = visitorEmail || '';
+    const label = el('label', '', 'Email me the transcript');
+    label.htmlFor = input.id;
+    const send = el('button', 'sd-new', 'Send transcript');
+    const status = el('p', 'sd-transcript-status');
+    status.setAttribute('role', 'status');
+    box.append(label, input, send, status);
+    box.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const email = input.value.trim();
+      if (!email.includes('@')) {
+        status.textContent = 'Please enter your email address.';
+        return;
+      }
+      if (!live) {
+        status.textContent = 'Not connected. Please try again in a moment.';
+        return;
+      }
+      send.disabled = true;
+      status.textContent = 'Sending…';
+      transcriptWait = { send, status, box };
+      clearTimeout(timers.transcript);
+      timers.transcript = setTimeout(() => transcriptFailed('No answer from the server. Please try again.'), ACK_TIMEOUT * 2);
+      sendFrame({ type: 'transcript.email', email });
+    });
+    return box;
+  };
+  const transcriptFailed = (text) => {
+    if (!transcriptWait) return;
+    clearTimeout(timers.transcript);
+    transcriptWait.status.textContent = text;
+    transcriptWait.send.disabled = false;
+    transcriptWait = null;
   };
 
   // CSAT once the chat is over: 1 to 5 stars and an optional comment, once.
@@ -387,10 +464,13 @@
   // Nobody online: a form (name, email, question) for an answer by email. The composer
   // stays: a chat message still waits in the queue for the next agent.
   let offlineShown = false;
+  let offlineBox = null; // the form while not sent: hidden again when agents come back
   const offlineForm = () => {
+    if (offlineBox) offlineBox.hidden = false;
     if (offlineShown) return;
     offlineShown = true;
     const box = el('form', 'sd-row sd-offline');
+    offlineBox = box;
     box.noValidate = true;
     box.append(el('p', '', 'No one is online right now. Leave a message and we will reply by email.'));
     const field = (label, tag, type, max) => {
@@ -431,6 +511,8 @@
           token = data.visitor_token;
           save(TOKEN_KEY, token);
         }
+        offlineBox = null;
+        visitorEmail = body.email;
         box.replaceWith(el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.'));
       } catch (err) {
         status.textContent = 'Not sent: ' + (err.message || 'please try again.');
@@ -489,10 +571,30 @@
   let typingOn = false;
   let typingSentAt = 0;
   const canSignal = () => live && conv && conv.status === 'active';
-  const typingInput = () => {
+  // Sneak peek: the draft rides on `typing`, at most every DRAFT_EVERY ms; a keystroke
+  // inside that window is sent at its end, so the agent always ends on the latest text.
+  let draftSentAt = 0;
+  const sendDraft = () => {
+    clearTimeout(timers.draft);
+    timers.draft = null;
     if (!canSignal() || !ui.input.value.trim()) return;
+    sendFrame({ type: 'typing', active: true, text: ui.input.value.slice(0, MAX_DRAFT) });
+    typingOn = true;
+    typingSentAt = draftSentAt = Date.now();
+  };
+  const typingInput = () => {
+    if (!canSignal()) return;
+    if (!ui.input.value.trim()) {
+      // Emptied: the agent's view of the draft goes with it.
+      if (sneakPeek) stopTyping();
+      return;
+    }
     const now = Date.now();
-    if (!typingOn || now - typingSentAt > TYPING_REPEAT) {
+    if (sneakPeek) {
+      const wait = DRAFT_EVERY - (now - draftSentAt);
+      if (wait <= 0) sendDraft();
+      else if (!timers.draft) timers.draft = setTimeout(sendDraft, wait);
+    } else if (!typingOn || now - typingSentAt > TYPING_REPEAT) {
       sendFrame({ type: 'typing', active: true });
       typingOn = true;
       typingSentAt = now;
@@ -502,6 +604,8 @@
   };
   const stopTyping = () => {
     clearTimeout(timers.typingIdle);
+    clearTimeout(timers.draft);
+    timers.draft = null;
     if (typingOn && canSignal()) sendFrame({ type: 'typing', active: false });
     typingOn = false;
   };
@@ -529,7 +633,9 @@
     o.detail = '';
     clearTimeout(o.timer);
     if (live) {
-      sendFrame({ type: 'message.send', client_msg_id: id, body: o.body });
+      const frame = { type: 'message.send', client_msg_id: id, body: o.body };
+      if (o.attachment) frame.attachment = o.attachment.id;
+      sendFrame(frame);
       o.timer = setTimeout(() => fail(id, 'no answer from the server', false), ACK_TIMEOUT);
     }
     receipts();
@@ -553,15 +659,15 @@
     const o = own.get(id);
     if (!o) return;
     if (!outbox.some((m) => m.id === id)) {
-      outbox.push({ id, body: o.body });
+      outbox.push({ id, body: o.body, attachment: o.attachment });
       save(OUTBOX_KEY, outbox);
     }
     transmit(id);
   };
 
-  const addPending = (id, body) => {
-    const row = renderMessage('visitor', body);
-    own.set(id, { row, body, state: 'pending' });
+  const addPending = (id, body, attachment) => {
+    const row = renderMessage('visitor', body, attachment);
+    own.set(id, { row, body, attachment, state: 'pending' });
     place(row);
   };
 
@@ -583,6 +689,156 @@
     for (const m of outbox) transmit(m.id);
   };
 
+  // --- attachments ----------------------------------------------------------------
+  // Files go up and come down with the visitor's token in a header (then a blob: URL
+  // shows or saves them): no URL by itself ever opens a file. An upload is sent as a
+  // message of its own, through the outbox like any other.
+  const sizeText = (bytes) =>
+    bytes >= 1048576
+      ? (bytes / 1048576).toFixed(1).replace(/\.0$/, '') + ' MB'
+      : bytes >= 1024
+        ? Math.round(bytes / 1024) + ' KB'
+        : bytes + ' B';
+  const UPLOAD_ERRORS = {
+    too_large: 'is too large: the limit is ' + sizeText(cfg.attachment_max_bytes) + '.',
+    unsupported_type: 'cannot be sent: images, PDF, text, Word and Excel files only.',
+    type_mismatch: 'cannot be sent: its name does not match what the file is.',
+    no_conversation: 'cannot be sent yet: write a message first to start the chat.',
+    rate_limited: 'was not sent: too many files. Please wait a moment.',
+  };
+  const thumbs = new Map(); // thumbnail url -> blob: URL, fetched once per page
+
+  const setUploadStatus = (text, isError) => {
+    ui.upload.hidden = !text;
+    ui.upload.textContent = text || '';
+    ui.upload.classList.toggle('sd-error', !!isError);
+  };
+
+  const fetchFile = async (url) => {
+    const response = await fetch(url, {
+      headers: { Authorization: 'Bearer ' + token },
+      credentials: 'omit',
+    });
+    if (!response.ok) {
+      throw new Error(response.status === 404 ? 'it is no longer available' : 'error ' + response.status);
+    }
+    return response.blob();
+  };
+
+  const download = async (file) => {
+    try {
+      const href = URL.createObjectURL(await fetchFile(file.url));
+      const a = el('a');
+      a.href = href;
+      a.download = file.name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 60000);
+    } catch (err) {
+      flashBanner('Could not download ' + file.name + ': ' + err.message + '.');
+    }
+  };
+
+  const docIcon = () => {
+    const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('class', 'sd-file-icon');
+    svg.setAttribute('aria-hidden', 'true');
+    const path = svg.appendChild(document.createElementNS(svg.namespaceURI, 'path'));
+    path.setAttribute('d', 'M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8zM14 2v6h6');
+    return svg;
+  };
+
+  // A message's file: the image's thumbnail, or its name and size; either one downloads it.
+  const fileBox = (file) => {
+    const box = el('button', 'sd-file');
+    box.type = 'button';
+    box.setAttribute('aria-label', 'Download ' + file.name + ', ' + sizeText(file.size));
+    if (file.thumbnail_url) {
+      const img = el('img', 'sd-thumb');
+      img.alt = file.name;
+      box.classList.add('sd-file-image');
+      box.append(img);
+      const shown = thumbs.get(file.thumbnail_url);
+      if (shown) img.src = shown;
+      else {
+        fetchFile(file.thumbnail_url).then(
+          (blob) => {
+            const url = URL.createObjectURL(blob);
+            thumbs.set(file.thumbnail_url, url);
+            img.src = url;
+          },
+          () => {
+            img.alt = file.name + ' (no preview)';
+          },
+        );
+      }
+    } else {
+      box.append(docIcon(), el('span', 'sd-file-name', file.name), el('span', 'sd-file-size', sizeText(file.size)));
+    }
+    box.addEventListener('click', () => download(file));
+    return box;
+  };
+
+  const uploadFile = (file) => {
+    if (!file) return;
+    const quoted = '"' + file.name + '" ';
+    if (!token || !conv || conv.status === 'closed') {
+      setUploadStatus(quoted + UPLOAD_ERRORS.no_conversation, true);
+      return;
+    }
+    if (file.size > cfg.attachment_max_bytes) {
+      setUploadStatus(quoted + UPLOAD_ERRORS.too_large, true);
+      return;
+    }
+    const form = new FormData();
+    form.append('file', file);
+    // XMLHttpRequest, not fetch: only it reports upload progress.
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', cfg.attachments_url);
+    xhr.setRequestHeader('Authorization', 'Bearer ' + token);
+    xhr.responseType = 'json';
+    ui.attach.disabled = true;
+    setUploadStatus('Uploading ' + file.name + '…');
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) {
+        setUploadStatus('Uploading ' + file.name + '… ' + Math.round((e.loaded * 100) / e.total) + '%');
+      }
+    };
+    xhr.onload = () => {
+      ui.attach.disabled = stopped;
+      const data = xhr.response || {};
+      if (xhr.status !== 201) {
+        setUploadStatus(quoted + (UPLOAD_ERRORS[data.error] || 'was not sent: ' + (data.detail || 'error ' + xhr.status)), true);
+        return;
+      }
+      setUploadStatus(null);
+      const id = newId();
+      outbox.push({ id, body: '', attachment: data });
+      save(OUTBOX_KEY, outbox);
+      addPending(id, '', data);
+      transmit(id);
+      scrollDown(true);
+    };
+    xhr.onerror = () => {
+      ui.attach.disabled = stopped;
+      setUploadStatus(quoted + 'was not sent: the connection failed.', true);
+    };
+    xhr.send(form);
+  };
+
+  // The newest reading of the queue seen per conversation (`queue_version`): two
+  // workers' readings may arrive out of order, and an older one that comes late (even
+  // after `conversation.assigned`) is dropped instead of showing a stale position.
+  const queueVersions = new Map();
+  const staleQueueFrame = (id, version) => {
+    if (typeof version !== 'number') return false;
+    if (version < (queueVersions.get(id) || 0)) return true;
+    queueVersions.set(id, version);
+    return false;
+  };
+
   // --- the socket -----------------------------------------------------------------
   const handlers = {
     ready(f) {
@@ -596,18 +852,23 @@
       attempt = 0;
       live = true;
       setBanner(null);
+      if (typeof f.sneak_peek === 'boolean') sneakPeek = f.sneak_peek;
+      ui.privacy.hidden = !sneakPeek;
+      if (typeof f.agents_online === 'boolean') agentsOnline = f.agents_online;
+      if (f.visitor && f.visitor.email) visitorEmail = f.visitor.email;
       setConversation(c);
       if (c && c.id === latest) agentRead = Math.max(agentRead, c.agent_read_seq || 0);
       if (c && c.status === 'active') addJoined(c.id, conv.agent, 1);
       for (const m of f.messages || []) addMessage(m);
       if (c && c.rating) rated.add(c.id);
       if (c && c.status === 'closed') addEndedNote(c.id, null);
-      if (f.agents_online === false && (!c || c.status === 'closed')) offlineForm();
+      showAvailability();
       flushOutbox();
       receipts();
       markRead();
       scrollDown(true);
       startPing();
+      reportPage(); // if the loader told us the page after our hello went out
     },
     message(f) {
       if (!addMessage(f)) return;
@@ -624,14 +885,22 @@
         seq: f.seq,
         sender: 'visitor',
         body: o.body,
+        attachment: o.attachment,
         client_msg_id: f.client_msg_id,
       });
       receipts();
     },
     'conversation.queued'(f) {
-      setConversation({ id: f.conversation, status: 'queued', queue_position: f.position });
+      if (staleQueueFrame(f.conversation, f.queue_version)) return;
+      setConversation({
+        id: f.conversation,
+        status: 'queued',
+        queue_position: f.position,
+        estimated_wait_seconds: f.estimated_wait_seconds,
+      });
     },
     'conversation.assigned'(f) {
+      staleQueueFrame(f.conversation.id, f.queue_version);
       setConversation({ ...f.conversation, agent: f.agent || f.conversation.agent });
       if (conv && conv.id === f.conversation.id) addJoined(conv.id, conv.agent, topSeq);
       scrollDown(false);
@@ -642,6 +911,18 @@
       hideTyping();
       addEndedNote(f.conversation, f.by);
       scrollDown(false);
+    },
+    'agents.online'(f) {
+      agentsOnline = f.online === true;
+      header();
+      showAvailability();
+    },
+    'transcript.sent'(f) {
+      visitorEmail = visitorEmail || f.email;
+      if (!transcriptWait) return;
+      clearTimeout(timers.transcript);
+      transcriptWait.box.replaceWith(el('p', 'sd-thanks', 'Transcript sent to ' + f.email + '.'));
+      transcriptWait = null;
     },
     'conversation.rated'(f) {
       rated.add(f.conversation);
@@ -660,6 +941,10 @@
       receipts();
     },
     error(f) {
+      if (transcriptWait && !f.client_msg_id && TRANSCRIPT_ERRORS[f.code]) {
+        transcriptFailed(TRANSCRIPT_ERRORS[f.code]);
+        return;
+      }
       if (f.client_msg_id && own.has(f.client_msg_id)) {
         // Busy or briefly unavailable: worth retrying. Anything else would fail again.
         const transient = f.code === 'rate_limited' || f.code === 'unavailable';
@@ -679,6 +964,13 @@
     pong() {
       clearTimeout(timers.pong);
     },
+  };
+
+  // Nobody to answer and no chat going on: the offline form; someone back: hide it.
+  const showAvailability = () => {
+    const idle = !conv || conv.status === 'closed';
+    if (agentsOnline === false && idle) offlineForm();
+    else if (offlineBox) offlineBox.hidden = true;
   };
 
   const flashBanner = (text) => {
@@ -738,8 +1030,16 @@
     sock.onopen = () => {
       helloSeq = resync ? 0 : lastSeq;
       resync = false;
+      pageSent = page ? JSON.stringify(page) : '';
       sock.send(
-        JSON.stringify({ type: 'hello', site_key: KEY, visitor_token: token, last_seq: helloSeq }),
+        JSON.stringify({
+          type: 'hello',
+          site_key: KEY,
+          visitor_token: token,
+          last_seq: helloSeq,
+          page: page || undefined,
+          timezone: TIMEZONE,
+        }),
       );
     };
     sock.onmessage = (event) => {
@@ -812,7 +1112,7 @@
   const stop = (text) => {
     stopped = true;
     setBanner(text);
-    ui.input.disabled = ui.send.disabled = true;
+    ui.input.disabled = ui.send.disabled = ui.attach.disabled = true;
   };
 
   window.addEventListener('offline', () => {
@@ -826,8 +1126,33 @@
   document.addEventListener('visibilitychange', markRead);
 
   // --- the loader and the visitor -------------------------------------------------
+  // Where the visitor is, for the agent: the loader adds the host page's [url, title,
+  // referrer] to every message (and sends it every 2 s for single-page apps). Only a
+  // change is reported; the server checks it (a visitor can claim anything).
+  const TIMEZONE = (() => {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || undefined;
+    } catch (e) {
+      return undefined;
+    }
+  })();
+  let page = null; // {url, title, referrer} of the page embedding us
+  let pageSent = ''; // the page as the current socket last reported it
+  const notePage = (p) => {
+    if (!Array.isArray(p) || p.length !== 3 || !p.every((v) => typeof v === 'string')) return;
+    page = { url: p[0].slice(0, 2000), title: p[1].slice(0, 300), referrer: p[2].slice(0, 2000) };
+    reportPage();
+  };
+  const reportPage = () => {
+    const key = page ? JSON.stringify(page) : '';
+    if (!live || !key || key === pageSent) return;
+    pageSent = key;
+    sendFrame({ type: 'page.view', page, timezone: TIMEZONE });
+  };
+
   window.addEventListener('message', (event) => {
     if (!parentOrigin || event.origin !== parentOrigin || event.source !== window.parent) return;
+    notePage(event.data && event.data.page);
     const kind = event.data && event.data.supportdesk;
     if (kind === 'open') {
       shown = true;
@@ -866,9 +1191,16 @@
   });
 
   header();
-  for (const m of outbox) addPending(m.id, m.body);
+  for (const m of outbox) addPending(m.id, m.body, m.attachment);
+  ui.file.accept = cfg.attachment_accept || '';
+  ui.attach.addEventListener('click', () => ui.file.click());
+  ui.file.addEventListener('change', () => {
+    const file = ui.file.files[0];
+    ui.file.value = '';
+    uploadFile(file);
+  });
   receipts();
-  ui.input.disabled = ui.send.disabled = false;
+  ui.input.disabled = ui.send.disabled = ui.attach.disabled = false;
   toParent({ supportdesk: 'ready' });
   connect();
 })();

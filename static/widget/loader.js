@@ -44,7 +44,8 @@
       'border-radius:10px;background:#c5221f;color:#fff;font:700 12px/20px system-ui,sans-serif');
     N.setAttribute('aria-hidden', 'true');
 
-    const post = (m) => ready && F.contentWindow.postMessage(m, H);
+    // Each message also tells the frame the page the visitor is on (agent context).
+    const post = (m) => ready && F.contentWindow.postMessage({ ...m, page: [location.href, d.title, d.referrer] }, H);
     const paint = () => {
       const full = narrow.matches, shown = unread && !open;
       P.setAttribute('d', open ? CLOSE : CHAT);
@@ -98,6 +99,8 @@
       flip = !flip;
     }, 1500);
     paint();
+    // Single-page apps change the page without a reload: the frame keeps only changes.
+    setInterval(() => post({}), 2e3);
     // Still open from the previous page of this tab: reopen, without taking focus.
     if (store((s) => s.getItem(SK))) toggle(true, false);
   };

@@ -8,8 +8,9 @@ class Command(BaseCommand):
         "Erase a visitor on request (GDPR art. 17), found by --visitor ID, --token (the "
         "token their browser holds) or --email (every visitor who gave that email). Their "
         "open conversation is closed; the body of every visitor and agent message and agent "
-        "note in their conversations becomes '[erased]'; their ratings and comments are "
-        "deleted; their name, email and token are removed and their open sockets closed. "
+        "note in their conversations becomes '[erased]'; their ratings and comments, and "
+        "every attachment in their conversations (files included), are deleted; their name, "
+        "email and token are removed and their open sockets closed. "
         "The conversations "
         "themselves stay, anonymous, with their times, status and agent, so analytics counts "
         "(chats, wait and response times) do not change. Each visitor erased writes an audit "
@@ -50,5 +51,6 @@ class Command(BaseCommand):
                 f"Erased visitor {found.pk}: {erasure.messages} messages and {erasure.notes} "
                 f"notes blanked in {erasure.conversations} conversations, "
                 f"{erasure.ratings} ratings deleted"
+                + (f", {erasure.attachments} attachments deleted" if erasure.attachments else "")
                 + (f", {erasure.closed} open conversation closed" if erasure.closed else "")
             )

@@ -1,0 +1,140 @@
+"""Changes to what agents own: their canned responses (and the desk's shared ones).
+
+Plain functions with keyword-only arguments, one short transaction each. Every change
+rings the affected agents' sockets after commit (`realtime.CANNED_CHANGED_EVENT`); each
+socket then reads its list afresh, so the database stays the only record.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from chat import protocol, realtime
+
+from .models import CannedResponse
+from .selectors import (
+    CannedResponseRefused,
+    canned_response_dict,
+    canned_response_for_editing,
+    may_edit_shared,
+)
+
+# A guard against a runaway script filling the table (every change resends the whole
+# list to each of the agent's tabs), not a business rule.
+MAX_OWN_CANNED_RESPONSES = 200
+
+
+def clean_shortcut(value: str) -> str:
+    """`/Refund ` → `refund`; else `bad_shortcut`. The rule is the model field's, so the
+    admin and the dashboard accept the same shortcuts."""
+    shortcut = value.strip().removeprefix("/").lower()
+    field = CannedResponse._meta.get_field("shortcut")
+    try:
+        if not shortcut or len(shortcut) > field.max_length:
+            raise ValidationError("length")
+        field.run_validators(shortcut)
+    except ValidationError:
+        raise CannedResponseRefused(
+            protocol.BAD_SHORTCUT,
+            f"A shortcut is 1-{field.max_length} lowercase letters, digits, - or _,"
+            " starting with a letter or digit (e.g. refund).",
+        ) from None
+    return shortcut
+
+
+def clean_body(value: str) -> str:
+    """Trimmed, 1-10,000 characters: the body becomes a message, with a message's limits."""
+    body = value.strip()
+    if not body:
+        raise CannedResponseRefused(protocol.BAD_FRAME, "body is empty.")
+    if len(body) > protocol.MAX_BODY_CHARS:
+        raise CannedResponseRefused(
+            protocol.TOO_LONG, f"body is over {protocol.MAX_BODY_CHARS} characters."
+        )
+    return body
+
+
+def _duplicate(shortcut: str) -> CannedResponseRefused:
+    return CannedResponseRefused(
+        protocol.DUPLICATE_SHORTCUT, f"There is already a response with the shortcut /{shortcut}."
+    )
+
+
+def _save(response: CannedResponse) -> None:
+    """Save, turning the unique constraint's refusal into `duplicate_shortcut`.
+
+    The exists() checks before it give the usual answer; this one covers the race they
+    leave: two tabs saving the same shortcut at once both pass the check, and the
+    constraint (canned_shortcut_unique_per_agent / _shared) refuses the second insert.
+    The savepoint keeps the outer transaction usable after that refusal."""
+    try:
+        with transaction.atomic():
+            response.save()
+    except IntegrityError:
+        raise _duplicate(response.shortcut) from None
+
+
+def _ring(owner_id: int | None) -> None:
+    # An agent's own snippets concern that agent's tabs only; a shared one every agent.
+    group = realtime.agent_group(owner_id) if owner_id is not None else realtime.AGENTS_GROUP
+    realtime.broadcast_on_commit([group], {"type": realtime.CANNED_CHANGED_EVENT})
+
+
+def create_canned_response(
+    *, agent_id: int, shortcut: str, body: str, shared: bool = False
+) -> dict:
+    """A new snippet of this agent's own, or (`shared`, supervisors only) a shared one."""
+    shortcut = clean_shortcut(shortcut)
+    body = clean_body(body)
+    with transaction.atomic():
+        if shared and not may_edit_shared(agent_id):
+            raise CannedResponseRefused(
+                protocol.FORBIDDEN, "Only a supervisor or an admin may add shared responses."
+            )
+        owner_id = None if shared else agent_id
+        siblings = CannedResponse.objects.filter(owner_id=owner_id)
+        if siblings.filter(shortcut=shortcut).exists():
+            raise _duplicate(shortcut)
+        # Two tabs creating at once may both pass this count and end one past the cap;
+        # it is a guard, not an invariant, so no lock is taken for it.
+        if owner_id is not None and siblings.count() >= MAX_OWN_CANNED_RESPONSES:
+            raise CannedResponseRefused(
+                protocol.TOO_MANY,
+                f"You have {MAX_OWN_CANNED_RESPONSES} canned responses; delete one first.",
+            )
+        response = CannedResponse(owner_id=owner_id, shortcut=shortcut, body=body)
+        _save(response)
+        _ring(owner_id)
+    return canned_response_dict(response, editable=True)
+
+
+def update_canned_response(*, agent_id: int, response_id: int, shortcut: str, body: str) -> dict:
+    """Change the shortcut and body of a snippet this agent may edit (its own; shared
+    ones for supervisors). Ownership never changes here."""
+    shortcut = clean_shortcut(shortcut)
+    body = clean_body(body)
+    with transaction.atomic():
+        # Locked: two tabs saving the same snippet are applied one after the other.
+        response = canned_response_for_editing(agent_id, response_id, for_update=True)
+        clash = CannedResponse.objects.filter(owner_id=response.owner_id, shortcut=shortcut)
+        if clash.exclude(pk=response.pk).exists():
+            raise _duplicate(shortcut)
+        response.shortcut = shortcut
+        response.body = body
+        _save(response)
+        _ring(response.owner_id)
+    return canned_response_dict(response, editable=True)
+
+
+def delete_canned_response(*, agent_id: int, response_id: int) -> None:
+    """Delete a snippet this agent may edit."""
+    with transaction.atomic():
+        response = canned_response_for_editing(agent_id, response_id, for_update=True)
+        owner_id = response.owner_id
+        response.delete()
+        _ring(owner_id)
+
+
+def announce_canned_change(*, owner_ids: set[int | None]) -> None:
+    """For changes made elsewhere (the admin): ring the agents whose lists changed."""
+    for owner_id in owner_ids:
+        _ring(owner_id)

@@ -1,0 +1,88 @@
+"""A chat's transcript mailed to the visitor who asks for it (the widget's "Email me
+the transcript"), as plain text and HTML, through Django's email backend.
+
+Messages only (visitor, agent and system): internal notes live in another table and
+are never read here. Building reads the database (the services call it on a database
+thread); sending talks to the mail server and runs on a thread of its own
+(`chat.consumers.VisitorConsumer`), never on the event loop or a database thread.
+"""
+
+import logging
+import zoneinfo
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from .models import Conversation, Message, SenderKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TranscriptEmail:
+    conversation_id: int
+    to: str
+    message: EmailMultiAlternatives
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    """The visitor's own time zone for the times in the mail (UTC if it never said)."""
+    try:
+        return zoneinfo.ZoneInfo(name or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
+    """The mail for one conversation, not sent yet. Two queries (site and visitor with
+    the conversation, then its messages with their agents' names)."""
+    conversation = Conversation.objects.select_related("site", "visitor").get(pk=conversation.pk)
+    site, visitor = conversation.site, conversation.visitor
+    zone = _zone(visitor.timezone)
+    rows = (
+        Message.objects.filter(conversation_id=conversation.pk)
+        .select_related("sender_agent")
+        .order_by("seq")
+    )
+    lines = []
+    for message in rows:
+        if message.sender == SenderKind.VISITOR:
+            who = "You"
+        elif message.sender == SenderKind.AGENT:
+            who = message.sender_agent.display_name if message.sender_agent else "Agent"
+        else:
+            who = site.name
+        lines.append(
+            {
+                "who": who,
+                "sender": message.sender,
+                "time": message.created_at.astimezone(zone),
+                "body": message.body,
+            }
+        )
+    context = {
+        "site_name": site.name,
+        "conversation": conversation,
+        "started": conversation.created_at.astimezone(zone),
+        "zone": str(zone),
+        "lines": lines,
+    }
+    mail = EmailMultiAlternatives(
+        subject=f"Your chat with {site.name}",
+        body=render_to_string("chat/transcript_email.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to],
+    )
+    mail.attach_alternative(render_to_string("chat/transcript_email.html", context), "text/html")
+    return TranscriptEmail(conversation_id=conversation.pk, to=to, message=mail)
+
+
+def send(transcript: TranscriptEmail) -> bool:
+    """Hand the mail to the backend; False (logged) if it refused or failed."""
+    try:
+        return bool(transcript.message.send(fail_silently=False))
+    except Exception:
+        logger.exception("transcript of conversation %s: mail failed", transcript.conversation_id)
+        return False
