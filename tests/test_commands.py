@@ -7,8 +7,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from agents.models import AgentProfile
+from agents.models import AgentProfile, CannedResponse
+from agents.selectors import usable_canned_responses
 from chat import selectors
+from chat.management.commands.seed_demo import DEMO_CANNED_RESPONSES
 from chat.models import Site, new_site_key
 
 pytestmark = pytest.mark.django_db
@@ -200,3 +202,32 @@ def test_create_agent_with_a_negative_capacity_is_refused(personas):
         run("create_agent", "carol", "--password", "carol-secret-1", "--capacity", "-1")
 
     assert not get_user_model().objects.filter(username="carol").exists()
+
+
+# --- seed_demo (what `make run` starts from) -------------------------------------------
+
+
+def test_seed_demo_gives_the_demo_agent_shared_canned_responses_and_says_so():
+    out = run("seed_demo")
+
+    demo = agent_named("demo")
+    usable = {r["shortcut"]: r for r in usable_canned_responses(demo.pk)}
+    assert {"hello", "hours", "refund"} <= set(usable)
+    assert all(r["shared"] for r in usable.values())
+    assert "refund" in usable["refund"]["body"]
+    assert "/hello" in out and "/refund" in out
+
+
+def test_seed_demo_twice_adds_no_duplicates_and_keeps_an_operators_edit():
+    run("seed_demo")
+    CannedResponse.objects.filter(shortcut="hours").update(body="Open 8 to 20, every day.")
+    site_key = Site.objects.get(name="Demo shop").key
+
+    run("seed_demo")
+
+    assert Site.objects.filter(name="Demo shop").count() == 1
+    assert Site.objects.get(name="Demo shop").key == site_key
+    assert get_user_model().objects.filter(username__in=["demo", "admin"]).count() == 2
+    shortcuts = list(CannedResponse.objects.values_list("shortcut", flat=True))
+    assert len(shortcuts) == len(set(shortcuts)) == len(DEMO_CANNED_RESPONSES)
+    assert CannedResponse.objects.get(shortcut="hours").body == "Open 8 to 20, every day."

@@ -265,7 +265,9 @@ def test_closing_a_chat_tells_the_visitor_and_greys_it_out(new_context, live_app
     pane.get_by_role("button", name="Close chat").click()
 
     leaving.expect("conversation.closed", conversation=done, by="agent")
-    expect(pane.get_by_role("status")).to_have_text("This chat was closed by you.")
+    # The pane's notice (the composer's upload line is a status too, and stays empty).
+    expect(pane.locator(".pane-notice")).to_have_role("status")
+    expect(pane.locator(".pane-notice")).to_have_text("This chat was closed by you.")
     expect(pane.get_by_role("textbox")).to_be_disabled()
     expect(page.locator("#load")).to_have_text("1")
     expect(chat_item(page, done)).to_contain_text("Closed")
@@ -273,7 +275,7 @@ def test_closing_a_chat_tells_the_visitor_and_greys_it_out(new_context, live_app
     # The visitor may end it too.
     staying.send({"type": "conversation.close"})
     other_pane = open_chat(page, other)
-    expect(other_pane.get_by_role("status")).to_have_text("This chat was closed by the visitor.")
+    expect(other_pane.locator(".pane-notice")).to_have_text("This chat was closed by the visitor.")
     expect(page.locator("#load")).to_have_text("0")
 
     other_pane.get_by_role("button", name="Remove from list").click()
@@ -402,6 +404,9 @@ def test_mobile_screenshot_dashboard_shows_the_list_then_one_chat_full_width(
     # The open chat fills the screen; "Chats" goes back to the list.
     expect(page.get_by_role("complementary", name="Your chats")).to_be_hidden()
     assert pane.bounding_box()["width"] == 390
+    # The visitor panel starts folded on a phone, leaving the screen to the chat.
+    expect(pane.locator(".visitor-facts")).to_be_hidden()
+    expect(pane.get_by_text("About the visitor")).to_be_visible()
     page.screenshot(path=screenshot_path("dashboard-mobile-chat.png", tmp_path))
 
     pane.get_by_role("button", name="Back to chats").click()

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import AgentProfile
+from agents.models import AgentProfile, CannedResponse
 from chat.models import (
     Conversation,
     ConversationRating,
@@ -29,11 +29,23 @@ DEMO_ORIGINS = [
     "http://127.0.0.1:8001",
     "http://localhost:8001",
 ]
+# Shared snippets (every agent may use them; `/hello` in a reply expands to the text), so
+# a newcomer trying the dashboard sees canned responses at work. Created once by shortcut:
+# an operator's later edit of the text is kept.
+DEMO_CANNED_RESPONSES = {
+    "hello": "Hi! Thanks for getting in touch. How can I help you today?",
+    "hours": "We are here Monday to Friday, 9:00 to 17:00 (CET). Outside those hours, "
+    "leave a message and we reply by email.",
+    "refund": "I'm sorry about that. I've started your refund: it reaches your account "
+    "within 3 to 5 working days.",
+    "thanks": "Thanks for chatting with us! Is there anything else I can help with?",
+}
 
 
 class Command(BaseCommand):
     help = (
-        "Create (once) the demo site, a demo agent and an admin; print where to go. "
+        "Create (once) the demo site, a demo agent, an admin and a few shared canned "
+        "responses; print where to go. "
         "--conversations N also adds N closed sample conversations over the last 30 days "
         "(each run adds more), with two sample sites and four sample agents who cannot "
         "log in, for the transcript and analytics pages."
@@ -64,6 +76,10 @@ class Command(BaseCommand):
         User = get_user_model()  # noqa: N806 - Django's idiom
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", "demo-admin-pass")
+        for shortcut, body in DEMO_CANNED_RESPONSES.items():
+            CannedResponse.objects.get_or_create(
+                owner=None, shortcut=shortcut, defaults={"body": body}
+            )
         if conversations:
             made = generate_conversations(
                 count=conversations,
@@ -83,6 +99,9 @@ class Command(BaseCommand):
                     f"  agent dashboard  {base_url}/agent/   (login demo / demo-agent-pass)",
                     f"  admin            {base_url}/admin/   (login admin / demo-admin-pass)",
                     f"  demo site key    {site.key}",
+                    "  canned replies   "
+                    + " ".join(f"/{shortcut}" for shortcut in DEMO_CANNED_RESPONSES)
+                    + "   (type / in a reply)",
                     "",
                 ]
             )
