@@ -164,12 +164,40 @@ def app_static(tmp_path_factory) -> Path:
     return root
 
 
+# The shop's origin is only known once its server has a port: the template's site
+# starts with this one, and each test's copy is pointed at its own shop.
+TEMPLATE_ORIGIN = "https://shop.invalid"
+
+
+@dataclass(frozen=True)
+class TemplateDatabase:
+    path: Path
+    site_key: str
+
+
 @pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory) -> Path:
-    """A migrated SQLite file, copied for each test (migrating once saves seconds a test)."""
+def migrated_db(tmp_path_factory) -> TemplateDatabase:
+    """A migrated SQLite file with the site and agent alice made by the operator
+    commands, copied for each test: one Django start-up per command for the whole run
+    instead of three per test."""
     path = tmp_path_factory.mktemp("db-template") / "template.sqlite3"
-    manage(base_env(DATABASE_URL=f"sqlite:///{path}"), "migrate", "--noinput")
-    return path
+    env = base_env(DATABASE_URL=f"sqlite:///{path}")
+    manage(env, "migrate", "--noinput")
+    site_key = (
+        manage(env, "create_site", "--name", "Kettle & Crane", "--origin", TEMPLATE_ORIGIN)
+        .strip()
+        .splitlines()[-1]
+    )
+    manage(
+        env,
+        "create_agent",
+        AGENT_USERNAME,
+        "--password",
+        AGENT_PASSWORD,
+        "--capacity",
+        str(AGENT_CAPACITY),
+    )
+    return TemplateDatabase(path=path, site_key=site_key)
 
 
 @dataclass
@@ -248,7 +276,7 @@ class LiveApp:
             return
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -263,28 +291,25 @@ def shop() -> Iterator[PageServer]:
 
 
 @pytest.fixture
-def live_app(tmp_path: Path, shop: PageServer, app_static: Path, migrated_db: Path):
+def live_app(tmp_path: Path, shop: PageServer, app_static: Path, migrated_db: TemplateDatabase):
     """One daphne process on a free port with a fresh database holding a site that the
     shop's origin may embed, and agent alice (capacity 2, away until she says otherwise)."""
     db_path = tmp_path / "app.sqlite3"
-    shutil.copyfile(migrated_db, db_path)
+    shutil.copyfile(migrated_db.path, db_path)
+    site_key = migrated_db.site_key
+    # The copy's site is this test's shop's (before the app starts, so nothing caches it).
+    conn = sqlite3.connect(db_path)
+    try:
+        with conn:
+            conn.execute(
+                "UPDATE chat_site SET allowed_origins = ? WHERE key = ?",
+                (json.dumps([shop.origin]), site_key),
+            )
+    finally:
+        conn.close()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = base_env(DATABASE_URL=f"sqlite:///{db_path}", STATIC_ROOT=str(app_static))
-    site_key = (
-        manage(env, "create_site", "--name", "Kettle & Crane", "--origin", shop.origin)
-        .strip()
-        .splitlines()[-1]
-    )
-    manage(
-        env,
-        "create_agent",
-        AGENT_USERNAME,
-        "--password",
-        AGENT_PASSWORD,
-        "--capacity",
-        str(AGENT_CAPACITY),
-    )
     serve_shop(shop, app_url=url, site_key=site_key)
     app = LiveApp(
         url=url,
