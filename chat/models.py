@@ -116,6 +116,15 @@ class Conversation(models.Model):
         related_name="conversations",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # The agent who sent this chat back to the queue (a transfer to nobody): routing
+    # offers it to the others first (routing_policy.lock_agent_for); cleared on assignment.
+    handed_back_by = models.ForeignKey(
+        "agents.AgentProfile",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     # Queue order: re-queued conversations (priority 1) go before new ones, then FIFO.
     queue_priority = models.PositiveSmallIntegerField(default=0)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 
 from agents.models import AgentProfile
 
@@ -14,8 +15,16 @@ from . import selectors
 CANDIDATES_TO_TRY = 10
 
 
-def lock_agent_for(site_id: int, now: datetime) -> AgentProfile | None:
+def lock_agent_for(
+    site_id: int, now: datetime, *, handed_back_by: int | None = None
+) -> AgentProfile | None:
     """Lock and return the least-loaded routable agent of a site, or None.
+
+    `handed_back_by`: the agent who sent this chat back to the queue. They are not
+    given it again while any other agent of the site is present
+    (`selectors.present_agents`), even one without room right now: the chat waits
+    for them. Only when nobody else is present does it go back to that agent, rather
+    than leave the visitor waiting for nobody.
 
     Call inside a transaction. Race: two workers may pick the same agent for two
     conversations at once; the row lock on AgentProfile serialises them, and the load
@@ -30,9 +39,15 @@ def lock_agent_for(site_id: int, now: datetime) -> AgentProfile | None:
     and then wait for the first one it skipped, holding no other agent's lock: the
     holder may be a heartbeat, or a router whose assignment fails.
     """
-    ranked = list(
-        selectors.routable_agents(site_id, now).values_list("id", flat=True)[:CANDIDATES_TO_TRY]
-    )
+    candidates = selectors.routable_agents(site_id, now)
+    if handed_back_by is not None and (
+        selectors.present_agents(now)
+        .filter(Q(sites__isnull=True) | Q(sites=site_id))
+        .exclude(pk=handed_back_by)
+        .exists()
+    ):
+        candidates = candidates.exclude(pk=handed_back_by)
+    ranked = list(candidates.values_list("id", flat=True)[:CANDIDATES_TO_TRY])
     cutoff = selectors.heartbeat_cutoff(now)
     skipped = []
     savepoint = transaction.savepoint()

@@ -504,7 +504,10 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
             conversation.status = Status.QUEUED
             conversation.agent = None
             conversation.queue_priority = 1
-            conversation.save(update_fields=["status", "agent", "queue_priority"])
+            # Someone else should take it: routing passes this agent over while
+            # another is present (routing_policy.lock_agent_for).
+            conversation.handed_back_by_id = agent_id
+            conversation.save(update_fields=["status", "agent", "queue_priority", "handed_back_by"])
             _append_message(
                 conversation, sender=SenderKind.SYSTEM, body=TRANSFERRED_TO_QUEUE_TEXT, now=now
             )
@@ -769,11 +772,16 @@ def assign_queued(
     assigned: list[int] = []
     changed_sites: set[int] = set()
     blocked_sites: set[int] = set()
+    # Chats waiting for someone other than the agent who handed them back: the chats
+    # behind them may still take that agent's free slot.
+    passed_over: set[int] = set()
     empty_reads = 0
     while site_ids is None or not blocked_sites.issuperset(site_ids):
         with transaction.atomic():
-            queued = Conversation.objects.filter(status=Status.QUEUED).exclude(
-                site_id__in=blocked_sites
+            queued = (
+                Conversation.objects.filter(status=Status.QUEUED)
+                .exclude(site_id__in=blocked_sites)
+                .exclude(pk__in=passed_over)
             )
             if site_ids is not None:
                 queued = queued.filter(site_id__in=site_ids)
@@ -798,7 +806,12 @@ def assign_queued(
                 if empty_reads < 3 and queued.exists():
                     continue
                 break
-            agent = routing_policy.lock_agent_for(conversation.site_id, now)
+            agent = routing_policy.lock_agent_for(
+                conversation.site_id, now, handed_back_by=conversation.handed_back_by_id
+            )
+            if agent is None and conversation.handed_back_by_id is not None:
+                passed_over.add(conversation.id)
+                continue
             if agent is None:
                 blocked_sites.add(conversation.site_id)
                 continue
@@ -814,11 +827,19 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
     conversation.status = Status.ACTIVE
     conversation.agent = agent
     conversation.assigned_at = now
+    conversation.handed_back_by = None
     # A re-queued chat comes to its new agent unread, whatever the last agent read.
     conversation.agent_read_seq = 0
     conversation.agent_unread = conversation.messages.filter(sender=SenderKind.VISITOR).count()
     conversation.save(
-        update_fields=["status", "agent", "assigned_at", "agent_read_seq", "agent_unread"]
+        update_fields=[
+            "status",
+            "agent",
+            "assigned_at",
+            "handed_back_by",
+            "agent_read_seq",
+            "agent_unread",
+        ]
     )
     agent.last_assigned_at = now
     agent.save(update_fields=["last_assigned_at"])

@@ -139,6 +139,61 @@ def test_chat_sent_back_to_the_queue_goes_ahead_and_to_the_next_free_agent(
     assert Conversation.objects.get(pk=first.id).agent_id == personas.bob.id
 
 
+def test_chat_sent_back_to_the_queue_is_not_given_straight_back_to_its_agent(personas):
+    AgentProfile.objects.filter(pk=personas.bob.pk).update(capacity=3)
+    set_status(personas.alice, AgentProfile.Status.AWAY)
+    assert open_chat(personas.v1).agent_id == personas.bob.id
+    set_status(personas.alice, AgentProfile.Status.AVAILABLE)
+    chat = open_chat(personas.v2)
+    assert chat.agent_id == personas.alice.id
+
+    # Once the chat leaves her, alice (no chats) is less loaded than bob (one of
+    # three), but she asked for someone else.
+    services.transfer_conversation(
+        agent_id=personas.alice.id, conversation_id=chat.id, to_agent_id=None
+    )
+    chat.refresh_from_db()
+    assert (chat.status, chat.agent_id) == ("active", personas.bob.id)
+
+
+def test_a_handed_back_chat_waits_for_a_busy_colleague_while_others_take_alices_slot(
+    personas,
+):
+    bob_chat = open_chat(personas.v1)
+    handed_back = open_chat(personas.v2)
+    assert {bob_chat.agent_id, handed_back.agent_id} == {personas.alice.id, personas.bob.id}
+    if handed_back.agent_id != personas.alice.id:
+        bob_chat, handed_back = handed_back, bob_chat
+    # bob (capacity 1) is full; alice hands her chat back to the queue.
+    services.transfer_conversation(
+        agent_id=personas.alice.id, conversation_id=handed_back.id, to_agent_id=None
+    )
+    handed_back.refresh_from_db()
+    assert (handed_back.status, handed_back.agent_id) == ("queued", None)
+
+    # A new visitor behind it in the queue gets alice's free slot meanwhile.
+    newcomer = open_chat(personas.v3)
+    assert (newcomer.status, newcomer.agent_id) == ("active", personas.alice.id)
+    handed_back.refresh_from_db()
+    assert handed_back.status == "queued"
+
+    # bob's slot frees: the handed-back chat goes to him.
+    services.close_by_agent(agent_id=personas.bob.id, conversation_id=bob_chat.id)
+    handed_back.refresh_from_db()
+    assert (handed_back.status, handed_back.agent_id) == ("active", personas.bob.id)
+    assert handed_back.handed_back_by_id is None
+
+
+def test_a_handed_back_chat_returns_to_its_agent_when_nobody_else_is_online(personas):
+    set_status(personas.bob, AgentProfile.Status.AWAY)
+    chat = open_chat(personas.v1)
+    services.transfer_conversation(
+        agent_id=personas.alice.id, conversation_id=chat.id, to_agent_id=None
+    )
+    chat.refresh_from_db()
+    assert (chat.status, chat.agent_id) == ("active", personas.alice.id)
+
+
 # --- sockets --------------------------------------------------------------------
 
 
