@@ -93,8 +93,13 @@ def queue_order(database: E2EDatabase) -> list[int]:
 
 
 def last_position(peer: Peer) -> int | None:
+    """The position the widget shows: that of the newest queue reading it got. Two
+    workers' frames may arrive out of order; the widget keeps the highest
+    `queue_version` (docs/protocol.md), and so does this."""
     queued = peer.of_type(QUEUED)
-    return queued[-1]["position"] if queued else None
+    if not queued:
+        return None
+    return max(queued, key=lambda frame: frame["queue_version"])["position"]
 
 
 # No sweeper: the freed slot must reach the queue through the close itself, not through
@@ -458,7 +463,10 @@ async def test_visitors_arriving_at_once_with_no_agent_each_end_at_their_own_que
     order = queue_order(e2e_database)
     assert sorted(order) == sorted(visitor_of)
     told = {
-        visitor_of[c].name: [f["position"] for f in visitor_of[c].of_type(QUEUED)] for c in order
+        visitor_of[c].name: [
+            (f["position"], f["queue_version"]) for f in visitor_of[c].of_type(QUEUED)
+        ]
+        for c in order
     }
     assert [last_position(visitor_of[c]) for c in order] == list(range(1, 13)), told
     await asyncio.gather(*(v.close() for v in visitors))
