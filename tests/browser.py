@@ -451,6 +451,9 @@ class AgentSocket(Socket):
             additional_headers={"Cookie": cookie},
             open_timeout=FRAME_TIMEOUT,
             legacy=True,
+            # Keep reading while the test does not: with a full queue the client stops
+            # reading, never sees the server's close frame, and close() waits 10 s.
+            max_queue=None,
         )
         self.ready = self.expect("ready")
 

@@ -83,6 +83,9 @@ class SameVisitorTab(Socket):
             open_timeout=FRAME_TIMEOUT,
             max_size=None,
             legacy=True,
+            # Keep reading while the test does not: with a full queue the client stops
+            # reading, never sees the server's close frame, and close() waits 10 s.
+            max_queue=None,
         )
         self.send(
             {"type": "hello", "site_key": app.site_key, "visitor_token": token, "last_seq": 0}
