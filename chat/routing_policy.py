@@ -3,7 +3,6 @@
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
 
 from agents.models import AgentProfile
 
@@ -41,10 +40,7 @@ def lock_agent_for(
     """
     candidates = selectors.routable_agents(site_id, now)
     if handed_back_by is not None and (
-        selectors.present_agents(now)
-        .filter(Q(sites__isnull=True) | Q(sites=site_id))
-        .exclude(pk=handed_back_by)
-        .exists()
+        selectors.present_agents(now, site_id=site_id).exclude(pk=handed_back_by).exists()
     ):
         candidates = candidates.exclude(pk=handed_back_by)
     ranked = list(candidates.values_list("id", flat=True)[:CANDIDATES_TO_TRY])

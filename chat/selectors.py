@@ -252,6 +252,13 @@ def heartbeat_cutoff(now: datetime | None = None) -> datetime:
     return now - timezone.timedelta(seconds=settings.SUPPORTDESK_HEARTBEAT_TIMEOUT)
 
 
+def serves(site_id: int) -> Q:
+    """Agent profiles serving a site: those listed for it, and those listed for no site
+    (who serve every site). Filtering on it joins the sites: add `.distinct()` where a
+    row per agent matters."""
+    return Q(sites__isnull=True) | Q(sites=site_id)
+
+
 def routable_agents(site_id: int, now: datetime | None = None) -> QuerySet:
     """Agents who may take a new chat of this site now: available, with a fresh
     heartbeat, active login, serving the site, below capacity; least loaded first,
@@ -262,7 +269,7 @@ def routable_agents(site_id: int, now: datetime | None = None) -> QuerySet:
             last_heartbeat__gte=heartbeat_cutoff(now),
             user__is_active=True,
         )
-        .filter(Q(sites__isnull=True) | Q(sites=site_id))
+        .filter(serves(site_id))
         .annotate(load=Count("conversations", filter=Q(conversations__status=Status.ACTIVE)))
         .filter(load__lt=F("capacity"))
         .order_by("load", F("last_assigned_at").asc(nulls_first=True), "id")
@@ -293,23 +300,25 @@ def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
     ]
 
 
-def present_agents(now: datetime | None = None) -> QuerySet:
-    """Agents who can be routed chats at all right now: available (not away, by choice
-    or idle), with a live heartbeat, an active login and room for at least one chat
-    (capacity 0 is never routed). Busy ones included: they free up."""
-    return AgentProfile.objects.filter(
+def present_agents(now: datetime | None = None, *, site_id: int | None = None) -> QuerySet:
+    """Agents who can be routed chats at all right now (of one site, if given):
+    available (not away, by choice or idle), with a live heartbeat, an active login and
+    room for at least one chat (capacity 0 is never routed). Busy ones included: they
+    free up."""
+    agents = AgentProfile.objects.filter(
         status=AgentProfile.Status.AVAILABLE,
         last_heartbeat__gte=heartbeat_cutoff(now),
         user__is_active=True,
         capacity__gt=0,
     )
+    return agents if site_id is None else agents.filter(serves(site_id))
 
 
 def agents_online(site_id: int, now: datetime | None = None) -> bool:
     """Whether a present agent (see `present_agents`) serves the site, busy or not:
     the widget says "agents online" (a chat queues and is answered), else it offers
     the offline form."""
-    return present_agents(now).filter(Q(sites__isnull=True) | Q(sites=site_id)).exists()
+    return present_agents(now, site_id=site_id).exists()
 
 
 def online_site_ids(now: datetime | None = None) -> frozenset[int]:
@@ -361,12 +370,7 @@ def wait_basis(site_id: int, now: datetime | None = None) -> tuple[float | None,
     durations = [(closed - assigned).total_seconds() for assigned, closed in rows]
     durations = [d for d in durations if d >= 0]
     median = statistics.median(durations) if durations else None
-    slots = sum(
-        present_agents(now)
-        .filter(Q(sites__isnull=True) | Q(sites=site_id))
-        .distinct()
-        .values_list("capacity", flat=True)
-    )
+    slots = sum(present_agents(now, site_id=site_id).distinct().values_list("capacity", flat=True))
     _wait_basis[site_id] = (clock + WAIT_BASIS_TTL, median, slots)
     return median, slots
 
@@ -384,8 +388,7 @@ def estimated_wait_seconds(site_id: int, position: int) -> int | None:
 def site_agent_emails(site_id: int) -> list[str]:
     """Email addresses of the active agents serving a site."""
     rows = (
-        AgentProfile.objects.filter(user__is_active=True)
-        .filter(Q(sites__isnull=True) | Q(sites=site_id))
+        AgentProfile.objects.filter(serves(site_id), user__is_active=True)
         .exclude(user__email="")
         .values_list("user__email", flat=True)
         .distinct()

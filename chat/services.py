@@ -545,8 +545,9 @@ def _lock_transfer_target(
     a transfer and a routing at once cannot both fill its last slot)."""
     if to_agent_id == conversation.agent_id:
         raise AgentUnavailable
-    serves_site = Q(sites__isnull=True) | Q(sites=conversation.site_id)
-    if not AgentProfile.objects.filter(serves_site, pk=to_agent_id).exists():
+    if not AgentProfile.objects.filter(
+        selectors.serves(conversation.site_id), pk=to_agent_id
+    ).exists():
         raise AgentUnavailable
     agent = (
         AgentProfile.objects.select_for_update(of=("self",))
