@@ -501,15 +501,10 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
     with transaction.atomic():
         conversation = _lock_agents_open_conversation(agent_id, conversation_id)
         if to_agent_id is None:
-            conversation.status = Status.QUEUED
-            conversation.agent = None
-            conversation.queue_priority = 1
             # Someone else should take it: routing passes this agent over while
             # another is present (routing_policy.lock_agent_for).
-            conversation.handed_back_by_id = agent_id
-            conversation.save(update_fields=["status", "agent", "queue_priority", "handed_back_by"])
-            _append_message(
-                conversation, sender=SenderKind.SYSTEM, body=TRANSFERRED_TO_QUEUE_TEXT, now=now
+            _back_to_queue(
+                conversation, text=TRANSFERRED_TO_QUEUE_TEXT, now=now, handed_back_by=agent_id
             )
             target = None
         else:
@@ -1009,11 +1004,7 @@ def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
             if conversation is None:
                 continue
             former_agent_id = conversation.agent_id
-            conversation.status = Status.QUEUED
-            conversation.agent = None
-            conversation.queue_priority = 1
-            conversation.save(update_fields=["status", "agent", "queue_priority"])
-            _append_message(conversation, sender=SenderKind.SYSTEM, body=REQUEUED_TEXT, now=now)
+            _back_to_queue(conversation, text=REQUEUED_TEXT, now=now)
             frame = {"type": "conversation.requeued", "conversation": conversation.id}
             realtime.broadcast_on_commit(
                 [realtime.agent_group(former_agent_id)], realtime.frame_event(frame)
@@ -1029,6 +1020,19 @@ def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
         # Someone else may have room for it right now.
         assign_queued(site_ids=[site_id], now=now)
     return requeued
+
+
+def _back_to_queue(
+    conversation: Conversation, *, text: str, now: datetime, handed_back_by: int | None = None
+) -> None:
+    """Put a locked, active conversation back at the front of its site's queue, and tell
+    the visitor why with a system message. The caller tells the agent it left."""
+    conversation.status = Status.QUEUED
+    conversation.agent = None
+    conversation.queue_priority = 1
+    conversation.handed_back_by_id = handed_back_by
+    conversation.save(update_fields=["status", "agent", "queue_priority", "handed_back_by"])
+    _append_message(conversation, sender=SenderKind.SYSTEM, body=text, now=now)
 
 
 def close_idle_conversations(*, now: datetime | None = None) -> list[int]:
