@@ -5,6 +5,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.urls import reverse
@@ -26,6 +27,16 @@ from .models import (
 )
 
 Status = Conversation.Status
+
+# The routing reads below are written out as SQL (docs/performance.md, change 8).
+CONVERSATION_TABLE = Conversation._meta.db_table
+MESSAGE_TABLE = Message._meta.db_table
+ATTACHMENT_TABLE = Attachment._meta.db_table
+AGENT_TABLE = AgentProfile._meta.db_table
+USER_TABLE = AgentProfile._meta.get_field("user").related_model._meta.db_table
+AGENT_SITES_TABLE = AgentProfile.sites.through._meta.db_table
+AGENT_SITES_AGENT = AgentProfile.sites.field.m2m_column_name()
+AGENT_SITES_SITE = AgentProfile.sites.field.m2m_reverse_name()
 
 
 class NotFound(Exception):
@@ -82,6 +93,22 @@ def messages_after(conversation_id: int, after_seq: int) -> list[dict]:
         .order_by("seq")
     )
     return [message_dict(m) for m in rows]
+
+
+def messages_without_attachments(conversation_id: int) -> list[dict] | None:
+    """Every message of a conversation as `messages_after(conversation_id, 0)` shows
+    them, in one plain SQL query; None if one has an attachment (`messages_after`
+    shows those). Routing hands every new chat's history to its agent, hundreds a
+    second in a burst, and a new chat's history is one message."""
+    rows = Message.objects.raw(
+        f"SELECT m.*, EXISTS (SELECT 1 FROM {ATTACHMENT_TABLE} a WHERE a.message_id = m.id)"
+        f" AS with_attachment FROM {MESSAGE_TABLE} m WHERE m.conversation_id = %s ORDER BY m.seq",
+        [conversation_id],
+    )
+    messages = list(rows)
+    if any(message.with_attachment for message in messages):
+        return None
+    return [message_dict(message) for message in messages]
 
 
 def note_dict(note: Note) -> dict:
@@ -214,15 +241,20 @@ def queue_position(conversation: Conversation) -> int:
     return ahead.count() + 1
 
 
-def queue_order(queryset: QuerySet) -> QuerySet:
-    return queryset.order_by("-queue_priority", "queued_at", "id")
+# The queue's order, in SQL: re-queued chats (priority 1) first, then first come, first served.
+QUEUE_ORDER = "queue_priority DESC, queued_at, id"
 
 
 def queued_positions(site_id: int) -> list[tuple[int, int, int]]:
-    """(conversation id, visitor id, position) for a site's whole queue, in order."""
-    rows = queue_order(
-        Conversation.objects.filter(site_id=site_id, status=Status.QUEUED)
-    ).values_list("id", "visitor_id")
+    """(conversation id, visitor id, position) for a site's whole queue, in order.
+    Plain SQL: every queue change reads it (docs/performance.md, change 8)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, visitor_id FROM {CONVERSATION_TABLE} WHERE site_id = %s AND status = %s"
+            f" ORDER BY {QUEUE_ORDER}",
+            [site_id, Status.QUEUED],
+        )
+        rows = cursor.fetchall()
     return [(conv_id, visitor_id, n) for n, (conv_id, visitor_id) in enumerate(rows, start=1)]
 
 
@@ -274,6 +306,39 @@ def routable_agents(site_id: int, now: datetime | None = None) -> QuerySet:
         .filter(load__lt=F("capacity"))
         .order_by("load", F("last_assigned_at").asc(nulls_first=True), "id")
     )
+
+
+def present_agent_loads(site_id: int, now: datetime | None = None) -> list[tuple[int, int, int]]:
+    """(agent id, capacity, active chats) of the agents present for a site
+    (`present_agents`), least loaded first, then the one idle longest: the routing
+    ranking. Those with load below capacity are `routable_agents`, in its order.
+
+    One plain SQL statement: routing reads it for every new chat, and compiling the
+    ORM's version cost more than running it (docs/performance.md, change 8).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.id, a.capacity, (SELECT COUNT(*) FROM {CONVERSATION_TABLE} c"
+            "  WHERE c.agent_id = a.id AND c.status = %s) AS active_load"
+            f" FROM {AGENT_TABLE} a JOIN {USER_TABLE} u ON u.id = a.user_id"
+            " WHERE a.status = %s AND a.last_heartbeat >= %s AND u.is_active = %s"
+            " AND a.capacity > 0"
+            # `serves(site_id)`: listed for no site (every site), or for this one.
+            f" AND (NOT EXISTS (SELECT 1 FROM {AGENT_SITES_TABLE} s"
+            f"  WHERE s.{AGENT_SITES_AGENT} = a.id)"
+            f"  OR EXISTS (SELECT 1 FROM {AGENT_SITES_TABLE} s"
+            f"  WHERE s.{AGENT_SITES_AGENT} = a.id AND s.{AGENT_SITES_SITE} = %s))"
+            # Never assigned (NULL) first, as `routable_agents` orders them.
+            " ORDER BY active_load, a.last_assigned_at IS NOT NULL, a.last_assigned_at, a.id",
+            [
+                Status.ACTIVE,
+                AgentProfile.Status.AVAILABLE,
+                connection.ops.adapt_datetimefield_value(heartbeat_cutoff(now)),
+                True,
+                site_id,
+            ],
+        )
+        return cursor.fetchall()
 
 
 def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
@@ -397,7 +462,13 @@ def site_agent_emails(site_id: int) -> list[str]:
 
 
 def active_load(agent_id: int) -> int:
-    return Conversation.objects.filter(agent_id=agent_id, status=Status.ACTIVE).count()
+    """The agent's active chats (plain SQL: routing counts it under each candidate's lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {CONVERSATION_TABLE} WHERE agent_id = %s AND status = %s",
+            [agent_id, Status.ACTIVE],
+        )
+        return cursor.fetchone()[0]
 
 
 def visitor_context_dict(visitor: Visitor) -> dict:

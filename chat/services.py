@@ -5,6 +5,7 @@ commit, and only then broadcast (`realtime.broadcast_on_commit`).
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ Status = Conversation.Status
 OPEN = tuple(str(status) for status in Conversation.OPEN_STATUSES)
 CONVERSATION_TABLE = Conversation._meta.db_table
 MESSAGE_TABLE = Message._meta.db_table
+VISITOR_TABLE = Visitor._meta.db_table
+AGENT_TABLE = AgentProfile._meta.db_table
 
 REQUEUED_TEXT = "Your agent was disconnected. You are back at the front of the queue."
 IDLE_CLOSED_TEXT = "This conversation was closed after a period of inactivity."
@@ -762,48 +765,84 @@ def assign_queued(
     """Give queued conversations to free agents, oldest first, until none can be placed.
 
     Each assignment is its own short transaction. Returns the assigned conversation ids.
+    For a run started by a freed slot (or an agent coming): the new chat's own run is
+    `_route_new_conversation`.
     """
     now = now or timezone.now()
+    assigned, changed_sites = _place_queued(site_ids, now=now)
+    for site_id in changed_sites:
+        _broadcast_queue(site_id)
+    return assigned
+
+
+def _place_queued(
+    site_ids: Iterable[int] | None, *, now: datetime, new_chat: int | None = None
+) -> tuple[list[int], set[int]]:
+    """The routing loop of `assign_queued`: (assigned conversation ids, sites whose
+    queue changed). The agents of a site are ranked once per run
+    (`routing_policy.Ranking`), not once per chat.
+
+    `new_chat`: the run is that chat's own (`_route_new_conversation`): when every
+    queued row is held, it waits for its own chat only, not for the oldest (below).
+    """
     site_ids = None if site_ids is None else list(site_ids)
     assigned: list[int] = []
     changed_sites: set[int] = set()
+    rankings: dict[int, routing_policy.Ranking] = {}
     blocked_sites: set[int] = set()
+    if new_chat is not None:
+        # Before any lock: when every agent is full (each arrival of a burst's second
+        # half), one query says so. A freed slot's run ranks after locking a chat.
+        for site_id in site_ids:
+            rankings[site_id] = routing_policy.Ranking(site_id, now)
+            if not rankings[site_id].anyone_free():
+                blocked_sites.add(site_id)
     # Chats waiting for someone other than the agent who handed them back: the chats
     # behind them may still take that agent's free slot.
     passed_over: set[int] = set()
+    waited_for_new_chat = False
     empty_reads = 0
     while site_ids is None or not blocked_sites.issuperset(site_ids):
         with transaction.atomic():
-            queued = (
-                Conversation.objects.filter(status=Status.QUEUED)
-                .exclude(site_id__in=blocked_sites)
-                .exclude(pk__in=passed_over)
-            )
-            if site_ids is not None:
-                queued = queued.filter(site_id__in=site_ids)
             # Race: two workers may fill slots at once. The row lock on a queued
             # conversation makes sure it is assigned once. Each router takes the oldest
             # one nobody else holds (SKIP LOCKED), so a burst of routers places different
             # chats at once instead of queueing on the oldest row (docs/performance.md).
-            # Only when every queued row is held does it wait for the oldest, then finds
-            # it no longer queued or still there: a holder that found no agent lets go,
-            # and a slot freed meanwhile must not be missed. The price: while one router
-            # holds the oldest chat and finds no agent, another that finds a slot freed
-            # that very moment gives it to the next chat in line.
-            ordered = selectors.queue_order(queued)
-            conversation = (
-                ordered.select_for_update(skip_locked=True).first()
-                or ordered.select_for_update().first()
-            )
+            # When every queued row is held, a run for a freed slot waits for the
+            # oldest, then finds it no longer queued or still there: a holder that
+            # found no agent lets go, and the slot freed meanwhile must not be missed.
+            # A new chat's run waits for its own chat only (a burst's routers would
+            # all queue on the oldest row again): its holder is another router, who
+            # reads the agents again before giving up on it (Ranking.stale), or a
+            # message or a close that lets go at once. The price: while one router
+            # holds the oldest chat and finds no agent, another that finds a slot
+            # freed that very moment gives it to the next chat in line.
+            queue = _Queue(site_ids, blocked_sites, passed_over)
+            conversation = queue.lock_oldest(skip_locked=True)
+            if conversation is None and new_chat is not None:
+                if new_chat not in assigned and not waited_for_new_chat:
+                    waited_for_new_chat = True
+                    conversation = _lock_if_queued(new_chat)
+            elif conversation is None:
+                conversation = queue.lock_oldest(skip_locked=False)
+                if conversation is None:
+                    # Under the lock PostgreSQL may skip a row that changed while we
+                    # waited and return nothing although others are queued: look again
+                    # (bounded).
+                    empty_reads += 1
+                    if empty_reads < 3 and queue.exists():
+                        continue
             if conversation is None:
-                # Under the lock PostgreSQL may skip a row that changed while we waited
-                # and return nothing although others are queued: look again (bounded).
-                empty_reads += 1
-                if empty_reads < 3 and queued.exists():
-                    continue
                 break
+            ranking = rankings.get(conversation.site_id)
+            if ranking is None:
+                ranking = rankings[conversation.site_id] = routing_policy.Ranking(
+                    conversation.site_id, now
+                )
+            else:
+                ranking.stale = True
             agent = routing_policy.lock_agent_for(
-                conversation.site_id, now, handed_back_by=conversation.handed_back_by_id
+                ranking, handed_back_by=conversation.handed_back_by_id
             )
             if agent is None and conversation.handed_back_by_id is not None:
                 passed_over.add(conversation.id)
@@ -814,31 +853,83 @@ def assign_queued(
             _assign(conversation, agent, now=now)
         assigned.append(conversation.id)
         changed_sites.add(conversation.site_id)
-    for site_id in changed_sites:
-        _broadcast_queue(site_id)
-    return assigned
+        if not ranking.anyone_free():
+            blocked_sites.add(conversation.site_id)
+    return assigned, changed_sites
+
+
+class _Queue:
+    """The queued conversations one routing step looks at, in queue order, in plain SQL:
+    a burst runs these once or twice per chat."""
+
+    def __init__(
+        self, site_ids: list[int] | None, blocked_sites: set[int], passed_over: set[int]
+    ) -> None:
+        where, params = ["status = %s"], [Status.QUEUED]
+        if site_ids is not None:
+            where.append(f"site_id IN ({_placeholders(site_ids)})")
+            params += site_ids
+        if blocked_sites:
+            where.append(f"site_id NOT IN ({_placeholders(blocked_sites)})")
+            params += blocked_sites
+        if passed_over:
+            where.append(f"id NOT IN ({_placeholders(passed_over)})")
+            params += passed_over
+        self.where, self.params = " AND ".join(where), params
+
+    def lock_oldest(self, *, skip_locked: bool) -> Conversation | None:
+        """Lock and return the oldest one (call inside a transaction). SQLite has no
+        row locks: its IMMEDIATE transaction already holds the write lock."""
+        lock = ""
+        if connection.features.has_select_for_update:
+            lock = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+        rows = Conversation.objects.raw(
+            f"SELECT * FROM {CONVERSATION_TABLE} WHERE {self.where}"
+            f" ORDER BY {selectors.QUEUE_ORDER} LIMIT 1{lock}",
+            self.params,
+        )
+        return next(iter(rows), None)
+
+    def exists(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {CONVERSATION_TABLE} WHERE {self.where} LIMIT 1", self.params
+            )
+            return cursor.fetchone() is not None
+
+
+def _lock_if_queued(conversation_id: int) -> Conversation | None:
+    """Lock a conversation, waiting for its holder, and return it if still queued."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    rows = Conversation.objects.raw(
+        f"SELECT * FROM {CONVERSATION_TABLE} WHERE id = %s AND status = %s{lock}",
+        [conversation_id, Status.QUEUED],
+    )
+    return next(iter(rows), None)
+
+
+def _placeholders(values: Iterable) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -> None:
+    """Give a locked conversation to a locked agent, and tell both once committed."""
+    # Never assigned before (assigned_at is kept through a re-queue): no agent could
+    # have written a note on it, so there are none to load.
+    had_an_agent = conversation.assigned_at is not None
     conversation.status = Status.ACTIVE
     conversation.agent = agent
     conversation.assigned_at = now
     conversation.handed_back_by = None
+    # The agent's copy carries the whole history; under the conversation's row lock it
+    # is every message, so it also gives the unread count.
+    messages = selectors.messages_without_attachments(conversation.id)
+    if messages is None:
+        messages = selectors.messages_after(conversation.id, 0)
     # A re-queued chat comes to its new agent unread, whatever the last agent read.
     conversation.agent_read_seq = 0
-    conversation.agent_unread = conversation.messages.filter(sender=SenderKind.VISITOR).count()
-    conversation.save(
-        update_fields=[
-            "status",
-            "agent",
-            "assigned_at",
-            "handed_back_by",
-            "agent_read_seq",
-            "agent_unread",
-        ]
-    )
-    agent.last_assigned_at = now
-    agent.save(update_fields=["last_assigned_at"])
+    conversation.agent_unread = sum(1 for m in messages if m["sender"] == SenderKind.VISITOR)
+    _save_assignment(conversation, agent)
     visitor_copy = {
         "type": "conversation.assigned",
         "conversation": {
@@ -849,9 +940,18 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
         },
         "agent": agent.public_dict(),
     }
+    if not Conversation.visitor.is_cached(conversation):
+        # For the agent's copy (visitor_context); plain SQL, as above.
+        [conversation.visitor] = Visitor.objects.raw(
+            f"SELECT * FROM {VISITOR_TABLE} WHERE id = %s", [conversation.visitor_id]
+        )
     agent_copy = {
         "type": "conversation.assigned",
-        "conversation": selectors.agent_conversation_dict(conversation, with_messages=True),
+        "conversation": {
+            **selectors.agent_conversation_dict(conversation),
+            "messages": messages,
+            "notes": selectors.notes_of(conversation.id) if had_an_agent else [],
+        },
         "agent": agent.public_dict(),
     }
     # (addition) Race: a reading of the queue taken before this commit may reach the
@@ -866,9 +966,38 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
     logger.info("conversation %s assigned to agent %s", conversation.id, agent.id)
 
 
+def _save_assignment(conversation: Conversation, agent: AgentProfile) -> None:
+    """The two UPDATEs of an assignment, written out (no ORM compile: a burst routes
+    hundreds a second)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    agent.last_assigned_at = conversation.assigned_at
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {CONVERSATION_TABLE} SET status = %s, agent_id = %s, assigned_at = %s,"
+            " handed_back_by_id = NULL, agent_read_seq = %s, agent_unread = %s WHERE id = %s",
+            [
+                conversation.status,
+                agent.id,
+                adapt(conversation.assigned_at),
+                conversation.agent_read_seq,
+                conversation.agent_unread,
+                conversation.id,
+            ],
+        )
+        cursor.execute(
+            f"UPDATE {AGENT_TABLE} SET last_assigned_at = %s WHERE id = %s",
+            [adapt(agent.last_assigned_at), agent.id],
+        )
+
+
 def _route_new_conversation(conversation: Conversation, *, now: datetime) -> None:
-    assigned = assign_queued(site_ids=[conversation.site_id], now=now)
-    if conversation.id not in assigned:
+    _assigned, changed_sites = _place_queued(
+        [conversation.site_id], now=now, new_chat=conversation.id
+    )
+    if changed_sites:
+        # One reading for both changes: the assignments, and this chat's arrival.
+        _broadcast_queue(conversation.site_id)
+    else:
         # It joined the queue: its own position is new, and so is everyone's behind it.
         # Race: `queued_at` is taken before the transaction, so with two workers a
         # conversation can commit after others queued later than it and land ahead of
@@ -876,15 +1005,76 @@ def _route_new_conversation(conversation: Conversation, *, now: datetime) -> Non
         _broadcast_queue(conversation.site_id, from_conversation=conversation.id)
 
 
+# Readings of one site's queue in this worker: at most one running and one waiting to
+# start, and each starting at least QUEUE_READING_WINDOW seconds after the one before.
+# A change made while a reading waits is covered by it (it starts after the change
+# committed), so its maker need not read again: in a burst, the arrivals and
+# assignments of one window share one reading (and one queue-length event to every
+# agent socket) instead of reading the queue once each.
+QUEUE_READING_WINDOW = 0.1
+_readings = threading.Condition()
+_reading_now: set[int] = set()
+# site -> the conversations whose arrival the waiting reading must tell from (None:
+# the whole queue).
+_reading_next: dict[int, set[int] | None] = {}
+_last_reading_at: dict[int, float] = {}  # site -> when its latest reading began
+
+
 def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> None:
     """Tell queued visitors of a site their positions (only from `from_conversation`
-    back, if given), and agents the queue length."""
+    back, if given), and agents the queue length.
+
+    Coalesced per worker (`_reading_next`): a caller returns at once when a reading
+    that has not started yet is waiting, for the one running or for its window; that
+    reading sends what this one would have, and its frames go out with its caller's.
+    The waiting caller holds no transaction; inside an outer transaction (never on the
+    sockets' paths) it reads at once: waiting there could hold a lock the running
+    reading needs.
+    """
+    starts = None if from_conversation is None else {from_conversation}
+    if connection.in_atomic_block:
+        _read_queue(site_id, starts)
+        return
+    with _readings:
+        if site_id in _reading_next:
+            waiting = _reading_next[site_id]
+            if starts is None:
+                _reading_next[site_id] = None
+            elif waiting is not None:
+                waiting |= starts
+            return
+        _reading_next[site_id] = starts
+        while True:
+            if site_id in _reading_now:
+                _readings.wait()
+                continue
+            wait = _last_reading_at.get(site_id, float("-inf")) + QUEUE_READING_WINDOW
+            wait -= time.monotonic()
+            if wait <= 0:
+                break
+            _readings.wait(wait)
+        starts = _reading_next.pop(site_id)
+        _reading_now.add(site_id)
+        _last_reading_at[site_id] = time.monotonic()
+    try:
+        _read_queue(site_id, starts)
+    finally:
+        with _readings:
+            _reading_now.discard(site_id)
+            _readings.notify_all()
+
+
+def _read_queue(site_id: int, starts: set[int] | None) -> None:
+    """One reading of a site's queue, broadcast: every queued visitor's position from
+    the first of `starts` in the queue (all of them for None), and the length to the
+    agents. A conversation of `starts` no longer queued left since it arrived: its
+    leaving asked for a reading of the whole queue of its own."""
     with transaction.atomic():
         version = _lock_queue_reading(site_id)
         positions = selectors.queued_positions(site_id)
-    reached = from_conversation is None
+    reached = starts is None
     for conversation_id, visitor_id, position in positions:
-        reached = reached or conversation_id == from_conversation
+        reached = reached or conversation_id in starts
         if not reached:
             continue
         frame = {
@@ -926,10 +1116,16 @@ def _lock_queue_reading(site_id: int) -> int:
     and its clock, one for every worker. SQLite: the IMMEDIATE transaction already
     holds the database's write lock, and every worker is on this machine's clock.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [QUEUE_READING_LOCK, site_id])
-    return _queue_clock()
+    if connection.vendor != "postgresql":
+        return _queue_clock()
+    with connection.cursor() as cursor:
+        # One round trip: the clock is read from the row the lock's subquery returns,
+        # so after the lock is granted.
+        cursor.execute(
+            f"SELECT {_PG_CLOCK} FROM (SELECT pg_advisory_xact_lock(%s, %s)) AS turn",
+            [QUEUE_READING_LOCK, site_id],
+        )
+        return cursor.fetchone()[0]
 
 
 def _queue_clock() -> int:
@@ -938,8 +1134,11 @@ def _queue_clock() -> int:
     if connection.vendor != "postgresql":
         return time.time_ns() // 1000
     with connection.cursor() as cursor:
-        cursor.execute("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS bigint)")
+        cursor.execute(f"SELECT {_PG_CLOCK}")
         return cursor.fetchone()[0]
+
+
+_PG_CLOCK = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS bigint)"
 
 
 # --- closing and sweeping -------------------------------------------------------

@@ -390,8 +390,8 @@ def test_agent_filled_after_the_ranking_is_skipped_under_the_row_lock(personas, 
     make_away(alice)
     open_chat(personas.v1)
     assert load(bob) == bob.capacity
-    stale_ranking = AgentProfile.objects.filter(pk=bob.pk)
-    monkeypatch.setattr(selectors, "routable_agents", lambda site_id, now=None: stale_ranking)
+    stale_ranking = [(bob.pk, bob.capacity, 0)]  # (agent, capacity, load): bob looks free
+    monkeypatch.setattr(selectors, "present_agent_loads", lambda site_id, now=None: stale_ranking)
 
     waiting = refreshed(open_chat(personas.v2))
 
