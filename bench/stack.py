@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supportdesk.serve import worker_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URLS = (
     "postgresql://postgres@127.0.0.1:5432/test",
@@ -392,18 +394,7 @@ def start_servers(
 
 
 def daphne_argv(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "--websocket-max-message-size",
-        "131072",
-        "supportdesk.asgi:application",
-    ]
+    return worker_command("127.0.0.1", port)
 
 
 @dataclass

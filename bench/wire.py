@@ -201,7 +201,10 @@ class Peer:
                 raise WireError(f"{self.name}: closed ({self.close_code}) before {types}")
             remaining = deadline - loop.time()
             if remaining <= 0:
-                seen = [f.get("type") for f in self.kept][-10:]
+                seen = [
+                    f"{f.get('type')}:{f['code']}" if f.get("type") == "error" else f.get("type")
+                    for f in self.kept
+                ][-10:]
                 raise WireError(f"{self.name}: no {types} within {timeout}s (kept: {seen})")
             waiter = loop.create_future()
             self._waiters.append(waiter)

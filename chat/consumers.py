@@ -46,6 +46,9 @@ HELLO_TIMEOUT = 10.0
 # drafts in between are dropped unanswered, before any database work. The widget sends
 # one every 500 ms at most, so only a misbehaving client loses any.
 DRAFT_MIN_INTERVAL = 0.25
+# How long a frame waits for an earlier message of its conversation still on its way
+# before that message is read from the database (`ChatConsumer.deliver`).
+GAP_WAIT = 0.5
 
 
 @functools.cache
@@ -54,8 +57,10 @@ def _database_threads() -> ThreadPoolExecutor | None:
     return ThreadPoolExecutor(threads, thread_name_prefix="orm") if threads > 1 else None
 
 
+@functools.cache
 def on_database_thread(fn: Callable) -> Callable:
-    """`fn` made awaitable, run on one of the worker's ORM threads.
+    """`fn` made awaitable, run on one of the worker's ORM threads (made once per
+    function: building asgiref's wrapper was 1 % of a worker's CPU when made per call).
 
     Channels runs every ORM call of a process on one thread. A message's transaction
     waits on its COMMIT (an fsync on PostgreSQL), and with one thread every other socket
@@ -238,6 +243,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.bucket = protocol.TokenBucket(*getattr(settings, self.rate_setting))
         self.joined = set()
         self.shown = {}
+        # Frames waiting for an earlier seq, and the timers that stop the wait (`deliver`).
+        self.held: dict[int, dict[int, dict[str, Any]]] = {}
+        self.gap_timers: dict[int, asyncio.TimerHandle] = {}
+        self.delivering = asyncio.Lock()
         sweeper.ensure_running()
         await super().websocket_connect(message)
 
@@ -250,6 +259,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def leave_groups(self) -> None:
         realtime.unwatch_subscription(self)
+        for timer in getattr(self, "gap_timers", {}).values():
+            timer.cancel()
         # A socket refused at the handshake (agent Origin check) never ran
         # websocket_connect's setup, but the server still reports its disconnect.
         joined, self.joined = getattr(self, "joined", set()), set()
@@ -280,7 +291,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return shown
 
     async def acknowledge(self, posted: services.PostedMessage) -> None:
-        """Send the sender its ack; for a retry, ring the other sockets again first."""
+        """Send the sender its ack, in seq order; for a retry, ring the other sockets
+        again first."""
+        conversation, seq = posted.message["conversation"], posted.message["seq"]
         if not posted.created:
             # The sender never saw the first ack, so the worker that stored the message
             # may have died before ringing the doorbell (kill -9 between commit and
@@ -288,44 +301,99 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await realtime.ring_again(
                 posted.recipients, posted.message, skip_channel=self.channel_name
             )
-        await self.fill_gap_before(posted.message["conversation"], posted.message["seq"])
-        self.shown_in(posted.message["conversation"]).add(posted.message["seq"])
-        await self.send_frame(posted.ack())
+            shown = self.shown_in(conversation)
+            if seq <= shown.through or seq in shown.above:
+                await self.send_frame(posted.ack())  # the first ack's message was shown
+                return
+        await self.deliver(conversation, seq, posted.ack())
 
     async def forward_message(self, frame: dict[str, Any]) -> None:
         """Forward a `message` frame so that this socket shows each conversation's
         messages once and in seq order. Redis orders nothing between publishers (the
-        visitor's worker and the agent's), and a broadcast lost with a dead worker or a
-        Redis blip is rung again only when its sender retries: so a seq already shown
-        is dropped, and a gap before this one is filled from the database first."""
+        visitor's worker and the agent's), so a message can overtake an earlier one
+        still on its way: it waits for it (`deliver`). A seq already shown is dropped:
+        a retry rings again (`acknowledge`)."""
         conversation, seq = frame["conversation"], frame["seq"]
         if conversation not in self.shown:
             # First news of this conversation on this socket (its `conversation.assigned`
-            # may still be on its way from another worker): nothing to fill it from.
+            # may still be on its way from another worker): nothing to wait for.
             self.shown[conversation] = ShownSeqs(through=seq - 1)
-        shown = self.shown[conversation]
-        if seq <= shown.through or seq in shown.above:
-            return
-        await self.fill_gap_before(conversation, seq)
-        shown.add(seq)
-        await self.send_frame(frame)
+        await self.deliver(conversation, seq, frame)
 
-    async def fill_gap_before(self, conversation: int, seq: int) -> None:
-        """Send the messages of a known conversation this socket has not shown below `seq`."""
-        shown = self.shown.get(conversation)
-        if shown is None or seq <= shown.through + 1:
-            return
-        try:
-            missing = await on_database_thread(selectors.messages_between)(
-                conversation, shown.through, seq
-            )
-        except (DatabaseError, InterfaceError) as exc:
-            # The client fills the gap by seq itself (`ready.last_seq`, `sync`).
-            logger.warning("no gap fill on %s: %s", self.channel_name, exc)
-            return
-        for message in missing:
-            if shown.add(message["seq"]):
-                await self.send_frame({"type": "message", **message})
+    async def deliver(self, conversation: int, seq: int, frame: dict[str, Any]) -> None:
+        """Send `frame` (the `message` or `message.ack` of `seq`) once every earlier seq
+        of the conversation was shown; until then it waits in `held`.
+
+        Usually the earlier message is a broadcast a few milliseconds behind (the other
+        side's message, published by another worker). One lost for good (a worker
+        killed between commit and group_send, a Redis blip) is read from the database
+        after GAP_WAIT (`fill_gap`): waiting first spares a query for every message
+        that merely arrived out of order, which under load was most of them
+        (docs/performance.md, change 7)."""
+        async with self.delivering:
+            shown = self.shown_in(conversation)
+            if seq <= shown.through or seq in shown.above:
+                return
+            if seq > shown.through + 1:
+                self.held.setdefault(conversation, {})[seq] = frame
+                if conversation not in self.gap_timers:
+                    self.gap_timers[conversation] = asyncio.get_running_loop().call_later(
+                        GAP_WAIT, self._gap_wait_over, conversation
+                    )
+                return
+            shown.add(seq)
+            await self.send_frame(frame)
+            await self._release_held(conversation)
+
+    async def _release_held(self, conversation: int) -> None:
+        """Send the held frames that no longer wait for anything (under `delivering`)."""
+        held = self.held.get(conversation)
+        shown = self.shown[conversation]
+        while held:
+            seq = min(held)
+            if seq > shown.through + 1:
+                return
+            frame = held.pop(seq)
+            if shown.add(seq):
+                await self.send_frame(frame)
+        self.held.pop(conversation, None)
+        timer = self.gap_timers.pop(conversation, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _gap_wait_over(self, conversation: int) -> None:
+        self.gap_timers.pop(conversation, None)
+        if self.held.get(conversation) and not self.closing:
+            task = asyncio.ensure_future(self.fill_gap(conversation))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+    async def fill_gap(self, conversation: int) -> None:
+        """Read the messages still missing below the held frames from the database, then
+        send everything held in seq order. If the database cannot answer, the held
+        frames go out anyway: the client fills gaps itself (`ready.last_seq`, `sync`)."""
+        shown, held = self.shown[conversation], self.held.get(conversation, {})
+        top = max(held, default=0)
+        missing: list[dict] = []
+        if top > shown.through + 1:
+            try:
+                missing = await on_database_thread(selectors.messages_between)(
+                    conversation, shown.through, top
+                )
+            except (DatabaseError, InterfaceError) as exc:
+                logger.warning("no gap fill on %s: %s", self.channel_name, exc)
+        async with self.delivering:
+            if self.closing:
+                return
+            held = self.held.pop(conversation, {})
+            for message in missing:
+                held.setdefault(message["seq"], {"type": "message", **message})
+            for seq in sorted(held):
+                if shown.add(seq):
+                    await self.send_frame(held[seq])
+            timer = self.gap_timers.pop(conversation, None)
+            if timer is not None:
+                timer.cancel()
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))

@@ -95,11 +95,21 @@ class Outbox:
 
 async def flush(events: list) -> None:
     layer = get_channel_layer()
-    for group, event in events:
-        try:
-            await layer.group_send(group, event)
-        except Exception:
-            logger.exception("group_send to %s failed", group)
+    send_many = getattr(layer, "group_send_many", None)  # chat.channel_layer: one pipeline
+    if send_many is not None and events:
+        outcomes = await send_many(events)
+    else:
+        outcomes = []
+        for group, event in events:
+            try:
+                await layer.group_send(group, event)
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+    for (group, _event), outcome in zip(events, outcomes, strict=True):
+        if outcome is not None:
+            logger.error("group_send to %s failed", group, exc_info=outcome)
 
 
 async def ring_again(groups: Iterable[str], message: dict[str, Any], *, skip_channel: str) -> None:

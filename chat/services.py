@@ -4,6 +4,7 @@ Plain functions with keyword-only arguments, one short transaction each. They pe
 commit, and only then broadcast (`realtime.broadcast_on_commit`).
 """
 
+import functools
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -1323,13 +1324,71 @@ def _lock_with_earlier_send(
     else:
         where, params = "c.id = %s", [conversation_id]
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    rows = Conversation.objects.raw(
-        f"SELECT c.*, (SELECT m.id FROM {MESSAGE_TABLE} m WHERE m.conversation_id = c.id"
-        f" AND m.client_msg_id = %s) AS earlier_message_id FROM {CONVERSATION_TABLE} c"
-        f" WHERE {where} ORDER BY c.id LIMIT 1{lock}",
-        [client_msg_id, *params],
-    )
-    return next(iter(rows), None)
+    columns, converters = _conversation_columns(connection.alias)
+    with _hot_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns}, (SELECT m.id FROM {MESSAGE_TABLE} m"
+            f" WHERE m.conversation_id = c.id AND m.client_msg_id = %s)"
+            f" FROM {CONVERSATION_TABLE} c WHERE {where} ORDER BY c.id LIMIT 1{lock}",
+            [client_msg_id, *params],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row[:-1])
+    for index, convert in converters:
+        values[index] = convert(values[index])
+    conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, values)
+    conversation.earlier_message_id = row[-1]
+    return conversation
+
+
+def _hot_cursor():
+    """A cursor for the send path's three statements. On PostgreSQL it binds parameters
+    on the server, so psycopg prepares each statement once per connection
+    (`PREPARE_AFTER` runs) and PostgreSQL stops parsing and planning it for every
+    message; the ORM's own cursors keep Django's client-side binding. Measured in
+    docs/performance.md, change 7."""
+    if connection.vendor != "postgresql" or not settings.SUPPORTDESK_PREPARED_STATEMENTS:
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:  # Django turns preparing off per connection
+        raw.prepare_threshold = PREPARE_AFTER
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(raw))
+
+
+# Executions of one statement on a connection before psycopg prepares it.
+PREPARE_AFTER = 2
+
+
+# The conversation row as the lock query reads it: every concrete field, in order.
+_CONVERSATION_FIELDS = [field.attname for field in Conversation._meta.concrete_fields]
+
+
+@functools.cache
+def _conversation_columns(alias: str) -> tuple[str, list[tuple[int, Callable]]]:
+    """The lock query's column list and the value converters the backend needs (SQLite
+    returns datetimes as text), worked out once instead of by a RawQuerySet per send:
+    that was 5 % of a worker's CPU under load (docs/performance.md, change 7)."""
+    db = connections[alias]
+    converters = []
+    for index, field in enumerate(Conversation._meta.concrete_fields):
+        column = field.get_col("c")
+        funcs = db.ops.get_db_converters(column) + field.get_db_converters(db)
+        if funcs:
+            converters.append((index, functools.partial(_convert, funcs, column, db)))
+    columns = ", ".join(f"c.{field.column}" for field in Conversation._meta.concrete_fields)
+    return columns, converters
+
+
+def _convert(funcs: list[Callable], column, db, value):
+    for func in funcs:
+        value = func(value, column, db)
+    return value
 
 
 def _earlier_send(conversation: Conversation) -> Message | None:
@@ -1423,7 +1482,7 @@ def _update_conversation(conversation: Conversation, fields: list[str]) -> None:
         for value in (getattr(conversation, name) for name in fields)
     ]
     assignments = ", ".join(f"{name} = %s" for name in fields)
-    with connection.cursor() as cursor:
+    with _hot_cursor() as cursor:
         cursor.execute(
             f"UPDATE {CONVERSATION_TABLE} SET {assignments} WHERE id = %s",
             [*values, conversation.pk],
@@ -1450,7 +1509,7 @@ def _insert_message(message: Message) -> Message:
         f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
         f" VALUES ({', '.join(['%s'] * len(values))})"
     )
-    with connection.cursor() as cursor:
+    with _hot_cursor() as cursor:
         if connection.features.can_return_columns_from_insert:
             cursor.execute(sql + " RETURNING id", values)
             message.pk = cursor.fetchone()[0]

@@ -205,6 +205,10 @@ SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # Threads (each with its own database connection) that run the sockets' ORM calls in a
 # worker; 1 is Channels' single database thread. See docs/performance.md.
 SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
+# PostgreSQL: the message send path's statements are prepared once per connection
+# (chat/services.py `_hot_cursor`). Off for a pooler that cannot keep prepared statements
+# (PgBouncer before 1.21 in transaction mode); see docs/deploy.md.
+SUPPORTDESK_PREPARED_STATEMENTS = _env_bool("SUPPORTDESK_PREPARED_STATEMENTS", True)
 # Bytes a WebSocket client may leave unread in the worker's send buffer before it is
 # disconnected (it resumes by seq when it reconnects); see docs/deploy.md.
 SUPPORTDESK_WS_SEND_BUFFER = int(os.environ.get("SUPPORTDESK_WS_SEND_BUFFER", 4 * 1024 * 1024))

@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from chat.management.commands.serve_demo import PageServer, serve_shop
+from supportdesk.serve import worker_command
 from tests.e2e import free_port, tail, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -245,18 +246,7 @@ class LiveApp:
         port = self.url.rsplit(":", 1)[1]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    port,
-                    "--websocket-max-message-size",
-                    "131072",
-                    "supportdesk.asgi:application",
-                ],
+                worker_command("127.0.0.1", port),
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=out,

@@ -38,6 +38,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from supportdesk.serve import worker_command
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URLS = (
     "postgresql://postgres@127.0.0.1:5432/test",
@@ -410,18 +412,7 @@ def spawn_workers(e2e_env: dict[str, str], tmp_path: Path, request) -> Iterator[
             log = tmp_path / f"daphne-{index}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "daphne",
-                        "-b",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "--websocket-max-message-size",
-                        "131072",
-                        "supportdesk.asgi:application",
-                    ],
+                    worker_command("127.0.0.1", port),
                     cwd=REPO_ROOT,
                     env=e2e_env,
                     stdout=out,

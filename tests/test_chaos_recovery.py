@@ -115,7 +115,8 @@ async def test_a_lost_broadcast_is_filled_in_before_the_next_message_on_every_so
 
     assert ack["seq"] == lost.message["seq"] + 1
     for socket in (alice, other_tab):
-        frames = [f for f in await ws.frames_before_pong(socket) if f["type"] == "message"]
+        # "next" waits for "lost" (consumers.GAP_WAIT), which then comes from the database.
+        frames = [await ws.receive_until(socket, "message") for _ in range(2)]
         assert [(f["seq"], f["client_msg_id"]) for f in frames] == [
             (lost.message["seq"], "lost"),
             (ack["seq"], "next"),
@@ -125,6 +126,32 @@ async def test_a_lost_broadcast_is_filled_in_before_the_next_message_on_every_so
         lost.message["seq"],
         ack["seq"],
     ]
+
+
+async def test_a_message_that_overtakes_an_earlier_one_waits_for_it_without_a_query(
+    personas, sockets, monkeypatch
+):
+    _tab, alice, _conversation = await chat_with_alice(sockets, personas)
+    first = await ws.db(
+        stored_without_broadcast, visitor_id=personas.v1.id, client_msg_id="a", body="1?"
+    )
+    second = await ws.db(
+        stored_without_broadcast, visitor_id=personas.v1.id, client_msg_id="b", body="2?"
+    )
+    gap_queries = []
+    monkeypatch.setattr(selectors, "messages_between", lambda *args: gap_queries.append(args) or [])
+
+    # Two workers' broadcasts reach alice's worker in the wrong order.
+    for posted in (second, first):
+        frame = {"type": "message", **posted.message}
+        await realtime.flush(
+            [(realtime.agent_group(personas.alice.id), realtime.frame_event(frame))]
+        )
+
+    frames = [await ws.receive_until(alice, "message") for _ in range(2)]
+    assert [f["client_msg_id"] for f in frames] == ["a", "b"]
+    assert gap_queries == []
+    assert [f for f in await ws.frames_before_pong(alice) if f["type"] == "message"] == []
 
 
 def test_shown_seqs_remember_each_seq_once_and_stay_small_past_a_gap():

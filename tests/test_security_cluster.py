@@ -5,13 +5,13 @@ behind a proxy (daphne --proxy-headers)."""
 import asyncio
 import json
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from supportdesk.serve import worker_command
 from tests.e2e import (
     REPO_ROOT,
     STARTUP_TIMEOUT,
@@ -119,19 +119,7 @@ def proxied_worker(e2e_env: dict[str, str], tmp_path: Path):
     env = {**e2e_env, "SUPPORTDESK_LIMIT_IP_SESSIONS": "1 per minute"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--proxy-headers",
-                "--websocket-max-message-size",
-                "131072",
-                "supportdesk.asgi:application",
-            ],
+            worker_command("127.0.0.1", port, proxy_headers=True),
             cwd=REPO_ROOT,
             env=env,
             stdout=out,

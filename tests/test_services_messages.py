@@ -386,7 +386,10 @@ QUERIES_PER_SEND = 3
 
 def _data_queries(context: CaptureQueriesContext) -> list[str]:
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
-    return [q["sql"] for q in context.captured_queries if not q["sql"].upper().startswith(control)]
+    # On PostgreSQL the send path's statements are bound on the server, and Django's
+    # debug cursor records them as None (services._hot_cursor): still a query each.
+    sqls = [q["sql"] or "" for q in context.captured_queries]
+    return [sql for sql in sqls if not sql.upper().startswith(control)]
 
 
 def _with_history(visitor: Visitor, agent: AgentProfile, length: int) -> Conversation:

@@ -9,16 +9,14 @@ logs, not this command. See docs/deploy.md.
 
 import signal
 import subprocess
-import sys
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from supportdesk.serve import worker_command
 from supportdesk.settings import BASE_DIR
 
-# Matches `make run` and the e2e workers: the contract's frames are at most 64 KiB.
-MAX_MESSAGE_BYTES = 131072
 STOP_TIMEOUT = 10.0
 
 
@@ -81,22 +79,7 @@ class Command(BaseCommand):
 
     def _start(self, host: str, port: int) -> subprocess.Popen:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "--websocket-max-message-size",
-                str(MAX_MESSAGE_BYTES),
-                "--websocket-max-frame-size",
-                str(MAX_MESSAGE_BYTES),
-                # The proxy in front passes the client's address in X-Forwarded-For.
-                "--proxy-headers",
-                "supportdesk.asgi:application",
-            ],
+            worker_command(host, port, proxy_headers=True),
             cwd=BASE_DIR,
         )
 

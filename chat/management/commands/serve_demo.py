@@ -8,13 +8,14 @@ script or style), which the widget's loader must live with.
 import os
 import signal
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from supportdesk.serve import worker_command
 
 # No settings or models at import time: the browser-test harness serves the shop with
 # PageServer/serve_shop from a process that has not set Django up.
@@ -110,18 +111,7 @@ class Command(BaseCommand):
             site.save(update_fields=["allowed_origins"])
         serve_shop(shop, app_url=app_url, site_key=site.key).start()
         daphne = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                host,
-                "-p",
-                str(port),
-                "--websocket-max-message-size",
-                "131072",
-                "supportdesk.asgi:application",
-            ],
+            worker_command(host, port),
             cwd=REPO_ROOT,
             env=os.environ.copy(),
         )

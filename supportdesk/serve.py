@@ -1,0 +1,64 @@
+"""daphne on uvloop: `python -m supportdesk.serve [daphne's own arguments]`.
+
+daphne runs Twisted on an asyncio event loop that it creates when `daphne.server` is
+imported, so the loop implementation has to be chosen before that import: this module
+sets uvloop's policy, then hands the command line to daphne unchanged. Per message,
+the event loop's own scheduling was about a quarter of a worker's CPU on the default
+loop (docs/performance.md, change 7); uvloop runs the same callbacks in C.
+
+`SUPPORTDESK_EVENT_LOOP=asyncio` keeps the standard loop (for comparison, or where
+uvloop is not available).
+"""
+
+import asyncio
+import os
+import sys
+
+# Inbound WebSocket messages and frames daphne accepts: twice the largest frame the
+# protocol allows (chat/protocol.py MAX_FRAME_BYTES), so an oversized frame reaches the
+# consumer and gets its close code (4009) instead of a bare protocol error.
+MAX_INBOUND_BYTES = 131072
+
+
+def worker_command(host: str, port: int | str, *, proxy_headers: bool = False) -> list[str]:
+    """The command line of one worker, the same for every launcher (run_cluster,
+    serve_demo, the test harnesses and the bench) and for docs/deploy.md."""
+    return [
+        sys.executable,
+        "-m",
+        "supportdesk.serve",
+        "-b",
+        host,
+        "-p",
+        str(port),
+        "--websocket-max-message-size",
+        str(MAX_INBOUND_BYTES),
+        "--websocket-max-frame-size",
+        str(MAX_INBOUND_BYTES),
+        # Behind a proxy: the client's address is the X-Forwarded-For it sets.
+        *(["--proxy-headers"] if proxy_headers else []),
+        "supportdesk.asgi:application",
+    ]
+
+
+def use_configured_loop() -> str:
+    """Install the event-loop policy named by SUPPORTDESK_EVENT_LOOP; returns its name."""
+    name = os.environ.get("SUPPORTDESK_EVENT_LOOP", "uvloop")
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    elif name != "asyncio":
+        raise SystemExit(f"SUPPORTDESK_EVENT_LOOP must be uvloop or asyncio, not {name!r}")
+    return name
+
+
+def main() -> None:
+    use_configured_loop()
+    from daphne.cli import CommandLineInterface
+
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()

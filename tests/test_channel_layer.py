@@ -1,0 +1,74 @@
+"""The pub/sub channel layer against a real redis-server: publishes queued at once share
+a pipeline (chat/channel_layer.py) without losing, reordering or hanging any of them."""
+
+import asyncio
+
+import pytest
+import redis.exceptions
+
+from chat.channel_layer import PubSubChannelLayer
+
+pytest_plugins = ["tests.e2e"]
+
+RECEIVE_TIMEOUT = 10.0
+
+
+@pytest.fixture
+async def layer(redis_server):
+    layer = PubSubChannelLayer(hosts=[redis_server.url])
+    yield layer
+    await layer.flush()
+
+
+async def test_many_publishers_at_once_each_reach_the_group_in_their_own_order(layer):
+    listener = await layer.new_channel()
+    await layer.group_add("room", listener)
+    senders, each = 50, 20
+
+    async def sender(name: int) -> None:
+        for n in range(each):
+            # Half as single sends, half as a batch: both go through the queue.
+            if n % 2:
+                await layer.group_send("room", {"type": "m", "sender": name, "n": n})
+            else:
+                await layer.group_send_many([("room", {"type": "m", "sender": name, "n": n})])
+
+    await asyncio.gather(*(sender(name) for name in range(senders)))
+
+    seen: dict[int, list[int]] = {name: [] for name in range(senders)}
+    for _ in range(senders * each):
+        message = await asyncio.wait_for(layer.receive(listener), RECEIVE_TIMEOUT)
+        seen[message["sender"]].append(message["n"])
+    assert all(numbers == list(range(each)) for numbers in seen.values())
+
+
+async def test_one_batch_reaches_every_group_it_names(layer):
+    alice, bob = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("visitor.1", alice)
+    await layer.group_add("agent.2", bob)
+
+    outcomes = await layer.group_send_many(
+        [("visitor.1", {"type": "m", "to": "visitor"}), ("agent.2", {"type": "m", "to": "agent"})]
+    )
+
+    assert outcomes == [None, None]
+    assert (await asyncio.wait_for(layer.receive(alice), RECEIVE_TIMEOUT))["to"] == "visitor"
+    assert (await asyncio.wait_for(layer.receive(bob), RECEIVE_TIMEOUT))["to"] == "agent"
+
+
+async def test_publishes_to_a_stopped_redis_fail_for_their_callers_instead_of_hanging(
+    layer, redis_server
+):
+    listener = await layer.new_channel()
+    await layer.group_add("room", listener)
+    redis_server.process.terminate()
+    redis_server.process.wait()
+
+    outcomes = await asyncio.wait_for(
+        layer.group_send_many([("room", {"type": "m"}), ("room", {"type": "m"})]),
+        RECEIVE_TIMEOUT,
+    )
+
+    assert all(isinstance(outcome, redis.exceptions.ConnectionError) for outcome in outcomes)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await asyncio.wait_for(layer.group_send("room", {"type": "m"}), RECEIVE_TIMEOUT)

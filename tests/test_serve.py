@@ -1,0 +1,41 @@
+"""`python -m supportdesk.serve`: daphne on the event loop the settings name."""
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+import uvloop
+
+from supportdesk import serve
+from tests.e2e import REPO_ROOT
+
+
+@pytest.fixture
+def default_policy_afterwards():
+    yield
+    asyncio.set_event_loop_policy(None)
+
+
+def test_workers_run_on_uvloop_unless_told_otherwise(monkeypatch, default_policy_afterwards):
+    monkeypatch.delenv("SUPPORTDESK_EVENT_LOOP", raising=False)
+    assert serve.use_configured_loop() == "uvloop"
+    assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+
+    monkeypatch.setenv("SUPPORTDESK_EVENT_LOOP", "asyncio")
+    asyncio.set_event_loop_policy(None)
+    assert serve.use_configured_loop() == "asyncio"
+    assert not isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+
+
+def test_an_unknown_event_loop_is_refused_before_daphne_starts():
+    result = subprocess.run(
+        [sys.executable, "-m", "supportdesk.serve", "supportdesk.asgi:application"],
+        cwd=REPO_ROOT,
+        env={"SUPPORTDESK_EVENT_LOOP": "tokio", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "SUPPORTDESK_EVENT_LOOP must be uvloop or asyncio" in result.stderr
