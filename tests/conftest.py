@@ -1,16 +1,35 @@
 """Shared fixtures: the personas (site acme, agents alice cap 2 and bob cap 1, visitors
 v1..v3) and a capture of what the services broadcast."""
 
+import gc
 from dataclasses import dataclass
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import ratelimits, realtime, selectors, services
+from chat import consumers, ratelimits, realtime, selectors, services
 from chat.models import Site, Visitor
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _orm_threads_closed_before_teardown(django_db_setup):
+    """Socket tests run their queries on other threads (the consumers' ORM threads,
+    database_sync_to_async's), each with a connection of its own: close those before
+    the test database is dropped, which PostgreSQL refuses while anyone is connected."""
+    yield
+    # database_sync_to_async's own thread (tests/ws.py), and the consumers' pool.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    threads = consumers._database_threads()
+    if threads is not None:
+        threads.shutdown(wait=True)
+        consumers._database_threads.cache_clear()
+        consumers.on_database_thread.cache_clear()
+        gc.collect()  # a finished thread's connection closes when collected
 
 
 @pytest.fixture(autouse=True)

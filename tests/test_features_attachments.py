@@ -368,10 +368,12 @@ def test_a_retry_of_a_message_with_a_file_gets_the_same_message_back(personas):
 
 def _data_queries(context: CaptureQueriesContext) -> int:
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
-    return len([q for q in context.captured_queries if not q["sql"].upper().startswith(control)])
+    # Statements bound on the server are recorded with no SQL (services._hot_cursor).
+    sqls = [q["sql"] or "" for q in context.captured_queries]
+    return len([sql for sql in sqls if not sql.upper().startswith(control)])
 
 
-def test_a_message_with_a_file_costs_two_queries_more_than_a_plain_one(personas):
+def test_a_message_with_a_file_costs_a_fixed_few_queries(personas):
     open_chat(personas.v1)
     uploaded = visitor_post(personas, personas.v1, "a.txt", b"hello").json()
     with CaptureQueriesContext(connection) as plain:
@@ -380,7 +382,10 @@ def test_a_message_with_a_file_costs_two_queries_more_than_a_plain_one(personas)
         services.post_visitor_message(
             visitor_id=personas.v1.id, client_msg_id="f", body="", attachment_id=uploaded["id"]
         )
-    assert _data_queries(with_file) == _data_queries(plain) + 2
+    # A plain message is one statement or two (services._append_at_once); one with a
+    # file takes the full path (lock, update, insert) and claims and links the upload.
+    assert _data_queries(plain) <= 2
+    assert _data_queries(with_file) == 3 + 2
 
 
 # --- who may download -----------------------------------------------------------------

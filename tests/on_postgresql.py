@@ -1,0 +1,48 @@
+"""Run the service tests again on PostgreSQL, when one is reachable.
+
+`make test` runs the suite on SQLite. The message and routing paths write some of their
+SQL by hand, differently per database (chat/services.py: one statement per send on
+PostgreSQL, two on SQLite), so their tests also run here on the production database.
+With no PostgreSQL reachable this says so and succeeds: the e2e tests already fall back
+to SQLite the same way.
+
+    python -m tests.on_postgresql [pytest arguments]
+"""
+
+import os
+import secrets
+import subprocess
+import sys
+
+from tests.e2e import POSTGRES_ADMIN_URLS, _database_url, _postgres_admin_url
+
+# The tests whose statements differ between SQLite and PostgreSQL.
+MODULES = (
+    "tests/test_services_messages.py",
+    "tests/test_services_routing.py",
+    "tests/test_services_routing_burst.py",
+    "tests/test_queue_versions.py",
+    "tests/test_features_attachments.py",
+    "tests/test_lifecycle.py",
+)
+
+
+def main(args: list[str]) -> int:
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        print(
+            "tests.on_postgresql: skipped, no PostgreSQL accepted a connection at "
+            + ", ".join(POSTGRES_ADMIN_URLS)
+        )
+        return 0
+    # pytest-django creates (and drops) test_<name>: a name of its own per run, so two
+    # runs on one server do not drop each other's database.
+    name = f"supportdesk_{secrets.token_hex(4)}"
+    env = {**os.environ, "DATABASE_URL": _database_url(admin_url, name)}
+    print(f"tests.on_postgresql: the service tests on {admin_url.rsplit('@', 1)[-1]}")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *MODULES, *args]
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
