@@ -4,7 +4,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +23,7 @@ from agents import selectors as agent_selectors
 from agents import services as agent_services
 
 from . import (
+    lanes,
     origins,
     protocol,
     ratelimits,
@@ -207,15 +208,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
     joined: set[str]
     shown: dict[int, ShownSeqs]
     closing = False
+    # The unexpected exception a frame's handler raised in its lane, if any.
+    failure: BaseException | None = None
 
     async def __call__(self, scope, receive, send) -> None:
+        self.serving = asyncio.current_task()
+        self.lanes = lanes.Lanes(self._frame_failed)
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            if self.failure is None:
+                raise
+            # A frame's handler crashed in its lane: the socket fails as it did when
+            # frames were handled here (daphne logs it and closes with 1011).
+            raise self.failure from None
         finally:
+            self.lanes.cancel()
             # A consumer that crashed (e.g. the database failed during `hello`) never
             # ran `disconnect`: without this, its groups would stay subscribed here.
             await self.leave_groups()
             await self.forget_channel()
+
+    def _frame_failed(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            self.serving.cancel()
 
     async def forget_channel(self) -> None:
         """Unsubscribe this socket's own channel (see chat/channel_layer.py)."""
@@ -273,6 +290,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 logger.warning("leaving %s on %s failed: %s", group, self.channel_name, exc)
 
     async def disconnect(self, code: int) -> None:
+        # Frames the client sent before it left are still handled, as they were when
+        # they were handled in line: a send in flight is stored, published and acked.
+        await self.lanes.join()
         await self.leave_groups()
 
     def events_may_be_lost(self) -> None:
@@ -430,9 +450,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.receive_frame(text_data)
 
     async def receive_frame(self, text_data: str | None) -> None:
-        client_msg_id = None
         try:
             frame = protocol.parse_frame(text_data, self.frame_types)
+        except ProtocolError as exc:
+            logger.info("refused frame on %s: %s %s", self.channel_name, exc.code, exc.detail)
+            await self.send_frame(exc.frame())
+            return
+        lane = self.lane_of(frame)
+        if lane is None:
+            await self.handle_frame(frame)
+        else:
+            self.lanes.submit(lane, functools.partial(self.handle_frame, frame))
+
+    def lane_of(self, frame: dict[str, Any]) -> Hashable | None:
+        """The lane a frame is handled in (chat/lanes.py), or None to handle it in line:
+        before this socket's next frame or event."""
+        return None
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        if self.closing:
+            # Closed (a flood, a rotated token) while this frame waited in its lane.
+            return
+        client_msg_id = None
+        try:
             if frame["type"] in ("message.send", "note.send"):
                 client_msg_id = (
                     frame.get("client_msg_id")
@@ -810,6 +850,16 @@ class AgentConsumer(ChatConsumer):
         if self.agent_id is None:
             return
         await super().receive_frame(text_data)
+
+    def lane_of(self, frame: dict[str, Any]) -> Hashable | None:
+        # One lane per conversation: an agent's frames about one chat keep their order
+        # (its messages' seqs, a close after the sends before it), while a send waiting
+        # on the database holds up neither the agent's other chats nor its events. The
+        # rest (presence, ping, canned responses) is rare and handled in line. A
+        # visitor's socket has one chat and handles everything in line: its frames
+        # come seconds apart, and its client sees replies before what they caused.
+        conversation = frame.get("conversation")
+        return conversation if type(conversation) is int else None
 
     async def handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]

@@ -325,7 +325,8 @@ def test_erasure_closes_the_open_chat_frees_the_agent_and_cuts_off_the_token(
     open_chat = Conversation.objects.get(visitor=personas.v1, status=Conversation.Status.ACTIVE)
     capture_broadcasts.clear()
 
-    out = run("erase_visitor", "--token", personas.token(personas.v1))
+    # With "=": a token may begin with "-", which argparse would take for an option.
+    out = run("erase_visitor", f"--token={personas.token(personas.v1)}")
 
     assert "1 open conversation closed" in out
     open_chat.refresh_from_db()

@@ -20,7 +20,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         who = parser.add_mutually_exclusive_group(required=True)
         who.add_argument("--visitor", type=int, metavar="ID", help="Visitor id.")
-        who.add_argument("--token", help="The visitor token from their browser.")
+        who.add_argument(
+            "--token",
+            help="The visitor token from their browser; write --token=TOKEN, as a token may "
+            "begin with '-'.",
+        )
         who.add_argument("--email", help="Every visitor who gave this email (any site).")
         parser.add_argument(
             "--dry-run", action="store_true", help="List the visitors; change nothing."
