@@ -211,13 +211,17 @@ class _LoopCounter:
                         raise _refusal(rule, identity, item)
         except (StorageError, TimeoutError) as exc:
             # Fail open, as `count` does; and rest, so the next messages do not each
-            # wait for a Redis that is not answering.
-            self.resting_until = loop.time() + STORAGE_RETRY_AFTER
-            logger.warning(
-                "rate limits not enforced, storage unavailable: %s (asked again in %.0f s)",
-                str(exc) or f"no answer within {REDIS_TIMEOUT} s",
-                STORAGE_RETRY_AFTER,
-            )
+            # wait for a Redis that is not answering. A loop too busy to read Redis's
+            # answers within the timeout rests too: shedding the counts is what helps it.
+            now = loop.time()
+            if now >= self.resting_until:
+                # Once per outage (and once per retry), not once per count in flight.
+                logger.warning(
+                    "rate limits not enforced, storage unavailable: %s (asked again in %.0f s)",
+                    str(exc) or f"no answer within {REDIS_TIMEOUT} s",
+                    STORAGE_RETRY_AFTER,
+                )
+            self.resting_until = max(self.resting_until, now + STORAGE_RETRY_AFTER)
 
 
 def client_address(ip: str | None) -> str | None:
