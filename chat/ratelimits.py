@@ -6,18 +6,27 @@ this process's memory otherwise (one worker). The per-socket token bucket
 (`protocol.TokenBucket`) stays in front: it costs nothing and stops most floods before
 anything here is asked. Limits are strings in the `limits` library's notation, read from
 settings (`SUPPORTDESK_LIMIT_*`); see docs/security.md.
+
+Two ways to count, over the same rules: `count` (the `limits` sync API) for the callers
+on database threads and in sync views, and `count_on_loop` (`limits.aio` on redis-py's
+asyncio client) for the per-message count, awaited on the event loop without a thread.
 """
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import redis.asyncio
 from django.conf import settings
 from limits import RateLimitItem, parse_many
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -25,6 +34,17 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "supportdesk"
 # A worker waits this long for Redis before letting the event through (fail open).
 REDIS_TIMEOUT = 0.5
+# After a count on the event loop failed or timed out, that loop lets messages through
+# uncounted for this long before it asks Redis again: a Redis that stopped answering
+# (a partition, a hung server) then costs a socket one REDIS_TIMEOUT wait now and then,
+# not one per message.
+STORAGE_RETRY_AFTER = 5.0
+# Connections to Redis per event loop for `count_on_loop`. A count holds one for a
+# single round trip, so a few dozen carry thousands of counts a second; past them a
+# count waits for a free one (BlockingConnectionPool) within REDIS_TIMEOUT instead of
+# failing at once (redis-py's plain asyncio pool raises MaxConnectionsError, which would
+# let a burst of messages through uncounted).
+LOOP_MAX_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -78,34 +98,130 @@ def limiter() -> MovingWindowRateLimiter:
     return _limiter(settings.SUPPORTDESK_RATE_LIMIT_STORAGE)
 
 
-def counts_over_the_network() -> bool:
-    """True for Redis: then a count is a round trip, kept off the event loop."""
-    return not isinstance(limiter().storage, MemoryStorage)
-
-
 def reset() -> None:
-    """Forget every count (tests start from zero)."""
+    """Forget every count (tests start from zero). In Redis this deletes the `limits`
+    keys, which the event-loop counts share with the sync ones."""
     limiter().storage.reset()
 
 
-def count(*checks: tuple[Rule, str | None]) -> None:
-    """Count one event against each (rule, identity), in order; `RateLimited` on the
-    first one over a limit. An unknown identity (None) is not limited."""
-    strategy = limiter()
+def _hits(
+    checks: tuple[tuple[Rule, str | None], ...],
+) -> Iterator[tuple[Rule, str, RateLimitItem]]:
+    """What one event counts against, in order: each limit of each (rule, identity). An
+    unknown identity (None) is not limited."""
     for rule, identity in checks:
         if identity is None:
             continue
         for item in _items(getattr(settings, rule.setting)):
-            try:
-                allowed = strategy.hit(item, NAMESPACE, rule.name, identity)
-            except StorageError as exc:
-                # Fail open: a Redis outage must not stop every chat, and the per-socket
-                # buckets still hold each socket to its rate.
-                logger.warning("rate limits not enforced, storage unavailable: %s", exc)
-                return
-            if not allowed:
-                logger.info("rate limited: %s %s over %s", rule.name, identity, item)
-                raise RateLimited(rule, item.get_expiry())
+            yield rule, identity, item
+
+
+def _refusal(rule: Rule, identity: str, item: RateLimitItem) -> RateLimited:
+    logger.info("rate limited: %s %s over %s", rule.name, identity, item)
+    return RateLimited(rule, item.get_expiry())
+
+
+def count(*checks: tuple[Rule, str | None]) -> None:
+    """Count one event against each (rule, identity), in order; `RateLimited` on the
+    first one over a limit (the ones after it are not counted). An unknown identity
+    (None) is not limited. Blocks on Redis: for database threads and sync views."""
+    strategy = limiter()
+    for rule, identity, item in _hits(checks):
+        try:
+            allowed = strategy.hit(item, NAMESPACE, rule.name, identity)
+        except StorageError as exc:
+            # Fail open: a Redis outage must not stop every chat, and the per-socket
+            # buckets still hold each socket to its rate.
+            logger.warning("rate limits not enforced, storage unavailable: %s", exc)
+            return
+        if not allowed:
+            raise _refusal(rule, identity, item)
+
+
+async def count_on_loop(*checks: tuple[Rule, str | None]) -> None:
+    """`count`, awaited on the running event loop: same rules, same order, same
+    refusals, with no thread. In memory it is `count` itself (nothing to wait for)."""
+    uri = settings.SUPPORTDESK_RATE_LIMIT_STORAGE
+    if uri.startswith("memory"):
+        count(*checks)
+        return
+    counter = _LoopCounter.of_running_loop(uri)
+    if counter is None:
+        # A storage limits has no redis-py asyncio client for (memcached, MongoDB,
+        # Redis Sentinel or Cluster): counted as before, on a thread of its own.
+        await asyncio.to_thread(count, *checks)
+        return
+    await counter.count(checks)
+
+
+class _LoopCounter:
+    """The asyncio Redis client and limiter of one event loop, for one storage URI.
+
+    Per loop because a redis.asyncio connection belongs to the loop it was opened on
+    (tests run many loops; one bound to a closed loop fails every command). A worker
+    has one loop, so one of these."""
+
+    # Each loop reads and writes only its own entry. Race: a loop in another thread may
+    # add its entry while this one drops closed loops' entries; `list(...)` copies the
+    # keys in one step under the GIL, so neither sees the dict change mid-iteration.
+    _by_loop: dict[asyncio.AbstractEventLoop, "_LoopCounter"] = {}
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.resting_until = 0.0
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            uri.replace("redis+unix://", "unix://", 1),
+            max_connections=LOOP_MAX_CONNECTIONS,
+            timeout=REDIS_TIMEOUT,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+        )
+        storage = AsyncRedisStorage(
+            f"async+{uri}", implementation="redispy", connection_pool=pool, wrap_exceptions=True
+        )
+        self.strategy = AsyncMovingWindowRateLimiter(storage)
+
+    @classmethod
+    def of_running_loop(cls, uri: str) -> "_LoopCounter | None":
+        loop = asyncio.get_running_loop()
+        counter = cls._by_loop.get(loop)
+        if counter is not None and counter.uri == uri:
+            return counter
+        if uri.split("://", 1)[0] not in ("redis", "rediss", "redis+unix"):
+            return None
+        # Loops that have closed since (tests) hold nothing anyone can use.
+        for other in list(cls._by_loop):
+            if other.is_closed():
+                cls._by_loop.pop(other, None)
+        counter = cls._by_loop[loop] = cls(uri)
+        return counter
+
+    async def count(self, checks: tuple[tuple[Rule, str | None], ...]) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.resting_until:
+            return
+        # One deadline for the whole event, not one per round trip: a slow Redis holds
+        # a message up REDIS_TIMEOUT at most. The counts stay one after the other (not
+        # gathered): a refusal by the first rule must not spend the visitor's own count
+        # on a message that is not stored.
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                for rule, identity, item in _hits(checks):
+                    if not await self.strategy.hit(item, NAMESPACE, rule.name, identity):
+                        raise _refusal(rule, identity, item)
+        except (StorageError, TimeoutError) as exc:
+            # Fail open, as `count` does; and rest, so the next messages do not each
+            # wait for a Redis that is not answering. A loop too busy to read Redis's
+            # answers within the timeout rests too: shedding the counts is what helps it.
+            now = loop.time()
+            if now >= self.resting_until:
+                # Once per outage (and once per retry), not once per count in flight.
+                logger.warning(
+                    "rate limits not enforced, storage unavailable: %s (asked again in %.0f s)",
+                    str(exc) or f"no answer within {REDIS_TIMEOUT} s",
+                    STORAGE_RETRY_AFTER,
+                )
+            self.resting_until = max(self.resting_until, now + STORAGE_RETRY_AFTER)
 
 
 def client_address(ip: str | None) -> str | None:
@@ -147,18 +263,15 @@ class VisitorLimits:
         self.refused_in_a_row = 0
 
     async def message(self) -> None:
-        checks = ((IP_MESSAGES, self.client), (VISITOR_MESSAGES, self.visitor))
-        if counts_over_the_network():
-            # A thread of its own, not the database thread: a slow Redis must not
-            # hold up every other socket's queries.
-            await asyncio.to_thread(self._count, checks)
-        else:
-            self._count(checks)
+        """Called by the consumer on the event loop for each `message.send`."""
+        with self._counting_refusals():
+            await count_on_loop((IP_MESSAGES, self.client), (VISITOR_MESSAGES, self.visitor))
 
     def new_conversation(self) -> None:
         """Called by `services.post_visitor_message` on the database thread, just before
         it opens a conversation; raising there stores nothing."""
-        self._count(((IP_CONVERSATIONS, self.client), (VISITOR_CONVERSATIONS, self.visitor)))
+        with self._counting_refusals():
+            count((IP_CONVERSATIONS, self.client), (VISITOR_CONVERSATIONS, self.visitor))
 
     def transcript_email(self, conversation_id: int) -> None:
         """Called by `services.prepare_transcript_email` on the database thread before
@@ -169,9 +282,10 @@ class VisitorLimits:
     def accepted(self) -> None:
         self.refused_in_a_row = 0
 
-    def _count(self, checks: tuple[tuple[Rule, str | None], ...]) -> None:
+    @contextlib.contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
         try:
-            count(*checks)
+            yield
         except RateLimited:
             self.refused_in_a_row += 1
             raise

@@ -4,16 +4,23 @@ script minting visitor tokens, forged X-Forwarded-For headers. Each is refused w
 `rate_limited` (or 429) and leaves no row behind.
 
 The per-socket bucket has its own tests in test_consumers_*.py; here it is kept out
-of the way so that what refuses is the shared limit."""
+of the way so that what refuses is the shared limit. The tests against a real
+redis-server (at the end) count the way a deployment does: on the event loop, in one
+Redis shared by independent counters."""
 
+import asyncio
 import json
 import logging
+import signal
 
 import pytest
+import redis
 
 from chat import ratelimits
 from chat.models import Conversation, Message, Visitor, hash_token
 from tests import ws
+
+pytest_plugins = ["tests.e2e"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -322,6 +329,156 @@ async def test_messages_still_go_through_when_the_limit_store_is_unreachable(
     assert [a["type"] for a in answers] == ["message.ack"] * 3
     assert await counts() == (1, 3)
     assert any("storage unavailable" in r.getMessage() for r in caplog.records)
+
+
+# --- counted in a real Redis, on the event loop ----------------------------------------
+
+
+@pytest.fixture
+def shared_redis(redis_server, settings):
+    """The limits counted in a private redis-server, as every worker of a deployment does."""
+    settings.SUPPORTDESK_RATE_LIMIT_STORAGE = redis_server.url
+    yield redis_server
+    if redis_server.process.poll() is None:
+        # A test may have paused it (SIGSTOP); stopping needs it running.
+        redis_server.process.send_signal(signal.SIGCONT)
+
+
+def counted_in(redis_server, rule: ratelimits.Rule, identity: str | int) -> int:
+    """Events Redis holds in the moving windows of `rule` for `identity`."""
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=2)
+    pattern = f"LIMITS:LIMITER/{ratelimits.NAMESPACE}/{rule.name}/{identity}/*"
+    try:
+        return sum(client.llen(key) for key in client.keys(pattern))
+    finally:
+        client.close()
+
+
+def another_worker_counts_a_message(visitor_id: int, client: str) -> bool:
+    """A message counted by a counter of its own (its own event loop, Redis client and
+    connections), as another worker would; False if refused."""
+
+    async def count() -> None:
+        await ratelimits.VisitorLimits(visitor_id=visitor_id, client=client).message()
+
+    try:
+        asyncio.run(count())
+    except ratelimits.RateLimited:
+        return False
+    return True
+
+
+async def test_two_workers_counting_in_one_redis_refuse_the_visitor_past_its_limit(
+    personas, sockets, settings, shared_redis
+):
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "3 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+
+    def other_worker() -> bool:
+        return another_worker_counts_a_message(personas.v1.id, SHOPPER_IP)
+
+    here_first = await say(tab, "one", "m1")
+    there_first = await asyncio.to_thread(other_worker)
+    here_second = await say(tab, "two", "m2")
+    here_refused = await say(tab, "three", "m3")
+    there_refused = await asyncio.to_thread(other_worker)
+
+    assert (here_first["type"], there_first, here_second["type"]) == (
+        "message.ack",
+        True,
+        "message.ack",
+    )
+    assert here_refused["code"] == "rate_limited"
+    assert there_refused is False
+    assert await counts() == (1, 2)
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, personas.v1.id) == 3
+
+
+async def test_two_workers_counting_in_one_redis_share_an_address_limit(
+    personas, sockets, settings, shared_redis
+):
+    settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "2 per minute"
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "10 per minute"
+    v1 = await tab_of(sockets, personas, personas.v1, ip=SHOPPER_IP)
+    assert (await say(v1, "hi from v1", "a"))["type"] == "message.ack"
+    assert await asyncio.to_thread(another_worker_counts_a_message, personas.v2.id, SHOPPER_IP)
+
+    refused = await say(v1, "again from v1", "b")
+
+    assert refused["code"] == "rate_limited"
+    # Refused by the address rule, counted first: the visitor rule was not asked, so the
+    # refused message spent nothing of v1's own limit.
+    assert counted_in(shared_redis, ratelimits.IP_MESSAGES, SHOPPER_IP) == 2
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, personas.v1.id) == 1
+
+
+async def test_a_message_is_counted_in_redis_on_the_event_loop_without_a_thread(
+    personas, sockets, settings, shared_redis, caplog
+):
+    caplog.set_level(logging.WARNING, logger="chat.ratelimits")
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "2 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+    # `asyncio.to_thread` (and any other use of the loop's default executor) fails from
+    # here on; the sockets' ORM calls have executors of their own.
+    await asyncio.get_running_loop().shutdown_default_executor()
+
+    answers = [await say(tab, f"message {n}", f"m{n}") for n in range(3)]
+
+    assert [a["type"] for a in answers] == ["message.ack", "message.ack", "error"]
+    assert answers[2]["code"] == "rate_limited"
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, personas.v1.id) == 2
+    assert not any("storage unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_messages_go_through_at_once_when_redis_is_stopped(
+    personas, sockets, settings, shared_redis, caplog
+):
+    caplog.set_level(logging.WARNING, logger="chat.ratelimits")
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "1 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+    assert (await say(tab, "counted", "m1"))["type"] == "message.ack"
+    shared_redis.process.terminate()
+    shared_redis.process.wait()
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = await say(tab, "over the limit, but nobody counts", "m2")
+    took = loop.time() - started
+
+    assert answer["type"] == "message.ack"
+    assert took < ratelimits.REDIS_TIMEOUT + 1.0
+    assert await counts() == (1, 2)
+    assert any("storage unavailable" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_redis_that_stops_answering_holds_one_message_up_to_the_timeout_then_none(
+    personas, sockets, settings, shared_redis, caplog
+):
+    caplog.set_level(logging.WARNING, logger="chat.ratelimits")
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "2 per minute"
+    tab = await tab_of(sockets, personas, personas.v1)
+    assert (await say(tab, "counted", "m1"))["type"] == "message.ack"
+    # Paused, Redis still accepts connections and takes commands, but answers nothing
+    # (a hung server, a partition): each count would wait for its timeout.
+    shared_redis.process.send_signal(signal.SIGSTOP)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    waited = await say(tab, "waits for the timeout", "m2")
+    took = loop.time() - started
+    shared_redis.process.send_signal(signal.SIGCONT)
+    # Redis now runs m2's count it had been sent (2 of 2 counted): were m3 counted, it
+    # would be refused. It goes through uncounted: the loop rests from Redis for
+    # STORAGE_RETRY_AFTER instead of making every message wait for it.
+    resting = await say(tab, "not counted while the loop rests", "m3")
+
+    assert waited["type"] == "message.ack"
+    assert ratelimits.REDIS_TIMEOUT * 0.9 <= took < ratelimits.REDIS_TIMEOUT + 1.0
+    assert resting["type"] == "message.ack"
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, personas.v1.id) == 2
+    assert await counts() == (1, 3)
+    warnings = [r.getMessage() for r in caplog.records if "storage unavailable" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 def test_identities_are_client_addresses_with_ipv6_grouped_by_slash_64():
