@@ -162,7 +162,16 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["agent", "status"], name="conversation_agent_load"),
             models.Index(fields=["visitor", "-created_at"], name="conversation_latest"),
-            models.Index(fields=["status", "last_activity_at"], name="conversation_idle"),
+            # Open conversations, for the idle sweep (services.close_idle_conversations).
+            # No index may hold a column every message changes (last_seq,
+            # last_activity_at, the unread and read counts): then PostgreSQL updates
+            # the row in place (a HOT update) instead of writing an entry into each of
+            # the table's ten indexes for every message (docs/performance.md, change 12).
+            models.Index(
+                fields=["id"],
+                condition=Q(status__in=["queued", "active"]),
+                name="conversation_open",
+            ),
             # Analytics and transcript filters select conversations by when they started.
             models.Index(fields=["created_at"], name="conversation_created"),
         ]
@@ -176,8 +185,10 @@ class Conversation(models.Model):
 
 
 class Message(models.Model):
+    # No index of its own: the unique (conversation, seq) index serves every lookup by
+    # conversation, and one index fewer is one write fewer per message.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     seq = models.PositiveIntegerField()
     sender = models.CharField(max_length=10, choices=SenderKind.choices)

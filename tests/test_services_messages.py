@@ -439,6 +439,33 @@ def queries_per_send() -> int:
     return 1 if connection.vendor == "postgresql" else 2
 
 
+# What every message changes in its conversation's row.
+CHANGED_PER_MESSAGE = {
+    "last_seq",
+    "last_activity_at",
+    "agent_unread",
+    "agent_read_seq",
+    "visitor_read_seq",
+}
+
+
+@pytest.mark.django_db
+def test_no_index_holds_what_every_message_changes_so_postgresql_updates_in_place():
+    # An index on any of these would make PostgreSQL write an entry into every index of
+    # the table for each message, instead of updating the row in place (HOT).
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(
+            cursor, Conversation._meta.db_table
+        )
+    indexed = {
+        name: set(details["columns"]) & CHANGED_PER_MESSAGE
+        for name, details in constraints.items()
+        if details["index"] or details["unique"]
+    }
+    assert {name: columns for name, columns in indexed.items() if columns} == {}
+    assert "conversation_open" in constraints  # the idle sweep's index
+
+
 def _data_queries(context: CaptureQueriesContext) -> list[str]:
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
     # On PostgreSQL the send path's statements are bound on the server, and Django's
