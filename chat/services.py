@@ -1327,8 +1327,9 @@ def _lock_agents_open_conversation(agent_id: int, conversation_id: int) -> Conve
 
 # The message hot path. Sending a message is the one thing done hundreds of times a
 # second, and the ORM spent more CPU compiling its three statements than the rest of
-# the message cost together (py-spy, docs/performance.md). So these three are written
-# out as SQL: the same statements the ORM made, the same row lock and constraints.
+# the message cost together (py-spy, docs/performance.md). So they are written out as
+# SQL: the everyday send as one statement (`_append_at_once`), and the full path's
+# lock, update and insert as the ORM made them, with the same row lock and constraints.
 
 
 def _lock_with_earlier_send(
@@ -1462,7 +1463,7 @@ def _execute_once(sql: str, params: list) -> tuple | None:
 
 
 def _hot_cursor():
-    """A cursor for the send path's three statements. On PostgreSQL it binds parameters
+    """A cursor for the send path's statements. On PostgreSQL it binds parameters
     on the server, so psycopg prepares each statement once per connection
     (`PREPARE_AFTER` runs) and PostgreSQL stops parsing and planning it for every
     message; the ORM's own cursors keep Django's client-side binding. Measured in

@@ -454,9 +454,7 @@ def test_no_index_holds_what_every_message_changes_so_postgresql_updates_in_plac
     # An index on any of these would make PostgreSQL write an entry into every index of
     # the table for each message, instead of updating the row in place (HOT).
     with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(
-            cursor, Conversation._meta.db_table
-        )
+        constraints = connection.introspection.get_constraints(cursor, Conversation._meta.db_table)
     indexed = {
         name: set(details["columns"]) & CHANGED_PER_MESSAGE
         for name, details in constraints.items()
