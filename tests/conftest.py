@@ -14,6 +14,7 @@ from django.utils import timezone
 from agents.models import AgentProfile
 from chat import consumers, ratelimits, realtime, selectors, services
 from chat.models import Site, Visitor
+from tests import ws
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +31,14 @@ def _orm_threads_closed_before_teardown(django_db_setup):
         consumers._database_threads.cache_clear()
         consumers.on_database_thread.cache_clear()
         gc.collect()  # a finished thread's connection closes when collected
+
+
+@pytest.fixture
+async def sockets():
+    """WebSocket communicators for one test, closed at its end (tests/ws.py)."""
+    pool = ws.Sockets()
+    yield pool
+    await pool.close_all()
 
 
 @pytest.fixture(autouse=True)

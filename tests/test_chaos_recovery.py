@@ -20,13 +20,6 @@ from tests import ws
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def chat_with_alice(sockets, personas):
     """v1 writes first and alice (dashboard open) gets the chat; (v1, alice, conversation)."""
     alice, _ready = await sockets.agent(personas.alice)

@@ -15,13 +15,6 @@ from tests.test_consumers_agent import of_type, open_chat, send, set_away, visit
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 class HeldSends:
     """Agent sends whose client_msg_id starts with "held" wait on the database thread,
     inside the service, until `release()`."""

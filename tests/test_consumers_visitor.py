@@ -13,13 +13,6 @@ from tests import ws
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def visitor_socket(sockets, personas, visitor, *, last_seq=None, **headers):
     return await sockets.visitor(
         personas.acme.key, personas.token(visitor), last_seq=last_seq, **headers

@@ -564,13 +564,6 @@ def test_deleting_a_conversation_in_a_rolled_back_transaction_keeps_the_files(pe
 # --- sockets --------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def test_visitor_sends_a_file_and_the_agent_gets_it_in_the_message_frame(personas, sockets):
     visitor, _ = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
     alice, _ = await sockets.agent(personas.alice)

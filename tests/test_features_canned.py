@@ -320,13 +320,6 @@ def test_admin_refuses_a_second_shared_snippet_with_the_same_shortcut(personas):
 # --- sockets -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def test_canned_list_answers_with_own_and_shared_snippets(personas, sockets):
     await ws.db(shared, "hours", "We are open 9-17.")
     await ws.db(own, personas.alice, "refund", "Alice's refund text")

@@ -64,13 +64,6 @@ def test_rating_goes_to_the_visitors_own_latest_chat(personas):
 # --- sockets --------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def test_visitor_rates_over_the_socket_and_a_new_tab_sees_it_rated(personas, sockets):
     visitor, _ = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
     other_tab, _ = await sockets.visitor(personas.acme.key, personas.token(personas.v1))

@@ -85,13 +85,6 @@ def test_a_closed_chat_takes_no_more_notes(personas):
 # --- sockets --------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 def note_frame(conversation_id, body, client_msg_id="n-1") -> dict:
     return {
         "type": "note.send",

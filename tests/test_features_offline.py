@@ -126,13 +126,6 @@ def test_offline_form_for_an_unknown_site_is_not_found(client, personas):
 # --- ready tells the widget whether anyone is there ------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_visitor_ready_says_whether_agents_are_online(personas, sockets):
     _socket, ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1))

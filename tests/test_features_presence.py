@@ -294,13 +294,6 @@ def test_a_queue_broadcast_reads_the_wait_basis_once_for_many_visitors(
 # --- over the sockets ---------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 @pytest.mark.django_db(transaction=True)
 async def test_a_visitors_widget_hears_agents_go_offline_and_back_once_each(personas, sockets):
     await ws.run_service(services.sweep)

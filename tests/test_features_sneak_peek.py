@@ -15,13 +15,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DRAFT = "My card number is 4111 1111"
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def chat_with_alice(sockets, personas):
     """v1 chats with alice; returns (visitor socket, its ready, alice's socket, conversation)."""
     alice, _ = await sockets.agent(personas.alice)

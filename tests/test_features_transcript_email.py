@@ -139,13 +139,6 @@ def test_one_address_asking_for_many_chats_transcripts_is_refused_past_its_limit
 # --- sockets -------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def test_visitor_asks_for_the_transcript_and_is_told_once_it_is_mailed(personas, sockets):
     conversation = await ws.db(chat_with_a_note, personas)
     visitor, ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1))

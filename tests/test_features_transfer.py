@@ -197,13 +197,6 @@ def test_a_handed_back_chat_returns_to_its_agent_when_nobody_else_is_online(pers
 # --- sockets --------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def test_transfer_over_the_sockets_reaches_visitor_new_agent_and_old_agent(personas, sockets):
     visitor, _ = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
     alice, _ = await sockets.agent(personas.alice)

@@ -279,13 +279,6 @@ def test_an_agent_who_never_served_the_visitor_cannot_read_its_chats(personas):
 # --- sockets -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def visitor_with_browser(sockets, personas, visitor, **hello_fields):
     """A visitor socket whose handshake carries a browser's User-Agent, past `hello`."""
     headers = [

@@ -19,13 +19,6 @@ from tests.conftest import make_agent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def open_chat(visitor, body: str = "Hello") -> int:
     posted = await ws.run_service(
         services.post_visitor_message,

@@ -15,13 +15,6 @@ NO_HEARTBEAT_IN_TIME = 3600.0
 PROMPTLY = 2.0
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def save_user(user_id: int, **fields) -> None:
     def save():
         user = get_user_model().objects.get(pk=user_id)

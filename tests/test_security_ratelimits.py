@@ -43,13 +43,6 @@ def only_the_limits_under_test(settings):
         setattr(settings, rule.setting, "")
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def tab_of(sockets, personas, visitor, *, ip: str | None = SHOPPER_IP):
     """A visitor socket past hello, connecting from `ip`."""
     communicator = sockets.track(ws.visitor_communicator())

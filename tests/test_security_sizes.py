@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DEEP_JSON = "[" * 30_000 + "]" * 30_000
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 async def stored() -> tuple[int, int]:
     return await ws.db(lambda: (Conversation.objects.count(), Message.objects.count()))
 

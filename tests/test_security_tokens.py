@@ -17,13 +17,6 @@ SESSIONS_URL = "/api/v1/visitor-sessions"
 ACME_ORIGIN = "https://acme.example"
 
 
-@pytest.fixture
-async def sockets():
-    pool = ws.Sockets()
-    yield pool
-    await pool.close_all()
-
-
 def post_session(client, payload: dict, origin: str = ACME_ORIGIN):
     return client.post(
         SESSIONS_URL,
