@@ -47,15 +47,36 @@ class SiteDisabled(Exception):
     pass
 
 
-def message_dict(message: Message) -> dict:
-    wire = {
-        "conversation": message.conversation_id,
-        "seq": message.seq,
-        "sender": message.sender,
-        "body": message.body,
-        "client_msg_id": message.client_msg_id,
-        "sent_at": message.created_at.isoformat(),
+def message_wire(
+    *,
+    conversation: int,
+    seq: int,
+    sender: str,
+    body: str,
+    client_msg_id: str | None,
+    sent_at: datetime,
+) -> dict:
+    """A message without a file as the wire carries it (docs/protocol.md), from its
+    values: the send path has them without loading a `Message`."""
+    return {
+        "conversation": conversation,
+        "seq": seq,
+        "sender": sender,
+        "body": body,
+        "client_msg_id": client_msg_id,
+        "sent_at": sent_at.isoformat(),
     }
+
+
+def message_dict(message: Message) -> dict:
+    wire = message_wire(
+        conversation=message.conversation_id,
+        seq=message.seq,
+        sender=message.sender,
+        body=message.body,
+        client_msg_id=message.client_msg_id,
+        sent_at=message.created_at,
+    )
     # (addition) Only messages with a file carry `attachment`.
     attachment = loaded_attachment(message)
     if attachment is not None:

@@ -1435,19 +1435,17 @@ def _append_at_once(
     if row is None:
         return None
     conversation, seq, visitor, agent = row
-    wire = {
-        "conversation": conversation,
-        "seq": seq,
-        "sender": sender,
-        "body": body,
-        "client_msg_id": client_msg_id,
-        "sent_at": now.isoformat(),
-    }
-    groups = (realtime.visitor_group(visitor),)
-    if agent is not None:
-        groups += (realtime.agent_group(agent),)
+    wire = selectors.message_wire(
+        conversation=conversation,
+        seq=seq,
+        sender=sender,
+        body=body,
+        client_msg_id=client_msg_id,
+        sent_at=now,
+    )
     realtime.broadcast_on_commit(
-        groups, realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel)
+        _participants(visitor, agent),
+        realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel),
     )
     return wire
 
@@ -1642,9 +1640,11 @@ def _insert_message(message: Message) -> Message:
 
 def _participant_groups(conversation: Conversation) -> tuple[str, ...]:
     """Who hears a conversation's messages: its visitor's tabs and its agent's, if any."""
-    if conversation.agent_id is None:
-        return (realtime.visitor_group(conversation.visitor_id),)
-    return (
-        realtime.visitor_group(conversation.visitor_id),
-        realtime.agent_group(conversation.agent_id),
-    )
+    return _participants(conversation.visitor_id, conversation.agent_id)
+
+
+def _participants(visitor_id: int, agent_id: int | None) -> tuple[str, ...]:
+    """`_participant_groups` from the conversation's ids (the send path has no row)."""
+    if agent_id is None:
+        return (realtime.visitor_group(visitor_id),)
+    return (realtime.visitor_group(visitor_id), realtime.agent_group(agent_id))
