@@ -128,8 +128,7 @@ def test_shared_snippet_is_picked_from_the_list_and_another_tab_sees_new_snippet
     other_dialog = other.get_by_role("dialog", name="Canned responses")
     expect(other_dialog.locator('li[data-shortcut="thanks"]')).to_be_visible()
     other.keyboard.press("Escape")
-    # Closing hands focus back to the dialog's button: typing before that lands would
-    # lose the keys after the first to the button (seen once in CI).
+    # Closing hands focus back to the dialog's button.
     expect(other_dialog).to_be_hidden()
     expect(other.get_by_role("button", name="Canned responses")).to_be_focused()
     other_composer = other_pane.get_by_role("textbox")
@@ -169,3 +168,26 @@ def test_the_dialog_and_the_suggestion_list_have_no_serious_accessibility_violat
     composer.press("Escape")
     expect(pane.get_by_role("listbox")).to_be_hidden()
     expect(composer).to_have_value("/")
+
+
+def test_a_composer_focused_as_the_dialog_closes_keeps_the_focus(new_context, live_app):
+    # The dialog's `close` event runs a task after it hides; an agent who clicks into a
+    # reply by then must keep typing there, not into the "Canned responses" button.
+    page = new_context().new_page()
+    signed_in_and_available(page, live_app)
+    shopper = VisitorSocket(live_app, origin=live_app.shop_origin)
+    pane = open_chat(page, shopper.say("Hello?")["conversation"])
+    page.get_by_role("button", name="Canned responses").click()
+    expect(page.get_by_role("dialog", name="Canned responses")).to_be_visible()
+
+    focused = pane.get_by_role("textbox").evaluate(
+        """async (composer) => {
+            const dialog = document.getElementById("canned-dialog");
+            const closed = new Promise((done) => dialog.addEventListener("close", done));
+            document.getElementById("canned-close").click();
+            composer.focus();
+            await closed;
+            return document.activeElement === composer;
+        }"""
+    )
+    assert focused

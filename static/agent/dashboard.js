@@ -1810,8 +1810,13 @@
     canned.dialog.close();
   });
 
+  /* `close` fires a task after the dialog hides: by then the agent may already be typing
+     in a composer, and taking focus back would send their keys to the button. */
   canned.dialog.addEventListener("close", function () {
-    document.getElementById("canned-open").focus();
+    var active = document.activeElement;
+    if (!active || active === document.body || canned.dialog.contains(active)) {
+      document.getElementById("canned-open").focus();
+    }
   });
 
   // --- expanding `/shortcut` in the composer
