@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from pathlib import Path
 
+from . import profile
 from .progress import bounded, timed_bar
 from .stack import Stack
 from .stats import CpuMeter, summary
@@ -28,7 +30,10 @@ async def run_burst(
     window: float,
     capacity: int,
     cpu: CpuMeter,
+    profile_to: Path | None = None,
 ) -> dict:
+    """`profile_to`: sample worker 0 with py-spy while the visitors arrive and are placed
+    (into that file); the result's `profile` says where its CPU went."""
     workers = stack.workers
     agent_peers = await bounded(
         enumerate(agents),
@@ -100,6 +105,10 @@ async def run_burst(
     ticker = asyncio.create_task(
         timed_bar("burst: visitors placed", window + 2, lambda: f"{len(placed_at)}/{visitors}")
     )
+    sampled = window + 2
+    sampler = None
+    if profile_to is not None and profile.available():
+        sampler = asyncio.create_task(profile.record(workers[0].pid, sampled, profile_to))
     cpu.begin(loop.time())
     try:
         await asyncio.gather(*(arrive(i, start + window * i / visitors) for i in range(visitors)))
@@ -168,6 +177,13 @@ async def run_burst(
         "agents_over_capacity_frames": sum(1 for n in per_agent.values() if n > capacity),
         "cpu_percent": usage,
     }
+    if sampler is not None:
+        done = await sampler
+        if done.returncode == 0 and profile_to.exists():
+            summary_of_samples = profile.summarize(profile_to, sampled)
+            result["profile"] = {"worker": workers[0].name, **summary_of_samples}
+        else:
+            result["profile"] = {"error": f"py-spy exited {done.returncode}"}
     result["ok"] = (
         result["placed"] == visitors
         and result["agents_over_capacity_db"] == 0

@@ -115,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="one more steady run at the main level with py-spy on worker 0",
+        help="one more steady run at the main level with py-spy on worker 0; the burst"
+        " is sampled too",
     )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     p.add_argument("--tag", default="", help="file name stem (default: bench-<UTC time>)")
@@ -344,6 +345,7 @@ async def run(args: argparse.Namespace) -> dict:
                     window=args.burst_window,
                     capacity=args.burst_capacity,
                     cpu=meter(stack.workers),
+                    profile_to=stack.workdir / "py-spy-burst.txt" if args.profile else None,
                 ),
             )
             if burst is not None:
