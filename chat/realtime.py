@@ -56,15 +56,19 @@ _outbox: contextvars.ContextVar[list | None] = contextvars.ContextVar("outbox", 
 def broadcast_on_commit(groups: Iterable[str], event: dict[str, Any]) -> None:
     """Send `event` to each group once the current transaction commits (at once outside one)."""
     groups = tuple(groups)
+    transaction.on_commit(lambda: broadcast_committed(groups, event))
 
-    def send() -> None:
-        outbox = _outbox.get()
-        if outbox is not None:
-            outbox.extend((group, event) for group in groups)
-        else:
-            _send_now(groups, event)
 
-    transaction.on_commit(send)
+def broadcast_committed(groups: Iterable[str], event: dict[str, Any]) -> None:
+    """Send `event` to each group, for a change that has already committed (a statement
+    run in autocommit on the event loop: `services.post_message_on_loop`). There, only
+    inside an `Outbox`, which its caller flushes."""
+    groups = tuple(groups)
+    outbox = _outbox.get()
+    if outbox is not None:
+        outbox.extend((group, event) for group in groups)
+    else:
+        _send_now(groups, event)
 
 
 def frame_event(frame: dict[str, Any], *, skip_channel: str | None = None) -> dict[str, Any]:

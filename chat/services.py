@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connection, connections, transaction
@@ -21,7 +22,15 @@ from django.utils import timezone
 
 from agents.models import AgentProfile
 
-from . import attachments, realtime, routing_policy, selectors, transcript_email, visitor_context
+from . import (
+    attachments,
+    loop_db,
+    realtime,
+    routing_policy,
+    selectors,
+    transcript_email,
+    visitor_context,
+)
 from .models import (
     Attachment,
     Conversation,
@@ -177,15 +186,18 @@ def post_visitor_message(
     origin_channel: str | None = None,
     before_opening: Callable[[], None] | None = None,
     attachment_id: int | None = None,
+    try_at_once: bool = True,
 ) -> PostedMessage:
     """Store a visitor's message, opening a conversation if none is open.
 
     `before_opening` runs just before a conversation would be opened (the shared limit
     on new conversations); raising there stores nothing. `attachment_id` names the
     visitor's unsent upload in its open conversation (`AttachmentNotFound` otherwise).
+    `try_at_once=False`: the caller has just tried the everyday statement
+    (`post_message_on_loop`), and it needs the full path.
     """
     now = timezone.now()
-    if attachment_id is None:
+    if attachment_id is None and try_at_once:
         wire = _append_at_once(
             sender=SenderKind.VISITOR,
             visitor_id=visitor_id,
@@ -424,11 +436,13 @@ def post_agent_message(
     body: str,
     origin_channel: str | None = None,
     attachment_id: int | None = None,
+    try_at_once: bool = True,
 ) -> PostedMessage:
     """Store an agent's message into a conversation assigned to that agent, with the
-    agent's unsent upload `attachment_id` if given (`AttachmentNotFound` otherwise)."""
+    agent's unsent upload `attachment_id` if given (`AttachmentNotFound` otherwise).
+    `try_at_once`: as for `post_visitor_message`."""
     now = timezone.now()
-    if attachment_id is None:
+    if attachment_id is None and try_at_once:
         wire = _append_at_once(
             sender=SenderKind.AGENT,
             agent_id=agent_id,
@@ -1392,62 +1406,155 @@ def _append_at_once(
     the full path makes five (docs/performance.md, change 9). SQLite cannot modify data
     in a WITH, so there it is two statements in one transaction.
     """
-    if visitor_id is not None:
-        where, params = "visitor_id = %s AND status IN (%s, %s)", [visitor_id, *OPEN]
-        counters = "agent_unread = agent_unread + 1"
-    else:
-        where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
-        params = [conversation_id, agent_id, *OPEN]
-        # Answering means having read everything before the answer.
-        counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
-    created_at = connection.ops.adapt_datetimefield_value(now)
-    update = (
-        f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
-        f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
-        f" WHERE m.conversation_id = {CONVERSATION_TABLE}.id AND m.client_msg_id = %s)"
-        " RETURNING id, last_seq, visitor_id, agent_id"
+    statement = _AtOnce(
+        sender=sender,
+        body=body,
+        client_msg_id=client_msg_id,
+        created_at=connection.ops.adapt_datetimefield_value(now),
+        visitor_id=visitor_id,
+        agent_id=agent_id,
+        conversation_id=conversation_id,
     )
-    update_params = [created_at, *params, client_msg_id]
-    insert = (
-        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
-        f" SELECT id, last_seq, %s, %s, %s, %s, %s FROM {{source}}"
-    )
-    insert_params = [sender, agent_id, body, client_msg_id, created_at]
     try:
         if connection.vendor == "postgresql":
-            row = _execute_once(
-                f"WITH c AS ({update}), m AS ({insert.format(source='c')})"
-                " SELECT id, last_seq, visitor_id, agent_id FROM c",
-                update_params + insert_params,
-            )
+            row = _execute_once(*statement.postgresql())
         else:
             with transaction.atomic(), _hot_cursor() as cursor:
-                cursor.execute(update, update_params)
+                cursor.execute(statement.update, statement.update_params)
                 row = cursor.fetchone()
                 if row is not None:
-                    cursor.execute(
-                        insert.format(source=f"{CONVERSATION_TABLE} WHERE id = %s"),
-                        [*insert_params, row[0]],
-                    )
+                    cursor.execute(*statement.insert_after(row))
     except IntegrityError:
         # A retry racing its own first send stored it meanwhile: the full path finds it.
         return None
     if row is None:
         return None
+    wire, recipients, event = _sent_at_once(row, statement, now, origin_channel)
+    realtime.broadcast_on_commit(recipients, event)
+    return wire
+
+
+def sends_on_loop() -> bool:
+    """Whether `post_message_on_loop` may be used here (PostgreSQL, not turned off)."""
+    return loop_db.enabled()
+
+
+async def post_message_on_loop(
+    *,
+    body: str,
+    client_msg_id: str,
+    origin_channel: str | None,
+    visitor_id: int | None = None,
+    agent_id: int | None = None,
+    conversation_id: int | None = None,
+) -> PostedMessage | None:
+    """`_append_at_once` on PostgreSQL, run on the worker's event loop (`loop_db`)
+    instead of an ORM thread: the everyday send of a visitor (`visitor_id`) or of an
+    agent (`agent_id`, `conversation_id`), without attachment. None, having stored
+    nothing, when it needs `post_visitor_message` / `post_agent_message` (see
+    `_append_at_once`), or when the database failed it: the ORM path then decides, and
+    answers errors as it always does.
+
+    Only where `sends_on_loop()`, inside a `realtime.Outbox` its caller flushes.
+    """
+    now = timezone.now()
+    statement = _AtOnce(
+        sender=SenderKind.VISITOR if visitor_id is not None else SenderKind.AGENT,
+        body=body,
+        client_msg_id=client_msg_id,
+        created_at=connections["default"].ops.adapt_datetimefield_value(now),
+        visitor_id=visitor_id,
+        agent_id=agent_id,
+        conversation_id=conversation_id,
+    )
+    try:
+        row = await loop_db.fetch_one(*statement.postgresql())
+    except (psycopg.IntegrityError, loop_db.Unavailable):
+        # A retry racing its own first send, or a database that failed: if the
+        # statement did commit before its answer was lost, the ORM path finds the
+        # message by its client_msg_id and answers it as a retry.
+        return None
+    if row is None:
+        return None
+    wire, recipients, event = _sent_at_once(row, statement, now, origin_channel)
+    realtime.broadcast_committed(recipients, event)
+    return PostedMessage(wire, created=True)
+
+
+@dataclass(frozen=True)
+class _AtOnce:
+    """The statements of an everyday send (`_append_at_once`)."""
+
+    sender: str
+    body: str
+    client_msg_id: str
+    created_at: object  # the database's form of the time sent
+    visitor_id: int | None
+    agent_id: int | None
+    conversation_id: int | None
+
+    @property
+    def update(self) -> str:
+        if self.visitor_id is not None:
+            where = "visitor_id = %s AND status IN (%s, %s)"
+            counters = "agent_unread = agent_unread + 1"
+        else:
+            where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
+            # Answering means having read everything before the answer.
+            counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
+        return (
+            f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
+            f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
+            f" WHERE m.conversation_id = {CONVERSATION_TABLE}.id AND m.client_msg_id = %s)"
+            " RETURNING id, last_seq, visitor_id, agent_id"
+        )
+
+    @property
+    def update_params(self) -> list:
+        if self.visitor_id is not None:
+            which = [self.visitor_id, *OPEN]
+        else:
+            which = [self.conversation_id, self.agent_id, *OPEN]
+        return [self.created_at, *which, self.client_msg_id]
+
+    def _insert(self, source: str) -> str:
+        return (
+            f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
+            f" SELECT id, last_seq, %s, %s, %s, %s, %s FROM {source}"
+        )
+
+    @property
+    def _insert_params(self) -> list:
+        return [self.sender, self.agent_id, self.body, self.client_msg_id, self.created_at]
+
+    def postgresql(self) -> tuple[str, list]:
+        """Both in one statement."""
+        sql = (
+            f"WITH c AS ({self.update}), m AS ({self._insert('c')})"
+            " SELECT id, last_seq, visitor_id, agent_id FROM c"
+        )
+        return sql, self.update_params + self._insert_params
+
+    def insert_after(self, row: tuple) -> tuple[str, list]:
+        """The INSERT on its own, after the UPDATE returned `row` (SQLite)."""
+        return self._insert(f"{CONVERSATION_TABLE} WHERE id = %s"), [*self._insert_params, row[0]]
+
+
+def _sent_at_once(
+    row: tuple, statement: _AtOnce, now: datetime, origin_channel: str | None
+) -> tuple[dict, tuple[str, ...], dict]:
+    """The wire dict of a message stored by `_AtOnce`, who hears it, and the event."""
     conversation, seq, visitor, agent = row
     wire = selectors.message_wire(
         conversation=conversation,
         seq=seq,
-        sender=sender,
-        body=body,
-        client_msg_id=client_msg_id,
+        sender=statement.sender,
+        body=statement.body,
+        client_msg_id=statement.client_msg_id,
         sent_at=now,
     )
-    realtime.broadcast_on_commit(
-        _participants(visitor, agent),
-        realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel),
-    )
-    return wire
+    event = realtime.frame_event({"type": "message", **wire}, skip_channel=origin_channel)
+    return wire, _participants(visitor, agent), event
 
 
 def _execute_once(sql: str, params: list) -> tuple | None:

@@ -205,6 +205,10 @@ SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # Threads (each with its own database connection) that run the sockets' ORM calls in a
 # worker; 1 is Channels' single database thread. See docs/performance.md.
 SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
+# PostgreSQL: the everyday message send runs its one statement on the worker's event
+# loop, on connections of its own (as many as SUPPORTDESK_DB_THREADS), instead of on an
+# ORM thread (chat/loop_db.py). See docs/performance.md, change 14.
+SUPPORTDESK_SEND_ON_LOOP = _env_bool("SUPPORTDESK_SEND_ON_LOOP", True)
 # PostgreSQL: the message send path's statements are prepared once per connection
 # (chat/services.py `_hot_cursor`). Off for a pooler that cannot keep prepared statements
 # (PgBouncer before 1.21 in transaction mode); see docs/deploy.md.

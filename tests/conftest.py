@@ -12,7 +12,7 @@ from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import consumers, ratelimits, realtime, selectors, services
+from chat import consumers, loop_db, ratelimits, realtime, selectors, services
 from chat.models import Site, Visitor
 from tests import ws
 
@@ -31,6 +31,14 @@ def _orm_threads_closed_before_teardown(django_db_setup):
         consumers._database_threads.cache_clear()
         consumers.on_database_thread.cache_clear()
         gc.collect()  # a finished thread's connection closes when collected
+
+
+@pytest.fixture(autouse=True)
+def _loop_connections_closed():
+    """A test's event loop ends with it: close the connections its sends opened on it
+    (PostgreSQL, chat/loop_db.py)."""
+    yield
+    loop_db.close_all()
 
 
 @pytest.fixture

@@ -16,13 +16,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class HeldSends:
-    """Agent sends whose client_msg_id starts with "held" wait on the database thread,
-    inside the service, until `release()`."""
+    """Agent sends whose client_msg_id starts with "held" wait inside the service until
+    `release()`: on the database thread, or on the event loop where the everyday send
+    runs there (PostgreSQL, chat/loop_db.py)."""
 
     def __init__(self, monkeypatch) -> None:
         self.released = threading.Event()
         self.waiting = threading.Semaphore(0)
         real = services.post_agent_message
+        real_on_loop = services.post_message_on_loop
 
         def post_agent_message(**kwargs):
             if kwargs["client_msg_id"].startswith("held"):
@@ -30,7 +32,14 @@ class HeldSends:
                 assert self.released.wait(ws.TIMEOUT)
             return real(**kwargs)
 
+        async def post_message_on_loop(**kwargs):
+            if kwargs["client_msg_id"].startswith("held"):
+                self.waiting.release()
+                assert await asyncio.to_thread(self.released.wait, ws.TIMEOUT)
+            return await real_on_loop(**kwargs)
+
         monkeypatch.setattr(services, "post_agent_message", post_agent_message)
+        monkeypatch.setattr(services, "post_message_on_loop", post_message_on_loop)
 
     async def started(self) -> None:
         assert await asyncio.to_thread(self.waiting.acquire, timeout=ws.TIMEOUT)
