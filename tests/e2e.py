@@ -60,12 +60,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll `condition` until true, for conditions no event announces (a port opening)."""
+def wait_until(
+    condition: Callable[[], bool], *, timeout: float, what: str | Callable[[], str]
+) -> None:
+    """Poll `condition` until true, for conditions no event announces (a port opening).
+    `what` may be a function, to describe the state at the time of giving up (a log)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f}s waiting for {what}")
+            described = what() if callable(what) else what
+            pytest.fail(f"gave up after {timeout:.0f}s waiting for {described}")
         time.sleep(0.05)
 
 

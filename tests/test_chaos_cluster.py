@@ -97,7 +97,7 @@ def test_run_cluster_serves_on_consecutive_ports_and_ctrl_c_stops_every_worker(
         wait_until(
             lambda: answers(base) and answers(base + 1),
             timeout=STARTUP,
-            what=f"both workers to answer /healthz\n{log.read_text()}",
+            what=lambda: f"both workers to answer /healthz\n{log.read_text()}",
         )
         text = log.read_text()
         assert f"worker on http://127.0.0.1:{base}/" in text
@@ -127,7 +127,7 @@ def test_a_worker_that_dies_is_reported_and_the_others_stopped_not_restarted(
         wait_until(
             lambda: answers(base) and answers(base + 1),
             timeout=STARTUP,
-            what=f"both workers to answer /healthz\n{log.read_text()}",
+            what=lambda: f"both workers to answer /healthz\n{log.read_text()}",
         )
         workers = children(process.pid)
         first = next(
