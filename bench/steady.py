@@ -318,7 +318,16 @@ async def close_supportdesk(opened: Chats) -> None:
         description="chats close",
         unit="chats",
     )
-    await asyncio.gather(*(agent.close() for agent in opened.agents))
+
+    async def sign_off(agent: Peer) -> None:
+        # Away before leaving: an agent who just closes the dashboard stays available
+        # for the grace period, and the next run's chats would be routed to them.
+        if agent.close_code is None:
+            await agent.send({"type": "presence", "status": "away"})
+            await agent.expect("presence", where=lambda frame: frame["status"] == "away")
+        await agent.close()
+
+    await asyncio.gather(*(sign_off(agent) for agent in opened.agents))
 
 
 # --- opening chats on the floor ------------------------------------------------------
