@@ -166,6 +166,15 @@ async def run_burst(
         else None,
         "first_frame": dict(Counter(first_placement.values())),
         "placement_ms": summary(placement_ms),
+        # Where in the window the slow placements were: p50 / max ms per tenth of the
+        # arrivals, in arrival order.
+        "placement_ms_by_arrival_tenth": by_tenth(
+            [
+                (placed_at[i] - sent_at[i]) * 1000
+                for i in sorted(sent_at, key=sent_at.get)
+                if i in placed_at
+            ]
+        ),
         "assigned_seen": len(assigned_visitors),
         "queued_positions_ok": sorted(position.values()) == list(range(1, expect_queued + 1)),
         "queued_told_wrong_position": told_wrong,
@@ -204,3 +213,13 @@ async def run_burst(
     )
     await asyncio.gather(*(agent.close() for agent in agent_peers))
     return result
+
+
+def by_tenth(values: list[float]) -> list[list[float]]:
+    """[p50, max] of each tenth of `values` (in their order)."""
+    tenths = []
+    for k in range(10):
+        part = sorted(values[len(values) * k // 10 : len(values) * (k + 1) // 10])
+        if part:
+            tenths.append([round(part[len(part) // 2], 1), round(part[-1], 1)])
+    return tenths
