@@ -1,9 +1,12 @@
 """WebSocket transport: parse, validate, call a service, reply. No ORM, no business rules."""
 
 import asyncio
+import contextvars
 import functools
 import logging
+import math
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -127,6 +130,72 @@ def _skip_recent_health_checks() -> None:
             connection.health_check_done = True
         else:
             connection.supportdesk_checked_at = now
+
+
+class QueueReadings:
+    """The queue readings a worker's sockets asked for (`services.queue_readings_deferred`),
+    made on its event loop after the service that asked returned: per site at most one
+    running and one waiting, each starting at least `services.QUEUE_READING_WINDOW`
+    after the one before, as `services._broadcast_queue` coalesces them, but with no
+    ORM thread held while a reading waits for its turn.
+
+    A request made while a reading waits is covered by it: the request comes after the
+    change behind it committed, and the reading starts after the request.
+    """
+
+    def __init__(self) -> None:
+        self.wanted: dict[int, set[int] | None] = {}
+        self.tasks: dict[int, asyncio.Task] = {}  # site -> its reader
+        self.last: dict[int, float] = {}  # site -> when its latest reading began
+
+    def request(self, readings: dict[int, set[int] | None]) -> None:
+        loop = asyncio.get_running_loop()
+        for site_id, starts in readings.items():
+            services.want_queue_reading(self.wanted, site_id, starts)
+            if site_id not in self.tasks:
+                # A context of its own: not the requesting socket's outbox.
+                self.tasks[site_id] = loop.create_task(
+                    self._read(site_id), context=contextvars.Context()
+                )
+
+    async def _read(self, site_id: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while site_id in self.wanted:
+                wait = self.last.get(site_id, -math.inf) + services.QUEUE_READING_WINDOW
+                if wait > loop.time():
+                    await asyncio.sleep(wait - loop.time())
+                starts = self.wanted.pop(site_id)
+                self.last[site_id] = loop.time()
+                with realtime.Outbox() as events:
+                    try:
+                        await on_database_thread(services.read_queue)(
+                            site_id=site_id, starts=starts
+                        )
+                    except OUTAGE_ERRORS:
+                        # The positions stay as last told until the next change's reading.
+                        logger.warning("reading the queue of site %s failed", site_id)
+                    finally:
+                        await realtime.flush(events)
+        finally:
+            del self.tasks[site_id]
+
+    async def settled(self) -> None:
+        """Wait for every reading asked for so far (tests)."""
+        while self.tasks:
+            await asyncio.gather(*self.tasks.values())
+
+
+_queue_readings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def queue_readings() -> QueueReadings:
+    """This event loop's `QueueReadings`."""
+    loop = asyncio.get_running_loop()
+    readings = _queue_readings.get(loop)
+    if readings is None:
+        readings = _queue_readings[loop] = QueueReadings()
+    return readings
 
 
 def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError | None:
@@ -428,12 +497,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=protocol.encode(frame))
 
     async def call(self, service: Callable, /, **kwargs: Any) -> Any:
-        """Run a service on the database thread, then send what it broadcast."""
-        with realtime.Outbox() as events:
+        """Run a service on the database thread, then send what it broadcast and ask for
+        the queue readings it wanted (`QueueReadings`)."""
+        with realtime.Outbox() as events, services.queue_readings_deferred() as readings:
             try:
                 return await on_database_thread(service)(**kwargs)
             finally:
                 await realtime.flush(events)
+                if readings:
+                    queue_readings().request(readings)
 
     async def post_message(self, service: Callable, /, **kwargs: Any) -> services.PostedMessage:
         """Store a message with `service` (`post_visitor_message` or `post_agent_message`).

@@ -5,6 +5,7 @@ commit, and only then broadcast (`realtime.broadcast_on_commit`).
 """
 
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -214,20 +215,11 @@ def post_visitor_message(
         if conversation is None:
             # Race: two tabs of one visitor may open a conversation at once; the row
             # lock on Visitor serialises them and the second finds the first's.
-            visitor = Visitor.objects.select_for_update().get(pk=visitor_id)
+            site_id = _lock_visitor(visitor_id)
             conversation = _lock_with_earlier_send(client_msg_id, visitor_id=visitor_id)
             if conversation is None:
                 # A retry of a message whose conversation closed since is not a new chat.
-                earlier = (
-                    Message.objects.filter(
-                        conversation__visitor_id=visitor_id,
-                        client_msg_id=client_msg_id,
-                        sender=SenderKind.VISITOR,
-                    )
-                    .select_related("attachment")
-                    .order_by("-id")
-                    .first()
-                )
+                earlier = _earlier_visitor_send(visitor_id, client_msg_id)
                 if earlier is not None:
                     return PostedMessage(
                         selectors.message_dict(earlier),
@@ -242,12 +234,14 @@ def post_visitor_message(
                     # limit store holds them up to ratelimits.REDIS_TIMEOUT, on this
                     # rare path only.
                     before_opening()
-                conversation = Conversation.objects.create(
-                    site_id=visitor.site_id,
-                    visitor=visitor,
-                    status=Status.QUEUED,
-                    queued_at=now,
-                    last_activity_at=now,
+                conversation = _insert_new(
+                    Conversation(
+                        site_id=site_id,
+                        visitor_id=visitor_id,
+                        status=Status.QUEUED,
+                        queued_at=now,
+                        last_activity_at=now,
+                    )
                 )
                 conversation.earlier_message_id = None  # new: nothing sent in it yet
                 opened = conversation
@@ -1059,9 +1053,53 @@ _reading_next: dict[int, set[int] | None] = {}
 _last_reading_at: dict[int, float] = {}  # site -> when its latest reading began
 
 
+# A socket's service asks for its queue readings here instead of making them on its ORM
+# thread: its worker's event loop makes them after the service returns
+# (consumers.QueueReadings), coalesced as below, without holding an ORM thread while a
+# reading waits for its turn (a burst's openings waited there, docs/performance.md,
+# change 15). site -> the conversations to tell from (None: the whole queue).
+_queue_readings_wanted: contextvars.ContextVar[dict[int, set[int] | None] | None] = (
+    contextvars.ContextVar("queue_readings_wanted", default=None)
+)
+
+
+@contextlib.contextmanager
+def queue_readings_deferred():
+    """Within it, `_broadcast_queue` records what it would read into the dict yielded
+    (see `want_queue_reading`), for the caller to read with `read_queue` later."""
+    wanted: dict[int, set[int] | None] = {}
+    token = _queue_readings_wanted.set(wanted)
+    try:
+        yield wanted
+    finally:
+        _queue_readings_wanted.reset(token)
+
+
+def want_queue_reading(
+    wanted: dict[int, set[int] | None], site_id: int, starts: set[int] | None
+) -> None:
+    """Add a reading of a site's queue from `starts` (None: all of it) to `wanted`."""
+    if site_id in wanted:
+        waiting = wanted[site_id]
+        if starts is None:
+            wanted[site_id] = None
+        elif waiting is not None:
+            waiting |= starts
+    else:
+        wanted[site_id] = None if starts is None else set(starts)
+
+
+def read_queue(*, site_id: int, starts: set[int] | None) -> None:
+    """One reading of a site's queue, broadcast (see `_read_queue`): for a reading
+    deferred by `queue_readings_deferred`, made once every change it covers committed."""
+    _read_queue(site_id, starts)
+
+
 def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> None:
     """Tell queued visitors of a site their positions (only from `from_conversation`
     back, if given), and agents the queue length.
+
+    Under `queue_readings_deferred` (a socket's service) it only records the reading.
 
     Coalesced per worker (`_reading_next`): a caller returns at once when a reading
     that has not started yet is waiting, for the one running or for its window; that
@@ -1074,13 +1112,13 @@ def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> N
     if connection.in_atomic_block:
         _read_queue(site_id, starts)
         return
+    wanted = _queue_readings_wanted.get()
+    if wanted is not None:
+        want_queue_reading(wanted, site_id, starts)
+        return
     with _readings:
         if site_id in _reading_next:
-            waiting = _reading_next[site_id]
-            if starts is None:
-                _reading_next[site_id] = None
-            elif waiting is not None:
-                waiting |= starts
+            want_queue_reading(_reading_next, site_id, starts)
             return
         _reading_next[site_id] = starts
         while True:
@@ -1380,6 +1418,66 @@ def _lock_with_earlier_send(
     conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, values)
     conversation.earlier_message_id = row[-1]
     return conversation
+
+
+def _lock_visitor(visitor_id: int) -> int:
+    """Lock a visitor's row (inside a transaction) and return its site's id; written
+    out, as the other statements of a burst's openings (docs/performance.md, change 15).
+    SQLite has no FOR UPDATE: its IMMEDIATE transaction holds the write lock."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with _hot_cursor() as cursor:
+        cursor.execute(f"SELECT site_id FROM {VISITOR_TABLE} WHERE id = %s{lock}", [visitor_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Visitor.DoesNotExist
+    return row[0]
+
+
+def _earlier_visitor_send(visitor_id: int, client_msg_id: str) -> Message | None:
+    """The visitor's latest message stored under `client_msg_id` in any of its
+    conversations, or None. Almost always None (a first message): that answer is one
+    written-out statement; a message found is loaded by the ORM."""
+    with _hot_cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.id FROM {MESSAGE_TABLE} m JOIN {CONVERSATION_TABLE} c"
+            " ON c.id = m.conversation_id WHERE c.visitor_id = %s AND m.client_msg_id = %s"
+            " AND m.sender = %s ORDER BY m.id DESC LIMIT 1",
+            [visitor_id, client_msg_id, SenderKind.VISITOR],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Message.objects.select_related("attachment", "conversation").get(pk=row[0])
+
+
+def _insert_new(instance):
+    """`instance.save()` for a new row of a model with an automatic id, without the
+    ORM's compile: the values are prepared as the ORM prepares them (defaults,
+    auto_now_add), the INSERT is written out once per model. No signals are sent (none
+    are connected to the models it is used for)."""
+    sql, fields = _insert_statement(type(instance), connection.alias)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    with _hot_cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(sql + " RETURNING id", values)
+            instance.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(sql, values)
+            instance.pk = cursor.lastrowid
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+@functools.cache
+def _insert_statement(model, alias: str) -> tuple[str, list]:
+    quote = connections[alias].ops.quote_name
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders})", fields
 
 
 def _append_at_once(

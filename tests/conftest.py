@@ -47,6 +47,9 @@ async def sockets():
     pool = ws.Sockets()
     yield pool
     await pool.close_all()
+    # Queue readings the sockets asked for run on this loop after their service:
+    # none may still be reading when the test's database is flushed.
+    await consumers.queue_readings().settled()
 
 
 @pytest.fixture(autouse=True)

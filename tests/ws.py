@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from chat import realtime
+from chat import consumers, realtime
 from supportdesk.asgi import application
 
 # The test client's host; pytest-django's test environment adds it to ALLOWED_HOSTS,
@@ -128,7 +128,10 @@ async def frames_before_pong(communicator: WebsocketCommunicator) -> list[dict]:
     """Everything the socket receives before the answer to a fresh ping.
 
     A barrier instead of a sleep: a broadcast already delivered to the socket's channel
-    is handled before a ping sent afterwards, so whatever was due shows up here."""
+    is handled before a ping sent afterwards, so whatever was due shows up here. The
+    queue readings asked for so far (made on this loop after their service returned,
+    chat/consumers.py `QueueReadings`) are waited for first: their frames were due too."""
+    await consumers.queue_readings().settled()
     await communicator.send_json_to({"type": "ping"})
     _pong, before = await receive_frames_until(communicator, "pong")
     return before
