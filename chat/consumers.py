@@ -59,6 +59,10 @@ _ON_LOOP_ARGUMENTS = (
     "body",
     "origin_channel",
 )
+# Frames that tell a visitor's tab its chat is open.
+_CHAT_OPEN_FRAMES = frozenset(
+    {"message", "message.ack", "conversation.queued", "conversation.assigned"}
+)
 # How long a frame waits for an earlier message of its conversation still on its way
 # before that message is read from the database (`ChatConsumer.deliver`).
 GAP_WAIT = 0.5
@@ -496,6 +500,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send(text_data=protocol.encode(frame))
 
+    # Whether a message sent now likely goes into an open conversation, so the everyday
+    # send is worth trying (`post_message`); a wrong guess only costs time.
+    chat_open = True
+
     async def call(self, service: Callable, /, **kwargs: Any) -> Any:
         """Run a service on the database thread, then send what it broadcast and ask for
         the queue readings it wanted (`QueueReadings`)."""
@@ -511,7 +519,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Store a message with `service` (`post_visitor_message` or `post_agent_message`).
         The everyday send first tries its one statement on the event loop
         (`services.post_message_on_loop`), skipping the hop to an ORM thread."""
-        if kwargs["attachment_id"] is None and services.sends_on_loop():
+        if kwargs["attachment_id"] is None and self.chat_open and services.sends_on_loop():
             with realtime.Outbox() as events:
                 try:
                     posted = await services.post_message_on_loop(
@@ -698,6 +706,8 @@ class VisitorConsumer(ChatConsumer):
         # (addition) Whether this socket relays drafts: the widget's privacy line says so.
         ready["sneak_peek"] = self.sneak_peek
         self.agents_online = ready.get("agents_online")
+        chat = ready["conversation"]
+        self.chat_open = chat is not None and chat["status"] != "closed"
         if ready["conversation"] is not None:
             # Race: a message can commit between reading the conversation row and
             # reading its messages, so `messages` may reach past `last_seq`; whatever
@@ -846,6 +856,16 @@ class VisitorConsumer(ChatConsumer):
         # anyone, so neither does this socket (a leaked token's reader is cut off).
         logger.info("closing visitor %s socket: token rotated", self.visitor_id)
         await self.close(code=protocol.CLOSE_UNAUTHORIZED)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        # What this tab has been told says whether the visitor has a chat open (another
+        # tab may open or close it): a first message skips the everyday send.
+        kind = frame["type"]
+        if kind in _CHAT_OPEN_FRAMES:
+            self.chat_open = True
+        elif kind == "conversation.closed":
+            self.chat_open = False
+        await super().send_frame(frame)
 
     async def forward(self, frame: dict[str, Any]) -> None:
         if frame["type"] == "message":

@@ -181,3 +181,26 @@ def _wait_until(condition, timeout: float = 10.0):
             raise AssertionError("timed out waiting for the database")
         time.sleep(0.02)
     return value
+
+
+async def test_a_tab_that_knows_no_chat_is_open_sends_a_first_message_the_orm_path_only(
+    personas, sockets, monkeypatch
+):
+    tried = []
+    real = services.post_message_on_loop
+
+    async def counted(**kwargs):
+        tried.append(kwargs["client_msg_id"])
+        return await real(**kwargs)
+
+    monkeypatch.setattr(services, "post_message_on_loop", counted)
+    visitor, _alice, _conversation = await start_chat_with_alice(sockets, personas, personas.v1)
+    await visitor.send_json_to(send("Thanks, bye", "second"))
+    await ws.receive_until(visitor, "message.ack")
+    await visitor.send_json_to({"type": "conversation.close"})
+    await ws.receive_until(visitor, "conversation.closed")
+    await visitor.send_json_to(send("One more question", "reopen"))
+    reopened = await ws.receive_until(visitor, "message.ack")
+
+    assert tried == ["second"]
+    assert reopened["seq"] == 1
