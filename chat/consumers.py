@@ -518,8 +518,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def post_message(self, service: Callable, /, **kwargs: Any) -> services.PostedMessage:
         """Store a message with `service` (`post_visitor_message` or `post_agent_message`).
         The everyday send first tries its one statement on the event loop
-        (`services.post_message_on_loop`), skipping the hop to an ORM thread."""
-        if kwargs["attachment_id"] is None and self.chat_open and services.sends_on_loop():
+        (`services.post_message_on_loop`), skipping the hop to an ORM thread; a message
+        this socket expects to open a chat (`chat_open`) goes the full path at once."""
+        if not self.chat_open:
+            kwargs["try_at_once"] = False  # a first message: it needs the full path
+        elif kwargs["attachment_id"] is None and services.sends_on_loop():
             with realtime.Outbox() as events:
                 try:
                     posted = await services.post_message_on_loop(
