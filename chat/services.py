@@ -195,7 +195,9 @@ def post_visitor_message(
     on new conversations); raising there stores nothing. `attachment_id` names the
     visitor's unsent upload in its open conversation (`AttachmentNotFound` otherwise).
     `try_at_once=False`: the caller has just tried the everyday statement
-    (`post_message_on_loop`), and it needs the full path.
+    (`post_message_on_loop`), or expects this message to open a chat: it needs the
+    full path, which then starts with the visitor's row lock (the statement it saves is
+    one in eight of a burst's openings).
     """
     now = timezone.now()
     if attachment_id is None and try_at_once:
@@ -211,7 +213,9 @@ def post_visitor_message(
             return PostedMessage(wire, created=True)
     opened = None
     with transaction.atomic():
-        conversation = _lock_with_earlier_send(client_msg_id, visitor_id=visitor_id)
+        conversation = None
+        if try_at_once:
+            conversation = _lock_with_earlier_send(client_msg_id, visitor_id=visitor_id)
         if conversation is None:
             # Race: two tabs of one visitor may open a conversation at once; the row
             # lock on Visitor serialises them and the second finds the first's.
