@@ -179,6 +179,10 @@ class QueueReadings:
                     except OUTAGE_ERRORS:
                         # The positions stay as last told until the next change's reading.
                         logger.warning("reading the queue of site %s failed", site_id)
+                    except Exception:
+                        # Not the socket's to answer (its service returned): logged, and
+                        # the next request for this site reads again.
+                        logger.exception("reading the queue of site %s failed", site_id)
                     finally:
                         await realtime.flush(events)
         finally:
