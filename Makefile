@@ -37,8 +37,8 @@ bench-analytics: setup
 	ANALYTICS_BENCH=$(ANALYTICS_BENCH) $(BIN)/python -m pytest -q -s \
 		tests/test_analytics_bench.py -k bench_the_analytics_page
 
-# Then the service tests again on PostgreSQL when one is reachable: the send and
-# routing paths write their SQL per database (tests/on_postgresql.py).
+# Then the service and socket tests again on PostgreSQL when one is reachable: the send
+# and routing paths write their SQL per database (tests/on_postgresql.py).
 test: setup
 	$(BIN)/python -m pytest
 	$(BIN)/python -m tests.on_postgresql
