@@ -1758,7 +1758,7 @@ def _append_message(
         conversation.agent_unread = 0
         fields += ["agent_read_seq", "agent_unread"]
     _update_conversation(conversation, fields)
-    message = _insert_message(
+    message = _insert_new(
         Message(
             conversation=conversation,
             seq=conversation.last_seq,
@@ -1824,27 +1824,6 @@ _MESSAGE_COLUMNS = (
     "client_msg_id",
     "created_at",
 )
-
-
-def _insert_message(message: Message) -> Message:
-    """`message.save()` for a new message without the ORM's compile (hot path); the
-    instance comes back with its id, as if loaded from the database."""
-    values = [getattr(message, column) for column in _MESSAGE_COLUMNS]
-    values[-1] = connection.ops.adapt_datetimefield_value(message.created_at)
-    sql = (
-        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
-        f" VALUES ({', '.join(['%s'] * len(values))})"
-    )
-    with _hot_cursor() as cursor:
-        if connection.features.can_return_columns_from_insert:
-            cursor.execute(sql + " RETURNING id", values)
-            message.pk = cursor.fetchone()[0]
-        else:
-            cursor.execute(sql, values)
-            message.pk = cursor.lastrowid
-    message._state.adding = False
-    message._state.db = connection.alias
-    return message
 
 
 def _participant_groups(conversation: Conversation) -> tuple[str, ...]:
