@@ -1,6 +1,7 @@
 """WebSocket transport: parse, validate, call a service, reply. No ORM, no business rules."""
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -171,20 +172,16 @@ class QueueReadings:
                     await asyncio.sleep(wait - loop.time())
                 starts = self.wanted.pop(site_id)
                 self.last[site_id] = loop.time()
-                with realtime.Outbox() as events:
-                    try:
-                        await on_database_thread(services.read_queue)(
-                            site_id=site_id, starts=starts
-                        )
-                    except OUTAGE_ERRORS:
-                        # The positions stay as last told until the next change's reading.
-                        logger.warning("reading the queue of site %s failed", site_id)
-                    except Exception:
-                        # Not the socket's to answer (its service returned): logged, and
-                        # the next request for this site reads again.
-                        logger.exception("reading the queue of site %s failed", site_id)
-                    finally:
-                        await realtime.flush(events)
+                try:
+                    async with broadcasting():
+                        await on_database_thread(services.read_queue)(site_id, starts)
+                except OUTAGE_ERRORS:
+                    # The positions stay as last told until the next change's reading.
+                    logger.warning("reading the queue of site %s failed", site_id)
+                except Exception:
+                    # Not the socket's to answer (its service returned): logged, and
+                    # the next request for this site reads again.
+                    logger.exception("reading the queue of site %s failed", site_id)
         finally:
             del self.tasks[site_id]
 
@@ -204,6 +201,20 @@ def queue_readings() -> QueueReadings:
     if readings is None:
         readings = _queue_readings[loop] = QueueReadings()
     return readings
+
+
+@contextlib.asynccontextmanager
+async def broadcasting():
+    """Around services run from a socket: what they broadcast is collected and sent when
+    it ends (after an error too), and the queue readings they ask for are requested
+    from this loop's `QueueReadings`."""
+    with realtime.Outbox() as events, services.queue_readings_deferred() as readings:
+        try:
+            yield
+        finally:
+            await realtime.flush(events)
+            if readings:
+                queue_readings().request(readings)
 
 
 def _service_error(exc: Exception, client_msg_id: str | None) -> ProtocolError | None:
@@ -510,14 +521,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def call(self, service: Callable, /, **kwargs: Any) -> Any:
         """Run a service on the database thread, then send what it broadcast and ask for
-        the queue readings it wanted (`QueueReadings`)."""
-        with realtime.Outbox() as events, services.queue_readings_deferred() as readings:
-            try:
-                return await on_database_thread(service)(**kwargs)
-            finally:
-                await realtime.flush(events)
-                if readings:
-                    queue_readings().request(readings)
+        the queue readings it wanted (`broadcasting`)."""
+        async with broadcasting():
+            return await on_database_thread(service)(**kwargs)
 
     async def post_message(self, service: Callable, /, **kwargs: Any) -> services.PostedMessage:
         """Store a message with `service` (`post_visitor_message` or `post_agent_message`).
@@ -527,13 +533,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not self.chat_open:
             kwargs["try_at_once"] = False  # a first message: it needs the full path
         elif kwargs["attachment_id"] is None and services.sends_on_loop():
-            with realtime.Outbox() as events:
-                try:
-                    posted = await services.post_message_on_loop(
-                        **{key: kwargs[key] for key in _ON_LOOP_ARGUMENTS if key in kwargs}
-                    )
-                finally:
-                    await realtime.flush(events)
+            async with broadcasting():
+                posted = await services.post_message_on_loop(
+                    **{key: kwargs[key] for key in _ON_LOOP_ARGUMENTS if key in kwargs}
+                )
             if posted is not None:
                 return posted
             kwargs["try_at_once"] = False  # just tried: it needs the full path

@@ -12,6 +12,7 @@ semaphore, per event loop.
 """
 
 import asyncio
+import functools
 import logging
 import weakref
 
@@ -22,8 +23,10 @@ from django.db import connections
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
 def enabled() -> bool:
-    """Whether the send path may run on the loop: PostgreSQL, and not turned off."""
+    """Whether the send path may run on the loop: PostgreSQL, and not turned off (read
+    once: every message asks)."""
     return (
         settings.SUPPORTDESK_SEND_ON_LOOP
         and connections["default"].vendor == "postgresql"

@@ -1125,12 +1125,6 @@ def want_queue_reading(
         wanted[site_id] = None if starts is None else set(starts)
 
 
-def read_queue(*, site_id: int, starts: set[int] | None) -> None:
-    """One reading of a site's queue, broadcast (see `_read_queue`): for a reading
-    deferred by `queue_readings_deferred`, made once every change it covers committed."""
-    _read_queue(site_id, starts)
-
-
 def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> None:
     """Tell queued visitors of a site their positions (only from `from_conversation`
     back, if given), and agents the queue length.
@@ -1146,7 +1140,7 @@ def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> N
     """
     starts = None if from_conversation is None else {from_conversation}
     if connection.in_atomic_block:
-        _read_queue(site_id, starts)
+        read_queue(site_id, starts)
         return
     wanted = _queue_readings_wanted.get()
     if wanted is not None:
@@ -1170,14 +1164,14 @@ def _broadcast_queue(site_id: int, *, from_conversation: int | None = None) -> N
         _reading_now.add(site_id)
         _last_reading_at[site_id] = time.monotonic()
     try:
-        _read_queue(site_id, starts)
+        read_queue(site_id, starts)
     finally:
         with _readings:
             _reading_now.discard(site_id)
             _readings.notify_all()
 
 
-def _read_queue(site_id: int, starts: set[int] | None) -> None:
+def read_queue(site_id: int, starts: set[int] | None) -> None:
     """One reading of a site's queue, broadcast: every queued visitor's position from
     the first of `starts` in the queue (all of them for None), and the length to the
     agents. A conversation of `starts` no longer queued left since it arrived: its
@@ -1629,19 +1623,7 @@ class _AtOnce:
 
     @property
     def update(self) -> str:
-        if self.visitor_id is not None:
-            where = "visitor_id = %s AND status IN (%s, %s)"
-            counters = "agent_unread = agent_unread + 1"
-        else:
-            where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
-            # Answering means having read everything before the answer.
-            counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
-        return (
-            f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
-            f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
-            f" WHERE m.conversation_id = {CONVERSATION_TABLE}.id AND m.client_msg_id = %s)"
-            " RETURNING id, last_seq, visitor_id, agent_id"
-        )
+        return _at_once_sql(self.visitor_id is not None)[0]
 
     @property
     def update_params(self) -> list:
@@ -1651,27 +1633,46 @@ class _AtOnce:
             which = [self.conversation_id, self.agent_id, *OPEN]
         return [self.created_at, *which, self.client_msg_id]
 
-    def _insert(self, source: str) -> str:
-        return (
-            f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
-            f" SELECT id, last_seq, %s, %s, %s, %s, %s FROM {source}"
-        )
-
     @property
     def _insert_params(self) -> list:
         return [self.sender, self.agent_id, self.body, self.client_msg_id, self.created_at]
 
     def postgresql(self) -> tuple[str, list]:
         """Both in one statement."""
-        sql = (
-            f"WITH c AS ({self.update}), m AS ({self._insert('c')})"
-            " SELECT id, last_seq, visitor_id, agent_id FROM c"
+        return _at_once_sql(self.visitor_id is not None)[1], (
+            self.update_params + self._insert_params
         )
-        return sql, self.update_params + self._insert_params
 
     def insert_after(self, row: tuple) -> tuple[str, list]:
         """The INSERT on its own, after the UPDATE returned `row` (SQLite)."""
-        return self._insert(f"{CONVERSATION_TABLE} WHERE id = %s"), [*self._insert_params, row[0]]
+        return _at_once_sql(self.visitor_id is not None)[2], [*self._insert_params, row[0]]
+
+
+@functools.cache
+def _at_once_sql(by_visitor: bool) -> tuple[str, str, str]:
+    """`_AtOnce`'s SQL for a visitor's send or an agent's, built once: (the UPDATE, the
+    UPDATE and INSERT in one statement, the INSERT after the UPDATE)."""
+    if by_visitor:
+        where = "visitor_id = %s AND status IN (%s, %s)"
+        counters = "agent_unread = agent_unread + 1"
+    else:
+        where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
+        # Answering means having read everything before the answer.
+        counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
+    update = (
+        f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
+        f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
+        f" WHERE m.conversation_id = {CONVERSATION_TABLE}.id AND m.client_msg_id = %s)"
+        " RETURNING id, last_seq, visitor_id, agent_id"
+    )
+    insert = (
+        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
+        " SELECT id, last_seq, %s, %s, %s, %s, %s FROM "
+    )
+    both = (
+        f"WITH c AS ({update}), m AS ({insert}c) SELECT id, last_seq, visitor_id, agent_id FROM c"
+    )
+    return update, both, f"{insert}{CONVERSATION_TABLE} WHERE id = %s"
 
 
 def _sent_at_once(

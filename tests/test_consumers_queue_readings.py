@@ -25,12 +25,12 @@ class HeldReadings:
         real = services.read_queue
         loop = asyncio.get_running_loop()
 
-        def read_queue(*, site_id, starts):
+        def read_queue(site_id, starts):
             self.made.append((site_id, None if starts is None else set(starts)))
             if len(self.made) == 1:
                 loop.call_soon_threadsafe(self.first_started.set)
                 asyncio.run_coroutine_threadsafe(self.released.wait(), loop).result(ws.TIMEOUT)
-            real(site_id=site_id, starts=starts)
+            real(site_id, starts)
 
         monkeypatch.setattr(services, "read_queue", read_queue)
 

@@ -214,7 +214,7 @@ def test_changes_made_during_a_reading_share_one_next_reading_with_right_positio
     queued = [open_chat(v) for v in waiting]
     reading_started, finish_reading = threading.Event(), threading.Event()
     readings = []
-    real_read_queue = services._read_queue
+    real_read_queue = services.read_queue
 
     def slow_first_reading(site_id, starts):
         # Held before its transaction: SQLite's IMMEDIATE transaction would hold the
@@ -225,7 +225,7 @@ def test_changes_made_during_a_reading_share_one_next_reading_with_right_positio
             assert finish_reading.wait(WAIT)
         real_read_queue(site_id, starts)
 
-    monkeypatch.setattr(services, "_read_queue", slow_first_reading)
+    monkeypatch.setattr(services, "read_queue", slow_first_reading)
     outboxes = {}
 
     def broadcast(name, **kwargs):
@@ -286,7 +286,7 @@ def test_arrivals_within_the_window_of_the_last_reading_share_the_next_one(perso
     monkeypatch.setattr(services, "QUEUE_READING_WINDOW", WAIT)
     in_window, second_arrived = threading.Event(), threading.Event()
     readings = []
-    real_read_queue, real_wait = services._read_queue, services._readings.wait
+    real_read_queue, real_wait = services.read_queue, services._readings.wait
 
     def counted_reading(site_id, starts):
         readings.append(starts)
@@ -301,7 +301,7 @@ def test_arrivals_within_the_window_of_the_last_reading_share_the_next_one(perso
         services._last_reading_at[site.pk] -= WAIT  # the window is over
         return real_wait(0)
 
-    monkeypatch.setattr(services, "_read_queue", counted_reading)
+    monkeypatch.setattr(services, "read_queue", counted_reading)
     monkeypatch.setattr(services._readings, "wait", window_held_open_for_the_test)
     first_outbox = []
 
