@@ -9,7 +9,8 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from chat import selectors, services
+from chat import selectors
+from chat.conversations import routing
 from chat.models import Conversation
 
 from . import services as agent_services
@@ -83,7 +84,7 @@ class AgentProfileAdmin(admin.ModelAdmin):
         # A raised capacity or a new site frees slots for the queue, as create_agent does.
         # The admin saves in one transaction; route once it has committed.
         transaction.on_commit(
-            lambda: services.assign_queued(site_ids=selectors.agent_site_ids(agent_id))
+            lambda: routing.assign_queued(site_ids=selectors.agent_site_ids(agent_id))
         )
 
 

@@ -6,19 +6,8 @@ to do with a conversation, so they live here rather than in chat/selectors.py.
 
 from django.db.models import Q
 
-from chat import protocol
-
+from .errors import CannedResponseNotFound, SharedResponsesForbidden
 from .models import AgentProfile, CannedResponse
-
-
-class CannedResponseRefused(Exception):
-    """A canned-response request refused; `code` is the error code sent back (an
-    `error` frame on the agent socket)."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 def may_edit_shared(agent_id: int) -> bool:
@@ -55,14 +44,11 @@ def usable_canned_responses(agent_id: int, *, can_edit_shared: bool = False) -> 
     ]
 
 
-def canned_frame(agent_id: int) -> dict:
-    """The `canned` frame: what the dashboard expands and lists in its manager."""
+def canned_for(agent_id: int) -> tuple[list[dict], bool]:
+    """What the dashboard expands and lists in its manager: the usable snippets, and
+    whether this agent may edit the shared ones."""
     can_edit_shared = may_edit_shared(agent_id)
-    return {
-        "type": "canned",
-        "responses": usable_canned_responses(agent_id, can_edit_shared=can_edit_shared),
-        "can_edit_shared": can_edit_shared,
-    }
+    return usable_canned_responses(agent_id, can_edit_shared=can_edit_shared), can_edit_shared
 
 
 def canned_response_for_editing(
@@ -77,9 +63,7 @@ def canned_response_for_editing(
         rows = rows.select_for_update()
     response = rows.filter(pk=response_id).first()
     if response is None:
-        raise CannedResponseRefused(protocol.NOT_FOUND, "No such canned response.")
+        raise CannedResponseNotFound("No such canned response.")
     if response.owner_id is None and not may_edit_shared(agent_id):
-        raise CannedResponseRefused(
-            protocol.FORBIDDEN, "Only a supervisor or an admin may change shared responses."
-        )
+        raise SharedResponsesForbidden("Only a supervisor or an admin may change shared responses.")
     return response

@@ -1,22 +1,26 @@
 """Changes to what agents own: their canned responses (and the desk's shared ones).
 
 Plain functions with keyword-only arguments, one short transaction each. Every change
-rings the affected agents' sockets after commit (`realtime.CANNED_CHANGED_EVENT`); each
-socket then reads its list afresh, so the database stays the only record.
+is announced after commit (`CannedResponsesChanged`); the affected agents' sockets then
+read their lists afresh, so the database stays the only record.
 """
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from chat import protocol, realtime
+from chat import events
+from chat.models import Message
 
-from .models import CannedResponse
-from .selectors import (
-    CannedResponseRefused,
-    canned_response_dict,
-    canned_response_for_editing,
-    may_edit_shared,
+from .errors import (
+    BadShortcut,
+    BodyTooLong,
+    DuplicateShortcut,
+    EmptyBody,
+    SharedResponsesForbidden,
+    TooManyCannedResponses,
 )
+from .models import CannedResponse
+from .selectors import canned_response_dict, canned_response_for_editing, may_edit_shared
 
 # A guard against a runaway script filling the table (every change resends the whole
 # list to each of the agent's tabs), not a business rule.
@@ -33,8 +37,7 @@ def clean_shortcut(value: str) -> str:
             raise ValidationError("length")
         field.run_validators(shortcut)
     except ValidationError:
-        raise CannedResponseRefused(
-            protocol.BAD_SHORTCUT,
+        raise BadShortcut(
             f"A shortcut is 1-{field.max_length} lowercase letters, digits, - or _,"
             " starting with a letter or digit (e.g. refund).",
         ) from None
@@ -45,18 +48,14 @@ def clean_body(value: str) -> str:
     """Trimmed, 1-10,000 characters: the body becomes a message, with a message's limits."""
     body = value.strip()
     if not body:
-        raise CannedResponseRefused(protocol.BAD_FRAME, "body is empty.")
-    if len(body) > protocol.MAX_BODY_CHARS:
-        raise CannedResponseRefused(
-            protocol.TOO_LONG, f"body is over {protocol.MAX_BODY_CHARS} characters."
-        )
+        raise EmptyBody("body is empty.")
+    if len(body) > Message.MAX_BODY_CHARS:
+        raise BodyTooLong(f"body is over {Message.MAX_BODY_CHARS} characters.")
     return body
 
 
-def _duplicate(shortcut: str) -> CannedResponseRefused:
-    return CannedResponseRefused(
-        protocol.DUPLICATE_SHORTCUT, f"There is already a response with the shortcut /{shortcut}."
-    )
+def _duplicate(shortcut: str) -> DuplicateShortcut:
+    return DuplicateShortcut(f"There is already a response with the shortcut /{shortcut}.")
 
 
 def _save(response: CannedResponse) -> None:
@@ -74,9 +73,7 @@ def _save(response: CannedResponse) -> None:
 
 
 def _ring(owner_id: int | None) -> None:
-    # An agent's own snippets concern that agent's tabs only; a shared one every agent.
-    group = realtime.agent_group(owner_id) if owner_id is not None else realtime.AGENTS_GROUP
-    realtime.broadcast_on_commit([group], {"type": realtime.CANNED_CHANGED_EVENT})
+    events.emit_on_commit(events.CannedResponsesChanged(owner_id=owner_id))
 
 
 def create_canned_response(
@@ -87,8 +84,8 @@ def create_canned_response(
     body = clean_body(body)
     with transaction.atomic():
         if shared and not may_edit_shared(agent_id):
-            raise CannedResponseRefused(
-                protocol.FORBIDDEN, "Only a supervisor or an admin may add shared responses."
+            raise SharedResponsesForbidden(
+                "Only a supervisor or an admin may add shared responses."
             )
         owner_id = None if shared else agent_id
         siblings = CannedResponse.objects.filter(owner_id=owner_id)
@@ -97,9 +94,8 @@ def create_canned_response(
         # Two tabs creating at once may both pass this count and end one past the cap;
         # it is a guard, not an invariant, so no lock is taken for it.
         if owner_id is not None and siblings.count() >= MAX_OWN_CANNED_RESPONSES:
-            raise CannedResponseRefused(
-                protocol.TOO_MANY,
-                f"You have {MAX_OWN_CANNED_RESPONSES} canned responses; delete one first.",
+            raise TooManyCannedResponses(
+                f"You have {MAX_OWN_CANNED_RESPONSES} canned responses; delete one first."
             )
         response = CannedResponse(owner_id=owner_id, shortcut=shortcut, body=body)
         _save(response)

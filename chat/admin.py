@@ -17,7 +17,10 @@ from django.utils.dateparse import parse_date
 from agents.models import AgentProfile
 from supportdesk import csp
 
-from . import analytics, charts, services, transcripts
+from . import analytics, charts, transcripts
+from .conversations import closing
+from .conversations.actors import Actor
+from .errors import ConversationClosed, NotFound
 from .management.commands.create_site import normalise_origin
 from .models import AuditLogEntry, Conversation, Message, Site, Visitor
 
@@ -271,8 +274,8 @@ class ConversationAdmin(admin.ModelAdmin):
         closed = skipped = 0
         for conversation_id in queryset.values_list("id", flat=True):
             try:
-                services.close_by_admin(conversation_id=conversation_id)
-            except (services.ConversationClosed, services.NotFound):
+                closing.close_conversation(Actor.system(), conversation_id=conversation_id)
+            except (ConversationClosed, NotFound):
                 skipped += 1
             else:
                 closed += 1

@@ -7,4 +7,15 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the receiver that deletes an attachment's files with its row.
-        from . import attachments  # noqa: F401
+        from . import (
+            attachments,  # noqa: F401
+            receivers,
+        )
+        from .realtime import fanout
+        from .transport import broadcasting
+
+        receivers.connect()
+        # Who hears of the domain events (chat/events.py): the sockets, and the
+        # scheduler of queue readings.
+        fanout.connect()
+        broadcasting.connect()

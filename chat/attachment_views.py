@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from agents.models import AgentProfile
 
 from . import attachments, origins, ratelimits, selectors
+from .errors import NotFound
 from .models import Attachment, AuditLogEntry, Conversation, SenderKind, Visitor, hash_token
 from .views import error, outage_answers_503, rate_limited
 
@@ -167,7 +168,7 @@ def _agent_upload(request: HttpRequest) -> JsonResponse:
         return error(400, "bad_request", "conversation must be a conversation id.")
     try:
         conversation = selectors.conversation_for_agent(agent.id, conversation_id)
-    except selectors.NotFound:
+    except NotFound:
         return error(404, "not_found", "No such conversation.")
     if not conversation.is_open:
         return error(409, "conversation_closed", "The conversation is closed.")
@@ -180,18 +181,18 @@ def _agent_upload(request: HttpRequest) -> JsonResponse:
 
 
 def _attachment_for(request: HttpRequest, attachment_id: int) -> Attachment:
-    """The attachment if the caller is allowed it, else `selectors.NotFound`."""
+    """The attachment if the caller is allowed it, else `NotFound`."""
     token = _bearer_token(request)
     if token is not None:
         visitor = _visitor_for(token)
         if visitor is None or not visitor.site.enabled:
-            raise selectors.NotFound
+            raise NotFound
         return selectors.attachment_for_visitor(visitor.id, attachment_id)
     agent = _agent_for(request)
     if agent is not None:
         try:
             return selectors.attachment_for_agent(agent.id, attachment_id)
-        except selectors.NotFound:
+        except NotFound:
             pass  # an agent may also be an admin reading transcripts
     user = request.user
     # Admins who may read transcripts may open what was sent in them (not pending ones).
@@ -207,7 +208,7 @@ def _attachment_for(request: HttpRequest, attachment_id: int) -> Attachment:
                 details={"conversation": attachment.conversation_id},
             )
             return attachment
-    raise selectors.NotFound
+    raise NotFound
 
 
 def _not_found() -> HttpResponse:
@@ -222,7 +223,7 @@ def download(request: HttpRequest, attachment_id: int) -> HttpResponse:
     """`GET /attachments/ID/`: the file itself, always as a download."""
     try:
         attachment = _attachment_for(request, attachment_id)
-    except selectors.NotFound:
+    except NotFound:
         return _not_found()
     return _file_response(attachment, thumbnail=False)
 
@@ -233,7 +234,7 @@ def thumbnail(request: HttpRequest, attachment_id: int) -> HttpResponse:
     """`GET /attachments/ID/thumbnail/`: an image's preview (made by us), inline."""
     try:
         attachment = _attachment_for(request, attachment_id)
-    except selectors.NotFound:
+    except NotFound:
         return _not_found()
     if not attachment.thumbnail:
         return _not_found()

@@ -2,7 +2,7 @@
 or the browser's Content-Type), its thumbnail, storing it through Django's storage API,
 and removing files from storage when their rows go.
 
-An upload is stored "pending" (no message); `services.post_*_message` links it to the
+An upload is stored "pending" (no message); `sending.post_message` links it to the
 message that names it. Pending uploads nobody sent are deleted by the sweep. Whenever an
 Attachment row is deleted (sweep, retention purge, erasure, the admin, a cascade from its
 conversation, site or visitor), its files are deleted from storage once that commits.
@@ -290,7 +290,7 @@ def delete_stale_pending(*, now: datetime | None = None) -> int:
     while True:
         with transaction.atomic():
             # Race: a message may name the upload while the sweep deletes it. Both lock
-            # the attachment row (services._claim_attachment): the sweep skips a row a
+            # the attachment row (conversations.messages._claim_attachment): the sweep skips a row a
             # sender holds, and a sender that waited for the sweep finds no row
             # (`not_found`) instead of a message pointing at a deleted file.
             stale = list(

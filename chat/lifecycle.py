@@ -13,7 +13,10 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import realtime, services
+from . import events
+from .conversations import closing
+from .conversations.actors import Actor
+from .errors import ConversationClosed, NotFound
 from .models import (
     Attachment,
     AuditLogEntry,
@@ -180,9 +183,9 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
     ).values_list("pk", flat=True)
     for conversation_id in list(open_ids):
         try:
-            services.close_by_admin(conversation_id=conversation_id)
+            closing.close_conversation(Actor.system(), conversation_id=conversation_id)
             erasure.closed += 1
-        except (services.ConversationClosed, services.NotFound):
+        except (ConversationClosed, NotFound):
             pass  # closed meanwhile
     with transaction.atomic():
         visitor = Visitor.objects.select_for_update().get(pk=visitor_id)
@@ -219,9 +222,7 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
             object_id=str(visitor.pk),
         ).update(object_repr=f"Visitor #{visitor.pk}")
         # Their sockets said hello with a token that no longer exists.
-        realtime.broadcast_on_commit(
-            [realtime.visitor_group(visitor.pk)], {"type": realtime.TOKEN_ROTATED_EVENT}
-        )
+        events.emit_on_commit(events.VisitorTokenRotated(visitor_id=visitor.pk))
         AuditLogEntry.record(
             action=AuditLogEntry.Action.ERASED,
             object_type="visitor",

@@ -117,7 +117,7 @@ class Conversation(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     # The agent who sent this chat back to the queue (a transfer to nobody): routing
-    # offers it to the others first (routing_policy.lock_agent_for); cleared on assignment.
+    # offers it to the others first (conversations.routing.lock_agent_for); cleared on assignment.
     handed_back_by = models.ForeignKey(
         "agents.AgentProfile",
         on_delete=models.SET_NULL,
@@ -162,7 +162,7 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["agent", "status"], name="conversation_agent_load"),
             models.Index(fields=["visitor", "-created_at"], name="conversation_latest"),
-            # Open conversations, for the idle sweep (services.close_idle_conversations).
+            # Open conversations, for the idle sweep (closing.close_idle_conversations).
             # No index may hold a column every message changes (last_seq,
             # last_activity_at, the unread and read counts): then PostgreSQL updates
             # the row in place (a HOT update) instead of writing an entry into each of
@@ -185,6 +185,10 @@ class Conversation(models.Model):
 
 
 class Message(models.Model):
+    # A body is 1-10,000 characters once trimmed, from a socket, the offline form or a
+    # canned response alike.
+    MAX_BODY_CHARS = 10_000
+
     # No index of its own: the unique (conversation, seq) index serves every lookup by
     # conversation, and one index fewer is one write fewer per message.
     conversation = models.ForeignKey(

@@ -268,13 +268,13 @@ class VisitorLimits:
             await count_on_loop((IP_MESSAGES, self.client), (VISITOR_MESSAGES, self.visitor))
 
     def new_conversation(self) -> None:
-        """Called by `services.post_visitor_message` on the database thread, just before
+        """Called by `sending.post_message` on the database thread, just before
         it opens a conversation; raising there stores nothing."""
         with self._counting_refusals():
             count((IP_CONVERSATIONS, self.client), (VISITOR_CONVERSATIONS, self.visitor))
 
     def transcript_email(self, conversation_id: int) -> None:
-        """Called by `services.prepare_transcript_email` on the database thread before
+        """Called by `sessions.prepare_transcript_email` on the database thread before
         anything is mailed; raising there mails nothing. A refusal here does not count
         towards closing the socket (that is for floods of messages)."""
         count((IP_TRANSCRIPTS, self.client), (CONVERSATION_TRANSCRIPTS, str(conversation_id)))

@@ -5,7 +5,6 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.urls import reverse
@@ -14,10 +13,10 @@ from django.utils import timezone
 from agents.models import AgentProfile
 
 from . import visitor_context
+from .errors import NotFound, SiteDisabled
 from .models import (
     Attachment,
     Conversation,
-    ConversationRating,
     Message,
     Note,
     SenderKind,
@@ -25,26 +24,10 @@ from .models import (
     Visitor,
     hash_token,
 )
+from .protocol import outbound
+from .store import sql
 
 Status = Conversation.Status
-
-# The routing reads below are written out as SQL (docs/performance.md, change 8).
-CONVERSATION_TABLE = Conversation._meta.db_table
-MESSAGE_TABLE = Message._meta.db_table
-ATTACHMENT_TABLE = Attachment._meta.db_table
-AGENT_TABLE = AgentProfile._meta.db_table
-USER_TABLE = AgentProfile._meta.get_field("user").related_model._meta.db_table
-AGENT_SITES_TABLE = AgentProfile.sites.through._meta.db_table
-AGENT_SITES_AGENT = AgentProfile.sites.field.m2m_column_name()
-AGENT_SITES_SITE = AgentProfile.sites.field.m2m_reverse_name()
-
-
-class NotFound(Exception):
-    """The thing does not exist or is not yours: the caller cannot tell which."""
-
-
-class SiteDisabled(Exception):
-    pass
 
 
 def message_wire(
@@ -86,7 +69,7 @@ def message_dict(message: Message) -> dict:
 
 def loaded_attachment(message: Message) -> Attachment | None:
     """The message's attachment if it was loaded with it (`select_related("attachment")`,
-    or set by `services._append_message`), else None: turning a message into its wire
+    or set by `conversations.messages.append_message`), else None: turning a message into its wire
     shape never costs a query, so a plain message's hot path stays as it was."""
     relation = Message.attachment.related
     return relation.get_cached_value(message) if relation.is_cached(message) else None
@@ -121,12 +104,7 @@ def messages_without_attachments(conversation_id: int) -> list[dict] | None:
     them, in one plain SQL query; None if one has an attachment (`messages_after`
     shows those). Routing hands every new chat's history to its agent, hundreds a
     second in a burst, and a new chat's history is one message."""
-    rows = Message.objects.raw(
-        f"SELECT m.*, EXISTS (SELECT 1 FROM {ATTACHMENT_TABLE} a WHERE a.message_id = m.id)"
-        f" AS with_attachment FROM {MESSAGE_TABLE} m WHERE m.conversation_id = %s ORDER BY m.seq",
-        [conversation_id],
-    )
-    messages = list(rows)
+    messages = sql.messages_with_attachment_flag(conversation_id)
     if any(message.with_attachment for message in messages):
         return None
     return [message_dict(message) for message in messages]
@@ -179,6 +157,11 @@ def visitor_for_token(site: Site, token: str) -> Visitor:
     if visitor is None:
         raise NotFound
     return visitor
+
+
+def agent_id_for_user(user_id: int) -> int | None:
+    """The agent profile behind a login, if it has one."""
+    return AgentProfile.objects.filter(user_id=user_id).values_list("id", flat=True).first()
 
 
 def open_conversation(visitor_id: int) -> Conversation | None:
@@ -262,20 +245,10 @@ def queue_position(conversation: Conversation) -> int:
     return ahead.count() + 1
 
 
-# The queue's order, in SQL: re-queued chats (priority 1) first, then first come, first served.
-QUEUE_ORDER = "queue_priority DESC, queued_at, id"
-
-
 def queued_positions(site_id: int) -> list[tuple[int, int, int]]:
     """(conversation id, visitor id, position) for a site's whole queue, in order.
-    Plain SQL: every queue change reads it (docs/performance.md, change 8)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, visitor_id FROM {CONVERSATION_TABLE} WHERE site_id = %s AND status = %s"
-            f" ORDER BY {QUEUE_ORDER}",
-            [site_id, Status.QUEUED],
-        )
-        rows = cursor.fetchall()
+    Plain SQL: every queue change reads it."""
+    rows = sql.queued_conversations(site_id)
     return [(conv_id, visitor_id, n) for n, (conv_id, visitor_id) in enumerate(rows, start=1)]
 
 
@@ -333,33 +306,8 @@ def present_agent_loads(site_id: int, now: datetime | None = None) -> list[tuple
     """(agent id, capacity, active chats) of the agents present for a site
     (`present_agents`), least loaded first, then the one idle longest: the routing
     ranking. Those with load below capacity are `routable_agents`, in its order.
-
-    One plain SQL statement: routing reads it for every new chat, and compiling the
-    ORM's version cost more than running it (docs/performance.md, change 8).
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT a.id, a.capacity, (SELECT COUNT(*) FROM {CONVERSATION_TABLE} c"
-            "  WHERE c.agent_id = a.id AND c.status = %s) AS active_load"
-            f" FROM {AGENT_TABLE} a JOIN {USER_TABLE} u ON u.id = a.user_id"
-            " WHERE a.status = %s AND a.last_heartbeat >= %s AND u.is_active = %s"
-            " AND a.capacity > 0"
-            # `serves(site_id)`: listed for no site (every site), or for this one.
-            f" AND (NOT EXISTS (SELECT 1 FROM {AGENT_SITES_TABLE} s"
-            f"  WHERE s.{AGENT_SITES_AGENT} = a.id)"
-            f"  OR EXISTS (SELECT 1 FROM {AGENT_SITES_TABLE} s"
-            f"  WHERE s.{AGENT_SITES_AGENT} = a.id AND s.{AGENT_SITES_SITE} = %s))"
-            # Never assigned (NULL) first, as `routable_agents` orders them.
-            " ORDER BY active_load, a.last_assigned_at IS NOT NULL, a.last_assigned_at, a.id",
-            [
-                Status.ACTIVE,
-                AgentProfile.Status.AVAILABLE,
-                connection.ops.adapt_datetimefield_value(heartbeat_cutoff(now)),
-                True,
-                site_id,
-            ],
-        )
-        return cursor.fetchall()
+    Plain SQL: routing reads it for every new chat."""
+    return sql.present_agent_loads(site_id, heartbeat_cutoff(now))
 
 
 def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
@@ -484,12 +432,7 @@ def site_agent_emails(site_id: int) -> list[str]:
 
 def active_load(agent_id: int) -> int:
     """The agent's active chats (plain SQL: routing counts it under each candidate's lock)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {CONVERSATION_TABLE} WHERE agent_id = %s AND status = %s",
-            [agent_id, Status.ACTIVE],
-        )
-        return cursor.fetchone()[0]
+    return sql.active_load(agent_id)
 
 
 def visitor_context_dict(visitor: Visitor) -> dict:
@@ -563,13 +506,12 @@ def visitor_profile(agent_id: int, conversation_id: int) -> dict:
     visitor's context and earlier conversations."""
     conversation = conversation_for_agent(agent_id, conversation_id, read_only=True)
     visitor = Visitor.objects.get(pk=conversation.visitor_id)
-    return {
-        "type": "visitor.profile",
-        "conversation": conversation.id,
-        "visitor": {"id": visitor.id},
-        "visitor_context": visitor_context_dict(visitor),
-        "previous": previous_conversations(conversation),
-    }
+    return outbound.visitor_profile(
+        conversation=conversation.id,
+        visitor=visitor.id,
+        context=visitor_context_dict(visitor),
+        previous=previous_conversations(conversation),
+    )
 
 
 def earlier_conversation_for_agent(agent_id: int, conversation_id: int) -> Conversation:
@@ -597,15 +539,14 @@ def conversation_history(agent_id: int, conversation_id: int) -> dict:
     """The `conversation.history` answer: an earlier conversation of a visitor, read
     only, messages only (its internal notes stay with the agents who wrote them)."""
     conversation = earlier_conversation_for_agent(agent_id, conversation_id)
-    return {
-        "type": "conversation.history",
-        "conversation": conversation.id,
-        "visitor": {"id": conversation.visitor_id},
-        "status": conversation.status,
-        "created_at": conversation.created_at.isoformat(),
-        "closed_at": conversation.closed_at.isoformat() if conversation.closed_at else None,
-        "messages": messages_after(conversation.id, 0),
-    }
+    return outbound.conversation_history(
+        conversation=conversation.id,
+        visitor=conversation.visitor_id,
+        status=conversation.status,
+        created_at=conversation.created_at.isoformat(),
+        closed_at=conversation.closed_at.isoformat() if conversation.closed_at else None,
+        messages=messages_after(conversation.id, 0),
+    )
 
 
 def agent_conversation_dict(conversation: Conversation, *, with_messages: bool = False) -> dict:
@@ -642,57 +583,4 @@ def visitor_conversation_dict(conversation: Conversation) -> dict:
         "agent": agent.public_dict() if agent else None,
         "last_seq": conversation.last_seq,
         "agent_read_seq": conversation.agent_read_seq,
-    }
-
-
-def visitor_ready(visitor: Visitor, last_seq: int) -> dict:
-    conversation = latest_conversation(visitor.id)
-    if conversation is None:
-        return {
-            "type": "ready",
-            "visitor": {"id": visitor.id, "email": visitor.email or None},
-            "conversation": None,
-            "messages": [],
-            "agents_online": agents_online(visitor.site_id),
-        }
-    summary = visitor_conversation_dict(conversation)
-    # (addition) The visitor's CSAT score of it, or null: the widget offers rating once.
-    summary["rating"] = (
-        ConversationRating.objects.filter(conversation_id=conversation.id)
-        .values_list("score", flat=True)
-        .first()
-    )
-    messages = messages_after(conversation.id, last_seq)
-    # A message may commit between the two reads: last_seq covers what is sent.
-    if messages:
-        summary["last_seq"] = max(summary["last_seq"], messages[-1]["seq"])
-    return {
-        "type": "ready",
-        "visitor": {"id": visitor.id, "email": visitor.email or None},
-        "conversation": summary,
-        "messages": messages,
-        "agents_online": agents_online(visitor.site_id),
-    }
-
-
-def agent_ready(agent: AgentProfile) -> dict:
-    conversations = (
-        Conversation.objects.filter(agent_id=agent.id, status=Status.ACTIVE)
-        .select_related("visitor")
-        .order_by("assigned_at", "id")
-    )
-    sites = agent_site_ids(agent.id)
-    lengths = queue_lengths()
-    return {
-        "type": "ready",
-        "agent": {
-            "id": agent.id,
-            "display_name": agent.display_name,
-            "status": agent.status,
-            # (addition) True while away because idle, not by choice.
-            "auto_away": agent.auto_away,
-            "capacity": agent.capacity,
-        },
-        "conversations": [agent_conversation_dict(c) for c in conversations],
-        "queue_length": sum(n for site, n in lengths.items() if sites is None or site in sites),
     }

@@ -4,7 +4,7 @@ the transcript"), as plain text and HTML, through Django's email backend.
 Messages only (visitor, agent and system): internal notes live in another table and
 are never read here. Building reads the database (the services call it on a database
 thread); sending talks to the mail server and runs on a thread of its own
-(`chat.consumers.VisitorConsumer`), never on the event loop or a database thread.
+(`chat.transport.consumers.VisitorConsumer`), never on the event loop or a database thread.
 """
 
 import logging

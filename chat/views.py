@@ -12,7 +12,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import offline, origins, ratelimits, selectors, services
+from . import offline, origins, ratelimits
+from .conversations import sessions
+from .errors import NotFound, SiteDisabled
 from .models import Site
 
 logger = logging.getLogger(__name__)
@@ -111,13 +113,13 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
     # --proxy-headers (docs/security.md); the header itself is never read here.
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
-        _visitor, token = services.create_visitor_session(
+        _visitor, token = sessions.create_visitor_session(
             site_key=site_key,
             visitor_token=token,
             rotate=rotate,
             before_issuing=lambda: ratelimits.new_session(client),
         )
-    except (selectors.NotFound, selectors.SiteDisabled):
+    except (NotFound, SiteDisabled):
         return error(404, "not_found", "No such site, or it is disabled.")
     except ratelimits.RateLimited as exc:
         return rate_limited("Too many new visitors from this address.", exc.retry_after)
@@ -145,7 +147,7 @@ def offline_messages(request: HttpRequest) -> JsonResponse:
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
         ratelimits.count((ratelimits.IP_MESSAGES, client))
-        visitor, token, posted = services.leave_offline_message(
+        visitor, token, posted = sessions.leave_offline_message(
             site_key=site_key,
             visitor_token=token,
             name=name,
@@ -154,7 +156,7 @@ def offline_messages(request: HttpRequest) -> JsonResponse:
             before_issuing=lambda: ratelimits.new_session(client),
             before_opening=lambda: ratelimits.count((ratelimits.IP_CONVERSATIONS, client)),
         )
-    except (selectors.NotFound, selectors.SiteDisabled):
+    except (NotFound, SiteDisabled):
         return error(404, "not_found", "No such site, or it is disabled.")
     except ratelimits.RateLimited as exc:
         return rate_limited("Too many messages from this address.", exc.retry_after)

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from supportdesk import csp
 
 from . import attachments, origins, selectors
+from .errors import NotFound, SiteDisabled
 from .models import Site
 
 DARK_INK = "#111111"
@@ -84,7 +85,7 @@ def widget_js(request: HttpRequest) -> HttpResponse:
 def _enabled_site(site_key: str) -> Site:
     try:
         return selectors.enabled_site(site_key)
-    except (selectors.NotFound, selectors.SiteDisabled):
+    except (NotFound, SiteDisabled):
         raise Http404("No such site, or it is disabled.") from None
 
 

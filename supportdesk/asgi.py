@@ -14,7 +14,8 @@ from django.core.signals import request_finished  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from chat.consumers import AgentConsumer, CloseOnOutage, VisitorConsumer  # noqa: E402
+from chat.transport.consumers import AgentConsumer, VisitorConsumer  # noqa: E402
+from chat.transport.outage import CloseOnOutage  # noqa: E402
 from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
 
 # A client that stops reading is disconnected instead of growing the worker's memory,

@@ -140,8 +140,8 @@ if REDIS_URL:
         CHANNEL_LAYERS = {
             "default": {
                 # channels-redis' pub/sub layer, plus a report when its subscription
-                # to Redis broke, so sockets resync from the database (chat/channel_layer.py).
-                "BACKEND": "chat.channel_layer.PubSubChannelLayer",
+                # to Redis broke, so sockets resync from the database (chat/realtime/layer.py).
+                "BACKEND": "chat.realtime.layer.PubSubChannelLayer",
                 "CONFIG": {"hosts": [_redis_host]},
             }
         }
@@ -207,10 +207,10 @@ SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
 # PostgreSQL: the everyday message send runs its one statement on the worker's event
 # loop, on connections of its own (as many as SUPPORTDESK_DB_THREADS), instead of on an
-# ORM thread (chat/loop_db.py). See docs/performance.md, change 14.
+# ORM thread (chat/store/loop.py). See docs/performance.md, change 14.
 SUPPORTDESK_SEND_ON_LOOP = _env_bool("SUPPORTDESK_SEND_ON_LOOP", True)
 # PostgreSQL: the message send path's statements are prepared once per connection
-# (chat/services.py `_hot_cursor`). Off for a pooler that cannot keep prepared statements
+# (chat/store/sql.py `hot_cursor`). Off for a pooler that cannot keep prepared statements
 # (PgBouncer before 1.21 in transaction mode); see docs/deploy.md.
 SUPPORTDESK_PREPARED_STATEMENTS = _env_bool("SUPPORTDESK_PREPARED_STATEMENTS", True)
 # Bytes a WebSocket client may leave unread in the worker's send buffer before it is

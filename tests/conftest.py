@@ -12,8 +12,12 @@ from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import consumers, loop_db, ratelimits, realtime, selectors, services
+from chat import ratelimits, selectors
+from chat.conversations import sessions
 from chat.models import Site, Visitor
+from chat.realtime import groups, outbox
+from chat.store import loop as loop_db
+from chat.transport import broadcasting, orm
 from tests import ws
 
 
@@ -25,18 +29,14 @@ def _orm_threads_closed_before_teardown(django_db_setup):
     yield
     # database_sync_to_async's own thread (tests/ws.py), and the consumers' pool.
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
-    threads = consumers._database_threads()
-    if threads is not None:
-        threads.shutdown(wait=True)
-        consumers._database_threads.cache_clear()
-        consumers.on_database_thread.cache_clear()
-        gc.collect()  # a finished thread's connection closes when collected
+    orm.forget_threads()
+    gc.collect()  # a finished thread's connection closes when collected
 
 
 @pytest.fixture(autouse=True)
 def _loop_connections_closed():
     """A test's event loop ends with it: close the connections its sends opened on it
-    (PostgreSQL, chat/loop_db.py)."""
+    (PostgreSQL, chat/store/loop.py)."""
     yield
     loop_db.close_all()
 
@@ -49,12 +49,12 @@ async def sockets():
     await pool.close_all()
     # Queue readings the sockets asked for run on this loop after their service:
     # none may still be reading when the test's database is flushed.
-    await consumers.queue_readings().settled()
+    await broadcasting.queue_readings().settled()
 
 
 @pytest.fixture(autouse=True)
 def _quiet_background(settings):
-    # No sweeper task inside test processes: tests call services.sweep() themselves.
+    # No sweeper task inside test processes: tests call closing.sweep() themselves.
     settings.SUPPORTDESK_SWEEP_INTERVAL = 0
     # Hashing the personas' passwords properly is most of each test's setup time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -94,7 +94,7 @@ def make_agent(username: str, capacity: int, *, available: bool = True) -> Agent
 
 
 def make_visitor(site: Site) -> tuple[Visitor, str]:
-    return services.create_visitor_session(site_key=site.key, visitor_token=None)
+    return sessions.create_visitor_session(site_key=site.key, visitor_token=None)
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ class Broadcasts(list):
             event["frame"]
             for g, event in self
             if g == group
-            and event["type"] == realtime.FRAME_EVENT
+            and event["type"] == groups.FRAME_EVENT
             and (frame_type is None or event["frame"]["type"] == frame_type)
         ]
 
@@ -132,9 +132,9 @@ def capture_broadcasts():
     """Collect broadcasts instead of sending them. Use with transactional tests
     (`@pytest.mark.django_db(transaction=True)`): broadcasts happen only on commit."""
     events = Broadcasts()
-    token = realtime._outbox.set(events)
+    token = outbox._outbox.set(events)
     yield events
-    realtime._outbox.reset(token)
+    outbox._outbox.reset(token)
 
 
 def pytest_collection_modifyitems(items):

@@ -1,9 +1,9 @@
 """Run the service and socket tests again on PostgreSQL, when one is reachable.
 
 `make test` runs the suite on SQLite. The message and routing paths write some of their
-SQL by hand, differently per database (chat/services.py: one statement per send on
+SQL by hand, differently per database (chat/store/sql.py: one statement per send on
 PostgreSQL, two on SQLite), and on PostgreSQL the everyday send runs on the event loop
-(chat/loop_db.py), so their tests also run here on the production database.
+(chat/store/loop.py), so their tests also run here on the production database.
 With no PostgreSQL reachable this says so and succeeds: the e2e tests already fall back
 to SQLite the same way.
 
@@ -20,7 +20,7 @@ from tests.e2e import POSTGRES_ADMIN_URLS, _database_url, _postgres_admin_url
 # The tests whose statements differ between SQLite and PostgreSQL.
 MODULES = (
     "tests/test_services_messages.py",
-    # The everyday send runs on the event loop on PostgreSQL only (chat/loop_db.py).
+    # The everyday send runs on the event loop on PostgreSQL only (chat/store/loop.py).
     "tests/test_consumers_send_on_loop.py",
     "tests/test_consumers_visitor.py",
     "tests/test_consumers_agent.py",

@@ -7,8 +7,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agents.models import AgentProfile
-from chat import realtime, services
+from chat.conversations import closing, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, SenderKind, Site, Visitor
+from chat.realtime import groups
 
 from .conftest import make_visitor
 
@@ -16,8 +18,8 @@ from .conftest import make_visitor
 def open_chat(visitor: Visitor, *bodies: str) -> Conversation:
     """The visitor writes `bodies` through the service, as the widget would."""
     for n, body in enumerate(bodies):
-        services.post_visitor_message(
-            visitor_id=visitor.id, client_msg_id=f"v{visitor.id}-{n}", body=body
+        sending.post_message(
+            Actor.visitor(visitor.id), client_msg_id=f"v{visitor.id}-{n}", body=body
         )
     return Conversation.objects.get(visitor=visitor, status__in=Conversation.OPEN_STATUSES)
 
@@ -334,12 +336,12 @@ def test_close_action_closes_through_the_service_and_the_next_visitor_gets_the_s
     waiting.refresh_from_db()
     assert (first.status, first.closed_by) == (Conversation.Status.CLOSED, SenderKind.SYSTEM)
     closed = {"type": "conversation.closed", "conversation": first.pk, "by": "system"}
-    assert capture_broadcasts.frames(realtime.visitor_group(personas.v1.pk)) == [closed]
-    assert closed in capture_broadcasts.frames(realtime.agent_group(personas.alice.pk))
+    assert capture_broadcasts.frames(groups.visitor_group(personas.v1.pk)) == [closed]
+    assert closed in capture_broadcasts.frames(groups.agent_group(personas.alice.pk))
     assert waiting.status == Conversation.Status.ACTIVE
     assert waiting.agent_id == personas.alice.pk
     assigned = capture_broadcasts.frames(
-        realtime.visitor_group(personas.v3.pk), "conversation.assigned"
+        groups.visitor_group(personas.v3.pk), "conversation.assigned"
     )
     assert [f["conversation"]["id"] for f in assigned] == [waiting.pk]
 
@@ -347,7 +349,7 @@ def test_close_action_closes_through_the_service_and_the_next_visitor_gets_the_s
 @pytest.mark.django_db(transaction=True)
 def test_close_action_skips_conversations_already_closed(admin_client, personas):
     conversation = open_chat(personas.v1, "Hi")
-    services.close_by_visitor(visitor_id=personas.v1.pk)
+    closing.close_conversation(Actor.visitor(personas.v1.pk))
 
     response = admin_client.post(
         changelist("chat_conversation"),

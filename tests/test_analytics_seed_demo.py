@@ -11,7 +11,9 @@ from django.db.models import Count, F, Max, Min
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import analytics, services
+from chat import analytics
+from chat.conversations import sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import (
     Conversation,
     ConversationRating,
@@ -99,8 +101,8 @@ def test_sample_agents_cannot_log_in_and_are_never_routed_a_visitor(db):
     assert samples.count() == 4
     assert not any(agent.user.has_usable_password() for agent in samples)
     assert set(samples.values_list("status", flat=True)) == {AgentProfile.Status.AWAY}
-    visitor, _token = services.create_visitor_session(site_key=site.key, visitor_token=None)
-    services.post_visitor_message(visitor_id=visitor.pk, client_msg_id="1", body="Anyone?")
+    visitor, _token = sessions.create_visitor_session(site_key=site.key, visitor_token=None)
+    sending.post_message(Actor.visitor(visitor.pk), client_msg_id="1", body="Anyone?")
     live = Conversation.objects.get(visitor=visitor)
     assert live.status == Conversation.Status.QUEUED  # nobody real is online yet
 

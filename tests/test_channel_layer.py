@@ -1,12 +1,12 @@
 """The pub/sub channel layer against a real redis-server: publishes queued at once share
-a pipeline (chat/channel_layer.py) without losing, reordering or hanging any of them."""
+a pipeline (chat/realtime/layer.py) without losing, reordering or hanging any of them."""
 
 import asyncio
 
 import pytest
 import redis.exceptions
 
-from chat.channel_layer import PubSubChannelLayer
+from chat.realtime.layer import PubSubChannelLayer
 
 pytest_plugins = ["tests.e2e"]
 

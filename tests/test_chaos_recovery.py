@@ -9,11 +9,15 @@ from types import SimpleNamespace
 
 import pytest
 import redis.exceptions
+from django.conf import settings
 from django.db import OperationalError
 from django.test import Client
 
-from chat import consumers, realtime, selectors, services
+from chat import protocol, selectors
+from chat.conversations import messages, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Message
+from chat.realtime import delivery, groups, layer, outbox, resume
 from supportdesk import daphne_sending
 from tests import ws
 
@@ -30,11 +34,11 @@ async def chat_with_alice(sockets, personas):
     return tab, alice, conversation
 
 
-def stored_without_broadcast(**kwargs) -> services.PostedMessage:
+def stored_without_broadcast(visitor_id: int, **kwargs) -> messages.PostedMessage:
     """Store a message the way a worker does, then drop its broadcasts: a worker killed
     between the commit and `group_send`."""
-    with realtime.Outbox():
-        return services.post_visitor_message(**kwargs)
+    with outbox.Outbox():
+        return sending.post_message(Actor.visitor(visitor_id), **kwargs)
 
 
 # --- retries ring again; a seq is shown once ------------------------------------------
@@ -108,7 +112,7 @@ async def test_a_lost_broadcast_is_filled_in_before_the_next_message_on_every_so
 
     assert ack["seq"] == lost.message["seq"] + 1
     for socket in (alice, other_tab):
-        # "next" waits for "lost" (consumers.GAP_WAIT), which then comes from the database.
+        # "next" waits for "lost" (delivery.GAP_WAIT), which then comes from the database.
         frames = [await ws.receive_until(socket, "message") for _ in range(2)]
         assert [(f["seq"], f["client_msg_id"]) for f in frames] == [
             (lost.message["seq"], "lost"),
@@ -137,9 +141,7 @@ async def test_a_message_that_overtakes_an_earlier_one_waits_for_it_without_a_qu
     # Two workers' broadcasts reach alice's worker in the wrong order.
     for posted in (second, first):
         frame = {"type": "message", **posted.message}
-        await realtime.flush(
-            [(realtime.agent_group(personas.alice.id), realtime.frame_event(frame))]
-        )
+        await outbox.flush([(groups.agent_group(personas.alice.id), groups.frame_event(frame))])
 
     frames = [await ws.receive_until(alice, "message") for _ in range(2)]
     assert [f["client_msg_id"] for f in frames] == ["a", "b"]
@@ -148,14 +150,14 @@ async def test_a_message_that_overtakes_an_earlier_one_waits_for_it_without_a_qu
 
 
 def test_shown_seqs_remember_each_seq_once_and_stay_small_past_a_gap():
-    shown = consumers.ShownSeqs(through=3)
+    shown = delivery.ShownSeqs(through=3)
 
     assert [shown.add(seq) for seq in (2, 4, 4, 6, 5, 6)] == [False, True, False, True, True, False]
     assert (shown.through, shown.above) == (6, set())
-    for seq in range(8, 8 + consumers.ShownSeqs.MAX_ABOVE + 1):  # 7 never comes
+    for seq in range(8, 8 + delivery.ShownSeqs.MAX_ABOVE + 1):  # 7 never comes
         shown.add(seq)
-    assert len(shown.above) <= consumers.ShownSeqs.MAX_ABOVE
-    assert not shown.add(8 + consumers.ShownSeqs.MAX_ABOVE)
+    assert len(shown.above) <= delivery.ShownSeqs.MAX_ABOVE
+    assert not shown.add(8 + delivery.ShownSeqs.MAX_ABOVE)
 
 
 # --- a broken Redis subscription makes sockets resync ---------------------------------
@@ -167,11 +169,11 @@ async def test_restored_subscription_closes_every_joined_socket_with_4503_to_res
     tab, alice, _conversation = await chat_with_alice(sockets, personas)
     not_yet_hello = await sockets.visitor_connected()
 
-    realtime.subscription_restored()
+    layer.subscription_restored()
 
     for socket in (tab, alice):
         code, _frames = await ws.receive_close(socket)
-        assert code == consumers.protocol.CLOSE_UNAVAILABLE
+        assert code == protocol.CLOSE_UNAVAILABLE
     # A socket that joined nothing missed nothing: it stays.
     await not_yet_hello.send_json_to(
         ws.hello(personas.acme.key, personas.token(personas.v2), last_seq=0)
@@ -189,20 +191,20 @@ def database_down(*args, **kwargs):
 async def test_visitor_hello_while_the_database_is_down_closes_with_4503_and_leaves_no_group(
     personas, sockets, monkeypatch
 ):
-    monkeypatch.setattr(selectors, "visitor_ready", database_down)  # after joining groups
+    monkeypatch.setattr(resume, "visitor_ready", database_down)  # after joining groups
     tab = await sockets.visitor_connected()
 
     await tab.send_json_to(ws.hello(personas.acme.key, personas.token(personas.v1), last_seq=0))
 
     code, frames = await ws.receive_close(tab)
-    assert (code, frames) == (consumers.protocol.CLOSE_UNAVAILABLE, [])
-    assert realtime.visitor_group(personas.v1.id) not in _layer_groups()
+    assert (code, frames) == (protocol.CLOSE_UNAVAILABLE, [])
+    assert groups.visitor_group(personas.v1.id) not in _layer_groups()
 
 
 async def test_agent_connect_while_the_database_is_down_closes_with_4503(
     personas, sockets, monkeypatch
 ):
-    monkeypatch.setattr(selectors, "agent_ready", database_down)
+    monkeypatch.setattr(resume, "agent_ready", database_down)
     cookie = await ws.session_cookie(personas.alice.user)
     alice = sockets.track(ws.agent_communicator(cookie))
 
@@ -210,7 +212,7 @@ async def test_agent_connect_while_the_database_is_down_closes_with_4503(
 
     assert connected
     code, frames = await ws.receive_close(alice)
-    assert (code, frames) == (consumers.protocol.CLOSE_UNAVAILABLE, [])
+    assert (code, frames) == (protocol.CLOSE_UNAVAILABLE, [])
     assert _layer_groups() == set()
 
 
@@ -229,7 +231,7 @@ async def test_a_socket_redis_refuses_a_channel_is_accepted_and_closed_with_4503
 
     assert connected
     code, _frames = await ws.receive_close(tab)
-    assert code == consumers.protocol.CLOSE_UNAVAILABLE
+    assert code == protocol.CLOSE_UNAVAILABLE
 
 
 def _layer_groups() -> set[str]:
@@ -240,7 +242,7 @@ def _layer_groups() -> set[str]:
 
 
 def test_visitor_session_api_answers_503_json_while_the_database_is_down(personas, monkeypatch):
-    monkeypatch.setattr(services, "create_visitor_session", database_down)
+    monkeypatch.setattr(sessions, "create_visitor_session", database_down)
 
     response = Client().post(
         "/api/v1/visitor-sessions",
@@ -289,15 +291,15 @@ def send_buffer_limit():
 
     daphne_sending.patch_daphne_sending(1000)
     yield WebSocketProtocol
-    daphne_sending.patch_daphne_sending(consumers.settings.SUPPORTDESK_WS_SEND_BUFFER)
+    daphne_sending.patch_daphne_sending(settings.SUPPORTDESK_WS_SEND_BUFFER)
 
 
 def test_daphne_drops_a_client_with_more_unsent_bytes_than_the_limit(send_buffer_limit):
     behind, sent_behind = fake_protocol(unsent=1001)
     keeping_up, sent = fake_protocol(unsent=1000)
-    for protocol in (behind, keeping_up):
-        protocol.unsent_limit = send_buffer_limit.unsent_limit
-        protocol.dropped_as_slow = False
+    for fake in (behind, keeping_up):
+        fake.unsent_limit = send_buffer_limit.unsent_limit
+        fake.dropped_as_slow = False
 
     send_buffer_limit.serverSend(behind, "frame")
     send_buffer_limit.serverSend(behind, "frame")

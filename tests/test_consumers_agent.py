@@ -10,7 +10,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import services
+from chat.conversations import closing, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message
 from tests import ws
 
@@ -24,8 +25,8 @@ async def visitor_socket(sockets, personas, visitor, *, last_seq=None):
 async def open_chat(visitor, body: str = "Hello") -> int:
     """The visitor writes first; returns the conversation id (routing as the services do)."""
     posted = await ws.run_service(
-        services.post_visitor_message,
-        visitor_id=visitor.id,
+        sending.post_message,
+        Actor.visitor(visitor.id),
         client_msg_id=f"open-{visitor.id}",
         body=body,
     )
@@ -105,7 +106,7 @@ async def test_deactivated_agent_login_is_closed_with_4401(personas, sockets):
 async def test_agent_socket_from_another_origin_is_refused_at_the_handshake(
     personas, sockets, caplog, origin
 ):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     cookie = await ws.session_cookie(personas.alice.user)
     socket = sockets.track(ws.agent_communicator(cookie, origin=origin))
 
@@ -356,7 +357,7 @@ async def conversation_state(conversation_id: int) -> tuple:
 async def test_naming_another_agents_conversation_is_not_found_exactly_like_a_missing_one(
     personas, sockets, caplog, kind
 ):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     await open_chat(personas.v1)
     bobs = await open_chat(personas.v2)
     assert (await conversation(bobs)).agent_id == personas.bob.id
@@ -382,7 +383,7 @@ async def test_naming_another_agents_conversation_is_not_found_exactly_like_a_mi
 async def test_acting_on_own_closed_conversation_gets_conversation_closed(personas, sockets, kind):
     conversation_id = await open_chat(personas.v1)
     await ws.run_service(
-        services.close_by_agent, agent_id=personas.alice.id, conversation_id=conversation_id
+        closing.close_conversation, Actor.agent(personas.alice.id), conversation_id=conversation_id
     )
     before = (await conversation_state(conversation_id), await message_count())
     agent, _ready = await sockets.agent(personas.alice)

@@ -1,13 +1,13 @@
 """An agent with many chats: a send waiting on the database holds up neither the agent's
 other chats nor what reaches the agent meanwhile, while the sends of one chat keep
-their order (chat/lanes.py)."""
+their order (chat/transport/lanes.py)."""
 
 import asyncio
 import threading
 
 import pytest
 
-from chat import services
+from chat.conversations import sending
 from chat.models import Message
 from tests import ws
 from tests.test_consumers_agent import of_type, open_chat, send, set_away, visitor_socket
@@ -18,28 +18,28 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class HeldSends:
     """Agent sends whose client_msg_id starts with "held" wait inside the service until
     `release()`: on the database thread, or on the event loop where the everyday send
-    runs there (PostgreSQL, chat/loop_db.py)."""
+    runs there (PostgreSQL, chat/store/loop.py)."""
 
     def __init__(self, monkeypatch) -> None:
         self.released = threading.Event()
         self.waiting = threading.Semaphore(0)
-        real = services.post_agent_message
-        real_on_loop = services.post_message_on_loop
+        real = sending.post_message
+        real_on_loop = sending.post_message_on_loop
 
-        def post_agent_message(**kwargs):
+        def post_message(*args, **kwargs):
             if kwargs["client_msg_id"].startswith("held"):
                 self.waiting.release()
                 assert self.released.wait(ws.TIMEOUT)
-            return real(**kwargs)
+            return real(*args, **kwargs)
 
-        async def post_message_on_loop(**kwargs):
+        async def post_message_on_loop(*args, **kwargs):
             if kwargs["client_msg_id"].startswith("held"):
                 self.waiting.release()
                 assert await asyncio.to_thread(self.released.wait, ws.TIMEOUT)
-            return await real_on_loop(**kwargs)
+            return await real_on_loop(*args, **kwargs)
 
-        monkeypatch.setattr(services, "post_agent_message", post_agent_message)
-        monkeypatch.setattr(services, "post_message_on_loop", post_message_on_loop)
+        monkeypatch.setattr(sending, "post_message", post_message)
+        monkeypatch.setattr(sending, "post_message_on_loop", post_message_on_loop)
 
     async def started(self) -> None:
         assert await asyncio.to_thread(self.waiting.acquire, timeout=ws.TIMEOUT)
@@ -137,7 +137,7 @@ async def test_a_frame_whose_handling_crashes_fails_the_socket_as_before(
     def broken(**kwargs):
         raise RuntimeError("a bug in a service")
 
-    monkeypatch.setattr(services, "agent_typing", broken)
+    monkeypatch.setattr(sending, "relay_typing", broken)
     await agent.send_json_to({"type": "typing", "conversation": first, "active": True})
 
     # The application fails with the handler's exception: daphne logs it and closes

@@ -1,12 +1,13 @@
 """Queue readings asked for by the sockets' services are made on the worker's event loop
-afterwards (chat/consumers.py `QueueReadings`): one at a time per site, and the
+afterwards (chat/conversations/queue.py `QueueReadings`): one at a time per site, and the
 requests that come while one waits share it."""
 
 import asyncio
 
 import pytest
 
-from chat import consumers, services
+from chat.conversations import queue
+from chat.transport import broadcasting
 from tests import ws
 from tests.test_consumers_agent import set_away
 from tests.test_consumers_visitor import send, visitor_socket
@@ -15,14 +16,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class HeldReadings:
-    """`services.read_queue`, recording each reading and holding the first until
+    """`queue.read_queue`, recording each reading and holding the first until
     `release()`."""
 
     def __init__(self, monkeypatch) -> None:
         self.made: list[tuple[int, set[int] | None]] = []
         self.first_started = asyncio.Event()
         self.released = asyncio.Event()
-        real = services.read_queue
+        real = queue.read_queue
         loop = asyncio.get_running_loop()
 
         def read_queue(site_id, starts):
@@ -32,12 +33,12 @@ class HeldReadings:
                 asyncio.run_coroutine_threadsafe(self.released.wait(), loop).result(ws.TIMEOUT)
             real(site_id, starts)
 
-        monkeypatch.setattr(services, "read_queue", read_queue)
+        monkeypatch.setattr(queue, "read_queue", read_queue)
 
 
 async def test_requests_while_a_reading_runs_share_the_next_one(monkeypatch):
     held = HeldReadings(monkeypatch)
-    readings = consumers.queue_readings()
+    readings = broadcasting.queue_readings()
 
     readings.request({7: {1}})
     await asyncio.wait_for(held.first_started.wait(), ws.TIMEOUT)
@@ -62,7 +63,7 @@ async def test_queued_visitors_learn_their_positions_from_the_deferred_reading(p
         await tab.send_json_to(send("Anyone there?", f"first-{n}"))
         await ws.receive_until(tab, "message.ack")
 
-    await consumers.queue_readings().settled()
+    await broadcasting.queue_readings().settled()
     positions = []
     for tab, _ready in tabs:
         frames = await ws.frames_before_pong(tab)

@@ -1,4 +1,4 @@
-"""The everyday send on the worker's event loop (PostgreSQL only: chat/loop_db.py),
+"""The everyday send on the worker's event loop (PostgreSQL only: chat/store/loop.py),
 through the real ASGI application: it stores and relays exactly as the ORM path does,
 hands everything else to the ORM path, and survives a connection the server dropped.
 
@@ -10,8 +10,9 @@ import time
 import pytest
 from django.db import connection
 
-from chat import loop_db, services
+from chat.conversations import sending
 from chat.models import Conversation, Message
+from chat.store import loop as loop_db
 from tests import ws
 from tests.test_consumers_visitor import send, start_chat_with_alice
 
@@ -28,14 +29,13 @@ pytestmark = [
 def orm_sends(monkeypatch):
     """The client_msg_ids of the sends that went the ORM path."""
     seen = []
-    for name in ("post_visitor_message", "post_agent_message"):
-        original = getattr(services, name)
+    original = sending.post_message
 
-        def counted(*args, _original=original, **kwargs):
-            seen.append(kwargs["client_msg_id"])
-            return _original(*args, **kwargs)
+    def counted(*args, **kwargs):
+        seen.append(kwargs["client_msg_id"])
+        return original(*args, **kwargs)
 
-        monkeypatch.setattr(services, name, counted)
+    monkeypatch.setattr(sending, "post_message", counted)
     return seen
 
 
@@ -187,13 +187,13 @@ async def test_a_tab_that_knows_no_chat_is_open_sends_a_first_message_the_orm_pa
     personas, sockets, monkeypatch
 ):
     tried = []
-    real = services.post_message_on_loop
+    real = sending.post_message_on_loop
 
-    async def counted(**kwargs):
+    async def counted(*args, **kwargs):
         tried.append(kwargs["client_msg_id"])
-        return await real(**kwargs)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "post_message_on_loop", counted)
+    monkeypatch.setattr(sending, "post_message_on_loop", counted)
     visitor, _alice, _conversation = await start_chat_with_alice(sockets, personas, personas.v1)
     await visitor.send_json_to(send("Thanks, bye", "second"))
     await ws.receive_until(visitor, "message.ack")

@@ -6,8 +6,11 @@ import logging
 
 import pytest
 
-from chat import consumers, selectors, services
+from chat.conversations import closing, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Site
+from chat.realtime import resume
+from chat.transport import consumers
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,13 +62,13 @@ async def test_hello_after_a_chat_returns_the_conversation_and_the_messages_afte
     personas, sockets
 ):
     posted = await ws.run_service(
-        services.post_visitor_message, visitor_id=personas.v1.id, client_msg_id="a", body="one"
+        sending.post_message, Actor.visitor(personas.v1.id), client_msg_id="a", body="one"
     )
     conversation_id = posted.message["conversation"]
     for n, body in enumerate(["two", "three"]):
         await ws.run_service(
-            services.post_agent_message,
-            agent_id=personas.alice.id,
+            sending.post_message,
+            Actor.agent(personas.alice.id),
             conversation_id=conversation_id,
             client_msg_id=f"reply-{n}",
             body=body,
@@ -95,18 +98,18 @@ async def test_last_seq_refers_to_the_conversation_closed_while_the_visitor_was_
     personas, sockets
 ):
     posted = await ws.run_service(
-        services.post_visitor_message, visitor_id=personas.v1.id, client_msg_id="a", body="hi"
+        sending.post_message, Actor.visitor(personas.v1.id), client_msg_id="a", body="hi"
     )
     conversation_id = posted.message["conversation"]
     await ws.run_service(
-        services.post_agent_message,
-        agent_id=personas.alice.id,
+        sending.post_message,
+        Actor.agent(personas.alice.id),
         conversation_id=conversation_id,
         client_msg_id="bye",
         body="Solved, closing",
     )
     await ws.run_service(
-        services.close_by_agent, agent_id=personas.alice.id, conversation_id=conversation_id
+        closing.close_conversation, Actor.agent(personas.alice.id), conversation_id=conversation_id
     )
 
     _tab, ready = await visitor_socket(sockets, personas, personas.v1, last_seq=1)
@@ -283,19 +286,19 @@ async def test_messages_committed_while_ready_is_built_are_not_sent_again(
     # The race `ready` must cover: the socket joins its group, then messages commit
     # (and are broadcast to it) before `ready` reads the history that includes them.
     _tab, _agent, conversation_id = await start_chat_with_alice(sockets, personas, personas.v1)
-    build_ready = selectors.visitor_ready
+    build_ready = resume.visitor_ready
 
-    def ready_with_agent_writing_meanwhile(visitor, last_seq):
+    def ready_with_agent_writing_meanwhile(visitor, last_seq, **kwargs):
         for n in range(3):
-            services.post_agent_message(
-                agent_id=personas.alice.id,
+            sending.post_message(
+                Actor.agent(personas.alice.id),
                 conversation_id=conversation_id,
                 client_msg_id=f"meanwhile-{n}",
                 body=f"Meanwhile {n}",
             )
-        return build_ready(visitor, last_seq)
+        return build_ready(visitor, last_seq, **kwargs)
 
-    monkeypatch.setattr(selectors, "visitor_ready", ready_with_agent_writing_meanwhile)
+    monkeypatch.setattr(resume, "visitor_ready", ready_with_agent_writing_meanwhile)
 
     back, ready = await visitor_socket(sockets, personas, personas.v1, last_seq=1)
 
@@ -337,7 +340,7 @@ async def test_a_socket_that_never_says_hello_is_closed_with_4400(personas, sock
 
 
 async def test_hello_with_a_wrong_visitor_token_closes_with_4401(personas, sockets, caplog):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     tab = await sockets.visitor_connected()
 
     await tab.send_json_to(ws.hello(personas.acme.key, "not-a-token-we-issued"))
@@ -350,7 +353,7 @@ async def test_hello_with_a_wrong_visitor_token_closes_with_4401(personas, socke
 async def test_hello_with_another_sites_visitor_token_closes_with_4401(personas, sockets):
     globex = await ws.db(Site.objects.create, name="globex", allowed_origins=[ws.ACME_ORIGIN])
     _globex_visitor, globex_token = await ws.db(
-        services.create_visitor_session, site_key=globex.key, visitor_token=None
+        sessions.create_visitor_session, site_key=globex.key, visitor_token=None
     )
     tab = await sockets.visitor_connected()
 
@@ -387,7 +390,7 @@ async def test_hello_on_a_disabled_site_closes_with_4403(personas, sockets):
 async def test_hello_from_an_origin_the_site_does_not_allow_closes_with_4403(
     personas, sockets, caplog, origin
 ):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     tab = await sockets.visitor_connected(origin=origin)
 
     await tab.send_json_to(ws.hello(personas.acme.key, personas.token(personas.v1)))
@@ -480,20 +483,20 @@ async def test_binary_frame_gets_bad_frame(personas, sockets):
 
 
 async def test_refused_frames_are_logged_with_their_code(personas, sockets, caplog):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     tab, _ready = await visitor_socket(sockets, personas, personas.v1)
 
     await tab.send_json_to(send("x" * 10_001, "m1"))
     await ws.receive_until(tab, "error")
 
-    refused = [r.getMessage() for r in caplog.records if r.name == "chat.consumers"]
+    refused = [r.getMessage() for r in caplog.records if r.name.startswith("chat.transport")]
     assert any("refused frame" in m and "too_long" in m for m in refused)
 
 
 async def test_a_frame_over_64_kib_closes_the_socket_with_4009_and_stores_nothing(
     personas, sockets, caplog
 ):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     tab, _ready = await visitor_socket(sockets, personas, personas.v1)
 
     await tab.send_json_to(send("x" * (64 * 1024), "huge"))
@@ -545,7 +548,7 @@ async def test_read_past_the_last_seq_gets_bad_frame_and_changes_nothing(persona
 async def test_a_flood_is_refused_with_rate_limited_then_closed_with_4008_storing_nothing_more(
     personas, sockets, settings, caplog
 ):
-    caplog.set_level(logging.INFO, logger="chat.consumers")
+    caplog.set_level(logging.INFO, logger="chat.transport")
     # Burst 5 (hello and four messages), and practically no refill during the test.
     settings.SUPPORTDESK_VISITOR_RATE = (5, 0.001)
     tab, _ready = await visitor_socket(sockets, personas, personas.v1)

@@ -15,8 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from PIL import Image
 
-from chat import lifecycle, realtime, selectors, services
+from chat import errors, lifecycle, selectors
+from chat.conversations import closing, sending
+from chat.conversations.actors import Actor
 from chat.models import Attachment, AuditLogEntry, Conversation, Site
+from chat.realtime import groups
 from tests import ws
 from tests.conftest import make_agent, make_visitor
 
@@ -85,8 +88,8 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
 
 
 def open_chat(visitor, body="My kettle arrived broken") -> Conversation:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id, client_msg_id=f"open-{visitor.id}", body=body
+    posted = sending.post_message(
+        Actor.visitor(visitor.id), client_msg_id=f"open-{visitor.id}", body=body
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
@@ -121,8 +124,8 @@ def sent_by_visitor(personas, visitor, name="broken.png", data=None, body="See t
     chat = open_chat(visitor)
     response = visitor_post(personas, visitor, name, data or png_bytes())
     assert response.status_code == 201, response.json()
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id,
+    posted = sending.post_message(
+        Actor.visitor(visitor.id),
         client_msg_id="with-file",
         body=body,
         attachment_id=response.json()["id"],
@@ -274,7 +277,7 @@ def test_agent_uploads_into_their_own_open_chat_only(personas):
     assert (not_mine.status_code, not_mine.json()["error"]) == (404, "not_found")
     assert no_such.status_code == 404
 
-    services.close_by_agent(agent_id=personas.alice.id, conversation_id=chat.id)
+    closing.close_conversation(Actor.agent(personas.alice.id), conversation_id=chat.id)
     closed = agent_post(personas.alice, chat.id, "label.pdf", PDF)
     assert (closed.status_code, closed.json()["error"]) == (409, "conversation_closed")
     assert Attachment.objects.count() == 1
@@ -303,12 +306,12 @@ def test_a_message_names_the_upload_and_the_agent_gets_the_attachment_object(
     uploaded = visitor_post(personas, personas.v1, "broken.png", png_bytes()).json()
     capture_broadcasts.clear()
 
-    posted = services.post_visitor_message(
-        visitor_id=personas.v1.id, client_msg_id="c-2", body="", attachment_id=uploaded["id"]
+    posted = sending.post_message(
+        Actor.visitor(personas.v1.id), client_msg_id="c-2", body="", attachment_id=uploaded["id"]
     )
 
     assert posted.message["body"] == "" and posted.message["attachment"] == uploaded
-    [to_alice] = capture_broadcasts.frames(realtime.agent_group(personas.alice.id), "message")
+    [to_alice] = capture_broadcasts.frames(groups.agent_group(personas.alice.id), "message")
     assert to_alice["attachment"]["name"] == "broken.png"
     assert to_alice["attachment"]["thumbnail_url"] == uploaded["thumbnail_url"]
     # History shows it too; plain messages carry no `attachment` key at all.
@@ -324,16 +327,16 @@ def test_someone_elses_or_an_already_sent_upload_cannot_be_named(personas):
     theirs = visitor_post(personas, personas.v2, "a.txt", b"v2's file").json()
     mine = visitor_post(personas, personas.v1, "b.txt", b"v1's file").json()
 
-    with pytest.raises(services.AttachmentNotFound):
-        services.post_visitor_message(
-            visitor_id=personas.v1.id, client_msg_id="c-x", body="", attachment_id=theirs["id"]
+    with pytest.raises(errors.AttachmentNotFound):
+        sending.post_message(
+            Actor.visitor(personas.v1.id), client_msg_id="c-x", body="", attachment_id=theirs["id"]
         )
-    services.post_visitor_message(
-        visitor_id=personas.v1.id, client_msg_id="c-1", body="", attachment_id=mine["id"]
+    sending.post_message(
+        Actor.visitor(personas.v1.id), client_msg_id="c-1", body="", attachment_id=mine["id"]
     )
-    with pytest.raises(services.AttachmentNotFound):
-        services.post_visitor_message(
-            visitor_id=personas.v1.id, client_msg_id="c-2", body="", attachment_id=mine["id"]
+    with pytest.raises(errors.AttachmentNotFound):
+        sending.post_message(
+            Actor.visitor(personas.v1.id), client_msg_id="c-2", body="", attachment_id=mine["id"]
         )
     assert list(Attachment.objects.filter(message__isnull=True).values_list("pk", flat=True)) == [
         theirs["id"]
@@ -343,9 +346,9 @@ def test_someone_elses_or_an_already_sent_upload_cannot_be_named(personas):
 def test_an_agent_cannot_send_the_visitors_upload_as_their_own(personas):
     chat = open_chat(personas.v1)
     visitors = visitor_post(personas, personas.v1, "a.txt", b"mine").json()
-    with pytest.raises(services.AttachmentNotFound):
-        services.post_agent_message(
-            agent_id=personas.alice.id,
+    with pytest.raises(errors.AttachmentNotFound):
+        sending.post_message(
+            Actor.agent(personas.alice.id),
             conversation_id=chat.id,
             client_msg_id="a-1",
             body="",
@@ -356,11 +359,17 @@ def test_an_agent_cannot_send_the_visitors_upload_as_their_own(personas):
 def test_a_retry_of_a_message_with_a_file_gets_the_same_message_back(personas):
     open_chat(personas.v1)
     uploaded = visitor_post(personas, personas.v1, "a.txt", b"hello").json()
-    first = services.post_visitor_message(
-        visitor_id=personas.v1.id, client_msg_id="c-2", body="file", attachment_id=uploaded["id"]
+    first = sending.post_message(
+        Actor.visitor(personas.v1.id),
+        client_msg_id="c-2",
+        body="file",
+        attachment_id=uploaded["id"],
     )
-    again = services.post_visitor_message(
-        visitor_id=personas.v1.id, client_msg_id="c-2", body="file", attachment_id=uploaded["id"]
+    again = sending.post_message(
+        Actor.visitor(personas.v1.id),
+        client_msg_id="c-2",
+        body="file",
+        attachment_id=uploaded["id"],
     )
     assert not again.created
     assert again.message == first.message
@@ -377,10 +386,10 @@ def test_a_message_with_a_file_costs_a_fixed_few_queries(personas):
     open_chat(personas.v1)
     uploaded = visitor_post(personas, personas.v1, "a.txt", b"hello").json()
     with CaptureQueriesContext(connection) as plain:
-        services.post_visitor_message(visitor_id=personas.v1.id, client_msg_id="p", body="hi")
+        sending.post_message(Actor.visitor(personas.v1.id), client_msg_id="p", body="hi")
     with CaptureQueriesContext(connection) as with_file:
-        services.post_visitor_message(
-            visitor_id=personas.v1.id, client_msg_id="f", body="", attachment_id=uploaded["id"]
+        sending.post_message(
+            Actor.visitor(personas.v1.id), client_msg_id="f", body="", attachment_id=uploaded["id"]
         )
     # A plain message is one statement or two (services._append_at_once); one with a
     # file takes the full path (lock, update, insert) and claims and links the upload.
@@ -445,8 +454,8 @@ def test_an_agents_unsent_upload_is_theirs_alone_until_sent(personas):
     assert agent_client(personas.alice).get(pending["url"]).status_code == 200
     assert visitor_get(personas, personas.v1, pending["url"]).status_code == 404
 
-    services.post_agent_message(
-        agent_id=personas.alice.id,
+    sending.post_message(
+        Actor.agent(personas.alice.id),
         conversation_id=chat.id,
         client_msg_id="a-1",
         body="Your return label",
@@ -506,7 +515,7 @@ def test_the_sweep_deletes_uploads_nobody_sent_with_their_files(personas, media,
     }
     assert all(path.exists() for path in stale_files)
 
-    services.sweep()
+    closing.sweep()
 
     assert set(Attachment.objects.values_list("pk", flat=True)) == {sent["id"], fresh["id"]}
     assert not any(path.exists() for path in stale_files)
@@ -515,7 +524,7 @@ def test_the_sweep_deletes_uploads_nobody_sent_with_their_files(personas, media,
 
 def test_a_retention_purge_deletes_the_files_of_purged_conversations(personas, media):
     chat, _attachment = sent_by_visitor(personas, personas.v1)
-    services.close_by_agent(agent_id=personas.alice.id, conversation_id=chat.id)
+    closing.close_conversation(Actor.agent(personas.alice.id), conversation_id=chat.id)
     Conversation.objects.filter(pk=chat.id).update(closed_at=timezone.now() - timedelta(days=40))
     Site.objects.filter(pk=personas.acme.pk).update(retention_days=30)
     assert len(stored_files(media)) == 2
@@ -529,8 +538,8 @@ def test_a_retention_purge_deletes_the_files_of_purged_conversations(personas, m
 def test_erasing_a_visitor_deletes_every_attachment_of_their_chats_files_included(personas, media):
     chat, _attachment = sent_by_visitor(personas, personas.v1)
     from_alice = agent_post(personas.alice, chat.id, "label.pdf", PDF).json()
-    services.post_agent_message(
-        agent_id=personas.alice.id,
+    sending.post_message(
+        Actor.agent(personas.alice.id),
         conversation_id=chat.id,
         client_msg_id="a-1",
         body="",

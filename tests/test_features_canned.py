@@ -10,13 +10,20 @@ from django.urls import reverse
 
 from agents import selectors as agent_selectors
 from agents import services as agent_services
+from agents.errors import CannedResponseRefused
 from agents.models import AgentProfile, CannedResponse
-from chat import realtime
+from chat.protocol.errors import refusal
+from chat.realtime import groups
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-Refused = agent_selectors.CannedResponseRefused
+Refused = CannedResponseRefused
+
+
+def code(refused: CannedResponseRefused) -> str:
+    """The error code a socket answers this refusal with."""
+    return refusal(refused).code
 
 
 def shared(shortcut: str, body: str) -> CannedResponse:
@@ -59,23 +66,23 @@ def test_another_agents_snippets_are_invisible(personas):
     own(personas.bob, "secret", "Bob's private macro")
     shared("hours", "We are open 9-17.")
     assert usable(personas.alice) == {"hours": "We are open 9-17."}
-    assert "Bob's private macro" not in repr(agent_selectors.canned_frame(personas.alice.id))
+    assert "Bob's private macro" not in repr(agent_selectors.canned_for(personas.alice.id))
 
 
 def test_shared_snippets_are_read_only_for_agents_and_editable_for_supervisors(personas):
     shared("hours", "We are open 9-17.")
     own(personas.alice, "hi", "Hello!")
-    frame = agent_selectors.canned_frame(personas.alice.id)
-    assert frame["can_edit_shared"] is False
-    assert {r["shortcut"]: r["editable"] for r in frame["responses"]} == {
+    responses, can_edit_shared = agent_selectors.canned_for(personas.alice.id)
+    assert can_edit_shared is False
+    assert {r["shortcut"]: r["editable"] for r in responses} == {
         "hours": False,
         "hi": True,
     }
 
     make_supervisor(personas.alice)
-    frame = agent_selectors.canned_frame(personas.alice.id)
-    assert frame["can_edit_shared"] is True
-    assert all(r["editable"] for r in frame["responses"])
+    responses, can_edit_shared = agent_selectors.canned_for(personas.alice.id)
+    assert can_edit_shared is True
+    assert all(r["editable"] for r in responses)
 
 
 # --- services: creating and validation -------------------------------------------
@@ -96,7 +103,7 @@ def test_bad_shortcuts_are_refused_with_bad_shortcut(personas, shortcut):
         agent_services.create_canned_response(
             agent_id=personas.alice.id, shortcut=shortcut, body="text"
         )
-    assert refused.value.code == "bad_shortcut"
+    assert code(refused.value) == "bad_shortcut"
     assert not CannedResponse.objects.exists()
 
 
@@ -107,7 +114,7 @@ def test_empty_and_too_long_bodies_are_refused(personas):
         agent_services.create_canned_response(
             agent_id=personas.alice.id, shortcut="a", body="x" * 10_001
         )
-    assert (empty.value.code, long.value.code) == ("bad_frame", "too_long")
+    assert (code(empty.value), code(long.value)) == ("bad_frame", "too_long")
     assert not CannedResponse.objects.exists()
 
 
@@ -120,7 +127,7 @@ def test_a_duplicate_own_shortcut_is_refused_but_shadowing_a_shared_one_is_fine(
         agent_services.create_canned_response(
             agent_id=personas.alice.id, shortcut="REFUND", body="Mine again"
         )
-    assert refused.value.code == "duplicate_shortcut"
+    assert code(refused.value) == "duplicate_shortcut"
     # Bob may use the same shortcut for his own.
     agent_services.create_canned_response(agent_id=personas.bob.id, shortcut="refund", body="Bob's")
     assert usable(personas.alice)["refund"] == "Mine"
@@ -135,7 +142,7 @@ def test_a_duplicate_that_slips_past_the_check_is_still_a_duplicate_shortcut(per
         with pytest.raises(Refused) as refused:
             agent_services._save(CannedResponse(owner=personas.alice, shortcut="refund", body="x"))
         assert CannedResponse.objects.count() == 1
-    assert refused.value.code == "duplicate_shortcut"
+    assert code(refused.value) == "duplicate_shortcut"
 
 
 def test_an_agent_cannot_create_a_shared_snippet_but_a_supervisor_can(personas):
@@ -143,7 +150,7 @@ def test_an_agent_cannot_create_a_shared_snippet_but_a_supervisor_can(personas):
         agent_services.create_canned_response(
             agent_id=personas.alice.id, shortcut="hours", body="9-17", shared=True
         )
-    assert refused.value.code == "forbidden"
+    assert code(refused.value) == "forbidden"
     assert not CannedResponse.objects.exists()
 
     make_supervisor(personas.alice)
@@ -161,7 +168,7 @@ def test_a_deactivated_supervisor_may_not_edit_shared_snippets(personas):
         agent_services.create_canned_response(
             agent_id=personas.alice.id, shortcut="hours", body="9-17", shared=True
         )
-    assert refused.value.code == "forbidden"
+    assert code(refused.value) == "forbidden"
 
 
 def test_the_number_of_own_snippets_is_capped(personas, monkeypatch):
@@ -172,7 +179,7 @@ def test_the_number_of_own_snippets_is_capped(personas, monkeypatch):
         )
     with pytest.raises(Refused) as refused:
         agent_services.create_canned_response(agent_id=personas.alice.id, shortcut="c", body="x")
-    assert refused.value.code == "too_many"
+    assert code(refused.value) == "too_many"
     # Bob has his own allowance.
     agent_services.create_canned_response(agent_id=personas.bob.id, shortcut="c", body="x")
 
@@ -197,7 +204,7 @@ def test_renaming_onto_another_own_shortcut_is_a_duplicate(personas):
         agent_services.update_canned_response(
             agent_id=personas.alice.id, response_id=hours.id, shortcut="refund", body="H"
         )
-    assert refused.value.code == "duplicate_shortcut"
+    assert code(refused.value) == "duplicate_shortcut"
     assert CannedResponse.objects.get(pk=hours.pk).shortcut == "hours"
 
 
@@ -212,7 +219,7 @@ def test_another_agents_snippet_is_not_found_for_update_or_delete(personas):
     with pytest.raises(Refused) as missing:
         agent_services.delete_canned_response(agent_id=personas.alice.id, response_id=bobs.id + 99)
     # The same answer as for an id that does not exist: ids cannot be probed.
-    assert updating.value.code == deleting.value.code == missing.value.code == "not_found"
+    assert code(updating.value) == code(deleting.value) == code(missing.value) == "not_found"
     assert str(updating.value) == str(missing.value)
     assert CannedResponse.objects.get(pk=bobs.pk).body == "Bob's private macro"
 
@@ -222,7 +229,7 @@ def test_even_a_supervisor_cannot_touch_another_agents_own_snippet(personas):
     bobs = own(personas.bob, "secret", "Bob's private macro")
     with pytest.raises(Refused) as refused:
         agent_services.delete_canned_response(agent_id=personas.alice.id, response_id=bobs.id)
-    assert refused.value.code == "not_found"
+    assert code(refused.value) == "not_found"
     assert CannedResponse.objects.filter(pk=bobs.pk).exists()
 
 
@@ -234,7 +241,7 @@ def test_an_agent_cannot_edit_or_delete_a_shared_snippet_but_a_supervisor_can(pe
         )
     with pytest.raises(Refused) as deleting:
         agent_services.delete_canned_response(agent_id=personas.alice.id, response_id=hours.id)
-    assert updating.value.code == deleting.value.code == "forbidden"
+    assert code(updating.value) == code(deleting.value) == "forbidden"
     assert CannedResponse.objects.get(pk=hours.pk).body == "We are open 9-17."
 
     make_supervisor(personas.bob)
@@ -259,11 +266,11 @@ def test_own_changes_ring_only_the_owner_and_shared_changes_ring_every_agent(
     agent_services.create_canned_response(
         agent_id=personas.bob.id, shortcut="hours", body="9-17", shared=True
     )
-    ring = {"type": realtime.CANNED_CHANGED_EVENT}
+    ring = {"type": groups.CANNED_CHANGED_EVENT}
     assert capture_broadcasts == [
-        (realtime.agent_group(personas.alice.id), ring),
-        (realtime.agent_group(personas.alice.id), ring),
-        (realtime.AGENTS_GROUP, ring),
+        (groups.agent_group(personas.alice.id), ring),
+        (groups.agent_group(personas.alice.id), ring),
+        (groups.AGENTS_GROUP, ring),
     ]
 
 
@@ -301,7 +308,7 @@ def test_admin_lists_filters_and_searches_canned_responses(personas, capture_bro
     )
     assert response.status_code == 302
     assert CannedResponse.objects.filter(owner=None, shortcut="thanks").exists()
-    assert (realtime.AGENTS_GROUP, {"type": realtime.CANNED_CHANGED_EVENT}) in capture_broadcasts
+    assert (groups.AGENTS_GROUP, {"type": groups.CANNED_CHANGED_EVENT}) in capture_broadcasts
 
 
 def test_admin_refuses_a_second_shared_snippet_with_the_same_shortcut(personas):

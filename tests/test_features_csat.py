@@ -3,18 +3,21 @@ agent hears it, a reconnecting widget knows it was rated."""
 
 import pytest
 
-from chat import realtime, services
+from chat import errors
+from chat.conversations import closing, ratings, sending
+from chat.conversations.actors import Actor
 from chat.models import ConversationRating
+from chat.realtime import groups
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def chat_and_close(visitor) -> int:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id, client_msg_id=f"open-{visitor.id}", body="Hi"
+    posted = sending.post_message(
+        Actor.visitor(visitor.id), client_msg_id=f"open-{visitor.id}", body="Hi"
     )
-    services.close_by_visitor(visitor_id=visitor.id)
+    closing.close_conversation(Actor.visitor(visitor.id))
     return posted.message["conversation"]
 
 
@@ -27,37 +30,37 @@ def test_rating_a_closed_chat_stores_it_and_tells_the_visitor_and_the_agent(
     chat_id = chat_and_close(personas.v1)
     capture_broadcasts.clear()
 
-    services.rate_conversation(visitor_id=personas.v1.id, score=4, comment="Quick and kind")
+    ratings.rate_conversation(visitor_id=personas.v1.id, score=4, comment="Quick and kind")
 
     rating = ConversationRating.objects.get(conversation_id=chat_id)
     assert (rating.score, rating.comment) == (4, "Quick and kind")
     [to_visitor] = capture_broadcasts.frames(
-        realtime.visitor_group(personas.v1.id), "conversation.rated"
+        groups.visitor_group(personas.v1.id), "conversation.rated"
     )
     assert to_visitor == {"type": "conversation.rated", "conversation": chat_id, "score": 4}
     [to_agent] = capture_broadcasts.frames(
-        realtime.agent_group(personas.alice.id), "conversation.rated"
+        groups.agent_group(personas.alice.id), "conversation.rated"
     )
     assert to_agent["comment"] == "Quick and kind"
 
 
 def test_a_chat_can_be_rated_only_once(personas):
     chat_and_close(personas.v1)
-    services.rate_conversation(visitor_id=personas.v1.id, score=5)
-    with pytest.raises(services.AlreadyRated):
-        services.rate_conversation(visitor_id=personas.v1.id, score=1, comment="changed my mind")
+    ratings.rate_conversation(visitor_id=personas.v1.id, score=5)
+    with pytest.raises(errors.AlreadyRated):
+        ratings.rate_conversation(visitor_id=personas.v1.id, score=1, comment="changed my mind")
     assert list(ConversationRating.objects.values_list("score", flat=True)) == [5]
 
 
 def test_a_visitor_without_a_chat_has_nothing_to_rate(personas):
-    with pytest.raises(services.NotFound):
-        services.rate_conversation(visitor_id=personas.v1.id, score=3)
+    with pytest.raises(errors.NotFound):
+        ratings.rate_conversation(visitor_id=personas.v1.id, score=3)
 
 
 def test_rating_goes_to_the_visitors_own_latest_chat(personas):
     mine = chat_and_close(personas.v1)
     chat_and_close(personas.v2)
-    services.rate_conversation(visitor_id=personas.v1.id, score=2)
+    ratings.rate_conversation(visitor_id=personas.v1.id, score=2)
     assert ConversationRating.objects.get().conversation_id == mine
 
 

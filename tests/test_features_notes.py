@@ -3,16 +3,19 @@
 
 import pytest
 
-from chat import realtime, services
+from chat import errors
+from chat.conversations import closing, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Note
+from chat.realtime import groups
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def open_chat(visitor, body="My parcel is late") -> Conversation:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id, client_msg_id=f"open-{visitor.id}", body=body
+    posted = sending.post_message(
+        Actor.visitor(visitor.id), client_msg_id=f"open-{visitor.id}", body=body
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
@@ -25,7 +28,7 @@ def test_note_reaches_the_agent_group_and_never_the_visitor_group(personas, capt
     assert chat.agent_id == personas.alice.id
     capture_broadcasts.clear()
 
-    posted = services.post_note(
+    posted = sending.post_note(
         agent_id=personas.alice.id,
         conversation_id=chat.id,
         client_msg_id="n-1",
@@ -33,30 +36,30 @@ def test_note_reaches_the_agent_group_and_never_the_visitor_group(personas, capt
     )
 
     assert posted.created
-    to_alice = capture_broadcasts.frames(realtime.agent_group(personas.alice.id), "note")
+    to_alice = capture_broadcasts.frames(groups.agent_group(personas.alice.id), "note")
     assert [n["body"] for n in to_alice] == ["Refund already issued, ticket 4411"]
     assert to_alice[0]["author"] == "Alice"
     assert to_alice[0]["after_seq"] == 1
-    assert capture_broadcasts.frames(realtime.visitor_group(personas.v1.id)) == []
+    assert capture_broadcasts.frames(groups.visitor_group(personas.v1.id)) == []
 
 
 def test_note_takes_no_seq_so_the_visitors_next_message_follows_without_a_gap(personas):
     chat = open_chat(personas.v1)
-    services.post_note(
+    sending.post_note(
         agent_id=personas.alice.id, conversation_id=chat.id, client_msg_id="n-1", body="VIP"
     )
-    reply = services.post_agent_message(
-        agent_id=personas.alice.id, conversation_id=chat.id, client_msg_id="a-1", body="Hi!"
+    reply = sending.post_message(
+        Actor.agent(personas.alice.id), conversation_id=chat.id, client_msg_id="a-1", body="Hi!"
     )
     assert reply.message["seq"] == 2
 
 
 def test_retrying_a_note_with_the_same_client_msg_id_stores_it_once(personas):
     chat = open_chat(personas.v1)
-    first = services.post_note(
+    first = sending.post_note(
         agent_id=personas.alice.id, conversation_id=chat.id, client_msg_id="n-1", body="VIP"
     )
-    again = services.post_note(
+    again = sending.post_note(
         agent_id=personas.alice.id, conversation_id=chat.id, client_msg_id="n-1", body="VIP"
     )
     assert not again.created
@@ -66,8 +69,8 @@ def test_retrying_a_note_with_the_same_client_msg_id_stores_it_once(personas):
 
 def test_an_agent_cannot_write_a_note_on_a_colleagues_chat(personas):
     chat = open_chat(personas.v1)
-    with pytest.raises(services.NotFound):
-        services.post_note(
+    with pytest.raises(errors.NotFound):
+        sending.post_note(
             agent_id=personas.bob.id, conversation_id=chat.id, client_msg_id="n-1", body="hm"
         )
     assert not Note.objects.exists()
@@ -75,9 +78,9 @@ def test_an_agent_cannot_write_a_note_on_a_colleagues_chat(personas):
 
 def test_a_closed_chat_takes_no_more_notes(personas):
     chat = open_chat(personas.v1)
-    services.close_by_agent(agent_id=personas.alice.id, conversation_id=chat.id)
-    with pytest.raises(services.ConversationClosed):
-        services.post_note(
+    closing.close_conversation(Actor.agent(personas.alice.id), conversation_id=chat.id)
+    with pytest.raises(errors.ConversationClosed):
+        sending.post_note(
             agent_id=personas.alice.id, conversation_id=chat.id, client_msg_id="n-1", body="x"
         )
 

@@ -8,7 +8,8 @@ import pytest
 from django.core import mail
 
 from agents.models import AgentProfile
-from chat import services
+from chat.conversations import sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Site, Visitor
 from tests import ws
 
@@ -145,7 +146,7 @@ async def test_busy_agents_still_count_as_online(personas, sockets):
 
 
 def open_chat(visitor) -> None:
-    services.post_visitor_message(visitor_id=visitor.id, client_msg_id="c-1", body="Hello")
+    sending.post_message(Actor.visitor(visitor.id), client_msg_id="c-1", body="Hello")
 
 
 @pytest.mark.django_db(transaction=True)

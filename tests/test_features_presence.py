@@ -7,11 +7,15 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import realtime, selectors, services
+from chat import selectors
+from chat.conversations import closing, presence, queue, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Site
+from chat.realtime import groups, resume
 from tests import ws
 from tests.conftest import make_visitor
 
@@ -30,8 +34,8 @@ def profile(agent: AgentProfile) -> AgentProfile:
 
 
 def open_chat(visitor) -> Conversation:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.pk, client_msg_id=f"m-{next(_ids)}", body="Hello?"
+    posted = sending.post_message(
+        Actor.visitor(visitor.pk), client_msg_id=f"m-{next(_ids)}", body="Hello?"
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
@@ -41,11 +45,11 @@ def everyone_away() -> None:
 
 
 def presence_frames(broadcasts, agent) -> list[dict]:
-    return broadcasts.frames(realtime.agent_group(agent.pk), "presence")
+    return broadcasts.frames(groups.agent_group(agent.pk), "presence")
 
 
 def online_frames(broadcasts, site) -> list[dict]:
-    return broadcasts.frames(realtime.site_visitors_group(site.pk), "agents.online")
+    return broadcasts.frames(groups.site_visitors_group(site.pk), "agents.online")
 
 
 # --- auto-away --------------------------------------------------------------------
@@ -56,12 +60,12 @@ def test_an_available_agent_idle_past_the_setting_is_put_away_automatically(
     personas, capture_broadcasts
 ):
     start = timezone.now()
-    assert services.report_activity(agent_id=personas.alice.pk, idle_seconds=575, now=start) is None
+    assert presence.report_activity(agent_id=personas.alice.pk, idle_seconds=575, now=start) is None
     assert profile(personas.alice).status == AVAILABLE
 
     # The next ping, 25 s later: no input since.
     later = start + timedelta(seconds=25)
-    assert services.report_activity(agent_id=personas.alice.pk, idle_seconds=600, now=later) == AWAY
+    assert presence.report_activity(agent_id=personas.alice.pk, idle_seconds=600, now=later) == AWAY
 
     alice = profile(personas.alice)
     assert (alice.status, alice.auto_away) == (AWAY, True)
@@ -74,13 +78,13 @@ def test_an_available_agent_idle_past_the_setting_is_put_away_automatically(
 def test_an_auto_away_agent_is_available_again_on_their_next_input_and_takes_the_queue(
     personas, capture_broadcasts
 ):
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
     AgentProfile.objects.filter(pk=personas.bob.pk).update(status=AWAY)
     waiting = open_chat(personas.v1)
     assert waiting.status == Status.QUEUED
 
     # New input: the dashboard's idle time restarts (the cached last input is older).
-    assert services.report_activity(agent_id=personas.alice.pk, idle_seconds=0) == AVAILABLE
+    assert presence.report_activity(agent_id=personas.alice.pk, idle_seconds=0) == AVAILABLE
 
     alice = profile(personas.alice)
     assert (alice.status, alice.auto_away) == (AVAILABLE, False)
@@ -94,10 +98,10 @@ def test_an_auto_away_agent_is_available_again_on_their_next_input_and_takes_the
 
 @pytest.mark.django_db(transaction=True)
 def test_a_chosen_away_is_not_undone_by_activity(personas, capture_broadcasts):
-    services.set_presence(agent_id=personas.alice.pk, status="away")
+    presence.set_presence(agent_id=personas.alice.pk, status="away")
     capture_broadcasts.clear()
 
-    assert services.report_activity(agent_id=personas.alice.pk, idle_seconds=0) is None
+    assert presence.report_activity(agent_id=personas.alice.pk, idle_seconds=0) is None
 
     alice = profile(personas.alice)
     assert (alice.status, alice.auto_away) == (AWAY, False)
@@ -106,10 +110,10 @@ def test_a_chosen_away_is_not_undone_by_activity(personas, capture_broadcasts):
 
 @pytest.mark.django_db(transaction=True)
 def test_choosing_away_while_auto_away_makes_it_a_choice(personas):
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
-    services.set_presence(agent_id=personas.alice.pk, status="away")
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
+    presence.set_presence(agent_id=personas.alice.pk, status="away")
 
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=0)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=0)
 
     assert (profile(personas.alice).status, profile(personas.alice).auto_away) == (AWAY, False)
 
@@ -117,8 +121,8 @@ def test_choosing_away_while_auto_away_makes_it_a_choice(personas):
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_second_dashboard_does_not_put_away_an_agent_working_in_another(personas):
     # Alice types in one dashboard; her forgotten laptop reports a long idle time.
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=3)
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=5000)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=3)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=5000)
 
     assert profile(personas.alice).status == AVAILABLE
 
@@ -127,7 +131,7 @@ def test_an_idle_second_dashboard_does_not_put_away_an_agent_working_in_another(
 def test_auto_away_is_off_when_the_setting_is_zero(personas, settings):
     settings.SUPPORTDESK_AUTO_AWAY_SECONDS = 0
 
-    assert services.report_activity(agent_id=personas.alice.pk, idle_seconds=10**6) is None
+    assert presence.report_activity(agent_id=personas.alice.pk, idle_seconds=10**6) is None
     assert profile(personas.alice).status == AVAILABLE
 
 
@@ -146,10 +150,10 @@ def test_agents_online_means_an_agent_who_can_be_routed_this_sites_chats_is_here
 
     # Not: away (chosen or idle), a lapsed heartbeat, capacity 0, another site only.
     AgentProfile.objects.filter(pk=personas.bob.pk).update(status=AWAY)
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
     assert selectors.agents_online(site.pk) is False
 
-    services.set_presence(agent_id=personas.alice.pk, status="available")
+    presence.set_presence(agent_id=personas.alice.pk, status="available")
     stale = timezone.now() - timedelta(minutes=5)
     AgentProfile.objects.filter(pk=personas.alice.pk).update(last_heartbeat=stale)
     assert selectors.agents_online(site.pk) is False
@@ -171,22 +175,22 @@ def test_agents_online_means_an_agent_who_can_be_routed_this_sites_chats_is_here
 def test_visitors_of_the_site_hear_agents_online_change_and_nothing_when_it_holds(
     personas, capture_broadcasts
 ):
-    services.sweep()  # the first look announces every site once (no last state yet)
+    closing.sweep()  # the first look announces every site once (no last state yet)
     capture_broadcasts.clear()
 
-    services.set_presence(agent_id=personas.bob.pk, status="away")
+    presence.set_presence(agent_id=personas.bob.pk, status="away")
     assert online_frames(capture_broadcasts, personas.acme) == []  # alice is still here
 
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=900)
     assert online_frames(capture_broadcasts, personas.acme) == [
         {"type": "agents.online", "online": False}
     ]
 
     capture_broadcasts.clear()
-    services.sweep()
+    closing.sweep()
     assert online_frames(capture_broadcasts, personas.acme) == []
 
-    services.report_activity(agent_id=personas.alice.pk, idle_seconds=1)
+    presence.report_activity(agent_id=personas.alice.pk, idle_seconds=1)
     assert online_frames(capture_broadcasts, personas.acme) == [
         {"type": "agents.online", "online": True}
     ]
@@ -194,12 +198,12 @@ def test_visitors_of_the_site_hear_agents_online_change_and_nothing_when_it_hold
 
 @pytest.mark.django_db(transaction=True)
 def test_a_lapsed_heartbeat_takes_the_site_offline_at_the_next_sweep(personas, capture_broadcasts):
-    services.sweep()
+    closing.sweep()
     capture_broadcasts.clear()
     stale = timezone.now() - timedelta(minutes=5)
     AgentProfile.objects.update(last_heartbeat=stale)
 
-    services.sweep()
+    closing.sweep()
 
     assert online_frames(capture_broadcasts, personas.acme) == [
         {"type": "agents.online", "online": False}
@@ -259,9 +263,7 @@ def test_queued_visitors_hear_their_position_and_estimate_and_ready_carries_it(
 
     first, second = open_chat(personas.v1), open_chat(personas.v2)
 
-    frames = capture_broadcasts.frames(
-        realtime.visitor_group(personas.v2.pk), "conversation.queued"
-    )
+    frames = capture_broadcasts.frames(groups.visitor_group(personas.v2.pk), "conversation.queued")
     # (queue_version is a clock reading: tests/test_queue_versions.py)
     assert {k: v for k, v in frames[-1].items() if k != "queue_version"} == {
         "type": "conversation.queued",
@@ -269,7 +271,7 @@ def test_queued_visitors_hear_their_position_and_estimate_and_ready_carries_it(
         "position": 2,
         "estimated_wait_seconds": 240,  # 6 min x 2 / 3 slots
     }
-    ready = selectors.visitor_ready(personas.v1, 0)
+    ready = resume.visitor_ready(personas.v1, 0, sneak_peek=False)
     assert ready["conversation"]["queue_position"] == 1
     assert ready["conversation"]["estimated_wait_seconds"] == 120
     assert first.status == Status.QUEUED
@@ -286,9 +288,9 @@ def test_a_queue_broadcast_reads_the_wait_basis_once_for_many_visitors(
     selectors.forget_wait_basis()
 
     # The positions (1 query) and the basis (2 queries), not 6 x anything; plus the
-    # reading's turn (services._lock_queue_reading): here a SAVEPOINT and its RELEASE.
+    # reading's turn (queue._lock_queue_reading): here a SAVEPOINT and its RELEASE.
     with django_assert_max_num_queries(5):
-        services._broadcast_queue(personas.acme.pk)
+        queue.read_queue(personas.acme.pk, None)
 
 
 # --- over the sockets ---------------------------------------------------------------
@@ -296,11 +298,11 @@ def test_a_queue_broadcast_reads_the_wait_basis_once_for_many_visitors(
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_visitors_widget_hears_agents_go_offline_and_back_once_each(personas, sockets):
-    await ws.run_service(services.sweep)
+    await ws.run_service(closing.sweep)
     visitor, ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
     assert ready["agents_online"] is True
     alice, _ = await sockets.agent(personas.alice)
-    await ws.run_service(services.set_presence, agent_id=personas.bob.pk, status="away")
+    await ws.run_service(presence.set_presence, agent_id=personas.bob.pk, status="away")
 
     await alice.send_json_to({"type": "ping", "idle_seconds": 601})
     assert await ws.receive_until(alice, "presence") == {
@@ -313,8 +315,8 @@ async def test_a_visitors_widget_hears_agents_go_offline_and_back_once_each(pers
         "online": False,
     }
     # Announced again (another worker's sweep, a stale cache): the widget hears it once.
-    await ws.db(lambda: services.cache.clear())
-    await ws.run_service(services.sweep)
+    await ws.db(cache.clear)
+    await ws.run_service(closing.sweep)
     assert [f["type"] for f in await ws.frames_before_pong(visitor)] == []
 
     await alice.send_json_to({"type": "ping", "idle_seconds": 0})

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from chat import consumers, services
+from agents.models import AgentProfile
+from chat.conversations import sending
 from chat.models import Message, Note, Site
+from chat.transport import consumers
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,13 +85,13 @@ async def test_drafts_faster_than_the_throttle_are_dropped_before_any_database_w
 ):
     visitor, _ready, alice, _conversation = await chat_with_alice(sockets, personas)
     calls = []
-    relay = services.visitor_typing
+    relay = sending.relay_typing
 
-    def counted(**kwargs):
+    def counted(*args, **kwargs):
         calls.append(kwargs.get("text"))
-        return relay(**kwargs)
+        return relay(*args, **kwargs)
 
-    monkeypatch.setattr(services, "visitor_typing", counted)
+    monkeypatch.setattr(sending, "relay_typing", counted)
 
     for n in range(5):
         await visitor.send_json_to(draft(f"Hel{'l' * n}"))
@@ -119,7 +121,7 @@ async def test_a_bad_draft_is_refused_and_relays_nothing(personas, sockets, text
 
 
 async def test_a_draft_in_the_queue_reaches_nobody(personas, sockets):
-    await ws.db(lambda: services.AgentProfile.objects.update(status="away"))
+    await ws.db(lambda: AgentProfile.objects.update(status="away"))
     alice, _ = await sockets.agent(personas.alice)
     visitor, _ = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
     await visitor.send_json_to({"type": "message.send", "client_msg_id": "m1", "body": "Hi"})

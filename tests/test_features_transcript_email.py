@@ -8,7 +8,9 @@ import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 
-from chat import ratelimits, services, transcript_email
+from chat import errors, ratelimits, transcript_email
+from chat.conversations import closing, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Visitor
 from tests import ws
 
@@ -17,28 +19,28 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def chat_with_a_note(personas) -> int:
     """v1 chats with alice, who writes a note and a reply; then v1 closes the chat."""
-    posted = services.post_visitor_message(
-        visitor_id=personas.v1.id, client_msg_id="c-1", body="My kettle whistles <loudly>"
+    posted = sending.post_message(
+        Actor.visitor(personas.v1.id), client_msg_id="c-1", body="My kettle whistles <loudly>"
     )
     conversation = posted.message["conversation"]
-    services.post_note(
+    sending.post_note(
         agent_id=personas.alice.id,
         conversation_id=conversation,
         client_msg_id="n-1",
         body="Internal: refund approved by Sam",
     )
-    services.post_agent_message(
-        agent_id=personas.alice.id,
+    sending.post_message(
+        Actor.agent(personas.alice.id),
         conversation_id=conversation,
         client_msg_id="a-1",
         body="That is by design. Enjoy!",
     )
-    services.close_by_visitor(visitor_id=personas.v1.id)
+    closing.close_conversation(Actor.visitor(personas.v1.id))
     return conversation
 
 
 def mail_transcript(personas, email: str = "dana@example.com") -> transcript_email.TranscriptEmail:
-    transcript = services.prepare_transcript_email(visitor_id=personas.v1.id, email=email)
+    transcript = sessions.prepare_transcript_email(visitor_id=personas.v1.id, email=email)
     assert transcript_email.send(transcript)
     return transcript
 
@@ -85,8 +87,8 @@ def test_the_address_is_kept_for_a_visitor_without_one_and_never_replaces_one(pe
 
 
 def test_a_visitor_without_a_chat_has_no_transcript(personas):
-    with pytest.raises(services.NotFound):
-        services.prepare_transcript_email(visitor_id=personas.v1.id, email="dana@example.com")
+    with pytest.raises(errors.NotFound):
+        sessions.prepare_transcript_email(visitor_id=personas.v1.id, email="dana@example.com")
     assert Visitor.objects.get(pk=personas.v1.pk).email == ""
 
 
@@ -96,7 +98,7 @@ def test_three_transcripts_a_conversation_an_hour_then_refused_before_anything_c
     chat_with_a_note(personas)
     limits = ratelimits.VisitorLimits(visitor_id=personas.v1.id, client="203.0.113.9")
     for n in range(3):
-        services.prepare_transcript_email(
+        sessions.prepare_transcript_email(
             visitor_id=personas.v1.id,
             email=f"v{n}@example.com",
             before_sending=limits.transcript_email,
@@ -104,7 +106,7 @@ def test_three_transcripts_a_conversation_an_hour_then_refused_before_anything_c
     Visitor.objects.filter(pk=personas.v1.pk).update(email="")
 
     with pytest.raises(ratelimits.RateLimited):
-        services.prepare_transcript_email(
+        sessions.prepare_transcript_email(
             visitor_id=personas.v1.id,
             email="fourth@example.com",
             before_sending=limits.transcript_email,
@@ -118,17 +120,17 @@ def test_one_address_asking_for_many_chats_transcripts_is_refused_past_its_limit
     settings.SUPPORTDESK_LIMIT_IP_TRANSCRIPTS = "2 per hour"
     visitors = (personas.v1, personas.v2, personas.v3)
     for v in visitors:
-        services.post_visitor_message(visitor_id=v.id, client_msg_id="c", body="Hi")
+        sending.post_message(Actor.visitor(v.id), client_msg_id="c", body="Hi")
     same_address = [
         ratelimits.VisitorLimits(visitor_id=v.id, client="203.0.113.9") for v in visitors
     ]
     for v, limits in zip(visitors[:2], same_address[:2], strict=True):
-        services.prepare_transcript_email(
+        sessions.prepare_transcript_email(
             visitor_id=v.id, email="x@example.com", before_sending=limits.transcript_email
         )
 
     with pytest.raises(ratelimits.RateLimited) as refused:
-        services.prepare_transcript_email(
+        sessions.prepare_transcript_email(
             visitor_id=personas.v3.id,
             email="x@example.com",
             before_sending=same_address[2].transcript_email,

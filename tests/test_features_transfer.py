@@ -5,16 +5,19 @@ is refused."""
 import pytest
 
 from agents.models import AgentProfile
-from chat import realtime, services
+from chat import errors
+from chat.conversations import closing, presence, routing, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message
+from chat.realtime import groups
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def open_chat(visitor, body="My parcel is late") -> Conversation:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id, client_msg_id=f"open-{visitor.id}", body=body
+    posted = sending.post_message(
+        Actor.visitor(visitor.id), client_msg_id=f"open-{visitor.id}", body=body
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
@@ -29,27 +32,25 @@ def set_status(agent, status) -> None:
 def test_transfer_to_bob_moves_history_and_notes_and_tells_all_three(personas, capture_broadcasts):
     chat = open_chat(personas.v1, "Where is my parcel?")
     assert chat.agent_id == personas.alice.id
-    services.post_note(
+    sending.post_note(
         agent_id=personas.alice.id, conversation_id=chat.id, client_msg_id="n-1", body="VIP"
     )
     capture_broadcasts.clear()
 
-    services.transfer_conversation(
+    routing.transfer_conversation(
         agent_id=personas.alice.id, conversation_id=chat.id, to_agent_id=personas.bob.id
     )
 
     chat.refresh_from_db()
     assert (chat.status, chat.agent_id) == ("active", personas.bob.id)
-    visitor_group = realtime.visitor_group(personas.v1.id)
+    visitor_group = groups.visitor_group(personas.v1.id)
     [system] = capture_broadcasts.frames(visitor_group, "message")
     assert (system["sender"], system["seq"]) == ("system", 2)
     assert system["body"] == "You are now chatting with Bob."
     [assigned] = capture_broadcasts.frames(visitor_group, "conversation.assigned")
     assert assigned["agent"] == {"display_name": "Bob"}
 
-    [bobs] = capture_broadcasts.frames(
-        realtime.agent_group(personas.bob.id), "conversation.assigned"
-    )
+    [bobs] = capture_broadcasts.frames(groups.agent_group(personas.bob.id), "conversation.assigned")
     assert [m["body"] for m in bobs["conversation"]["messages"]] == [
         "Where is my parcel?",
         "You are now chatting with Bob.",
@@ -57,7 +58,7 @@ def test_transfer_to_bob_moves_history_and_notes_and_tells_all_three(personas, c
     assert [n["body"] for n in bobs["conversation"]["notes"]] == ["VIP"]
     assert bobs["conversation"]["unread"] == 1
 
-    alice_group = realtime.agent_group(personas.alice.id)
+    alice_group = groups.agent_group(personas.alice.id)
     [transferred] = capture_broadcasts.frames(alice_group, "conversation.transferred")
     assert transferred == {
         "type": "conversation.transferred",
@@ -75,8 +76,8 @@ def test_transfer_to_a_full_colleague_is_refused_and_changes_nothing(personas):
     alice_has = [cid for cid, agent in agents.items() if agent == personas.alice.id]
     assert len(bob_has) == 1 and len(alice_has) == 2  # bob (capacity 1) is full
 
-    with pytest.raises(services.AgentUnavailable):
-        services.transfer_conversation(
+    with pytest.raises(errors.AgentUnavailable):
+        routing.transfer_conversation(
             agent_id=personas.alice.id, conversation_id=alice_has[0], to_agent_id=personas.bob.id
         )
 
@@ -88,8 +89,8 @@ def test_transfer_to_a_full_colleague_is_refused_and_changes_nothing(personas):
 def test_transfer_to_an_away_colleague_is_refused(personas):
     chat = open_chat(personas.v1)
     set_status(personas.bob, AgentProfile.Status.AWAY)
-    with pytest.raises(services.AgentUnavailable):
-        services.transfer_conversation(
+    with pytest.raises(errors.AgentUnavailable):
+        routing.transfer_conversation(
             agent_id=personas.alice.id, conversation_id=chat.id, to_agent_id=personas.bob.id
         )
     assert Conversation.objects.get(pk=chat.id).agent_id == personas.alice.id
@@ -97,8 +98,8 @@ def test_transfer_to_an_away_colleague_is_refused(personas):
 
 def test_only_the_assigned_agent_can_transfer_a_chat(personas):
     chat = open_chat(personas.v1)
-    with pytest.raises(services.NotFound):
-        services.transfer_conversation(
+    with pytest.raises(errors.NotFound):
+        routing.transfer_conversation(
             agent_id=personas.bob.id, conversation_id=chat.id, to_agent_id=None
         )
 
@@ -114,28 +115,28 @@ def test_chat_sent_back_to_the_queue_goes_ahead_and_to_the_next_free_agent(
     set_status(personas.alice, AgentProfile.Status.AWAY)  # she is handing over
     capture_broadcasts.clear()
 
-    services.transfer_conversation(
+    routing.transfer_conversation(
         agent_id=personas.alice.id, conversation_id=first.id, to_agent_id=None
     )
 
     first.refresh_from_db()
     assert (first.status, first.agent_id) == ("queued", None)
-    visitor_group = realtime.visitor_group(personas.v1.id)
+    visitor_group = groups.visitor_group(personas.v1.id)
     [system] = capture_broadcasts.frames(visitor_group, "message")
-    assert system["body"] == services.TRANSFERRED_TO_QUEUE_TEXT
+    assert system["body"] == routing.TRANSFERRED_TO_QUEUE_TEXT
     assert capture_broadcasts.frames(visitor_group, "conversation.queued")[-1]["position"] == 1
     assert (
-        capture_broadcasts.frames(realtime.visitor_group(personas.v3.id), "conversation.queued")[
-            -1
-        ]["position"]
+        capture_broadcasts.frames(groups.visitor_group(personas.v3.id), "conversation.queued")[-1][
+            "position"
+        ]
         == 2
     )
     [transferred] = capture_broadcasts.frames(
-        realtime.agent_group(personas.alice.id), "conversation.transferred"
+        groups.agent_group(personas.alice.id), "conversation.transferred"
     )
     assert transferred["to"] is None
 
-    services.set_presence(agent_id=personas.bob.id, status="available")
+    presence.set_presence(agent_id=personas.bob.id, status="available")
     assert Conversation.objects.get(pk=first.id).agent_id == personas.bob.id
 
 
@@ -149,7 +150,7 @@ def test_chat_sent_back_to_the_queue_is_not_given_straight_back_to_its_agent(per
 
     # Once the chat leaves her, alice (no chats) is less loaded than bob (one of
     # three), but she asked for someone else.
-    services.transfer_conversation(
+    routing.transfer_conversation(
         agent_id=personas.alice.id, conversation_id=chat.id, to_agent_id=None
     )
     chat.refresh_from_db()
@@ -165,7 +166,7 @@ def test_a_handed_back_chat_waits_for_a_busy_colleague_while_others_take_alices_
     if handed_back.agent_id != personas.alice.id:
         bob_chat, handed_back = handed_back, bob_chat
     # bob (capacity 1) is full; alice hands her chat back to the queue.
-    services.transfer_conversation(
+    routing.transfer_conversation(
         agent_id=personas.alice.id, conversation_id=handed_back.id, to_agent_id=None
     )
     handed_back.refresh_from_db()
@@ -178,7 +179,7 @@ def test_a_handed_back_chat_waits_for_a_busy_colleague_while_others_take_alices_
     assert handed_back.status == "queued"
 
     # bob's slot frees: the handed-back chat goes to him.
-    services.close_by_agent(agent_id=personas.bob.id, conversation_id=bob_chat.id)
+    closing.close_conversation(Actor.agent(personas.bob.id), conversation_id=bob_chat.id)
     handed_back.refresh_from_db()
     assert (handed_back.status, handed_back.agent_id) == ("active", personas.bob.id)
     assert handed_back.handed_back_by_id is None
@@ -187,7 +188,7 @@ def test_a_handed_back_chat_waits_for_a_busy_colleague_while_others_take_alices_
 def test_a_handed_back_chat_returns_to_its_agent_when_nobody_else_is_online(personas):
     set_status(personas.bob, AgentProfile.Status.AWAY)
     chat = open_chat(personas.v1)
-    services.transfer_conversation(
+    routing.transfer_conversation(
         agent_id=personas.alice.id, conversation_id=chat.id, to_agent_id=None
     )
     chat.refresh_from_db()
@@ -252,8 +253,8 @@ async def test_transfer_to_a_full_agent_answers_agent_unavailable(personas, sock
     alice, _ = await sockets.agent(personas.alice)
     for visitor in (personas.v1, personas.v2, personas.v3):
         await ws.run_service(
-            services.post_visitor_message,
-            visitor_id=visitor.id,
+            sending.post_message,
+            Actor.visitor(visitor.id),
             client_msg_id=f"open-{visitor.id}",
             body="Hello",
         )

@@ -9,8 +9,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import AgentProfile
-from chat import realtime, selectors, services, visitor_context
+from chat import errors, selectors, visitor_context
+from chat.conversations import closing, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Site, Visitor
+from chat.realtime import groups, resume
 from supportdesk.asgi import application
 from tests import ws
 from tests.conftest import make_agent, make_visitor
@@ -25,7 +28,7 @@ CHROME_ON_WINDOWS = (
 
 
 def report(visitor, **kwargs) -> list[str]:
-    return services.report_visitor_context(visitor_id=visitor.id, allowed_origins=[SHOP], **kwargs)
+    return sessions.report_visitor_context(visitor_id=visitor.id, allowed_origins=[SHOP], **kwargs)
 
 
 def stored(visitor) -> dict:
@@ -35,11 +38,11 @@ def stored(visitor) -> dict:
 
 
 def chat(visitor, body: str = "Hello", *, close: bool = False) -> int:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id, client_msg_id=f"c-{body[:20]}", body=body
+    posted = sending.post_message(
+        Actor.visitor(visitor.id), client_msg_id=f"c-{body[:20]}", body=body
     )
     if close:
-        services.close_by_visitor(visitor_id=visitor.id)
+        closing.close_conversation(Actor.visitor(visitor.id))
     return posted.message["conversation"]
 
 
@@ -171,14 +174,12 @@ def test_the_agent_of_the_visitors_chat_hears_a_change_and_nobody_hears_a_repeat
     report(personas.v1, page={"url": f"{SHOP}/cart", "title": "Your cart"})
     report(personas.v1, page={"url": f"{SHOP}/cart", "title": "Your cart"})
 
-    [frame] = capture_broadcasts.frames(realtime.agent_group(personas.alice.id), "visitor.context")
+    [frame] = capture_broadcasts.frames(groups.agent_group(personas.alice.id), "visitor.context")
     assert frame["conversation"] == conversation
     assert frame["visitor"] == {"id": personas.v1.id}
     assert frame["visitor_context"]["page_url"] == f"{SHOP}/cart"
     assert frame["visitor_context"]["page_title"] == "Your cart"
-    assert (
-        capture_broadcasts.frames(realtime.visitor_group(personas.v1.id), "visitor.context") == []
-    )
+    assert capture_broadcasts.frames(groups.visitor_group(personas.v1.id), "visitor.context") == []
 
 
 def test_a_visitor_without_an_active_chat_is_stored_silently(personas, capture_broadcasts):
@@ -197,11 +198,11 @@ def test_the_agents_ready_carries_each_visitors_context_at_no_extra_query_per_ch
     report(personas.v1, page={"url": f"{SHOP}/a", "title": "A"}, user_agent=CHROME_ON_WINDOWS)
     chat(personas.v1)
     with CaptureQueriesContext(connection) as one_chat:
-        selectors.agent_ready(personas.alice)
+        resume.agent_ready(personas.alice.id)[0]
     chat(personas.v2)
 
     with django_assert_max_num_queries(len(one_chat)):
-        ready = selectors.agent_ready(personas.alice)
+        ready = resume.agent_ready(personas.alice.id)[0]
 
     first, second = ready["conversations"]
     assert first["visitor"] == {"id": personas.v1.id}
@@ -242,10 +243,10 @@ def test_a_first_chat_has_no_earlier_ones(personas):
 
 def test_an_agent_reads_an_earlier_chat_of_a_visitor_they_serve_without_its_notes(personas):
     earlier = chat(personas.v1, "My kettle leaks", close=False)
-    services.post_note(
+    sending.post_note(
         agent_id=personas.alice.id, conversation_id=earlier, client_msg_id="n1", body="VIP"
     )
-    services.close_by_visitor(visitor_id=personas.v1.id)
+    closing.close_conversation(Actor.visitor(personas.v1.id))
     chat(personas.v1, "Back again")
 
     history = selectors.conversation_history(personas.alice.id, earlier)
@@ -260,7 +261,7 @@ def test_an_agent_of_another_site_cannot_read_the_visitors_earlier_chats(persona
     globex = Site.objects.create(name="globex", allowed_origins=["https://globex.example"])
     personas.alice.sites.set([globex])  # alice now serves only globex
 
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         selectors.conversation_history(personas.alice.id, earlier)
 
 
@@ -268,11 +269,11 @@ def test_an_agent_who_never_served_the_visitor_cannot_read_its_chats(personas):
     earlier = chat(personas.v1, "My kettle leaks", close=True)  # served by alice
     assert Conversation.objects.get(pk=earlier).agent_id == personas.alice.id
 
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         selectors.conversation_history(personas.bob.id, earlier)
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         selectors.visitor_profile(personas.bob.id, earlier)
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         selectors.conversation_history(personas.alice.id, earlier + 1000)
 
 

@@ -12,7 +12,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from chat import analytics, realtime, services
+from chat import analytics
+from chat.conversations import closing, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import (
     AuditLogEntry,
     Conversation,
@@ -23,6 +25,7 @@ from chat.models import (
     Site,
     Visitor,
 )
+from chat.realtime import groups
 
 from .conftest import make_visitor
 from .test_analytics import record_chat
@@ -203,14 +206,14 @@ def grace(personas):
         messages=[
             (SenderKind.VISITOR, days_ago(3) + timedelta(seconds=20), SAID[0]),
             (SenderKind.AGENT, days_ago(3) + timedelta(minutes=1), REPLY),
-            (SenderKind.SYSTEM, days_ago(3) + timedelta(minutes=2), services.REQUEUED_TEXT),
+            (SenderKind.SYSTEM, days_ago(3) + timedelta(minutes=2), closing.REQUEUED_TEXT),
         ],
         rating=5,
         comment=COMMENT,
     )
     for n, body in enumerate(SAID[1:]):
-        services.post_visitor_message(
-            visitor_id=personas.v1.pk, client_msg_id=f"grace-msg-{n}", body=body
+        sending.post_message(
+            Actor.visitor(personas.v1.pk), client_msg_id=f"grace-msg-{n}", body=body
         )
     Note.objects.create(
         conversation=earlier,
@@ -219,7 +222,7 @@ def grace(personas):
         client_msg_id="note-1",
         after_seq=2,
     )
-    services.post_visitor_message(visitor_id=personas.v2.pk, client_msg_id="x", body="Bob's turn")
+    sending.post_message(Actor.visitor(personas.v2.pk), client_msg_id="x", body="Bob's turn")
     LogEntry.objects.create(
         content_type=ContentType.objects.get_for_model(Visitor),
         object_id=str(personas.v1.pk),
@@ -297,7 +300,7 @@ def test_erasure_keeps_the_anonymous_counts(grace):
         Message.objects.filter(conversation__visitor=personas.v1).values_list("body", flat=True)
     )
     # System lines are ours, not theirs, and keep the timeline readable.
-    assert bodies == {"[erased]", services.REQUEUED_TEXT}
+    assert bodies == {"[erased]", closing.REQUEUED_TEXT}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -310,7 +313,7 @@ def test_erasure_leaves_other_visitors_alone(grace):
         Message.objects.filter(conversation__visitor=personas.v2).values_list("body", flat=True)
     ) == ["Bob's turn"]
     assert (
-        services.create_visitor_session(
+        sessions.create_visitor_session(
             site_key=personas.acme.key, visitor_token=personas.token(personas.v2)
         )[0].pk
         == personas.v2.pk
@@ -335,13 +338,13 @@ def test_erasure_closes_the_open_chat_frees_the_agent_and_cuts_off_the_token(
         SenderKind.SYSTEM,
     )
     closed = {"type": "conversation.closed", "conversation": open_chat.pk, "by": "system"}
-    assert closed in capture_broadcasts.frames(realtime.agent_group(personas.alice.pk))
+    assert closed in capture_broadcasts.frames(groups.agent_group(personas.alice.pk))
     # Their sockets are told their token is gone (the consumer closes them, 4401).
-    assert (realtime.visitor_group(personas.v1.pk), {"type": realtime.TOKEN_ROTATED_EVENT}) in list(
+    assert (groups.visitor_group(personas.v1.pk), {"type": groups.TOKEN_ROTATED_EVENT}) in list(
         capture_broadcasts
     )
     # The old token now opens a brand-new, empty visitor.
-    visitor, _ = services.create_visitor_session(
+    visitor, _ = sessions.create_visitor_session(
         site_key=personas.acme.key, visitor_token=personas.token(personas.v1)
     )
     assert visitor.pk != personas.v1.pk

@@ -6,20 +6,22 @@ import pytest
 from channels.layers import get_channel_layer
 
 from agents.models import AgentProfile
-from chat import realtime, services
+from chat.conversations import closing, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Visitor
+from chat.realtime import groups
 from tests import ws
 
 
 def open_chat(visitor: Visitor, client_msg_id: str = "first") -> int:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.pk, client_msg_id=client_msg_id, body="Hello?"
+    posted = sending.post_message(
+        Actor.visitor(visitor.pk), client_msg_id=client_msg_id, body="Hello?"
     )
     return posted.message["conversation"]
 
 
 def frames(broadcasts, visitor: Visitor, frame_type: str) -> list[dict]:
-    return broadcasts.frames(realtime.visitor_group(visitor.pk), frame_type)
+    return broadcasts.frames(groups.visitor_group(visitor.pk), frame_type)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -34,7 +36,7 @@ def test_each_reading_of_the_queue_is_newer_and_an_assignment_outranks_every_ear
     assert Conversation.objects.get(pk=second).status == Conversation.Status.QUEUED
 
     # v1 leaves: Alice takes the first waiting chat, the second moves up.
-    services.close_by_visitor(visitor_id=personas.v1.pk)
+    closing.close_conversation(Actor.visitor(personas.v1.pk))
 
     told_first = frames(capture_broadcasts, waiting[0], "conversation.queued")
     [assigned] = frames(capture_broadcasts, waiting[0], "conversation.assigned")
@@ -49,7 +51,7 @@ def test_each_reading_of_the_queue_is_newer_and_an_assignment_outranks_every_ear
     versions = [
         event["version"]
         for group, event in capture_broadcasts
-        if group == realtime.AGENTS_GROUP and event["type"] == realtime.QUEUE_EVENT
+        if group == groups.AGENTS_GROUP and event["type"] == groups.QUEUE_EVENT
     ]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
 
@@ -71,20 +73,20 @@ async def test_agent_socket_keeps_the_newest_queue_length_when_an_older_reading_
         def reading(length: int, version: int) -> dict:
             site = personas.acme.pk
             return {
-                "type": realtime.QUEUE_EVENT,
+                "type": groups.QUEUE_EVENT,
                 "site": site,
                 "length": length,
                 "version": version,
             }
 
         # The newer reading (2 waiting) is delivered first, an older one (5) after it.
-        await layer.group_send(realtime.AGENTS_GROUP, reading(2, 2_000))
-        await layer.group_send(realtime.AGENTS_GROUP, reading(5, 1_000))
+        await layer.group_send(groups.AGENTS_GROUP, reading(2, 2_000))
+        await layer.group_send(groups.AGENTS_GROUP, reading(5, 1_000))
         shown = await ws.frames_before_pong(agent)
         assert [f["queue_length"] for f in shown if f["type"] == "queue"] == [2]
 
         # A newer one still gets through.
-        await layer.group_send(realtime.AGENTS_GROUP, reading(1, 3_000))
+        await layer.group_send(groups.AGENTS_GROUP, reading(1, 3_000))
         shown = await ws.frames_before_pong(agent)
         assert [f["queue_length"] for f in shown if f["type"] == "queue"] == [1]
     finally:

@@ -11,7 +11,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import services
+from chat.conversations import closing, presence, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Site
 from tests import ws
 from tests.conftest import make_agent
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def open_chat(visitor, body: str = "Hello") -> int:
     posted = await ws.run_service(
-        services.post_visitor_message,
-        visitor_id=visitor.id,
+        sending.post_message,
+        Actor.visitor(visitor.id),
         client_msg_id=f"open-{visitor.id}-{body}",
         body=body,
     )
@@ -81,7 +82,7 @@ async def bobs_closed_chat(personas) -> int:
     conversation = await ws.db(Conversation.objects.get, pk=conversation_id)
     assert conversation.agent_id == personas.bob.id
     await ws.run_service(
-        services.close_by_agent, agent_id=personas.bob.id, conversation_id=conversation_id
+        closing.close_conversation, Actor.agent(personas.bob.id), conversation_id=conversation_id
     )
     return conversation_id
 
@@ -93,10 +94,10 @@ async def chat_taken_back_from_alice(personas) -> int:
         AgentProfile.objects.filter(pk=personas.alice.pk).update,
         last_heartbeat=timezone.now() - timezone.timedelta(hours=1),
     )
-    await ws.run_service(services.requeue_lapsed_agents)
+    await ws.run_service(closing.requeue_lapsed_agents)
     conversation = await ws.db(Conversation.objects.get, pk=conversation_id)
     assert conversation.agent_id == personas.bob.id
-    await ws.run_service(services.heartbeat, agent_id=personas.alice.id)
+    await ws.run_service(presence.heartbeat, agent_id=personas.alice.id)
     return conversation_id
 
 

@@ -7,7 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from chat import services
+from chat.conversations import sending
+from chat.conversations.actors import Actor
 from chat.models import AuditLogEntry, Conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,8 +17,8 @@ SECRET = "My card number is 4111 1111 1111 1111"
 
 
 def chat(visitor, body: str) -> int:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.id, client_msg_id=f"{visitor.id}-{body[:8]}", body=body
+    posted = sending.post_message(
+        Actor.visitor(visitor.id), client_msg_id=f"{visitor.id}-{body[:8]}", body=body
     )
     return posted.message["conversation"]
 

@@ -12,8 +12,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import realtime, selectors, services
+from chat import errors, selectors
+from chat.conversations import closing, sending
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Visitor
+from chat.realtime import groups
 
 Status = Conversation.Status
 _msg_ids = itertools.count(1)
@@ -24,8 +27,8 @@ def new_id() -> str:
 
 
 def visitor_says(visitor: Visitor, body: str = "Hello?", client_msg_id: str | None = None):
-    return services.post_visitor_message(
-        visitor_id=visitor.pk, client_msg_id=client_msg_id or new_id(), body=body
+    return sending.post_message(
+        Actor.visitor(visitor.pk), client_msg_id=client_msg_id or new_id(), body=body
     )
 
 
@@ -35,8 +38,8 @@ def agent_says(
     body: str = "How can I help?",
     client_msg_id: str | None = None,
 ):
-    return services.post_agent_message(
-        agent_id=agent.pk,
+    return sending.post_message(
+        Actor.agent(agent.pk),
         conversation_id=conversation_id,
         client_msg_id=client_msg_id or new_id(),
         body=body,
@@ -88,7 +91,7 @@ def test_seq_is_gapless_across_visitor_agent_and_system_messages(personas):
         seconds=settings.SUPPORTDESK_HEARTBEAT_TIMEOUT + settings.SUPPORTDESK_AGENT_GRACE + 1
     )
     AgentProfile.objects.filter(pk=alice.pk).update(last_heartbeat=lapsed)
-    assert services.requeue_lapsed_agents() == [conversation.pk]
+    assert closing.requeue_lapsed_agents() == [conversation.pk]
     last = visitor_says(personas.v1, "Hello? Anyone?")
 
     rows = stored(conversation)
@@ -173,7 +176,7 @@ def test_retried_visitor_message_is_stored_once_and_gets_the_same_seq(personas):
     assert original.created is True
     assert retry.created is False
     assert retry.message["seq"] == original.message["seq"] == 1
-    assert retry.ack() == original.ack()
+    assert retry.message == original.message
     conversation = selectors.open_conversation(personas.v1.pk)
     assert [seq for seq, _, _ in stored(conversation)] == [1, 2]
     assert conversation.last_seq == 2
@@ -188,7 +191,7 @@ def test_retried_agent_message_is_stored_once_and_gets_the_same_seq(personas):
 
     assert (original.created, retry.created) == (True, False)
     assert retry.message["seq"] == original.message["seq"] == 2
-    assert retry.ack() == original.ack()
+    assert retry.message == original.message
     assert stored(conversation) == [
         (1, "visitor", "Hello?"),
         (2, "agent", "Hi!"),
@@ -198,12 +201,12 @@ def test_retried_agent_message_is_stored_once_and_gets_the_same_seq(personas):
 
 def test_visitor_retry_after_the_conversation_closed_gets_the_original_ack(personas):
     original = visitor_says(personas.v1, "Thanks, bye.", client_msg_id="last-words")
-    services.close_by_visitor(visitor_id=personas.v1.pk)
+    closing.close_conversation(Actor.visitor(personas.v1.pk))
 
     retry = visitor_says(personas.v1, "Thanks, bye.", client_msg_id="last-words")
 
     assert retry.created is False
-    assert retry.ack() == original.ack()
+    assert retry.message == original.message
     assert selectors.open_conversation(personas.v1.pk) is None
     assert Conversation.objects.filter(visitor=personas.v1).count() == 1
     assert Message.objects.filter(conversation__visitor=personas.v1).count() == 1
@@ -212,12 +215,12 @@ def test_visitor_retry_after_the_conversation_closed_gets_the_original_ack(perso
 def test_agent_retry_after_closing_the_conversation_gets_the_original_ack(personas):
     conversation = open_chat(personas.v1)
     original = agent_says(personas.alice, conversation.pk, "Solved!", client_msg_id="done")
-    services.close_by_agent(agent_id=personas.alice.pk, conversation_id=conversation.pk)
+    closing.close_conversation(Actor.agent(personas.alice.pk), conversation_id=conversation.pk)
 
     retry = agent_says(personas.alice, conversation.pk, "Solved!", client_msg_id="done")
 
     assert retry.created is False
-    assert retry.ack() == original.ack()
+    assert retry.message == original.message
     assert len(stored(conversation)) == 2
 
 
@@ -225,7 +228,7 @@ def test_same_client_msg_id_from_the_other_side_is_refused_not_merged(personas):
     conversation = open_chat(personas.v1)
     agent_says(personas.alice, conversation.pk, "Hi!", client_msg_id="shared")
 
-    with pytest.raises(services.ClientMsgIdTaken):
+    with pytest.raises(errors.ClientMsgIdTaken):
         visitor_says(personas.v1, "Hi back", client_msg_id="shared")
 
     assert [sender for _, sender, _ in stored(conversation)] == ["visitor", "agent"]
@@ -238,7 +241,7 @@ def test_agent_cannot_post_into_a_conversation_assigned_to_someone_else(personas
     conversation = open_chat(personas.v1)
     assert Conversation.objects.get(pk=conversation.pk).agent_id == personas.alice.pk
 
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         agent_says(personas.bob, conversation.pk, "Let me butt in.")
 
     assert stored(conversation) == [(1, "visitor", "Hello?")]
@@ -250,9 +253,9 @@ def test_agent_cannot_post_into_a_queued_or_missing_conversation(personas):
     queued = open_chat(personas.v1)
     assert Conversation.objects.get(pk=queued.pk).status == Status.QUEUED
 
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         agent_says(personas.alice, queued.pk)
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         agent_says(personas.alice, queued.pk + 1000)
 
     assert stored(queued) == [(1, "visitor", "Hello?")]
@@ -260,9 +263,9 @@ def test_agent_cannot_post_into_a_queued_or_missing_conversation(personas):
 
 def test_agent_cannot_post_into_their_own_closed_conversation(personas):
     conversation = open_chat(personas.v1)
-    services.close_by_visitor(visitor_id=personas.v1.pk)
+    closing.close_conversation(Actor.visitor(personas.v1.pk))
 
-    with pytest.raises(services.ConversationClosed):
+    with pytest.raises(errors.ConversationClosed):
         agent_says(personas.alice, conversation.pk, "Are you still there?")
 
     assert stored(conversation) == [(1, "visitor", "Hello?")]
@@ -276,27 +279,27 @@ def test_message_reaches_both_sides_except_the_sending_socket(personas, capture_
     conversation = open_chat(personas.v1)
     capture_broadcasts.clear()
 
-    services.post_visitor_message(
-        visitor_id=personas.v1.pk,
+    sending.post_message(
+        Actor.visitor(personas.v1.pk),
         client_msg_id="v-1",
         body="From my phone",
-        origin_channel="visitor-phone",
+        origin="visitor-phone",
     )
-    services.post_agent_message(
-        agent_id=personas.alice.pk,
+    sending.post_message(
+        Actor.agent(personas.alice.pk),
         conversation_id=conversation.pk,
         client_msg_id="a-1",
         body="Got it",
-        origin_channel="alice-tab",
+        origin="alice-tab",
     )
 
     sent = [
         (group, event["frame"]["body"], event["skip_channel"])
         for group, event in capture_broadcasts
-        if event["type"] == realtime.FRAME_EVENT and event["frame"]["type"] == "message"
+        if event["type"] == groups.FRAME_EVENT and event["frame"]["type"] == "message"
     ]
-    visitor_group = realtime.visitor_group(personas.v1.pk)
-    alice_group = realtime.agent_group(personas.alice.pk)
+    visitor_group = groups.visitor_group(personas.v1.pk)
+    alice_group = groups.agent_group(personas.alice.pk)
     assert sorted(sent) == sorted(
         [
             (visitor_group, "From my phone", "visitor-phone"),
@@ -323,12 +326,12 @@ def test_message_in_a_queued_conversation_reaches_only_the_visitor(personas, cap
 
     open_chat(personas.v1)
 
-    groups = {
+    reached = {
         group
         for group, event in capture_broadcasts
-        if event["type"] == realtime.FRAME_EVENT and event["frame"]["type"] == "message"
+        if event["type"] == groups.FRAME_EVENT and event["frame"]["type"] == "message"
     }
-    assert groups == {realtime.visitor_group(personas.v1.pk)}
+    assert reached == {groups.visitor_group(personas.v1.pk)}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -348,19 +351,19 @@ def test_visitor_read_past_last_seq_is_refused_and_changes_nothing(personas):
     visitor_says(personas.v1)
     visitor_says(personas.v1)
 
-    with pytest.raises(services.SeqOutOfRange):
-        services.visitor_read(visitor_id=personas.v1.pk, seq=3)
+    with pytest.raises(errors.SeqOutOfRange):
+        sending.mark_read(Actor.visitor(personas.v1.pk), seq=3)
 
     assert selectors.open_conversation(personas.v1.pk).visitor_read_seq == 0
-    services.visitor_read(visitor_id=personas.v1.pk, seq=2)
+    sending.mark_read(Actor.visitor(personas.v1.pk), seq=2)
     assert selectors.open_conversation(personas.v1.pk).visitor_read_seq == 2
 
 
 def test_agent_read_past_last_seq_is_refused_and_changes_nothing(personas):
     conversation = open_chat(personas.v1)
 
-    with pytest.raises(services.SeqOutOfRange):
-        services.agent_read(agent_id=personas.alice.pk, conversation_id=conversation.pk, seq=2)
+    with pytest.raises(errors.SeqOutOfRange):
+        sending.mark_read(Actor.agent(personas.alice.pk), conversation_id=conversation.pk, seq=2)
 
     conversation.refresh_from_db()
     assert (conversation.agent_read_seq, conversation.agent_unread) == (0, 1)
@@ -369,8 +372,8 @@ def test_agent_read_past_last_seq_is_refused_and_changes_nothing(personas):
 def test_agent_read_of_a_conversation_not_theirs_is_not_found(personas):
     conversation = open_chat(personas.v1)
 
-    with pytest.raises(selectors.NotFound):
-        services.agent_read(agent_id=personas.bob.pk, conversation_id=conversation.pk, seq=1)
+    with pytest.raises(errors.NotFound):
+        sending.mark_read(Actor.agent(personas.bob.pk), conversation_id=conversation.pk, seq=1)
 
 
 def test_agent_read_lowers_unread_to_the_visitor_messages_after_it(personas):
@@ -380,12 +383,12 @@ def test_agent_read_lowers_unread_to_the_visitor_messages_after_it(personas):
     conversation.refresh_from_db()
     assert conversation.agent_unread == 3
 
-    services.agent_read(agent_id=personas.alice.pk, conversation_id=conversation.pk, seq=2)
+    sending.mark_read(Actor.agent(personas.alice.pk), conversation_id=conversation.pk, seq=2)
 
     conversation.refresh_from_db()
     assert (conversation.agent_read_seq, conversation.agent_unread) == (2, 1)
     # Reading an older seq again never moves the mark back.
-    services.agent_read(agent_id=personas.alice.pk, conversation_id=conversation.pk, seq=1)
+    sending.mark_read(Actor.agent(personas.alice.pk), conversation_id=conversation.pk, seq=1)
     conversation.refresh_from_db()
     assert (conversation.agent_read_seq, conversation.agent_unread) == (2, 1)
 

@@ -9,16 +9,19 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import realtime, selectors, services
+from chat import selectors
+from chat.conversations import closing, presence, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Visitor
+from chat.realtime import groups
 
 Status = Conversation.Status
 _msg_ids = itertools.count(1)
 
 
 def open_chat(visitor: Visitor, body: str = "Hello?") -> Conversation:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.pk, client_msg_id=f"m-{next(_msg_ids)}", body=body
+    posted = sending.post_message(
+        Actor.visitor(visitor.pk), client_msg_id=f"m-{next(_msg_ids)}", body=body
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
@@ -61,7 +64,7 @@ def frames_of_type(broadcasts, frame_type: str) -> list[tuple[str, dict]]:
     return [
         (group, event["frame"])
         for group, event in broadcasts
-        if event["type"] == realtime.FRAME_EVENT and event["frame"]["type"] == frame_type
+        if event["type"] == groups.FRAME_EVENT and event["frame"]["type"] == frame_type
     ]
 
 
@@ -72,7 +75,7 @@ def test_heartbeat_refreshes_presence_of_an_active_agent(personas):
     stale = timezone.now() - timedelta(hours=1)
     AgentProfile.objects.filter(pk=personas.alice.pk).update(last_heartbeat=stale)
 
-    assert services.heartbeat(agent_id=personas.alice.pk) is True
+    assert presence.heartbeat(agent_id=personas.alice.pk) is True
 
     assert heartbeat_of(personas.alice) > stale + timedelta(minutes=59)
 
@@ -83,8 +86,8 @@ def test_heartbeat_of_a_deactivated_agent_is_refused_and_refreshes_nothing(perso
     personas.alice.user.is_active = False
     personas.alice.user.save(update_fields=["is_active"])
 
-    assert services.heartbeat(agent_id=personas.alice.pk) is False
-    assert services.heartbeat(agent_id=personas.alice.pk, route=True) is False
+    assert presence.heartbeat(agent_id=personas.alice.pk) is False
+    assert presence.heartbeat(agent_id=personas.alice.pk, route=True) is False
 
     assert heartbeat_of(personas.alice) == stale
 
@@ -93,7 +96,7 @@ def test_heartbeat_of_a_removed_agent_is_refused(personas):
     agent_id = personas.alice.pk
     personas.alice.user.delete()
 
-    assert services.heartbeat(agent_id=agent_id) is False
+    assert presence.heartbeat(agent_id=agent_id) is False
 
 
 # --- re-queueing after the grace period -------------------------------------------
@@ -107,7 +110,7 @@ def test_agent_inside_the_grace_period_keeps_the_chat(personas, capture_broadcas
     # Past the heartbeat timeout (no new chats) but not yet past the grace period.
     capture_broadcasts.clear()
 
-    requeued = services.requeue_lapsed_agents(now=lapse_moment(seen) - timedelta(seconds=1))
+    requeued = closing.requeue_lapsed_agents(now=lapse_moment(seen) - timedelta(seconds=1))
 
     assert requeued == []
     conversation = refreshed(conversation)
@@ -122,7 +125,7 @@ def test_agent_past_the_timeout_but_inside_grace_gets_no_new_chat_yet_keeps_old_
     stale = timezone.now() - timedelta(seconds=settings.SUPPORTDESK_HEARTBEAT_TIMEOUT + 1)
     AgentProfile.objects.filter(pk=personas.alice.pk).update(last_heartbeat=stale)
 
-    services.requeue_lapsed_agents()
+    closing.requeue_lapsed_agents()
     newcomer = open_chat(personas.v2)
 
     assert refreshed(conversation).agent_id == personas.alice.pk
@@ -143,13 +146,13 @@ def test_agent_gone_past_the_grace_period_loses_the_chat_to_the_front_of_the_que
     Conversation.objects.filter(pk=waiting.pk).update(
         queued_at=refreshed(lost).queued_at - timedelta(minutes=5)
     )
-    services.post_agent_message(
-        agent_id=alice.pk, conversation_id=lost.pk, client_msg_id="a-1", body="Checking..."
+    sending.post_message(
+        Actor.agent(alice.pk), conversation_id=lost.pk, client_msg_id="a-1", body="Checking..."
     )
     seen = heartbeat_of(alice)
     capture_broadcasts.clear()
 
-    requeued = services.requeue_lapsed_agents(now=lapse_moment(seen) + timedelta(seconds=1))
+    requeued = closing.requeue_lapsed_agents(now=lapse_moment(seen) + timedelta(seconds=1))
 
     assert lost.pk in requeued
     lost = refreshed(lost)
@@ -159,15 +162,15 @@ def test_agent_gone_past_the_grace_period_loses_the_chat_to_the_front_of_the_que
     assert selectors.queue_position(refreshed(waiting)) == 3
     # The visitor reads why, as a system message taking the next seq.
     notice = last_message(lost)
-    assert (notice.seq, notice.sender, notice.body) == (3, "system", services.REQUEUED_TEXT)
+    assert (notice.seq, notice.sender, notice.body) == (3, "system", closing.REQUEUED_TEXT)
     assert lost.last_seq == 3
-    v1_group = realtime.visitor_group(personas.v1.pk)
+    v1_group = groups.visitor_group(personas.v1.pk)
     [message] = capture_broadcasts.frames(v1_group, "message")
     assert (message["seq"], message["sender"]) == (3, "system")
     assert capture_broadcasts.frames(v1_group, "conversation.queued")[-1]["position"] == 1
     # The former agent is told the chat is no longer theirs.
     assert {"type": "conversation.requeued", "conversation": lost.pk} in (
-        capture_broadcasts.frames(realtime.agent_group(alice.pk), "conversation.requeued")
+        capture_broadcasts.frames(groups.agent_group(alice.pk), "conversation.requeued")
     )
     assert selectors.active_load(alice.pk) == 0
 
@@ -179,14 +182,14 @@ def test_requeued_chat_goes_to_the_next_available_agent(personas, capture_broadc
     AgentProfile.objects.filter(pk=personas.alice.pk).update(
         last_heartbeat=lapsed_heartbeat(timezone.now())
     )
-    services.requeue_lapsed_agents()
+    closing.requeue_lapsed_agents()
     capture_broadcasts.clear()
 
-    services.set_presence(agent_id=personas.bob.pk, status=AgentProfile.Status.AVAILABLE)
+    presence.set_presence(agent_id=personas.bob.pk, status=AgentProfile.Status.AVAILABLE)
 
     assert refreshed(lost).agent_id == personas.bob.pk
     [assigned] = capture_broadcasts.frames(
-        realtime.agent_group(personas.bob.pk), "conversation.assigned"
+        groups.agent_group(personas.bob.pk), "conversation.assigned"
     )
     # Bob sees the whole history, the system notice included.
     assert [m["sender"] for m in assigned["conversation"]["messages"]] == ["visitor", "system"]
@@ -201,12 +204,12 @@ def test_requeued_chat_goes_straight_to_another_agent_with_room(personas, captur
     )
     capture_broadcasts.clear()
 
-    assert services.requeue_lapsed_agents() == [lost.pk]
+    assert closing.requeue_lapsed_agents() == [lost.pk]
 
     lost = refreshed(lost)
     assert (lost.status, lost.agent_id) == (Status.ACTIVE, personas.bob.pk)
     [assigned] = capture_broadcasts.frames(
-        realtime.visitor_group(personas.v1.pk), "conversation.assigned"
+        groups.visitor_group(personas.v1.pk), "conversation.assigned"
     )
     assert assigned["agent"] == {"display_name": "Bob"}
 
@@ -223,16 +226,16 @@ def test_idle_conversation_is_closed_by_the_system_with_a_message(personas, capt
     make_idle(recent, now - timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT - 60))
     capture_broadcasts.clear()
 
-    closed = services.close_idle_conversations(now=now)
+    closed = closing.close_idle_conversations(now=now)
 
     assert closed == [idle.pk]
     idle = refreshed(idle)
     assert (idle.status, idle.closed_by) == (Status.CLOSED, "system")
     notice = last_message(idle)
-    assert (notice.seq, notice.sender, notice.body) == (2, "system", services.IDLE_CLOSED_TEXT)
+    assert (notice.seq, notice.sender, notice.body) == (2, "system", closing.IDLE_CLOSED_TEXT)
     closed_frames = frames_of_type(capture_broadcasts, "conversation.closed")
     assert sorted(group for group, _ in closed_frames) == sorted(
-        [realtime.visitor_group(personas.v1.pk), realtime.agent_group(personas.alice.pk)]
+        [groups.visitor_group(personas.v1.pk), groups.agent_group(personas.alice.pk)]
     )
     assert all(
         f == {"type": "conversation.closed", "conversation": idle.pk, "by": "system"}
@@ -246,9 +249,9 @@ def test_quiet_conversation_stays_open_while_its_visitor_is_still_seen(personas)
     now = timezone.now()
     long_ago = now - timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT + 60)
     Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=long_ago)
-    services.touch_visitor(visitor_id=personas.v1.pk)
+    sessions.touch_visitor(visitor_id=personas.v1.pk)
 
-    assert services.close_idle_conversations(now=now) == []
+    assert closing.close_idle_conversations(now=now) == []
 
     assert refreshed(conversation).status == Status.ACTIVE
 
@@ -259,7 +262,7 @@ def test_idle_queued_conversation_is_closed_too(personas):
     now = timezone.now()
     make_idle(conversation, now - timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT + 1))
 
-    assert services.close_idle_conversations(now=now) == [conversation.pk]
+    assert closing.close_idle_conversations(now=now) == [conversation.pk]
 
     assert refreshed(conversation).status == Status.CLOSED
     assert selectors.queued_positions(personas.acme.pk) == []
@@ -273,7 +276,7 @@ def test_closing_an_idle_chat_frees_the_slot_for_the_oldest_queued_visitor(perso
     now = timezone.now()
     make_idle(idle, now - timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT + 1))
 
-    services.close_idle_conversations(now=now)
+    closing.close_idle_conversations(now=now)
 
     assert refreshed(waiting).agent_id == personas.alice.pk
 
@@ -293,7 +296,7 @@ def test_sweep_twice_does_the_work_once(personas, capture_broadcasts):
     make_idle(idle, now - timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT + 1))
     capture_broadcasts.clear()
 
-    services.sweep(now=now)
+    closing.sweep(now=now)
 
     assert {refreshed(c).status for c in lost} == {Status.QUEUED}
     assert refreshed(idle).status == Status.CLOSED
@@ -303,7 +306,7 @@ def test_sweep_twice_does_the_work_once(personas, capture_broadcasts):
     assert len(frames_of_type(capture_broadcasts, "conversation.closed")) == 1
     capture_broadcasts.clear()
 
-    services.sweep(now=now)
+    closing.sweep(now=now)
 
     assert Message.objects.count() == messages_after_first
     assert list(capture_broadcasts) == []
@@ -318,6 +321,6 @@ def test_sweep_hands_stranded_queued_chats_to_agents_with_room(personas):
         status=AgentProfile.Status.AVAILABLE, last_heartbeat=timezone.now()
     )
 
-    services.sweep()
+    closing.sweep()
 
     assert refreshed(stranded).agent_id == personas.alice.pk

@@ -8,8 +8,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import realtime, selectors, services
+from chat import selectors
+from chat.conversations import closing, presence, routing, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Conversation, Site, Visitor
+from chat.realtime import groups
 
 Status = Conversation.Status
 _msg_ids = itertools.count(1)
@@ -17,14 +20,14 @@ _msg_ids = itertools.count(1)
 
 def open_chat(visitor: Visitor) -> Conversation:
     """The visitor writes a first message, which opens (and routes) a conversation."""
-    posted = services.post_visitor_message(
-        visitor_id=visitor.pk, client_msg_id=f"m-{next(_msg_ids)}", body="Hello?"
+    posted = sending.post_message(
+        Actor.visitor(visitor.pk), client_msg_id=f"m-{next(_msg_ids)}", body="Hello?"
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
 
 def new_visitor(site: Site) -> Visitor:
-    visitor, _token = services.create_visitor_session(site_key=site.key, visitor_token=None)
+    visitor, _token = sessions.create_visitor_session(site_key=site.key, visitor_token=None)
     return visitor
 
 
@@ -46,7 +49,7 @@ def positions(site: Site) -> dict[int, int]:
 
 
 def queued_frames(broadcasts, visitor: Visitor) -> list[dict]:
-    return broadcasts.frames(realtime.visitor_group(visitor.pk), "conversation.queued")
+    return broadcasts.frames(groups.visitor_group(visitor.pk), "conversation.queued")
 
 
 def unversioned(frames: list[dict]) -> list[dict]:
@@ -55,7 +58,7 @@ def unversioned(frames: list[dict]) -> list[dict]:
 
 
 def assigned_frames(broadcasts, visitor: Visitor) -> list[dict]:
-    return broadcasts.frames(realtime.visitor_group(visitor.pk), "conversation.assigned")
+    return broadcasts.frames(groups.visitor_group(visitor.pk), "conversation.assigned")
 
 
 # --- who gets a new chat ----------------------------------------------------------
@@ -67,7 +70,7 @@ def test_new_chat_goes_to_the_least_loaded_agent_even_if_another_idled_longer(pe
     make_away(alice)
     first = open_chat(personas.v1)
     assert refreshed(first).agent_id == bob.pk
-    services.set_presence(agent_id=alice.pk, status=AgentProfile.Status.AVAILABLE)
+    presence.set_presence(agent_id=alice.pk, status=AgentProfile.Status.AVAILABLE)
     # Bob idled far longer than alice, but he already has a chat and she has none.
     now = timezone.now()
     AgentProfile.objects.filter(pk=bob.pk).update(last_assigned_at=now - timedelta(hours=2))
@@ -144,7 +147,7 @@ def test_unroutable_agent_gets_no_new_chat_and_the_visitor_waits(personas, how):
     assert conversation.agent_id is None
     assert load(personas.alice) == 0
     # Nor does a later pass of the router change its mind.
-    assert services.assign_queued() == []
+    assert routing.assign_queued() == []
 
 
 def test_routable_agent_in_the_same_setup_does_get_the_chat(personas):
@@ -214,7 +217,7 @@ def test_when_every_agent_is_full_visitors_queue_fifo_and_each_hears_its_positio
     lengths = [
         event["length"]
         for group, event in capture_broadcasts
-        if group == realtime.AGENTS_GROUP and event["type"] == realtime.QUEUE_EVENT
+        if group == groups.AGENTS_GROUP and event["type"] == groups.QUEUE_EVENT
     ]
     assert lengths[-1] == 3
 
@@ -226,7 +229,7 @@ def test_positions_move_up_when_a_visitor_ahead_leaves_the_queue(personas, captu
     queued = [open_chat(v) for v in waiting]
     capture_broadcasts.clear()
 
-    services.close_by_visitor(visitor_id=waiting[0].pk)
+    closing.close_conversation(Actor.visitor(waiting[0].pk))
 
     assert refreshed(queued[0]).status == Status.CLOSED
     assert positions(personas.acme) == {queued[1].pk: 1, queued[2].pk: 2}
@@ -246,7 +249,7 @@ def test_freed_slot_goes_to_the_oldest_queued_chat_and_the_rest_move_up(
     queued = [open_chat(v) for v in waiting]
     capture_broadcasts.clear()
 
-    services.close_by_agent(agent_id=alice.pk, conversation_id=chats[0].pk)
+    closing.close_conversation(Actor.agent(alice.pk), conversation_id=chats[0].pk)
 
     oldest = refreshed(queued[0])
     assert oldest.status == Status.ACTIVE
@@ -279,7 +282,7 @@ def test_third_visitor_waits_in_queue_and_gets_alice_when_v1_closes(personas, ca
     ]
     assert assigned_frames(capture_broadcasts, personas.v3) == []
 
-    services.close_by_visitor(visitor_id=personas.v1.pk)
+    closing.close_conversation(Actor.visitor(personas.v1.pk))
 
     third = refreshed(third)
     assert third.status == Status.ACTIVE
@@ -291,7 +294,7 @@ def test_third_visitor_waits_in_queue_and_gets_alice_when_v1_closes(personas, ca
     [agent_copy] = [
         f
         for f in capture_broadcasts.frames(
-            realtime.agent_group(personas.alice.pk), "conversation.assigned"
+            groups.agent_group(personas.alice.pk), "conversation.assigned"
         )
         if f["conversation"]["id"] == third.pk
     ]
@@ -307,7 +310,7 @@ def test_agent_switching_to_available_takes_the_oldest_queued_chat(personas, cap
     older, newer = open_chat(personas.v3), open_chat(v4)
     capture_broadcasts.clear()
 
-    services.set_presence(agent_id=personas.bob.pk, status=AgentProfile.Status.AVAILABLE)
+    presence.set_presence(agent_id=personas.bob.pk, status=AgentProfile.Status.AVAILABLE)
 
     assert refreshed(older).agent_id == personas.bob.pk
     assert refreshed(newer).status == Status.QUEUED
@@ -324,7 +327,7 @@ def test_raising_capacity_hands_the_oldest_queued_chat_to_that_agent(personas, c
     older, newer = open_chat(personas.v3), open_chat(v4)
     capture_broadcasts.clear()
 
-    services.set_capacity(agent_id=personas.alice.pk, capacity=3)
+    presence.set_capacity(agent_id=personas.alice.pk, capacity=3)
 
     assert refreshed(older).agent_id == personas.alice.pk
     assert refreshed(newer).status == Status.QUEUED
@@ -346,7 +349,7 @@ def test_agent_connecting_with_a_fresh_heartbeat_takes_the_oldest_queued_chat(
     assert refreshed(older).status == Status.QUEUED
     capture_broadcasts.clear()
 
-    assert services.heartbeat(agent_id=personas.bob.pk, route=True) is True
+    assert presence.heartbeat(agent_id=personas.bob.pk, route=True) is True
 
     assert refreshed(older).agent_id == personas.bob.pk
     assert refreshed(newer).status == Status.QUEUED
@@ -370,8 +373,8 @@ def test_repeated_assign_queued_never_exceeds_capacity_nor_assigns_a_chat_twice(
     )
     capture_broadcasts.clear()
 
-    first_pass = services.assign_queued()
-    later_passes = [services.assign_queued() for _ in range(3)]
+    first_pass = routing.assign_queued()
+    later_passes = [routing.assign_queued() for _ in range(3)]
 
     assert first_pass == [c.pk for c in chats[:3]]
     assert later_passes == [[], [], []]
@@ -419,7 +422,7 @@ def test_chat_requeued_after_its_agent_vanished_goes_to_the_front_of_the_queue(
     AgentProfile.objects.filter(pk=bob.pk).update(last_heartbeat=lapsed)
     capture_broadcasts.clear()
 
-    assert services.requeue_lapsed_agents() == [bobs_chat.pk]
+    assert closing.requeue_lapsed_agents() == [bobs_chat.pk]
 
     assert positions(personas.acme) == {bobs_chat.pk: 1, queued[0].pk: 2, queued[1].pk: 3}
     assert queued_frames(capture_broadcasts, personas.v2)[-1]["position"] == 1
@@ -427,7 +430,7 @@ def test_chat_requeued_after_its_agent_vanished_goes_to_the_front_of_the_queue(
     assert queued_frames(capture_broadcasts, waiting[1])[-1]["position"] == 3
 
     # The next free slot goes to the re-queued chat first.
-    services.close_by_agent(agent_id=alice.pk, conversation_id=chats[0].pk)
+    closing.close_conversation(Actor.agent(alice.pk), conversation_id=chats[0].pk)
 
     assert refreshed(bobs_chat).agent_id == alice.pk
     assert positions(personas.acme) == {queued[0].pk: 1, queued[1].pk: 2}

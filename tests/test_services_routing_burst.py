@@ -2,6 +2,7 @@
 routing run, the new agent's copy of a chat, and queue readings shared by the changes
 made while one is under way (docs/performance.md, change 8)."""
 
+import asyncio
 import itertools
 import threading
 from datetime import timedelta
@@ -13,8 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import realtime, routing_policy, selectors, services
+from chat import selectors
+from chat.conversations import queue, routing, sending, sessions
+from chat.conversations.actors import Actor
 from chat.models import Attachment, Conversation, Message, Note, SenderKind, Site, Visitor
+from chat.realtime import groups, outbox
+from chat.store import sql
+from chat.transport import broadcasting
+from tests import ws
 from tests.conftest import make_agent
 
 Status = Conversation.Status
@@ -24,14 +31,14 @@ WAIT = 10.0
 
 
 def open_chat(visitor: Visitor) -> Conversation:
-    posted = services.post_visitor_message(
-        visitor_id=visitor.pk, client_msg_id=f"b-{next(_msg_ids)}", body="Hello?"
+    posted = sending.post_message(
+        Actor.visitor(visitor.pk), client_msg_id=f"b-{next(_msg_ids)}", body="Hello?"
     )
     return Conversation.objects.get(pk=posted.message["conversation"])
 
 
 def new_visitor(site: Site) -> Visitor:
-    visitor, _token = services.create_visitor_session(site_key=site.key, visitor_token=None)
+    visitor, _token = sessions.create_visitor_session(site_key=site.key, visitor_token=None)
     return visitor
 
 
@@ -44,7 +51,7 @@ def ranking_reads(queries) -> int:
 
 
 def statements(queries: CaptureQueriesContext) -> list[str]:
-    # Statements bound on the server are recorded with no SQL (services._hot_cursor).
+    # Statements bound on the server are recorded with no SQL (store.sql.hot_cursor).
     return [q["sql"] or "" for q in queries]
 
 
@@ -97,13 +104,11 @@ def test_a_new_chat_finding_every_agent_full_locks_no_row_and_reads_the_agents_o
         queued = open_chat(waiting[1])
 
     assert queued.status == Status.QUEUED
-    routing = [sql for sql in statements(queries) if "agents_agentprofile" in sql]
+    agent_reads = [s for s in statements(queries) if "agents_agentprofile" in s]
     # One look at the agents; no agent row, and no queued chat, locked to find out.
-    assert len(routing) == 1
+    assert len(agent_reads) == 1
     assert ranking_reads(queries) == 1
-    assert not [
-        sql for sql in statements(queries) if selectors.QUEUE_ORDER in sql and "LIMIT 1" in sql
-    ]
+    assert not [s for s in statements(queries) if sql.QUEUE_ORDER in s and "LIMIT 1" in s]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -118,7 +123,7 @@ def test_one_routing_run_reads_the_agents_once_however_many_chats_it_places(
         set_status(agent, AgentProfile.Status.AVAILABLE)
 
     with CaptureQueriesContext(connection) as queries:
-        assigned = services.assign_queued(site_ids=[personas.acme.pk])
+        assigned = routing.assign_queued(site_ids=[personas.acme.pk])
 
     assert assigned == [c.pk for c in chats]
     assert ranking_reads(queries) == 1
@@ -136,13 +141,13 @@ def test_a_router_reads_the_agents_again_before_giving_up_on_a_chat_it_locked_la
     bob = personas.bob
     AgentProfile.objects.filter(pk=personas.alice.pk).update(status=AgentProfile.Status.AWAY)
     open_chat(personas.v1)  # bob is full
-    ranking = routing_policy.Ranking(personas.acme.pk, timezone.now())
+    ranking = routing.Ranking(personas.acme.pk, timezone.now())
     # Bob's chat closes after the ranking was read (its own routing found nothing to do).
     Conversation.objects.filter(agent=bob).update(status=Status.CLOSED)
 
-    with_fresh_ranking = routing_policy.lock_agent_for(ranking)
+    with_fresh_ranking = routing.lock_agent_for(ranking)
     ranking.stale = True
-    after_a_stale_one = routing_policy.lock_agent_for(ranking)
+    after_a_stale_one = routing.lock_agent_for(ranking)
 
     assert with_fresh_ranking is None
     assert after_a_stale_one is not None and after_a_stale_one.pk == bob.pk
@@ -159,7 +164,7 @@ def test_a_chat_sent_back_to_the_queue_reaches_its_next_agent_with_its_notes_and
     AgentProfile.objects.filter(pk=bob.pk).update(status=AgentProfile.Status.AWAY)
     chat = open_chat(personas.v1)
     assert Conversation.objects.get(pk=chat.pk).agent_id == alice.pk
-    services.post_note(
+    sending.post_note(
         agent_id=alice.pk, conversation_id=chat.pk, client_msg_id="n1", body="Refund promised"
     )
     message = Message.objects.get(conversation=chat, seq=1)
@@ -175,9 +180,9 @@ def test_a_chat_sent_back_to_the_queue_reaches_its_next_agent_with_its_notes_and
     set_status(bob, AgentProfile.Status.AVAILABLE)
     capture_broadcasts.clear()
 
-    services.transfer_conversation(agent_id=alice.pk, conversation_id=chat.pk, to_agent_id=None)
+    routing.transfer_conversation(agent_id=alice.pk, conversation_id=chat.pk, to_agent_id=None)
 
-    [handed] = capture_broadcasts.frames(realtime.agent_group(bob.pk), "conversation.assigned")
+    [handed] = capture_broadcasts.frames(groups.agent_group(bob.pk), "conversation.assigned")
     assert [n["body"] for n in handed["conversation"]["notes"]] == ["Refund promised"]
     first, system = handed["conversation"]["messages"]
     assert first["attachment"]["name"] == "broken.png"
@@ -191,7 +196,7 @@ def test_a_new_chat_reaches_its_agent_with_its_message_and_no_notes(personas, ca
     chat = open_chat(personas.v1)
 
     [handed] = capture_broadcasts.frames(
-        realtime.agent_group(personas.alice.pk), "conversation.assigned"
+        groups.agent_group(personas.alice.pk), "conversation.assigned"
     )
     assert [m["body"] for m in handed["conversation"]["messages"]] == ["Hello?"]
     assert handed["conversation"]["notes"] == []
@@ -203,137 +208,110 @@ def test_a_new_chat_reaches_its_agent_with_its_message_and_no_notes(personas, ca
 # --- queue readings shared by the changes made meanwhile ----------------------------
 
 
+class RecordedReadings:
+    """`queue.read_queue`, recording each reading (its site, `starts` and what it
+    announced) and, with `hold_first`, holding the first until `release()`."""
+
+    def __init__(self, monkeypatch, *, hold_first: bool = False) -> None:
+        self.made: list[tuple[int, set[int] | None, list]] = []
+        self.first_started = asyncio.Event()
+        self.released = threading.Event()
+        real, loop = queue.read_queue, asyncio.get_running_loop()
+
+        def read_queue(site_id, starts):
+            with outbox.Outbox() as announced:
+                self.made.append((site_id, None if starts is None else set(starts), announced))
+                if hold_first and len(self.made) == 1:
+                    loop.call_soon_threadsafe(self.first_started.set)
+                    assert self.released.wait(WAIT)
+                real(site_id, starts)
+
+        monkeypatch.setattr(queue, "read_queue", read_queue)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def told(announced: list) -> dict[int, int]:
+    return {
+        e["frame"]["conversation"]: e["frame"]["position"]
+        for g, e in announced
+        if e["type"] == groups.FRAME_EVENT and e["frame"]["type"] == "conversation.queued"
+    }
+
+
+def length(announced: list) -> list[tuple[int, int]]:
+    return [(e["length"], e["version"]) for g, e in announced if e["type"] == groups.QUEUE_EVENT]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_changes_made_during_a_reading_share_one_next_reading_with_right_positions(
+async def test_changes_made_during_a_reading_share_one_next_reading_with_right_positions(
     personas, monkeypatch
 ):
     for visitor in (personas.v1, personas.v2, personas.v3):
-        open_chat(visitor)  # everyone full
+        await ws.db(open_chat, visitor)  # everyone full
     site = personas.acme
-    waiting = [new_visitor(site) for _ in range(3)]
-    queued = [open_chat(v) for v in waiting]
-    reading_started, finish_reading = threading.Event(), threading.Event()
-    readings = []
-    real_read_queue = services.read_queue
+    waiting = [await ws.db(new_visitor, site) for _ in range(3)]
+    queued = [await ws.db(open_chat, v) for v in waiting]
+    readings = broadcasting.queue_readings()
+    await readings.settled()
+    recorded = RecordedReadings(monkeypatch, hold_first=True)
+    try:
+        readings.request({site.pk: None})
+        await asyncio.wait_for(recorded.first_started.wait(), WAIT)
+        # The first visitor leaves while a reading is under way; a change behind it asks
+        # for a reading, and one more change for the whole queue while that one waits.
+        await ws.db(Conversation.objects.filter(pk=queued[0].pk).update, status=Status.CLOSED)
+        readings.request({site.pk: {queued[2].pk}})
+        readings.request({site.pk: None})
+    finally:
+        recorded.release()
+    await readings.settled()
 
-    def slow_first_reading(site_id, starts):
-        # Held before its transaction: SQLite's IMMEDIATE transaction would hold the
-        # write lock the test's own change below needs.
-        readings.append(site_id)
-        if len(readings) == 1:
-            reading_started.set()
-            assert finish_reading.wait(WAIT)
-        real_read_queue(site_id, starts)
-
-    monkeypatch.setattr(services, "read_queue", slow_first_reading)
-    outboxes = {}
-
-    def broadcast(name, **kwargs):
-        try:
-            with realtime.Outbox() as events:
-                services._broadcast_queue(site.pk, **kwargs)
-            outboxes[name] = events
-        finally:
-            connection.close()  # this thread's own
-
-    running = threading.Thread(target=broadcast, args=("running",))
-    running.start()
-    assert reading_started.wait(WAIT)
-    # The first visitor leaves while a reading is under way.
-    Conversation.objects.filter(pk=queued[0].pk).update(status=Status.CLOSED)
-    waiting_one = threading.Thread(
-        target=broadcast, args=("waiting",), kwargs={"from_conversation": queued[2].pk}
-    )
-    waiting_one.start()
-    deadline = timezone.now() + timedelta(seconds=WAIT)
-    while site.pk not in services._reading_next:
-        assert timezone.now() < deadline, "the second reading never waited for the first"
-        waiting_one.join(0.01)
-    # A third change while that one waits: it returns at once, without a reading.
-    broadcast("covered")
-    finish_reading.set()
-    running.join(WAIT)
-    waiting_one.join(WAIT)
-
-    assert readings == [site.pk, site.pk]
-    assert outboxes["covered"] == []
-
-    def positions(name):
-        return {
-            event["frame"]["conversation"]: event["frame"]["position"]
-            for group, event in outboxes[name]
-            if event["type"] == realtime.FRAME_EVENT
-        }
-
-    def length(name):
-        [event] = [e for g, e in outboxes[name] if e["type"] == realtime.QUEUE_EVENT]
-        return event["length"], event["version"]
-
-    # The next reading, asked for the whole queue by the third caller, tells everyone
-    # still waiting where they are, with a newer version than the running one's.
-    assert positions("waiting") == {queued[1].pk: 1, queued[2].pk: 2}
-    assert length("waiting")[0] == 2
-    assert length("waiting")[1] > length("running")[1]
+    # Two readings, not three: the last request was covered by the one waiting.
+    assert [(site_id, starts) for site_id, starts, _ in recorded.made] == [
+        (site.pk, None),
+        (site.pk, None),
+    ]
+    running, waited = recorded.made[0][2], recorded.made[1][2]
+    # The next reading tells everyone still waiting where they are, with a newer
+    # version than the running one's.
+    assert told(waited) == {queued[1].pk: 1, queued[2].pk: 2}
+    assert length(waited)[0][0] == 2
+    assert length(waited)[0][1] > length(running)[0][1]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_arrivals_within_the_window_of_the_last_reading_share_the_next_one(personas, monkeypatch):
+async def test_arrivals_within_the_window_of_the_last_reading_share_the_next_one(
+    personas, monkeypatch
+):
     for visitor in (personas.v1, personas.v2, personas.v3):
-        open_chat(visitor)  # everyone full
+        await ws.db(open_chat, visitor)  # everyone full
     site = personas.acme
-    waiting = [new_visitor(site) for _ in range(3)]
-    open_chat(waiting[0])  # a reading just now: the next one waits out the window
-    monkeypatch.setattr(services, "QUEUE_READING_WINDOW", WAIT)
-    in_window, second_arrived = threading.Event(), threading.Event()
-    readings = []
-    real_read_queue, real_wait = services.read_queue, services._readings.wait
+    waiting = [await ws.db(new_visitor, site) for _ in range(3)]
+    readings = broadcasting.queue_readings()
+    await ws.run_service(open_chat, waiting[0])  # a reading just now
+    await readings.settled()
+    monkeypatch.setattr(queue, "QUEUE_READING_WINDOW", WAIT)
+    window_entered, window_over = asyncio.Event(), asyncio.Event()
 
-    def counted_reading(site_id, starts):
-        readings.append(starts)
-        real_read_queue(site_id, starts)
+    async def window_held_open_for_the_test(seconds):
+        window_entered.set()
+        await window_over.wait()
 
-    def window_held_open_for_the_test(timeout=None):
-        if timeout is None:
-            return real_wait()
-        in_window.set()
-        while not second_arrived.is_set():
-            assert real_wait(WAIT), "nobody arrived within the window"
-        services._last_reading_at[site.pk] -= WAIT  # the window is over
-        return real_wait(0)
+    monkeypatch.setattr(readings, "sleep", window_held_open_for_the_test)
+    recorded = RecordedReadings(monkeypatch)
 
-    monkeypatch.setattr(services, "read_queue", counted_reading)
-    monkeypatch.setattr(services._readings, "wait", window_held_open_for_the_test)
-    first_outbox = []
+    await ws.run_service(open_chat, waiting[1])
+    await asyncio.wait_for(window_entered.wait(), WAIT)
+    await ws.run_service(open_chat, waiting[2])  # the waiting reading covers it
+    window_over.set()
+    await readings.settled()
 
-    def first_arrival():
-        try:
-            with realtime.Outbox() as events:
-                open_chat(waiting[1])
-            first_outbox.extend(events)
-        finally:
-            connection.close()  # this thread's own
-
-    arrival = threading.Thread(target=first_arrival)
-    arrival.start()
-    assert in_window.wait(WAIT)
-    with realtime.Outbox() as second_outbox:
-        open_chat(waiting[2])  # returns at once: the waiting reading covers it
-    with services._readings:
-        second_arrived.set()
-        services._readings.notify_all()
-    arrival.join(WAIT)
-
-    def told(events):
-        return {
-            e["frame"]["conversation"]: e["frame"]["position"]
-            for g, e in events
-            if e["type"] == realtime.FRAME_EVENT and e["frame"]["type"] == "conversation.queued"
-        }
-
-    second, third = (Conversation.objects.get(visitor=v) for v in waiting[1:])
+    second, third = [await ws.db(Conversation.objects.get, visitor=v) for v in waiting[1:]]
     # One reading for both arrivals, from the first of them back; the visitor ahead of
     # them was told its place already.
-    assert readings == [{second.pk, third.pk}]
-    assert told(first_outbox) == {second.pk: 2, third.pk: 3}
-    assert told(second_outbox) == {}
-    assert [e["length"] for g, e in first_outbox if e["type"] == realtime.QUEUE_EVENT] == [3]
+    [(_site, starts, announced)] = recorded.made
+    assert starts == {second.pk, third.pk}
+    assert told(announced) == {second.pk: 2, third.pk: 3}
+    assert [n for n, _version in length(announced)] == [3]

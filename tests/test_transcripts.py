@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from chat import services, transcripts
+from chat import transcripts
+from chat.conversations import closing
 from chat.models import (
     AuditLogEntry,
     Conversation,
@@ -105,7 +106,7 @@ def test_system_messages_and_unanswered_chats_show_without_timings(admin_client,
         personas.acme,
         created=at(0),
         closed=at(1800),
-        messages=[(SenderKind.SYSTEM, at(1800), services.IDLE_CLOSED_TEXT)],
+        messages=[(SenderKind.SYSTEM, at(1800), closing.IDLE_CLOSED_TEXT)],
     )
 
     response = admin_client.get(page(conversation))
@@ -113,7 +114,7 @@ def test_system_messages_and_unanswered_chats_show_without_timings(admin_client,
     html = response.content.decode()
     assert "sd-from-system" in html
     # The sweep's closing line and the close share an instant: the line reads first.
-    assert html.index(services.IDLE_CLOSED_TEXT) < html.index("Closed by the visitor")
+    assert html.index(closing.IDLE_CLOSED_TEXT) < html.index("Closed by the visitor")
     assert response.context["timings"] == transcripts.Timings(None, None, None)
     assert "Not rated" in html
 

@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from chat import consumers, realtime
+from chat.transport import broadcasting
 from supportdesk.asgi import application
 
 # The test client's host; pytest-django's test environment adds it to ALLOWED_HOSTS,
@@ -130,21 +130,17 @@ async def frames_before_pong(communicator: WebsocketCommunicator) -> list[dict]:
     A barrier instead of a sleep: a broadcast already delivered to the socket's channel
     is handled before a ping sent afterwards, so whatever was due shows up here. The
     queue readings asked for so far (made on this loop after their service returned,
-    chat/consumers.py `QueueReadings`) are waited for first: their frames were due too."""
-    await consumers.queue_readings().settled()
+    chat/conversations/queue.py `QueueReadings`) are waited for first: their frames were due too."""
+    await broadcasting.queue_readings().settled()
     await communicator.send_json_to({"type": "ping"})
     _pong, before = await receive_frames_until(communicator, "pong")
     return before
 
 
-async def run_service(service, /, **kwargs: Any) -> Any:
-    """Call a service the way a consumer does: on the database thread, then send what it
-    broadcast through the channel layer."""
-    with realtime.Outbox() as events:
-        try:
-            return await database_sync_to_async(service)(**kwargs)
-        finally:
-            await realtime.flush(events)
+async def run_service(service, /, *args: Any, **kwargs: Any) -> Any:
+    """Call a service the way a consumer does: on an ORM thread, then send what it
+    announced through the channel layer and ask for the queue readings it made due."""
+    return await broadcasting.call_service(service, *args, **kwargs)
 
 
 async def db(function, /, *args: Any, **kwargs: Any) -> Any:

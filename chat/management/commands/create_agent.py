@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from agents.models import AgentProfile
-from chat import services
+from chat.conversations import routing
 from chat.models import Site
 
 
@@ -47,7 +47,7 @@ class Command(BaseCommand):
             )
             agent.sites.set(sites)
         # A raised capacity frees slots for the queue.
-        services.assign_queued(site_ids=[s.id for s in sites] or None)
+        routing.assign_queued(site_ids=[s.id for s in sites] or None)
         verb = "Created" if created else "Updated"
         scope = ", ".join(s.name for s in sites) or "every site"
         role = ", supervisor" if supervisor else ""

@@ -8,10 +8,10 @@ it acts only on what the database says is due.
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import realtime, services
+from ..conversations import closing
+from .broadcasting import call_service
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,7 @@ async def _run(interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            with realtime.Outbox() as events:
-                try:
-                    await database_sync_to_async(services.sweep)()
-                finally:
-                    await realtime.flush(events)
+            await call_service(closing.sweep)
         except asyncio.CancelledError:
             raise
         except Exception:

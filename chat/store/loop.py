@@ -1,6 +1,6 @@
 """The worker's PostgreSQL connections on its event loop, for the one statement of an
-everyday send (`services.post_message_on_loop`), so that the busiest path skips the hop
-to an ORM thread and back (docs/performance.md, change 14).
+everyday send (`conversations.messages.append_on_loop`), so that the busiest path skips
+the hop to an ORM thread and back.
 
 Not a general database layer: one statement, autocommit, its first row; anything that
 needs a transaction, the ORM or SQLite stays on the ORM threads.
@@ -19,6 +19,8 @@ import weakref
 import psycopg
 from django.conf import settings
 from django.db import connections
+
+from .sql import PREPARE_AFTER
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +106,6 @@ class _Connections:
             self._discard(conn)
         self.idle.clear()
 
-
-# Executions of one statement on a connection before psycopg prepares it (as
-# services.PREPARE_AFTER on the ORM path).
-PREPARE_AFTER = 2
 
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

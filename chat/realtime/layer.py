@@ -2,7 +2,7 @@
 
 channels-redis re-subscribes by itself once Redis answers again, but whatever was
 published meanwhile is gone and nobody hears of it. This layer reports each
-re-subscription to `realtime.subscription_restored()`, so the worker's sockets resume
+re-subscription to `subscription_restored()` (below), so the worker's sockets resume
 from the database (by seq) instead of silently missing events. It also keeps the
 layer's own bookkeeping from growing while Redis refuses subscribes and unsubscribes,
 and lets a consumer unsubscribe its channel when it ends (`forget_channel`).
@@ -13,15 +13,16 @@ Built on channels-redis 4.3 internals (pinned in requirements.txt):
 
 import asyncio
 import logging
+import weakref
+from typing import Protocol
 
+import redis.exceptions
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
     RedisPubSubLoopLayer,
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _wrap_close
-
-from . import realtime
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class _Shard(RedisSingleShardConnection):
         await type(self._pubsub).on_connect(self._pubsub, connection)
         await self._drop_stale_subscriptions()
         logger.warning("re-subscribed to Redis; events published while away are lost")
-        realtime.subscription_restored()
+        subscription_restored()
 
     async def _drop_stale_subscriptions(self) -> None:
         # Unsubscribes refused while Redis was down left names that no socket of this
@@ -155,3 +156,38 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def group_send_many(self, events: list[tuple[str, dict]]) -> list:
         return await self._get_layer().group_send_many(events)
+
+
+# --- when the doorbell itself fails ----------------------------------------------
+
+# What a channel layer raises while Redis cannot be reached.
+LAYER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class Resyncable(Protocol):
+    def events_may_be_lost(self) -> None: ...
+
+
+# Sockets of this worker that joined groups. If the worker's subscription to Redis
+# breaks, whatever was published until it is back is lost for all of them, silently:
+# Redis pub/sub keeps nothing for an absent subscriber.
+_subscribed_sockets: weakref.WeakSet = weakref.WeakSet()
+
+
+def watch_subscription(socket: Resyncable) -> None:
+    _subscribed_sockets.add(socket)
+
+
+def unwatch_subscription(socket: Resyncable) -> None:
+    _subscribed_sockets.discard(socket)
+
+
+def subscription_restored() -> None:
+    """Called once the layer has subscribed again after losing Redis: every socket that
+    was subscribed may have missed events, and only the database can tell which, so
+    each is told to start over from it."""
+    sockets = list(_subscribed_sockets)
+    if sockets:
+        logger.warning("channel layer subscription restored: %d sockets must resync", len(sockets))
+    for socket in sockets:
+        socket.events_may_be_lost()

@@ -11,8 +11,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from ..models import Message
+from . import outbound
+
 MAX_FRAME_BYTES = 64 * 1024
-MAX_BODY_CHARS = 10_000
+MAX_BODY_CHARS = Message.MAX_BODY_CHARS
 MAX_CLIENT_MSG_ID_CHARS = 64
 MAX_JSON_DEPTH = 8
 
@@ -95,10 +98,7 @@ class ProtocolError(Exception):
         self.client_msg_id = client_msg_id
 
     def frame(self) -> dict[str, Any]:
-        frame = {"type": "error", "code": self.code, "detail": self.detail}
-        if self.client_msg_id is not None:
-            frame["client_msg_id"] = self.client_msg_id
-        return frame
+        return outbound.error(code=self.code, detail=self.detail, client_msg_id=self.client_msg_id)
 
 
 def encode(frame: dict[str, Any]) -> str:

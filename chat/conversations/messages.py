@@ -1,0 +1,240 @@
+"""The message store: appending a message to a conversation, and finding one sent before.
+
+Three ways to append, one rule: the conversation's row lock allocates the next seq, so
+seqs are gapless and in commit order, and a client_msg_id is stored once per
+conversation (a retry gets the first message back).
+- `append_at_once`: the everyday send, one statement on an ORM thread (two on SQLite).
+- `append_on_loop`: the same statement on the worker's event loop (PostgreSQL).
+- `append_message`: the full path, into a conversation the caller has locked (first
+  messages, retries, attachments, system messages).
+Each announces `MessageCreated` once the message is committed.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from django.db import IntegrityError, connection, connections, transaction
+
+from .. import events, selectors
+from ..errors import AttachmentNotFound
+from ..models import Attachment, Conversation, Message, SenderKind
+from ..store import loop, sql
+from .actors import Actor
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    """A message as stored: `message` is its wire shape. `created` is False for a retry,
+    which the caller answers with the first ack (and rings the participants, named by
+    `visitor_id` and `agent_id`, again: the first ring may have been lost)."""
+
+    message: dict
+    created: bool
+    visitor_id: int
+    agent_id: int | None
+
+    @property
+    def conversation_id(self) -> int:
+        return self.message["conversation"]
+
+    @property
+    def seq(self) -> int:
+        return self.message["seq"]
+
+
+def append_at_once(
+    sender: Actor,
+    *,
+    conversation_id: int | None,
+    body: str,
+    client_msg_id: str,
+    now: datetime,
+    origin: str | None,
+) -> PostedMessage | None:
+    """The everyday send: the visitor's message into its open conversation, or an
+    agent's into an open one assigned to it, unless that client_msg_id is used there.
+    None, having stored nothing, when it needs the full path: no such open
+    conversation (a first message, a chat closed or moved meanwhile) or a retry.
+
+    On PostgreSQL it is one statement with no BEGIN or COMMIT of its own, where the full
+    path makes five; on SQLite two, in one transaction."""
+    statement = _statement(sender, conversation_id, body, client_msg_id, now, connection)
+    try:
+        if connection.vendor == "postgresql":
+            row = sql.execute_once(*statement.both)
+        else:
+            with transaction.atomic(), sql.hot_cursor() as cursor:
+                cursor.execute(*statement.update)
+                row = cursor.fetchone()
+                if row is not None:
+                    cursor.execute(*statement.insert_after(row))
+    except IntegrityError:
+        # A retry racing its own first send stored it meanwhile: the full path finds it.
+        return None
+    if row is None:
+        return None
+    posted, event = _appended(row, sender, statement, now, origin)
+    events.emit_on_commit(event)
+    return posted
+
+
+async def append_on_loop(
+    sender: Actor,
+    *,
+    conversation_id: int | None,
+    body: str,
+    client_msg_id: str,
+    now: datetime,
+    origin: str | None,
+) -> PostedMessage | None:
+    """`append_at_once` on PostgreSQL, run on the worker's event loop (chat/store/loop.py)
+    instead of an ORM thread. None also when the database failed it: if the statement
+    did commit before its answer was lost, the full path finds the message by its
+    client_msg_id and answers it as a retry."""
+    statement = _statement(
+        sender, conversation_id, body, client_msg_id, now, connections["default"]
+    )
+    try:
+        row = await loop.fetch_one(*statement.both)
+    except (psycopg.IntegrityError, loop.Unavailable):
+        return None
+    if row is None:
+        return None
+    posted, event = _appended(row, sender, statement, now, origin)
+    events.emit_committed(event)
+    return posted
+
+
+def _statement(sender, conversation_id, body, client_msg_id, now, db) -> sql.AppendAtOnce:
+    return sql.AppendAtOnce(
+        sender=sender.kind,
+        body=body,
+        client_msg_id=client_msg_id,
+        created_at=db.ops.adapt_datetimefield_value(now),
+        visitor_id=sender.visitor_id,
+        agent_id=sender.agent_id,
+        conversation_id=conversation_id,
+    )
+
+
+def _appended(
+    row: tuple, sender: Actor, statement: sql.AppendAtOnce, now: datetime, origin: str | None
+) -> tuple[PostedMessage, events.MessageCreated]:
+    conversation, seq, visitor_id, agent_id, site_id = row
+    wire = selectors.message_wire(
+        conversation=conversation,
+        seq=seq,
+        sender=sender.kind,
+        body=statement.body,
+        client_msg_id=statement.client_msg_id,
+        sent_at=now,
+    )
+    event = events.MessageCreated(
+        message=wire, site_id=site_id, visitor_id=visitor_id, agent_id=agent_id, origin=origin
+    )
+    return PostedMessage(wire, True, visitor_id, agent_id), event
+
+
+def append_message(
+    conversation: Conversation,
+    *,
+    sender: str,
+    body: str,
+    now: datetime,
+    client_msg_id: str | None = None,
+    sender_agent_id: int | None = None,
+    origin: str | None = None,
+    attachment_id: int | None = None,
+) -> PostedMessage:
+    """Append to a conversation whose row the caller has locked (the full path).
+
+    The row lock taken by the caller is what makes `seq` gapless and ordered: two
+    workers appending at once queue on it, and each reads the other's last_seq.
+    A message with an attachment costs two more queries (claim it, link it)."""
+    attachment = None
+    if attachment_id is not None:
+        attachment = _claim_attachment(
+            conversation, attachment_id, sender=sender, sender_agent_id=sender_agent_id
+        )
+    conversation.last_seq += 1
+    conversation.last_activity_at = now
+    fields = ["last_seq", "last_activity_at"]
+    if sender == SenderKind.VISITOR:
+        conversation.agent_unread += 1
+        fields.append("agent_unread")
+    elif sender == SenderKind.AGENT:
+        # Answering means having read everything before the answer.
+        conversation.agent_read_seq = conversation.last_seq
+        conversation.agent_unread = 0
+        fields += ["agent_read_seq", "agent_unread"]
+    sql.update_fields(conversation, fields)
+    message = sql.insert_new(
+        Message(
+            conversation=conversation,
+            seq=conversation.last_seq,
+            sender=sender,
+            sender_agent_id=sender_agent_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            created_at=now,
+        )
+    )
+    if attachment is not None:
+        attachment.message = message
+        attachment.save(update_fields=["message"])
+        # Known already: message_dict must not look it up again.
+        Message.attachment.related.set_cached_value(message, attachment)
+    wire = selectors.message_dict(message)
+    events.emit_on_commit(
+        events.MessageCreated(
+            message=wire,
+            site_id=conversation.site_id,
+            visitor_id=conversation.visitor_id,
+            agent_id=conversation.agent_id,
+            origin=origin,
+        )
+    )
+    return PostedMessage(wire, True, conversation.visitor_id, conversation.agent_id)
+
+
+def _claim_attachment(
+    conversation: Conversation, attachment_id: int, *, sender: str, sender_agent_id: int | None
+) -> Attachment:
+    """Lock the sender's unsent upload in this (locked) conversation; else
+    `AttachmentNotFound`. Two sends naming one upload queue on the conversation's lock,
+    and the second finds it sent; the row lock keeps the pending-upload sweep
+    (attachments.delete_stale_pending) from deleting it under a sending message."""
+    mine = Attachment.objects.filter(
+        pk=attachment_id, conversation=conversation, message__isnull=True, uploaded_by=sender
+    )
+    if sender == SenderKind.AGENT:
+        mine = mine.filter(uploaded_by_agent_id=sender_agent_id)
+    attachment = mine.select_for_update().first()
+    if attachment is None:
+        raise AttachmentNotFound
+    return attachment
+
+
+def sent_before(conversation: Conversation) -> Message | None:
+    """The message a conversation locked by `sql.lock_conversation_with_earlier_send`
+    already holds under the sent client_msg_id (the send is a retry), if any."""
+    if conversation.earlier_message_id is None:
+        return None
+    return Message.objects.select_related("attachment").get(pk=conversation.earlier_message_id)
+
+
+def sent_before_by_visitor(visitor_id: int, client_msg_id: str) -> Message | None:
+    """The visitor's latest message under `client_msg_id` in any of its conversations:
+    a retry of a message whose conversation closed since is not a new chat."""
+    message_id = sql.earlier_visitor_message_id(visitor_id, client_msg_id)
+    if message_id is None:
+        return None
+    return Message.objects.select_related("attachment", "conversation").get(pk=message_id)
+
+
+def posted_again(message: Message, conversation: Conversation) -> PostedMessage:
+    """A retry's answer: the first message, not stored again."""
+    return PostedMessage(
+        selectors.message_dict(message), False, conversation.visitor_id, conversation.agent_id
+    )

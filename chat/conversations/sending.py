@@ -1,0 +1,286 @@
+"""What participants send into a conversation: messages, internal notes, typing, reads.
+
+`post_message` is the one way in for a visitor's and an agent's message alike: it
+tries the everyday one-statement send, else takes the conversation's row lock, answers
+a retry with the first message, and for a visitor with no open chat opens one (queued,
+or assigned at once when an agent is free).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import events, selectors
+from ..errors import (
+    AttachmentNotFound,
+    ClientMsgIdTaken,
+    ConversationClosed,
+    NotFound,
+    SeqOutOfRange,
+)
+from ..models import Conversation, Note, SenderKind
+from ..store import loop, sql
+from . import messages, routing
+from .actors import Actor, lock_open_conversation
+from .messages import PostedMessage
+
+Status = Conversation.Status
+
+
+def one_statement_send() -> bool:
+    """Whether the everyday send may be one autocommit statement: not when a subscriber
+    must write in the message's own transaction (an outbox)."""
+    return not events.has_in_transaction_subscribers(events.MessageCreated)
+
+
+def sends_on_loop() -> bool:
+    """Whether `post_message_on_loop` may be used here (PostgreSQL, not turned off)."""
+    return loop.enabled() and one_statement_send()
+
+
+async def post_message_on_loop(
+    sender: Actor,
+    *,
+    body: str,
+    client_msg_id: str,
+    conversation_id: int | None = None,
+    origin: str | None = None,
+) -> PostedMessage | None:
+    """The everyday send on the worker's event loop, without attachment (where
+    `sends_on_loop()`). None, having stored nothing, when the message needs
+    `post_message` (a first message, a retry, a database that failed it): that path
+    decides and answers errors as it always does."""
+    return await messages.append_on_loop(
+        sender,
+        conversation_id=conversation_id,
+        body=body,
+        client_msg_id=client_msg_id,
+        now=timezone.now(),
+        origin=origin,
+    )
+
+
+def post_message(
+    sender: Actor,
+    *,
+    client_msg_id: str,
+    body: str,
+    conversation_id: int | None = None,
+    origin: str | None = None,
+    attachment_id: int | None = None,
+    before_opening: Callable[[], None] | None = None,
+    try_at_once: bool = True,
+) -> PostedMessage:
+    """Store a message: a visitor's into its open conversation (opening one if none is
+    open), an agent's into `conversation_id`, which must be assigned to it.
+
+    `attachment_id` names the sender's unsent upload in that conversation
+    (`AttachmentNotFound` otherwise). `before_opening` runs just before a conversation
+    would be opened (the shared limit on new conversations); raising there stores
+    nothing. `try_at_once=False`: the caller has just tried the everyday statement
+    (`post_message_on_loop`), or expects this message to open a chat: it needs the full
+    path, which for a visitor then starts with the visitor's row lock.
+    """
+    now = timezone.now()
+    if attachment_id is None and try_at_once and one_statement_send():
+        posted = messages.append_at_once(
+            sender,
+            conversation_id=conversation_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            now=now,
+            origin=origin,
+        )
+        if posted is not None:
+            return posted
+    opened = None
+    with transaction.atomic():
+        if sender.is_visitor:
+            conversation, site_id = _lock_visitors(sender.visitor_id, client_msg_id, try_at_once)
+        else:
+            conversation = sql.lock_conversation_with_earlier_send(
+                client_msg_id, conversation_id=conversation_id
+            )
+            if conversation is None:
+                raise NotFound
+        if conversation is None:
+            earlier = messages.sent_before_by_visitor(sender.visitor_id, client_msg_id)
+            if earlier is not None:
+                return messages.posted_again(earlier, earlier.conversation)
+            if attachment_id is not None:
+                # Uploads go into an open conversation: a new one holds none.
+                raise AttachmentNotFound
+            if before_opening is not None:
+                # Under the visitor's row lock (and on SQLite the write lock): a slow
+                # limit store holds them up to ratelimits.REDIS_TIMEOUT, on this rare
+                # path only.
+                before_opening()
+            conversation = opened = _open_conversation(sender.visitor_id, site_id, now)
+        earlier = messages.sent_before(conversation)
+        if earlier is not None and _wrote(sender, earlier):
+            # A retry, even after an agent's chat moved on: the same ack again.
+            return messages.posted_again(earlier, conversation)
+        if not sender.is_visitor and conversation.agent_id != sender.agent_id:
+            raise NotFound
+        if earlier is not None:
+            raise ClientMsgIdTaken
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        posted = messages.append_message(
+            conversation,
+            sender=sender.kind,
+            sender_agent_id=sender.agent_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            origin=origin,
+            now=now,
+            attachment_id=attachment_id,
+        )
+        placed = opened is not None and routing.assign_at_once(opened, now=now)
+    if opened is not None and not placed:
+        routing.route_new_conversation(opened, now=now)
+    return posted
+
+
+def _lock_visitors(
+    visitor_id: int, client_msg_id: str, try_first: bool
+) -> tuple[Conversation | None, int | None]:
+    """The visitor's open conversation, locked, with its earlier send of client_msg_id;
+    (None, the visitor's site) when it has none open."""
+    if try_first:
+        conversation = sql.lock_conversation_with_earlier_send(client_msg_id, visitor_id=visitor_id)
+        if conversation is not None:
+            return conversation, None
+    # Race: two tabs of one visitor may open a conversation at once; the row lock on
+    # Visitor serialises them and the second finds the first's.
+    site_id = sql.lock_visitor(visitor_id)
+    return sql.lock_conversation_with_earlier_send(client_msg_id, visitor_id=visitor_id), site_id
+
+
+def _open_conversation(visitor_id: int, site_id: int, now) -> Conversation:
+    conversation = sql.insert_new(
+        Conversation(
+            site_id=site_id,
+            visitor_id=visitor_id,
+            status=Status.QUEUED,
+            queued_at=now,
+            last_activity_at=now,
+        )
+    )
+    conversation.earlier_message_id = None  # new: nothing sent in it yet
+    events.emit_on_commit(
+        events.ConversationCreated(
+            conversation_id=conversation.id, site_id=site_id, visitor_id=visitor_id
+        )
+    )
+    return conversation
+
+
+def _wrote(sender: Actor, message) -> bool:
+    if sender.is_visitor:
+        return message.sender == SenderKind.VISITOR
+    return message.sender_agent_id == sender.agent_id
+
+
+@dataclass(frozen=True)
+class PostedNote:
+    note: dict
+    created: bool
+
+
+def post_note(*, agent_id: int, conversation_id: int, client_msg_id: str, body: str) -> PostedNote:
+    """Store an internal note on a conversation assigned to this agent. Notes go to the
+    agent's sockets only, never to the visitor, and take no seq."""
+    with transaction.atomic():
+        # Locked so `after_seq` is the last message committed before the note.
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conversation is None:
+            raise NotFound
+        existing = (
+            Note.objects.filter(conversation=conversation, client_msg_id=client_msg_id)
+            .select_related("author")
+            .first()
+        )
+        if existing is not None and existing.author_id == agent_id:
+            return PostedNote(selectors.note_dict(existing), created=False)
+        if conversation.agent_id != agent_id:
+            raise NotFound
+        if existing is not None:
+            raise ClientMsgIdTaken
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        note = Note.objects.create(
+            conversation=conversation,
+            author_id=agent_id,
+            body=body,
+            client_msg_id=client_msg_id,
+            after_seq=conversation.last_seq,
+        )
+        wire = selectors.note_dict(Note.objects.select_related("author").get(pk=note.pk))
+        events.emit_on_commit(events.NoteCreated(note=wire, agent_id=agent_id))
+    return PostedNote(wire, created=True)
+
+
+def relay_typing(
+    actor: Actor, *, active: bool, conversation_id: int | None = None, text: str | None = None
+) -> None:
+    """Tell the other side that `actor` started or stopped typing. `text` (sneak peek) is
+    a visitor's unsent draft: the caller passes it only when the site allows it; it goes
+    to the assigned agent only and is never stored."""
+    if actor.is_visitor:
+        conversation = selectors.open_conversation(actor.visitor_id)
+        if conversation is None:
+            raise NotFound
+        if conversation.agent_id is None:
+            return  # nobody to tell yet
+    else:
+        conversation = selectors.conversation_for_agent(actor.agent_id, conversation_id)
+        if conversation.status == Status.CLOSED:
+            raise ConversationClosed
+        text = None
+    events.emit_on_commit(
+        events.TypingChanged(
+            conversation_id=conversation.id,
+            visitor_id=conversation.visitor_id,
+            agent_id=conversation.agent_id,
+            by=actor.kind,
+            active=active,
+            text=text if active else None,
+        )
+    )
+
+
+def mark_read(
+    actor: Actor, *, seq: int, conversation_id: int | None = None, origin: str | None = None
+) -> None:
+    """`actor` has read its open conversation up to `seq`; the other side and the
+    actor's other tabs hear of it. An agent's unread count is counted again from it."""
+    with transaction.atomic():
+        conversation = lock_open_conversation(actor, conversation_id)
+        if seq > conversation.last_seq:
+            raise SeqOutOfRange
+        if actor.is_visitor:
+            if seq <= conversation.visitor_read_seq:
+                return
+            conversation.visitor_read_seq = seq
+            conversation.save(update_fields=["visitor_read_seq"])
+        else:
+            if seq <= conversation.agent_read_seq:
+                return
+            conversation.agent_read_seq = seq
+            conversation.agent_unread = conversation.messages.filter(
+                seq__gt=seq, sender=SenderKind.VISITOR
+            ).count()
+            conversation.save(update_fields=["agent_read_seq", "agent_unread"])
+        events.emit_on_commit(
+            events.ReadUpTo(
+                conversation_id=conversation.id,
+                visitor_id=conversation.visitor_id,
+                agent_id=conversation.agent_id,
+                by=actor.kind,
+                seq=seq,
+                origin=origin,
+            )
+        )

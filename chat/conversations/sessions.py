@@ -1,0 +1,172 @@
+"""Visitors and their sessions: tokens (issued, kept, rotated), what the widget reports
+about the visitor (page, time zone, browser), the offline form and transcripts by email.
+
+A visitor is known by a token the widget keeps; only its hash is stored. A token of
+site A means nothing on site B.
+"""
+
+from collections.abc import Callable
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import events, selectors, transcript_email, visitor_context
+from ..errors import NotFound
+from ..models import Conversation, Site, Visitor, hash_token, new_visitor_token
+from .actors import Actor
+from .messages import PostedMessage
+from .sending import post_message
+
+
+def create_visitor_session(
+    *,
+    site_key: str,
+    visitor_token: str | None,
+    rotate: bool = False,
+    before_issuing: Callable[[], None] | None = None,
+) -> tuple[Visitor, str]:
+    """The visitor behind a known token of this site (token unchanged), else a new one.
+
+    `rotate` gives a known token's visitor a new token; the old one stops working and
+    the sockets that said hello with it are closed. `before_issuing` runs before any new
+    token is made (the per-address limit); raising there issues and stores nothing.
+    """
+    site = selectors.enabled_site(site_key)
+    if visitor_token:
+        old_hash = hash_token(visitor_token)
+        visitor = Visitor.objects.filter(token_hash=old_hash, site=site).first()
+        if visitor is not None and not rotate:
+            touch_visitor(visitor_id=visitor.pk)
+            return visitor, visitor_token
+        if visitor is not None:
+            if before_issuing is not None:
+                before_issuing()
+            token = new_visitor_token()
+            # Race: two rotations of one token at once; the update matches the old hash
+            # only once, and the loser is treated like any unknown token (a new visitor).
+            if Visitor.objects.filter(pk=visitor.pk, token_hash=old_hash).update(
+                token_hash=hash_token(token), last_seen=timezone.now()
+            ):
+                events.emit_on_commit(events.VisitorTokenRotated(visitor_id=visitor.pk))
+                return visitor, token
+    if before_issuing is not None:
+        before_issuing()
+    token = new_visitor_token()
+    visitor = Visitor.objects.create(site=site, token_hash=hash_token(token))
+    return visitor, token
+
+
+def identify_visitor(*, site_key: str, visitor_token: str) -> tuple[Site, Visitor]:
+    """A socket's `hello`: the enabled site and the visitor its token was issued for on
+    that site (`NotFound`, `SiteDisabled` otherwise), seen now."""
+    site = selectors.enabled_site(site_key)
+    visitor = selectors.visitor_for_token(site, visitor_token)
+    touch_visitor(visitor_id=visitor.id)
+    return site, visitor
+
+
+def touch_visitor(*, visitor_id: int) -> None:
+    Visitor.objects.filter(pk=visitor_id).update(last_seen=timezone.now())
+
+
+def leave_offline_message(
+    *,
+    site_key: str,
+    visitor_token: str | None,
+    name: str,
+    email: str,
+    question: str,
+    before_issuing: Callable[[], None] | None = None,
+    before_opening: Callable[[], None] | None = None,
+) -> tuple[Visitor, str, PostedMessage]:
+    """The widget's offline form: the visitor (a known token's, else a new one) gets the
+    name and email it gave, and its question is posted like a chat message, opening a
+    queued conversation that agents see (routed at once if someone is free after all)."""
+    visitor, token = create_visitor_session(
+        site_key=site_key, visitor_token=visitor_token, before_issuing=before_issuing
+    )
+    Visitor.objects.filter(pk=visitor.pk).update(name=name, email=email)
+    visitor.name, visitor.email = name, email
+    posted = post_message(
+        Actor.visitor(visitor.id),
+        client_msg_id=f"offline-{new_visitor_token()[:16]}",
+        body=question,
+        before_opening=before_opening,
+    )
+    return visitor, token, posted
+
+
+def report_visitor_context(
+    *,
+    visitor_id: int,
+    allowed_origins: list[str],
+    page: object = None,
+    timezone_name: object = None,
+    user_agent: str | None = None,
+    known: Visitor | None = None,
+) -> list[str]:
+    """Store what the widget reports about the visitor (`hello`, `page.view`), cleaned
+    by chat/visitor_context.py (a value that fails a check is dropped, never stored).
+    Only fields that changed are written, and only then does the agent of the visitor's
+    active conversation hear of it. Returns the names of the changed fields.
+
+    `known` (the visitor as `hello` just read it) saves the read when nothing changed,
+    which is every reconnect on the same page.
+    """
+    fields = visitor_context.clean_page(page, allowed_origins)
+    if (zone := visitor_context.clean_timezone(timezone_name)) is not None:
+        fields["timezone"] = zone
+    if user_agent is not None:
+        fields["user_agent"] = visitor_context.clean_user_agent(user_agent)
+    if not fields or (known is not None and all(getattr(known, f) == v for f, v in fields.items())):
+        return []
+    with transaction.atomic():
+        # Race: two tabs of one visitor report pages at once; the row lock orders them,
+        # so the agent's last `visitor.context` is the page that was stored last.
+        visitor = Visitor.objects.select_for_update().filter(pk=visitor_id).first()
+        if visitor is None:
+            raise NotFound
+        changed = [f for f, v in fields.items() if getattr(visitor, f) != v]
+        if not changed:
+            return []
+        for f in changed:
+            setattr(visitor, f, fields[f])
+        visitor.save(update_fields=changed)
+        active = (
+            Conversation.objects.filter(visitor_id=visitor_id, status=Conversation.Status.ACTIVE)
+            .values_list("id", "agent_id")
+            .first()
+        )
+        if active is not None:
+            events.emit_on_commit(
+                events.VisitorContextChanged(
+                    conversation_id=active[0],
+                    visitor_id=visitor_id,
+                    agent_id=active[1],
+                    context=selectors.visitor_context_dict(visitor),
+                )
+            )
+    return changed
+
+
+def prepare_transcript_email(
+    *,
+    visitor_id: int,
+    email: str,
+    before_sending: Callable[[int], None] | None = None,
+) -> transcript_email.TranscriptEmail:
+    """The transcript of the visitor's latest conversation (open or closed), addressed
+    to `email` and ready to send; `NotFound` if it never had one. `before_sending` gets
+    the conversation id first (the shared limits); raising there changes nothing.
+
+    The visitor's email is stored if it had none (one it left in the offline form is
+    never overwritten). Nothing is sent here: the caller sends it outside any
+    transaction and off the database thread (`transcript_email.send`), since a mail
+    server may take seconds."""
+    conversation = selectors.latest_conversation(visitor_id)
+    if conversation is None:
+        raise NotFound
+    if before_sending is not None:
+        before_sending(conversation.id)
+    Visitor.objects.filter(pk=visitor_id, email="").update(email=email)
+    return transcript_email.build(conversation, to=email)

@@ -1,0 +1,40 @@
+"""What the chat core refuses: domain exceptions, raised by services and selectors.
+
+They say what went wrong in the support domain, never how the wire spells it: the one
+place that turns them into error codes is chat/protocol/errors.py (sockets), and each
+HTTP view answers them with its own status.
+"""
+
+
+class NotFound(Exception):
+    """The thing does not exist or is not yours: the caller cannot tell which."""
+
+
+class SiteDisabled(Exception):
+    """The site exists but is switched off."""
+
+
+class AttachmentNotFound(NotFound):
+    """A message named an attachment that is not the sender's unsent upload in this
+    conversation (someone else's, already sent, deleted, or never existed)."""
+
+
+class ConversationClosed(Exception):
+    """The caller's own conversation is closed."""
+
+
+class SeqOutOfRange(Exception):
+    """A `read` past the conversation's last seq."""
+
+
+class ClientMsgIdTaken(Exception):
+    """The client_msg_id is already used in this conversation by the other side."""
+
+
+class AgentUnavailable(Exception):
+    """A transfer's target agent cannot take the chat now (away, offline, full, not
+    serving the site, or the transferring agent itself)."""
+
+
+class AlreadyRated(Exception):
+    """The visitor already rated this conversation (one rating each)."""

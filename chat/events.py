@@ -1,0 +1,283 @@
+"""What happened in the chat core, as typed domain events, and who hears of it.
+
+Services announce every change with `emit_on_commit(event)`. Subscribers hear it once
+the transaction that made the change commits (at once outside a transaction), so nobody
+acts on a change that was rolled back. Real-time fan-out (chat/realtime/fanout.py) is
+one subscriber; capabilities (webhooks, the bot, mail, analytics) subscribe the same
+way from their own app's `ready()`, and the services never import any of them.
+
+A subscriber that must commit or fail with the change itself (an outbox row written in
+the same transaction) subscribes `in_transaction=True`: it runs inside the transaction,
+at the emit, and its exception rolls the change back.
+"""
+
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+class Event:
+    """Base of the domain events: frozen, with slots, values only (ids and the wire
+    shapes the record already had), never a model instance that could go stale."""
+
+    __slots__ = ()
+
+
+def _event(cls):
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+# --- conversations ------------------------------------------------------------
+
+
+@_event
+class ConversationCreated(Event):
+    """A visitor's first message opened a conversation (it is queued or, with an agent
+    free, assigned in the same transaction: `ConversationAssigned` follows)."""
+
+    conversation_id: int
+    site_id: int
+    visitor_id: int
+
+
+@_event
+class ConversationAssigned(Event):
+    """An agent took a conversation: routing, or a transfer to a named agent.
+    `conversation` is the agent's copy (`selectors.agent_conversation_dict` with the whole
+    history and notes), `agent` the agent as visitors see it."""
+
+    conversation_id: int
+    site_id: int
+    visitor_id: int
+    agent_id: int
+    agent: dict[str, Any]
+    conversation: dict[str, Any]
+
+
+@_event
+class ConversationTransferred(Event):
+    """An agent handed a conversation on: to `to_agent` (as visitors see it), or back to
+    the queue (None)."""
+
+    conversation_id: int
+    site_id: int
+    from_agent_id: int
+    to_agent: dict[str, Any] | None
+
+
+@_event
+class ConversationRequeued(Event):
+    """An active conversation went back to the front of the queue because its agent
+    was lost (heartbeat lapsed) or removed."""
+
+    conversation_id: int
+    site_id: int
+    former_agent_id: int
+
+
+@_event
+class ConversationClosed(Event):
+    conversation_id: int
+    site_id: int
+    visitor_id: int
+    agent_id: int | None
+    by: str  # SenderKind: visitor, agent or system
+
+
+@_event
+class RatingGiven(Event):
+    """The visitor's CSAT score (1-5) of a conversation, with its comment."""
+
+    conversation_id: int
+    site_id: int
+    visitor_id: int
+    agent_id: int | None
+    score: int
+    comment: str
+
+
+# --- messages -------------------------------------------------------------------
+
+
+@_event
+class MessageCreated(Event):
+    """A message was stored. `message` is the message object as the wire shows it;
+    `origin` is the socket that sent it (it gets the ack, not the message)."""
+
+    message: dict[str, Any]
+    site_id: int
+    visitor_id: int
+    agent_id: int | None
+    origin: str | None = None
+
+
+@_event
+class NoteCreated(Event):
+    """An internal note: for agents only, never the visitor."""
+
+    note: dict[str, Any]
+    agent_id: int
+
+
+@_event
+class TypingChanged(Event):
+    """One side started or stopped typing; `text` is a visitor's unsent draft (sneak
+    peek), relayed to the agent and never stored."""
+
+    conversation_id: int
+    visitor_id: int
+    agent_id: int | None
+    by: str  # "visitor" or "agent"
+    active: bool
+    text: str | None = None
+
+
+@_event
+class ReadUpTo(Event):
+    """One side has read the conversation up to `seq`."""
+
+    conversation_id: int
+    visitor_id: int
+    agent_id: int | None
+    by: str  # "visitor" or "agent"
+    seq: int
+    origin: str | None = None
+
+
+# --- the queue ------------------------------------------------------------------
+
+
+@_event
+class QueueChanged(Event):
+    """Someone joined, left or moved in a site's queue: positions from
+    `from_conversation` back (the whole queue for None) need telling. A reading of the
+    queue (`conversations.queue.read_queue`) answers it; several changes may share one."""
+
+    site_id: int
+    from_conversation: int | None = None
+
+
+@_event
+class QueueRead(Event):
+    """One reading of a site's queue: `positions` are (conversation id, visitor id,
+    position, estimated wait seconds or None) of the visitors to tell, `length` the
+    whole queue's. `version` orders readings (clients keep the highest)."""
+
+    site_id: int
+    version: int
+    length: int
+    positions: list[tuple[int, int, int, int | None]]
+
+
+# --- agents and visitors -------------------------------------------------------
+
+
+@_event
+class PresenceChanged(Event):
+    """An agent became available or away: by choice, or automatically (`auto`) by
+    idleness or by activity after an automatic away."""
+
+    agent_id: int
+    status: str
+    auto: bool = False
+    origin: str | None = None
+
+
+@_event
+class AgentsOnlineChanged(Event):
+    """Whether a site has an agent who can take a chat changed (the widget's "agents
+    online" or the offline form)."""
+
+    site_id: int
+    online: bool
+
+
+@_event
+class AgentDeactivated(Event):
+    """The agent's login was switched off: its sockets must close now."""
+
+    agent_id: int
+
+
+@_event
+class VisitorTokenRotated(Event):
+    """The visitor has a new token: sockets that said hello with the old one close."""
+
+    visitor_id: int
+
+
+@_event
+class VisitorContextChanged(Event):
+    """What the widget reports about the visitor changed while its chat is active."""
+
+    conversation_id: int
+    visitor_id: int
+    agent_id: int
+    context: dict[str, Any]
+
+
+@_event
+class CannedResponsesChanged(Event):
+    """An agent's own canned responses changed, or (owner None) the shared ones."""
+
+    owner_id: int | None
+
+
+# --- the registry ---------------------------------------------------------------
+
+Subscriber = Callable[[Any], None]
+_after_commit: dict[type[Event], list[Subscriber]] = defaultdict(list)
+_in_transaction: dict[type[Event], list[Subscriber]] = defaultdict(list)
+
+
+def subscribe(event_type: type[Event], handler: Subscriber, *, in_transaction: bool = False):
+    """Call `handler(event)` for every `event_type` emitted from now on; subscribing the
+    same handler twice has no effect (apps' `ready()` may run twice in tests)."""
+    handlers = (_in_transaction if in_transaction else _after_commit)[event_type]
+    if handler not in handlers:
+        handlers.append(handler)
+
+
+def unsubscribe(event_type: type[Event], handler: Subscriber) -> None:
+    for registry in (_after_commit, _in_transaction):
+        if handler in registry[event_type]:
+            registry[event_type].remove(handler)
+
+
+def emit_on_commit(event: Event) -> None:
+    """Announce `event`: in-transaction subscribers now, the others once the current
+    transaction commits (at once outside one)."""
+    for handler in _in_transaction.get(type(event), ()):
+        handler(event)
+    if _after_commit.get(type(event)):
+        transaction.on_commit(functools.partial(_deliver, event))
+
+
+def emit_committed(event: Event) -> None:
+    """Announce a change that has already committed: a statement run in autocommit on
+    the event loop (the everyday send). Never with in-transaction subscribers for its
+    type: there is no transaction left to join (`has_in_transaction_subscribers`)."""
+    _deliver(event)
+
+
+def has_in_transaction_subscribers(event_type: type[Event]) -> bool:
+    """Whether a change announcing `event_type` must be made inside a transaction of
+    ours (so the one-statement send paths step aside)."""
+    return bool(_in_transaction.get(event_type))
+
+
+def _deliver(event: Event) -> None:
+    for handler in _after_commit.get(type(event), ()):
+        try:
+            handler(event)
+        except Exception:
+            # The change stands; one subscriber's failure must not keep the others
+            # from hearing of it (clients recover what they missed by seq).
+            logger.exception("subscriber %r failed on %r", handler, type(event).__name__)

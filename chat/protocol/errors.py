@@ -1,0 +1,81 @@
+"""The one place that turns what the domain refuses into the wire's error frames.
+
+Services and selectors raise domain exceptions (chat/errors.py, agents/errors.py); a
+socket answers each with the `error` frame below. An exception not listed here is not
+a refusal but a fault: the socket fails with it (1011), as daphne does.
+"""
+
+import logging
+
+from django.db import DatabaseError, InterfaceError
+
+from agents import errors as agent_errors
+
+from .. import errors
+from . import (
+    AGENT_UNAVAILABLE,
+    ALREADY_RATED,
+    BAD_FRAME,
+    BAD_SHORTCUT,
+    CONVERSATION_CLOSED,
+    DUPLICATE_SHORTCUT,
+    FORBIDDEN,
+    NOT_FOUND,
+    TOO_LONG,
+    TOO_MANY,
+    UNAVAILABLE,
+    ProtocolError,
+)
+
+logger = logging.getLogger(__name__)
+
+# Refusals whose answer names the message the client sent (its client_msg_id), so that
+# a widget can mark that message as not sent. Most specific class first.
+_ABOUT_A_MESSAGE: list[tuple[type[Exception] | tuple[type[Exception], ...], str, str]] = [
+    (errors.AttachmentNotFound, NOT_FOUND, "No such attachment."),
+    (errors.NotFound, NOT_FOUND, "No such conversation."),
+    (errors.ConversationClosed, CONVERSATION_CLOSED, "The conversation is closed."),
+    (
+        errors.ClientMsgIdTaken,
+        BAD_FRAME,
+        "client_msg_id is already used in this conversation.",
+    ),
+    (
+        (DatabaseError, InterfaceError),
+        UNAVAILABLE,
+        "The server cannot store this right now; retry with the same client_msg_id.",
+    ),
+]
+
+_OTHERS: list[tuple[type[Exception], str, str]] = [
+    (errors.AlreadyRated, ALREADY_RATED, "This conversation was already rated."),
+    (errors.AgentUnavailable, AGENT_UNAVAILABLE, "That agent cannot take this chat right now."),
+    (errors.SeqOutOfRange, BAD_FRAME, "seq is past the conversation's last message."),
+]
+
+# Canned responses: the exception carries the agent's sentence, the class the code.
+_CANNED: list[tuple[type[agent_errors.CannedResponseRefused], str]] = [
+    (agent_errors.BadShortcut, BAD_SHORTCUT),
+    (agent_errors.EmptyBody, BAD_FRAME),
+    (agent_errors.BodyTooLong, TOO_LONG),
+    (agent_errors.DuplicateShortcut, DUPLICATE_SHORTCUT),
+    (agent_errors.TooManyCannedResponses, TOO_MANY),
+    (agent_errors.CannedResponseNotFound, NOT_FOUND),
+    (agent_errors.SharedResponsesForbidden, FORBIDDEN),
+]
+
+
+def refusal(exc: Exception, client_msg_id: str | None = None) -> ProtocolError | None:
+    """The wire's answer to a domain refusal, or None when `exc` is not one."""
+    for kind, code, detail in _ABOUT_A_MESSAGE:
+        if isinstance(exc, kind):
+            if code == UNAVAILABLE:
+                logger.error("database unavailable: %s", exc)
+            return ProtocolError(code, detail, client_msg_id=client_msg_id)
+    for kind, code, detail in _OTHERS:
+        if isinstance(exc, kind):
+            return ProtocolError(code, detail)
+    for kind, code in _CANNED:
+        if isinstance(exc, kind):
+            return ProtocolError(code, exc.detail)
+    return None

@@ -1,0 +1,236 @@
+"""Every frame the server sends, built in one place: one constructor per frame type,
+with the fields docs/protocol.md gives it. Objects inside frames (a message, a
+conversation as each side sees it, an agent) come from the selectors' wire shapes.
+
+Frames stay plain dicts: they cross the channel layer as they are.
+"""
+
+from typing import Any
+
+Frame = dict[str, Any]
+
+
+# --- both sides -----------------------------------------------------------------
+
+
+def message(message: Frame) -> Frame:
+    """A stored message, to every participant socket but the sender's."""
+    return {"type": "message", **message}
+
+
+def message_ack(*, client_msg_id: str, conversation: int, seq: int) -> Frame:
+    return {
+        "type": "message.ack",
+        "client_msg_id": client_msg_id,
+        "conversation": conversation,
+        "seq": seq,
+    }
+
+
+def conversation_closed(*, conversation: int, by: str) -> Frame:
+    return {"type": "conversation.closed", "conversation": conversation, "by": by}
+
+
+def conversation_rated(*, conversation: int, score: int, comment: str | None = None) -> Frame:
+    """The visitor's rating; the agent's copy also carries the comment."""
+    frame = {"type": "conversation.rated", "conversation": conversation, "score": score}
+    if comment is not None:
+        frame["comment"] = comment
+    return frame
+
+
+def typing(*, conversation: int, by: str, active: bool, text: str | None = None) -> Frame:
+    frame = {"type": "typing", "conversation": conversation, "from": by, "active": active}
+    if text is not None:
+        frame["text"] = text
+    return frame
+
+
+def read(*, conversation: int, seq: int, by: str) -> Frame:
+    return {"type": "read", "conversation": conversation, "seq": seq, "by": by}
+
+
+def pong() -> Frame:
+    return {"type": "pong"}
+
+
+def error(*, code: str, detail: str, client_msg_id: str | None = None) -> Frame:
+    frame = {"type": "error", "code": code, "detail": detail}
+    if client_msg_id is not None:
+        frame["client_msg_id"] = client_msg_id
+    return frame
+
+
+# --- to visitors ------------------------------------------------------------------
+
+
+def visitor_ready(
+    *,
+    visitor: Frame,
+    conversation: Frame | None,
+    messages: list[Frame],
+    agents_online: bool,
+    sneak_peek: bool,
+) -> Frame:
+    return {
+        "type": "ready",
+        "visitor": visitor,
+        "conversation": conversation,
+        "messages": messages,
+        "agents_online": agents_online,
+        "sneak_peek": sneak_peek,
+    }
+
+
+def conversation_queued(
+    *, conversation: int, position: int, queue_version: int, estimated_wait_seconds: int | None
+) -> Frame:
+    return {
+        "type": "conversation.queued",
+        "conversation": conversation,
+        "position": position,
+        "queue_version": queue_version,
+        "estimated_wait_seconds": estimated_wait_seconds,
+    }
+
+
+def conversation_assigned_to_visitor(
+    *, conversation: int, agent: Frame, queue_version: int
+) -> Frame:
+    return {
+        "type": "conversation.assigned",
+        "conversation": {
+            "id": conversation,
+            "status": "active",
+            "queue_position": None,
+            "agent": agent,
+        },
+        "agent": agent,
+        "queue_version": queue_version,
+    }
+
+
+def agents_online(*, online: bool) -> Frame:
+    return {"type": "agents.online", "online": online}
+
+
+def transcript_sent(*, conversation: int, email: str) -> Frame:
+    return {"type": "transcript.sent", "conversation": conversation, "email": email}
+
+
+# --- to agents ------------------------------------------------------------------
+
+
+def agent_ready(*, agent: Frame, conversations: list[Frame], queue_length: int) -> Frame:
+    return {
+        "type": "ready",
+        "agent": agent,
+        "conversations": conversations,
+        "queue_length": queue_length,
+    }
+
+
+def conversation_assigned_to_agent(*, conversation: Frame, agent: Frame) -> Frame:
+    """`conversation` is the agent's copy, with the whole history and the notes."""
+    return {"type": "conversation.assigned", "conversation": conversation, "agent": agent}
+
+
+def conversation_transferred(*, conversation: int, to: Frame | None) -> Frame:
+    return {"type": "conversation.transferred", "conversation": conversation, "to": to}
+
+
+def conversation_requeued(*, conversation: int) -> Frame:
+    return {"type": "conversation.requeued", "conversation": conversation}
+
+
+def note(note: Frame) -> Frame:
+    return {"type": "note", **note}
+
+
+def note_ack(*, client_msg_id: str, conversation: int, id: int) -> Frame:
+    return {
+        "type": "note.ack",
+        "client_msg_id": client_msg_id,
+        "conversation": conversation,
+        "id": id,
+    }
+
+
+def sync(
+    *, conversation: int, after_seq: int, last_seq: int, messages: list[Frame], notes: list[Frame]
+) -> Frame:
+    return {
+        "type": "sync",
+        "conversation": conversation,
+        "after_seq": after_seq,
+        "last_seq": last_seq,
+        "messages": messages,
+        "notes": notes,
+    }
+
+
+def presence(*, status: str, auto: bool = False) -> Frame:
+    """`auto` (addition): the server changed it, for idleness or activity."""
+    frame = {"type": "presence", "status": status}
+    if auto:
+        frame["auto"] = True
+    return frame
+
+
+def queue(*, queue_length: int) -> Frame:
+    return {"type": "queue", "queue_length": queue_length}
+
+
+def visitor_context(*, conversation: int, visitor: int, context: Frame) -> Frame:
+    return {
+        "type": "visitor.context",
+        "conversation": conversation,
+        "visitor": {"id": visitor},
+        "visitor_context": context,
+    }
+
+
+def visitor_profile(*, conversation: int, visitor: int, context: Frame, previous: Frame) -> Frame:
+    return {
+        "type": "visitor.profile",
+        "conversation": conversation,
+        "visitor": {"id": visitor},
+        "visitor_context": context,
+        "previous": previous,
+    }
+
+
+def conversation_history(
+    *,
+    conversation: int,
+    visitor: int,
+    status: str,
+    created_at: str,
+    closed_at: str | None,
+    messages: list[Frame],
+) -> Frame:
+    return {
+        "type": "conversation.history",
+        "conversation": conversation,
+        "visitor": {"id": visitor},
+        "status": status,
+        "created_at": created_at,
+        "closed_at": closed_at,
+        "messages": messages,
+    }
+
+
+def agents(agents: list[Frame]) -> Frame:
+    return {"type": "agents", "agents": agents}
+
+
+def canned(*, responses: list[Frame], can_edit_shared: bool) -> Frame:
+    return {"type": "canned", "responses": responses, "can_edit_shared": can_edit_shared}
+
+
+def canned_saved(response: Frame) -> Frame:
+    return {"type": "canned.saved", "response": response}
+
+
+def canned_deleted(*, id: int) -> Frame:
+    return {"type": "canned.deleted", "id": id}

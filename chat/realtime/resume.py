@@ -1,0 +1,82 @@
+"""What a socket is told from the database when it opens (`ready`) or asks to catch up
+(`sync`): the state it resumes from, after which the frames it hears continue.
+
+Read on an ORM thread after the socket joined its groups, so that nothing committed in
+between is missed: a frame that repeats what `ready` carried is dropped by seq
+(chat/realtime/delivery.py).
+"""
+
+from agents.models import AgentProfile
+
+from .. import selectors
+from ..models import Conversation, ConversationRating, Visitor
+from ..protocol import outbound
+
+Status = Conversation.Status
+
+
+def visitor_ready(visitor: Visitor, last_seq: int, *, sneak_peek: bool) -> dict:
+    """The visitor's latest conversation (open or closed) and its messages after
+    `last_seq`; `sneak_peek` (addition) says whether this socket relays drafts, which
+    the widget's privacy line discloses."""
+    conversation = selectors.latest_conversation(visitor.id)
+    summary, messages = None, []
+    if conversation is not None:
+        summary = selectors.visitor_conversation_dict(conversation)
+        # (addition) The visitor's CSAT score of it, or null: the widget offers rating once.
+        summary["rating"] = (
+            ConversationRating.objects.filter(conversation_id=conversation.id)
+            .values_list("score", flat=True)
+            .first()
+        )
+        messages = selectors.messages_after(conversation.id, last_seq)
+        # A message may commit between the two reads: last_seq covers what is sent.
+        if messages:
+            summary["last_seq"] = max(summary["last_seq"], messages[-1]["seq"])
+    return outbound.visitor_ready(
+        visitor={"id": visitor.id, "email": visitor.email or None},
+        conversation=summary,
+        messages=messages,
+        agents_online=selectors.agents_online(visitor.site_id),
+        sneak_peek=sneak_peek,
+    )
+
+
+def agent_ready(agent_id: int) -> tuple[dict, frozenset[int] | None, dict[int, int]]:
+    """The agent's `ready` (its active conversations, the queue length of its sites),
+    with the sites it serves (None: every site) and every site's queue length, which the
+    socket keeps to sum later changes (`AgentConsumer.chat_queue`)."""
+    agent = AgentProfile.objects.get(pk=agent_id)
+    conversations = (
+        Conversation.objects.filter(agent_id=agent.id, status=Status.ACTIVE)
+        .select_related("visitor")
+        .order_by("assigned_at", "id")
+    )
+    sites = selectors.agent_site_ids(agent.id)
+    lengths = selectors.queue_lengths()
+    ready = outbound.agent_ready(
+        agent={
+            "id": agent.id,
+            "display_name": agent.display_name,
+            "status": agent.status,
+            # (addition) True while away because idle, not by choice.
+            "auto_away": agent.auto_away,
+            "capacity": agent.capacity,
+        },
+        conversations=[selectors.agent_conversation_dict(c) for c in conversations],
+        queue_length=sum(n for site, n in lengths.items() if sites is None or site in sites),
+    )
+    return ready, sites, lengths
+
+
+def sync(*, agent_id: int, conversation_id: int, after_seq: int) -> dict:
+    """The messages after `after_seq` of a conversation the agent may read, and its
+    notes."""
+    conversation = selectors.conversation_for_agent(agent_id, conversation_id, read_only=True)
+    return outbound.sync(
+        conversation=conversation.id,
+        after_seq=after_seq,
+        last_seq=conversation.last_seq,
+        messages=selectors.messages_after(conversation.id, after_seq),
+        notes=selectors.notes_of(conversation.id),
+    )

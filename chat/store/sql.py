@@ -1,0 +1,486 @@
+"""The chat core's hand-written SQL: the statements of the send path, routing and the
+queue, each a function, on the ORM's connection (`hot_cursor`).
+
+Every statement here does what an ORM query elsewhere would, with the same row locks
+and constraints; only the compile is gone. SQLite has no FOR UPDATE: there a
+transaction is IMMEDIATE and already holds the database's write lock (`for_update`).
+"""
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+
+from agents.models import AgentProfile
+
+from ..models import Attachment, Conversation, Message, SenderKind, Visitor
+
+Status = Conversation.Status
+
+CONVERSATION_TABLE = Conversation._meta.db_table
+MESSAGE_TABLE = Message._meta.db_table
+VISITOR_TABLE = Visitor._meta.db_table
+ATTACHMENT_TABLE = Attachment._meta.db_table
+AGENT_TABLE = AgentProfile._meta.db_table
+USER_TABLE = AgentProfile._meta.get_field("user").related_model._meta.db_table
+AGENT_SITES_TABLE = AgentProfile.sites.through._meta.db_table
+AGENT_SITES_AGENT = AgentProfile.sites.field.m2m_column_name()
+AGENT_SITES_SITE = AgentProfile.sites.field.m2m_reverse_name()
+
+OPEN = tuple(str(status) for status in Conversation.OPEN_STATUSES)
+# The queue's order: re-queued chats (priority 1) first, then first come, first served.
+QUEUE_ORDER = "queue_priority DESC, queued_at, id"
+
+# Executions of one statement on a connection before psycopg prepares it.
+PREPARE_AFTER = 2
+
+
+def hot_cursor():
+    """A cursor for the hot statements. On PostgreSQL it binds parameters on the
+    server, so psycopg prepares each statement once per connection (after
+    PREPARE_AFTER runs) and PostgreSQL stops parsing and planning it for every
+    message; the ORM's own cursors keep Django's client-side binding.
+    SUPPORTDESK_PREPARED_STATEMENTS=0 turns it off (older PgBouncer)."""
+    if connection.vendor != "postgresql" or not settings.SUPPORTDESK_PREPARED_STATEMENTS:
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:  # Django turns preparing off per connection
+        raw.prepare_threshold = PREPARE_AFTER
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(raw))
+
+
+def for_update(*, skip_locked: bool = False) -> str:
+    """The row-lock clause for this database: none on SQLite (see the module doc)."""
+    if not connection.features.has_select_for_update:
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
+
+def placeholders(values: Iterable) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def fetch_one(sql: str, params: list) -> tuple | None:
+    with hot_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def execute_once(sql: str, params: list) -> tuple | None:
+    """Run one statement as a transaction of its own and return its first row. Inside
+    an outer transaction (a test's) a savepoint stands in, so that a failed statement
+    leaves the outer one usable, as it would leave no trace on its own."""
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint:
+        return fetch_one(sql, params)
+
+
+# --- rows in and out without the ORM's compile ------------------------------------
+
+
+def insert_new(instance):
+    """`instance.save()` for a new row of a model with an automatic id: the values are
+    prepared as the ORM prepares them (defaults, auto_now_add), the INSERT is written out
+    once per model. No signals are sent (none are connected to the models it is used for)."""
+    sql, fields = _insert_statement(type(instance), connection.alias)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    with hot_cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(sql + " RETURNING id", values)
+            instance.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(sql, values)
+            instance.pk = cursor.lastrowid
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
+
+
+@functools.cache
+def _insert_statement(model, alias: str) -> tuple[str, list]:
+    quote = connections[alias].ops.quote_name
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(quote(field.column) for field in fields)
+    return (
+        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders(fields)})",
+        fields,
+    )
+
+
+def update_fields(instance, fields: list[str]) -> None:
+    """`instance.save(update_fields=fields)` without the ORM's compile."""
+    ops = connection.ops
+    values = [
+        ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
+        for value in (getattr(instance, name) for name in fields)
+    ]
+    assignments = ", ".join(f"{name} = %s" for name in fields)
+    with hot_cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {instance._meta.db_table} SET {assignments} WHERE id = %s",
+            [*values, instance.pk],
+        )
+
+
+# The conversation row as the lock queries read it: every concrete field, in order.
+_CONVERSATION_FIELDS = [field.attname for field in Conversation._meta.concrete_fields]
+
+
+@functools.cache
+def _conversation_columns(alias: str) -> tuple[str, list[tuple[int, Callable]]]:
+    """The column list and the value converters the backend needs (SQLite returns
+    datetimes as text), worked out once instead of by a RawQuerySet per send."""
+    db = connections[alias]
+    converters = []
+    for index, field in enumerate(Conversation._meta.concrete_fields):
+        column = field.get_col("c")
+        funcs = db.ops.get_db_converters(column) + field.get_db_converters(db)
+        if funcs:
+            converters.append((index, functools.partial(_convert, funcs, column, db)))
+    columns = ", ".join(f"c.{field.column}" for field in Conversation._meta.concrete_fields)
+    return columns, converters
+
+
+def _convert(funcs: list[Callable], column, db, value):
+    for func in funcs:
+        value = func(value, column, db)
+    return value
+
+
+def _conversation_from(values: list) -> Conversation:
+    _columns, converters = _conversation_columns(connection.alias)
+    for index, convert in converters:
+        values[index] = convert(values[index])
+    return Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, values)
+
+
+# --- the send path -------------------------------------------------------------
+
+
+def lock_conversation_with_earlier_send(
+    client_msg_id: str, *, visitor_id: int | None = None, conversation_id: int | None = None
+) -> Conversation | None:
+    """Lock a conversation (inside a transaction): the visitor's open one, or the one with
+    that id. It comes annotated with `earlier_message_id`: the message already stored in
+    it under `client_msg_id` (the send is a retry), else None.
+
+    The idempotency check rides on the locking SELECT, not a query of its own. Under the
+    row lock nobody else can store that client_msg_id in the conversation meanwhile (and
+    the unique constraint backs it)."""
+    if visitor_id is not None:
+        where, params = "c.visitor_id = %s AND c.status IN (%s, %s)", [visitor_id, *OPEN]
+    else:
+        where, params = "c.id = %s", [conversation_id]
+    columns, _converters = _conversation_columns(connection.alias)
+    row = fetch_one(
+        f"SELECT {columns}, (SELECT m.id FROM {MESSAGE_TABLE} m"
+        f" WHERE m.conversation_id = c.id AND m.client_msg_id = %s)"
+        f" FROM {CONVERSATION_TABLE} c WHERE {where} ORDER BY c.id LIMIT 1{for_update()}",
+        [client_msg_id, *params],
+    )
+    if row is None:
+        return None
+    conversation = _conversation_from(list(row[:-1]))
+    conversation.earlier_message_id = row[-1]
+    return conversation
+
+
+def lock_visitor(visitor_id: int) -> int:
+    """Lock a visitor's row (inside a transaction) and return its site's id."""
+    row = fetch_one(
+        f"SELECT site_id FROM {VISITOR_TABLE} WHERE id = %s{for_update()}", [visitor_id]
+    )
+    if row is None:
+        raise Visitor.DoesNotExist
+    return row[0]
+
+
+def earlier_visitor_message_id(visitor_id: int, client_msg_id: str) -> int | None:
+    """The id of the visitor's latest message stored under `client_msg_id` in any of its
+    conversations, or None (almost always: a first message)."""
+    row = fetch_one(
+        f"SELECT m.id FROM {MESSAGE_TABLE} m JOIN {CONVERSATION_TABLE} c"
+        " ON c.id = m.conversation_id WHERE c.visitor_id = %s AND m.client_msg_id = %s"
+        " AND m.sender = %s ORDER BY m.id DESC LIMIT 1",
+        [visitor_id, client_msg_id, SenderKind.VISITOR],
+    )
+    return None if row is None else row[0]
+
+
+_MESSAGE_COLUMNS = (
+    "conversation_id",
+    "seq",
+    "sender",
+    "sender_agent_id",
+    "body",
+    "client_msg_id",
+    "created_at",
+)
+
+
+@dataclass(frozen=True)
+class AppendAtOnce:
+    """The everyday send's statements: append a message to the visitor's open
+    conversation (`visitor_id`), or to an open one assigned to `agent_id`, unless its
+    client_msg_id is already used there (a retry). They return (conversation id, seq,
+    visitor id, agent id, site id), or no row having stored nothing.
+
+    The conditional UPDATE takes the row lock and allocates the seq; two sends to one
+    conversation queue on it, and the second re-reads the row the first committed
+    (PostgreSQL re-checks the WHERE on it). On PostgreSQL the INSERT rides in the same
+    statement (`both`): one round trip, no BEGIN or COMMIT of its own. SQLite cannot
+    modify data in a WITH: there it is the UPDATE, then `insert_after` its row, in one
+    transaction."""
+
+    sender: str
+    body: str
+    client_msg_id: str
+    created_at: object  # the database's form of the time sent
+    visitor_id: int | None
+    agent_id: int | None
+    conversation_id: int | None
+
+    @property
+    def update(self) -> tuple[str, list]:
+        return _append_sql(self.visitor_id is not None)[0], self._update_params
+
+    @property
+    def both(self) -> tuple[str, list]:
+        return _append_sql(self.visitor_id is not None)[1], (
+            self._update_params + self._insert_params
+        )
+
+    def insert_after(self, row: tuple) -> tuple[str, list]:
+        return _append_sql(self.visitor_id is not None)[2], [*self._insert_params, row[0]]
+
+    @property
+    def _update_params(self) -> list:
+        if self.visitor_id is not None:
+            which = [self.visitor_id, *OPEN]
+        else:
+            which = [self.conversation_id, self.agent_id, *OPEN]
+        return [self.created_at, *which, self.client_msg_id]
+
+    @property
+    def _insert_params(self) -> list:
+        return [self.sender, self.agent_id, self.body, self.client_msg_id, self.created_at]
+
+
+@functools.cache
+def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
+    """`AppendAtOnce`'s SQL for a visitor's send or an agent's, built once: (the UPDATE,
+    the UPDATE and INSERT in one statement, the INSERT after the UPDATE)."""
+    if by_visitor:
+        where = "visitor_id = %s AND status IN (%s, %s)"
+        counters = "agent_unread = agent_unread + 1"
+    else:
+        where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
+        # Answering means having read everything before the answer.
+        counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
+    returning = "id, last_seq, visitor_id, agent_id, site_id"
+    update = (
+        f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
+        f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
+        f" WHERE m.conversation_id = {CONVERSATION_TABLE}.id AND m.client_msg_id = %s)"
+        f" RETURNING {returning}"
+    )
+    insert = (
+        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
+        " SELECT id, last_seq, %s, %s, %s, %s, %s FROM "
+    )
+    both = f"WITH c AS ({update}), m AS ({insert}c) SELECT {returning} FROM c"
+    return update, both, f"{insert}{CONVERSATION_TABLE} WHERE id = %s"
+
+
+# --- routing --------------------------------------------------------------------
+
+
+class QueuedConversations:
+    """The queued conversations one routing step looks at, in queue order."""
+
+    def __init__(
+        self, site_ids: list[int] | None, blocked_sites: set[int], passed_over: set[int]
+    ) -> None:
+        where, params = ["status = %s"], [Status.QUEUED]
+        if site_ids is not None:
+            where.append(f"site_id IN ({placeholders(site_ids)})")
+            params += site_ids
+        if blocked_sites:
+            where.append(f"site_id NOT IN ({placeholders(blocked_sites)})")
+            params += blocked_sites
+        if passed_over:
+            where.append(f"id NOT IN ({placeholders(passed_over)})")
+            params += passed_over
+        self.where, self.params = " AND ".join(where), params
+
+    def lock_oldest(self, *, skip_locked: bool) -> Conversation | None:
+        """Lock and return the oldest one (inside a transaction)."""
+        rows = Conversation.objects.raw(
+            f"SELECT * FROM {CONVERSATION_TABLE} WHERE {self.where}"
+            f" ORDER BY {QUEUE_ORDER} LIMIT 1{for_update(skip_locked=skip_locked)}",
+            self.params,
+        )
+        return next(iter(rows), None)
+
+    def exists(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT 1 FROM {CONVERSATION_TABLE} WHERE {self.where} LIMIT 1", self.params
+            )
+            return cursor.fetchone() is not None
+
+
+def lock_if_queued(conversation_id: int) -> Conversation | None:
+    """Lock a conversation, waiting for its holder, and return it if still queued."""
+    rows = Conversation.objects.raw(
+        f"SELECT * FROM {CONVERSATION_TABLE} WHERE id = %s AND status = %s{for_update()}",
+        [conversation_id, Status.QUEUED],
+    )
+    return next(iter(rows), None)
+
+
+def anyone_queued_but(site_id: int, conversation_id: int) -> bool:
+    row = fetch_one(
+        f"SELECT 1 FROM {CONVERSATION_TABLE} WHERE site_id = %s AND status = %s"
+        " AND id <> %s LIMIT 1",
+        [site_id, Status.QUEUED, conversation_id],
+    )
+    return row is not None
+
+
+def lock_agent(agent_id: int, *, skip_locked: bool) -> AgentProfile | None:
+    """`select_for_update([skip_locked]).filter(pk=agent_id).first()`."""
+    rows = AgentProfile.objects.raw(
+        f"SELECT * FROM {AGENT_TABLE} WHERE id = %s{for_update(skip_locked=skip_locked)}",
+        [agent_id],
+    )
+    return next(iter(rows), None)
+
+
+def load_visitor(visitor_id: int) -> Visitor:
+    [visitor] = Visitor.objects.raw(f"SELECT * FROM {VISITOR_TABLE} WHERE id = %s", [visitor_id])
+    return visitor
+
+
+def save_assignment(conversation: Conversation, agent: AgentProfile) -> None:
+    """The two UPDATEs of an assignment."""
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {CONVERSATION_TABLE} SET status = %s, agent_id = %s, assigned_at = %s,"
+            " handed_back_by_id = NULL, agent_read_seq = %s, agent_unread = %s WHERE id = %s",
+            [
+                conversation.status,
+                agent.id,
+                adapt(conversation.assigned_at),
+                conversation.agent_read_seq,
+                conversation.agent_unread,
+                conversation.id,
+            ],
+        )
+        cursor.execute(
+            f"UPDATE {AGENT_TABLE} SET last_assigned_at = %s WHERE id = %s",
+            [adapt(agent.last_assigned_at), agent.id],
+        )
+
+
+def present_agent_loads(site_id: int, heartbeat_cutoff: datetime) -> list[tuple[int, int, int]]:
+    """(agent id, capacity, active chats) of the agents present for a site, least loaded
+    first, then the one idle longest: the routing ranking (`selectors.present_agent_loads`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.id, a.capacity, (SELECT COUNT(*) FROM {CONVERSATION_TABLE} c"
+            "  WHERE c.agent_id = a.id AND c.status = %s) AS active_load"
+            f" FROM {AGENT_TABLE} a JOIN {USER_TABLE} u ON u.id = a.user_id"
+            " WHERE a.status = %s AND a.last_heartbeat >= %s AND u.is_active = %s"
+            " AND a.capacity > 0"
+            # `selectors.serves(site_id)`: listed for no site (every site), or for this one.
+            f" AND (NOT EXISTS (SELECT 1 FROM {AGENT_SITES_TABLE} s"
+            f"  WHERE s.{AGENT_SITES_AGENT} = a.id)"
+            f"  OR EXISTS (SELECT 1 FROM {AGENT_SITES_TABLE} s"
+            f"  WHERE s.{AGENT_SITES_AGENT} = a.id AND s.{AGENT_SITES_SITE} = %s))"
+            # Never assigned (NULL) first, as `selectors.routable_agents` orders them.
+            " ORDER BY active_load, a.last_assigned_at IS NOT NULL, a.last_assigned_at, a.id",
+            [
+                Status.ACTIVE,
+                AgentProfile.Status.AVAILABLE,
+                connection.ops.adapt_datetimefield_value(heartbeat_cutoff),
+                True,
+                site_id,
+            ],
+        )
+        return cursor.fetchall()
+
+
+def active_load(agent_id: int) -> int:
+    """The agent's active chats (routing counts it under each candidate's lock)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {CONVERSATION_TABLE} WHERE agent_id = %s AND status = %s",
+            [agent_id, Status.ACTIVE],
+        )
+        return cursor.fetchone()[0]
+
+
+# --- the queue ------------------------------------------------------------------
+
+
+def queued_conversations(site_id: int) -> list[tuple[int, int]]:
+    """(conversation id, visitor id) of a site's whole queue, in order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, visitor_id FROM {CONVERSATION_TABLE} WHERE site_id = %s AND status = %s"
+            f" ORDER BY {QUEUE_ORDER}",
+            [site_id, Status.QUEUED],
+        )
+        return cursor.fetchall()
+
+
+_PG_CLOCK = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS bigint)"
+
+
+def database_clock() -> int | None:
+    """Now, in microseconds, on PostgreSQL's clock (one for every worker); None on
+    other databases, whose callers use this machine's clock."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_PG_CLOCK}")
+        return cursor.fetchone()[0]
+
+
+def advisory_lock_then_clock(key: int, site_id: int) -> int:
+    """PostgreSQL: take the transaction-scoped advisory lock (key, site_id), waiting for
+    it, and return the clock read after it was granted, in one round trip (the clock is
+    read from the row the lock's subquery returns)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_PG_CLOCK} FROM (SELECT pg_advisory_xact_lock(%s, %s)) AS turn",
+            [key, site_id],
+        )
+        return cursor.fetchone()[0]
+
+
+# --- messages -------------------------------------------------------------------
+
+
+def messages_with_attachment_flag(conversation_id: int) -> list[Message]:
+    """Every message of a conversation in seq order, each with `with_attachment`."""
+    return list(
+        Message.objects.raw(
+            f"SELECT m.*, EXISTS (SELECT 1 FROM {ATTACHMENT_TABLE} a WHERE a.message_id = m.id)"
+            f" AS with_attachment FROM {MESSAGE_TABLE} m WHERE m.conversation_id = %s"
+            " ORDER BY m.seq",
+            [conversation_id],
+        )
+    )

@@ -1,0 +1,249 @@
+"""What visitor and agent sockets share: limits, decoding, the dispatch to a frame's
+handler, error replies, groups, and delivery in seq order.
+
+A frame goes: size check → the socket's rate bucket → decode → its handler (in line,
+or in its conversation's lane: chat/transport/lanes.py) → a service on an ORM thread →
+the reply. A refusal of the domain is answered with its `error` frame
+(chat/protocol/errors.py); anything else fails the socket (1011).
+"""
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from .. import protocol, selectors
+from ..conversations.messages import PostedMessage
+from ..protocol import ProtocolError, outbound
+from ..protocol.errors import refusal
+from ..realtime import groups, layer, outbox
+from ..realtime.delivery import SeqDelivery
+from . import lanes, sweeper
+from .broadcasting import call_service
+from .orm import on_database_thread
+
+logger = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+Handler = Callable[[Any, Frame], Awaitable[None]]
+
+# Tasks started from callbacks, referenced until done (asyncio keeps only weak ones).
+_background: set[asyncio.Task] = set()
+
+
+def in_background(coroutine) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """The transport of one socket; subclasses give `handlers` (frame type → handler)."""
+
+    handlers: dict[str, Handler] = {}
+    # Name of the (burst, frames per second) setting for this kind of socket.
+    rate_setting = "SUPPORTDESK_VISITOR_RATE"
+    joined: set[str]
+    closing = False
+    # The unexpected exception a frame's handler raised in its lane, if any.
+    failure: BaseException | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.serving = asyncio.current_task()
+        self.lanes = lanes.Lanes(self._frame_failed)
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            if self.failure is None:
+                raise
+            # A frame's handler crashed in its lane: the socket fails as it did when
+            # frames were handled in line (daphne logs it and closes with 1011).
+            raise self.failure from None
+        finally:
+            self.lanes.cancel()
+            # A consumer that crashed (e.g. the database failed during `hello`) never
+            # ran `disconnect`: without this, its groups would stay subscribed here.
+            await self.leave_groups()
+            await self.forget_channel()
+
+    def _frame_failed(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+            self.serving.cancel()
+
+    async def forget_channel(self) -> None:
+        """Unsubscribe this socket's own channel (chat/realtime/layer.py)."""
+        channel_layer = getattr(self, "channel_layer", None)
+        name = getattr(self, "channel_name", None)
+        forget = getattr(channel_layer, "forget_channel", None)
+        if forget is None or name is None:
+            return
+        try:
+            await forget(name)
+        except layer.LAYER_ERRORS as exc:
+            # Redis is down; the layer drops the subscription when it reconnects.
+            logger.warning("unsubscribing %s failed: %s", name, exc)
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels 4.2+ hops into the database thread before every event to close stale
+        # connections. Our handlers reach the database only through `on_database_thread`,
+        # which already does that, so skip the extra hop: on the hot path it doubles the
+        # load on the ORM threads.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict) -> None:
+        self.bucket = protocol.TokenBucket(*getattr(settings, self.rate_setting))
+        self.joined = set()
+        self.delivery = SeqDelivery(self.send_frame, self._read_between, lambda: self.closing)
+        sweeper.ensure_running()
+        await super().websocket_connect(message)
+
+    @staticmethod
+    async def _read_between(conversation: int, after_seq: int, before_seq: int) -> list[Frame]:
+        return await on_database_thread(selectors.messages_between)(
+            conversation, after_seq, before_seq
+        )
+
+    async def join(self, group: str) -> None:
+        # Recorded first: if Redis refuses the subscription half-way, leaving still
+        # clears what the layer already noted.
+        self.joined.add(group)
+        await self.channel_layer.group_add(group, self.channel_name)
+        layer.watch_subscription(self)
+
+    async def leave_groups(self) -> None:
+        layer.unwatch_subscription(self)
+        delivery = getattr(self, "delivery", None)
+        if delivery is not None:
+            delivery.stop()
+        # A socket refused at the handshake (agent Origin check) never ran
+        # websocket_connect's setup, but the server still reports its disconnect.
+        joined, self.joined = getattr(self, "joined", set()), set()
+        for group in joined:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except layer.LAYER_ERRORS as exc:
+                # Redis is down. The layer forgot the membership; the subscription
+                # itself is dropped when the layer reconnects.
+                logger.warning("leaving %s on %s failed: %s", group, self.channel_name, exc)
+
+    async def disconnect(self, code: int) -> None:
+        # Frames the client sent before it left are still handled, as they were when
+        # they were handled in line: a send in flight is stored, published and acked.
+        await self.lanes.join()
+        await self.leave_groups()
+
+    def events_may_be_lost(self) -> None:
+        """This worker lost Redis for a while: broadcasts meant for this socket may be
+        gone. Closing with 4503 makes the client reconnect and resume by seq, the path
+        every client already has for a dead worker."""
+        layer.unwatch_subscription(self)
+        in_background(self.close(code=protocol.CLOSE_UNAVAILABLE))
+
+    async def acknowledge(self, posted: PostedMessage) -> None:
+        """Send the sender its ack, in seq order; for a retry, ring the other sockets
+        again first."""
+        ack = outbound.message_ack(
+            client_msg_id=posted.message["client_msg_id"],
+            conversation=posted.conversation_id,
+            seq=posted.seq,
+        )
+        if not posted.created:
+            # The sender never saw the first ack, so the worker that stored the message
+            # may have died before ringing the doorbell (kill -9 between commit and
+            # group_send): ring again. Sockets that showed this seq drop it.
+            await outbox.ring_again(
+                groups.participants(posted.visitor_id, posted.agent_id),
+                posted.message,
+                skip_channel=self.channel_name,
+            )
+            if posted.seq in self.delivery.shown_in(posted.conversation_id):
+                await self.send_frame(ack)  # the first ack's message was shown
+                return
+        await self.delivery.deliver(posted.conversation_id, posted.seq, ack)
+
+    async def send_frame(self, frame: Frame) -> None:
+        await self.send(text_data=protocol.encode(frame))
+
+    async def call(self, service: Callable, /, **kwargs: Any) -> Any:
+        """Run a service on an ORM thread, then send what it announced."""
+        return await call_service(service, **kwargs)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closing = True
+        await super().close(code=code, reason=reason)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            # Frames already in flight when we closed are not acted on or answered.
+            return
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > protocol.MAX_FRAME_BYTES:
+            logger.info("closing %s: %d-byte frame", self.channel_name, size)
+            await self.close(code=protocol.CLOSE_TOO_BIG)
+            return
+        if not self.bucket.take():
+            error = ProtocolError(protocol.RATE_LIMITED, "Too many frames; slow down.")
+            await self.send_frame(error.frame())
+            if self.bucket.refused_in_a_row >= protocol.RATE_LIMIT_CLOSE_AFTER:
+                logger.warning("closing %s: flood", self.channel_name)
+                await self.close(code=protocol.CLOSE_RATE_LIMITED)
+            return
+        await self.receive_frame(text_data)
+
+    async def receive_frame(self, text_data: str | None) -> None:
+        try:
+            frame = protocol.parse_frame(text_data, self.handlers.keys())
+        except ProtocolError as exc:
+            await self.refuse(exc)
+            return
+        lane = self.lane_of(frame)
+        if lane is None:
+            await self.handle_frame(frame)
+        else:
+            self.lanes.submit(lane, functools.partial(self.handle_frame, frame))
+
+    def lane_of(self, frame: Frame) -> Hashable | None:
+        """The lane a frame is handled in, or None to handle it in line: before this
+        socket's next frame or event."""
+        return None
+
+    async def handle_frame(self, frame: Frame) -> None:
+        if self.closing:
+            # Closed (a flood, a rotated token) while this frame waited in its lane.
+            return
+        try:
+            await self.handlers[frame["type"]](self, frame)
+        except ProtocolError as exc:
+            await self.refuse(exc)
+        except Exception as exc:
+            client_msg_id = frame.get("client_msg_id")
+            if frame["type"] not in ("message.send", "note.send") or not isinstance(
+                client_msg_id, str
+            ):
+                client_msg_id = None
+            error = refusal(exc, client_msg_id)
+            if error is None:
+                raise
+            await self.refuse(error)
+
+    async def refuse(self, error: ProtocolError) -> None:
+        logger.info("refused frame on %s: %s %s", self.channel_name, error.code, error.detail)
+        await self.send_frame(error.frame())
+
+    # Channel-layer events
+
+    async def chat_frame(self, event: dict) -> None:
+        if event.get("skip_channel") == self.channel_name:
+            return
+        await self.forward(event["frame"])
+
+    async def forward(self, frame: Frame) -> None:
+        await self.send_frame(frame)
