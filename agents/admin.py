@@ -1,16 +1,14 @@
 """Admin for agent profiles: who answers chats, for which sites, how many at once.
 
 Presence (status, heartbeat) belongs to the agent's own sockets and is shown read-only;
-capacity and sites are edited here, and a change hands queued chats out at once.
+capacity and sites are edited here, and a change hands queued chats out at once
+(chat/receivers.py).
 """
 
 from django.contrib import admin
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from chat import selectors
-from chat.conversations import routing
 from chat.models import Conversation
 
 from . import services as agent_services
@@ -77,15 +75,6 @@ class AgentProfileAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
-
-    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
-        super().save_related(request, form, formsets, change)
-        agent_id = form.instance.pk
-        # A raised capacity or a new site frees slots for the queue, as create_agent does.
-        # The admin saves in one transaction; route once it has committed.
-        transaction.on_commit(
-            lambda: routing.assign_queued(site_ids=selectors.agent_site_ids(agent_id))
-        )
 
 
 class SharedOrOwnFilter(admin.SimpleListFilter):

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from chat import attachments
-from supportdesk.csp import policy, websocket_sources, with_csp
+from chat.csp import policy, websocket_sources, with_csp
 
 from .models import AgentProfile
 

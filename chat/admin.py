@@ -7,7 +7,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.management.base import CommandError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -15,13 +14,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from agents.models import AgentProfile
-from supportdesk import csp
 
-from . import analytics, charts, transcripts
+from . import analytics, charts, csp, origins, transcripts
 from .conversations import closing
 from .conversations.actors import Actor
 from .errors import ConversationClosed, NotFound
-from .management.commands.create_site import normalise_origin
 from .models import AuditLogEntry, Conversation, Message, Site, Visitor
 
 
@@ -56,17 +53,17 @@ class SiteForm(forms.ModelForm):
             self.initial["allowed_origins"] = "\n".join(initial)
 
     def clean_allowed_origins(self) -> list[str]:
-        origins, errors = [], []
+        cleaned, errors = [], []
         for line in self.cleaned_data["allowed_origins"].splitlines():
             if not line.strip():
                 continue
             try:
-                origins.append(normalise_origin(line))
-            except CommandError as exc:
+                cleaned.append(origins.normalise_origin(line))
+            except origins.NotAnOrigin as exc:
                 errors.append(str(exc))
         if errors:
             raise ValidationError(errors)
-        return list(dict.fromkeys(origins))
+        return list(dict.fromkeys(cleaned))
 
 
 @admin.register(Site)

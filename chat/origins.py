@@ -6,6 +6,21 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 
+class NotAnOrigin(ValueError):
+    """A value that is not an origin like https://shop.example."""
+
+
+def normalise_origin(value: str) -> str:
+    """`https://Shop.example/` -> `https://shop.example`; `NotAnOrigin` for anything else
+    (a path, a query, another scheme)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise NotAnOrigin(f"{value!r} is not an origin like https://shop.example")
+    if parts.query or parts.fragment:
+        raise NotAnOrigin(f"{value!r} is not an origin like https://shop.example")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
 def header(scope: dict, name: bytes) -> str | None:
     """One request header of an ASGI scope. Sent more than once, its values are joined
     with ", " as HTTP (and Django) does, so a second `Origin` smuggled in next to an

@@ -1,12 +1,36 @@
-"""What the chat core does when rows it does not own change: an agent profile deleted,
-a login switched off (Django's model signals, connected in ChatConfig.ready)."""
+"""What the chat core does when rows it does not own change: an agent profile edited or
+deleted, a login switched off (Django's model signals, connected in ChatConfig.ready).
+The agents app knows nothing of chats; the chat core listens."""
 
 from django.conf import settings
-from django.db.models.signals import post_save, pre_delete
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save, pre_delete
 
 from agents.models import AgentProfile
 
-from .conversations import closing, presence
+from . import selectors
+from .conversations import closing, presence, routing
+
+
+def route_after_a_profile_was_saved(sender, instance: AgentProfile, created: bool, **kwargs):
+    # A raised capacity frees slots for the queue (the admin, the shell). A profile just
+    # created has no heartbeat yet: its first socket routes for it.
+    if not created:
+        _route_on_commit(lambda: selectors.agent_site_ids(instance.pk))
+
+
+def route_after_sites_changed(sender, instance, action: str, reverse: bool, **kwargs) -> None:
+    # A new site for an agent (or an agent for a site) may have chats waiting.
+    if action in ("post_add", "post_remove", "post_clear"):
+        if reverse:  # edited from the site's side: `instance` is the site
+            _route_on_commit(lambda: [instance.pk])
+        else:
+            _route_on_commit(lambda: selectors.agent_site_ids(instance.pk))
+
+
+def _route_on_commit(site_ids) -> None:
+    # Saved in a transaction (the admin's): route once it has committed.
+    transaction.on_commit(lambda: routing.assign_queued(site_ids=site_ids()))
 
 
 def requeue_chats_of_deleted_agent(sender, instance: AgentProfile, **kwargs) -> None:
@@ -24,5 +48,7 @@ def close_sockets_of_deactivated_agent(sender, instance, **kwargs) -> None:
 
 
 def connect() -> None:
+    post_save.connect(route_after_a_profile_was_saved, sender=AgentProfile)
+    m2m_changed.connect(route_after_sites_changed, sender=AgentProfile.sites.through)
     pre_delete.connect(requeue_chats_of_deleted_agent, sender=AgentProfile)
     post_save.connect(close_sockets_of_deactivated_agent, sender=settings.AUTH_USER_MODEL)

@@ -13,9 +13,7 @@ from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
-from supportdesk import csp
-
-from . import attachments, origins, selectors
+from . import attachments, csp, origins, selectors
 from .errors import NotFound, SiteDisabled
 from .models import Site
 

@@ -56,7 +56,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "supportdesk.csp.DenyFramingByDefault",
+    "chat.csp.DenyFramingByDefault",
 ]
 
 ROOT_URLCONF = "supportdesk.urls"
