@@ -34,71 +34,72 @@ def _event(cls):
     return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
+@_event
+class ConversationEvent(Event):
+    """Something that happened in one conversation, with who is in it (its agent, if
+    any, as of the change): subscribers choose whom to tell from these."""
+
+    conversation_id: int
+    site_id: int
+    visitor_id: int
+    agent_id: int | None
+
+
+def about(conversation) -> dict[str, Any]:
+    """The `ConversationEvent` fields of a conversation row, as it is now."""
+    return {
+        "conversation_id": conversation.id,
+        "site_id": conversation.site_id,
+        "visitor_id": conversation.visitor_id,
+        "agent_id": conversation.agent_id,
+    }
+
+
 # --- conversations ------------------------------------------------------------
 
 
 @_event
-class ConversationCreated(Event):
+class ConversationCreated(ConversationEvent):
     """A visitor's first message opened a conversation (it is queued or, with an agent
     free, assigned in the same transaction: `ConversationAssigned` follows)."""
 
-    conversation_id: int
-    site_id: int
-    visitor_id: int
-
 
 @_event
-class ConversationAssigned(Event):
-    """An agent took a conversation: routing, or a transfer to a named agent.
-    `conversation` is the agent's copy (`selectors.agent_conversation_dict` with the whole
-    history and notes), `agent` the agent as visitors see it."""
+class ConversationAssigned(ConversationEvent):
+    """An agent (`agent_id`) took a conversation: routing, or a transfer to a named
+    agent. `conversation` is the agent's copy (`selectors.agent_conversation_dict` with
+    the whole history and notes), `agent` the agent as visitors see it."""
 
-    conversation_id: int
-    site_id: int
-    visitor_id: int
-    agent_id: int
     agent: dict[str, Any]
     conversation: dict[str, Any]
 
 
 @_event
-class ConversationTransferred(Event):
+class ConversationTransferred(ConversationEvent):
     """An agent handed a conversation on: to `to_agent` (as visitors see it), or back to
     the queue (None)."""
 
-    conversation_id: int
-    site_id: int
     from_agent_id: int
     to_agent: dict[str, Any] | None
 
 
 @_event
-class ConversationRequeued(Event):
+class ConversationRequeued(ConversationEvent):
     """An active conversation went back to the front of the queue because its agent
     was lost (heartbeat lapsed) or removed."""
 
-    conversation_id: int
-    site_id: int
     former_agent_id: int
 
 
 @_event
-class ConversationClosed(Event):
-    conversation_id: int
-    site_id: int
-    visitor_id: int
-    agent_id: int | None
+class ConversationClosed(ConversationEvent):
     by: str  # SenderKind: visitor, agent or system
 
 
 @_event
-class RatingGiven(Event):
+class RatingGiven(ConversationEvent):
     """The visitor's CSAT score (1-5) of a conversation, with its comment."""
 
-    conversation_id: int
-    site_id: int
-    visitor_id: int
-    agent_id: int | None
     score: int
     comment: str
 
@@ -107,14 +108,11 @@ class RatingGiven(Event):
 
 
 @_event
-class MessageCreated(Event):
+class MessageCreated(ConversationEvent):
     """A message was stored. `message` is the message object as the wire shows it;
     `origin` is the socket that sent it (it gets the ack, not the message)."""
 
     message: dict[str, Any]
-    site_id: int
-    visitor_id: int
-    agent_id: int | None
     origin: str | None = None
 
 
@@ -127,25 +125,19 @@ class NoteCreated(Event):
 
 
 @_event
-class TypingChanged(Event):
+class TypingChanged(ConversationEvent):
     """One side started or stopped typing; `text` is a visitor's unsent draft (sneak
     peek), relayed to the agent and never stored."""
 
-    conversation_id: int
-    visitor_id: int
-    agent_id: int | None
     by: str  # "visitor" or "agent"
     active: bool
     text: str | None = None
 
 
 @_event
-class ReadUpTo(Event):
+class ReadUpTo(ConversationEvent):
     """One side has read the conversation up to `seq`."""
 
-    conversation_id: int
-    visitor_id: int
-    agent_id: int | None
     by: str  # "visitor" or "agent"
     seq: int
     origin: str | None = None
@@ -214,12 +206,9 @@ class VisitorTokenRotated(Event):
 
 
 @_event
-class VisitorContextChanged(Event):
+class VisitorContextChanged(ConversationEvent):
     """What the widget reports about the visitor changed while its chat is active."""
 
-    conversation_id: int
-    visitor_id: int
-    agent_id: int
     context: dict[str, Any]
 
 

@@ -2,18 +2,17 @@
 
 daphne runs Twisted on an asyncio event loop that it creates when `daphne.server` is
 imported, so the loop implementation has to be chosen before that import: this module
-sets uvloop's policy, then hands the command line to daphne unchanged. Per message,
-the event loop's own scheduling was about a quarter of a worker's CPU on the default
-loop (docs/performance.md, change 7); uvloop runs the same callbacks in C.
+sets uvloop's policy, then hands the command line to daphne unchanged. uvloop runs the
+event loop's scheduling, a large share of a worker's CPU per message, in C
+(docs/performance.md, change 7).
 
 `SUPPORTDESK_EVENT_LOOP=asyncio` keeps the standard loop (for comparison, or where
 uvloop is not available).
 
 It also loads the application before serving and freezes what loading made (Django,
 the app, every module: about 100,000 objects) out of the garbage collector's reach.
-Those objects live as long as the worker, yet each full collection walked all of them:
-about 50 ms on this project's machine, during which no socket of the worker is served
-(docs/performance.md, change 13). `SUPPORTDESK_GC_FREEZE=0` leaves the collector as it is.
+Those objects live as long as the worker, yet each full collection walked all of them,
+and no socket of the worker is served meanwhile (docs/performance.md, change 13). `SUPPORTDESK_GC_FREEZE=0` leaves the collector as it is.
 """
 
 import asyncio

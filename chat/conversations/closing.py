@@ -43,15 +43,7 @@ def _close(conversation: Conversation, *, by: str, now: datetime) -> str:
     conversation.closed_at = now
     conversation.closed_by = by
     conversation.save(update_fields=["status", "closed_at", "closed_by"])
-    events.emit_on_commit(
-        events.ConversationClosed(
-            conversation_id=conversation.id,
-            site_id=conversation.site_id,
-            visitor_id=conversation.visitor_id,
-            agent_id=conversation.agent_id,
-            by=by,
-        )
-    )
+    events.emit_on_commit(events.ConversationClosed(**events.about(conversation), by=by))
     logger.info("conversation %s closed by %s", conversation.id, by)
     return was
 
@@ -102,9 +94,7 @@ def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
             routing.back_to_queue(conversation, text=REQUEUED_TEXT, now=now)
             events.emit_on_commit(
                 events.ConversationRequeued(
-                    conversation_id=conversation.id,
-                    site_id=conversation.site_id,
-                    former_agent_id=former_agent_id,
+                    **events.about(conversation), former_agent_id=former_agent_id
                 )
             )
         requeued.append(conversation.id)

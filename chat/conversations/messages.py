@@ -43,15 +43,19 @@ class PostedMessage:
         return self.message["seq"]
 
 
-def append_at_once(
-    sender: Actor,
-    *,
-    conversation_id: int | None,
-    body: str,
-    client_msg_id: str,
-    now: datetime,
-    origin: str | None,
-) -> PostedMessage | None:
+@dataclass(frozen=True)
+class Draft:
+    """A message to store: who sends it, where (an agent names the conversation, a
+    visitor's goes to its open one), what, and the socket it came from (`origin`)."""
+
+    sender: Actor
+    body: str
+    client_msg_id: str
+    conversation_id: int | None = None
+    origin: str | None = None
+
+
+def append_at_once(draft: Draft, *, now: datetime) -> PostedMessage | None:
     """The everyday send: the visitor's message into its open conversation, or an
     agent's into an open one assigned to it, unless that client_msg_id is used there.
     None, having stored nothing, when it needs the full path: no such open
@@ -59,7 +63,7 @@ def append_at_once(
 
     On PostgreSQL it is one statement with no BEGIN or COMMIT of its own, where the full
     path makes five; on SQLite two, in one transaction."""
-    statement = _statement(sender, conversation_id, body, client_msg_id, now, connection)
+    statement = _statement(draft, now, connection)
     try:
         if connection.vendor == "postgresql":
             row = sql.execute_once(*statement.both)
@@ -74,64 +78,59 @@ def append_at_once(
         return None
     if row is None:
         return None
-    posted, event = _appended(row, sender, statement, now, origin)
+    posted, event = _appended(row, draft, now)
     events.emit_on_commit(event)
     return posted
 
 
-async def append_on_loop(
-    sender: Actor,
-    *,
-    conversation_id: int | None,
-    body: str,
-    client_msg_id: str,
-    now: datetime,
-    origin: str | None,
-) -> PostedMessage | None:
+async def append_on_loop(draft: Draft, *, now: datetime) -> PostedMessage | None:
     """`append_at_once` on PostgreSQL, run on the worker's event loop (chat/store/loop.py)
     instead of an ORM thread. None also when the database failed it: if the statement
     did commit before its answer was lost, the full path finds the message by its
     client_msg_id and answers it as a retry."""
-    statement = _statement(
-        sender, conversation_id, body, client_msg_id, now, connections["default"]
-    )
+    statement = _statement(draft, now, connections["default"])
     try:
         row = await loop.fetch_one(*statement.both)
     except (psycopg.IntegrityError, loop.Unavailable):
         return None
     if row is None:
         return None
-    posted, event = _appended(row, sender, statement, now, origin)
+    posted, event = _appended(row, draft, now)
     events.emit_committed(event)
     return posted
 
 
-def _statement(sender, conversation_id, body, client_msg_id, now, db) -> sql.AppendAtOnce:
+def _statement(draft: Draft, now: datetime, db) -> sql.AppendAtOnce:
     return sql.AppendAtOnce(
-        sender=sender.kind,
-        body=body,
-        client_msg_id=client_msg_id,
+        sender=draft.sender.kind,
+        body=draft.body,
+        client_msg_id=draft.client_msg_id,
         created_at=db.ops.adapt_datetimefield_value(now),
-        visitor_id=sender.visitor_id,
-        agent_id=sender.agent_id,
-        conversation_id=conversation_id,
+        visitor_id=draft.sender.visitor_id,
+        agent_id=draft.sender.agent_id,
+        conversation_id=draft.conversation_id,
     )
 
 
 def _appended(
-    row: tuple, sender: Actor, statement: sql.AppendAtOnce, now: datetime, origin: str | None
+    row: tuple, draft: Draft, now: datetime
 ) -> tuple[PostedMessage, events.MessageCreated]:
-    conversation, seq, visitor_id, agent_id, site_id = row
+    conversation_id, seq, visitor_id, agent_id, site_id = row
     wire = selectors.message_wire(
-        conversation=conversation,
+        conversation=conversation_id,
         seq=seq,
-        sender=sender.kind,
-        body=statement.body,
-        client_msg_id=statement.client_msg_id,
+        sender=draft.sender.kind,
+        body=draft.body,
+        client_msg_id=draft.client_msg_id,
         sent_at=now,
     )
     event = events.MessageCreated(
-        message=wire, site_id=site_id, visitor_id=visitor_id, agent_id=agent_id, origin=origin
+        conversation_id=conversation_id,
+        site_id=site_id,
+        visitor_id=visitor_id,
+        agent_id=agent_id,
+        message=wire,
+        origin=draft.origin,
     )
     return PostedMessage(wire, True, visitor_id, agent_id), event
 
@@ -187,13 +186,7 @@ def append_message(
         Message.attachment.related.set_cached_value(message, attachment)
     wire = selectors.message_dict(message)
     events.emit_on_commit(
-        events.MessageCreated(
-            message=wire,
-            site_id=conversation.site_id,
-            visitor_id=conversation.visitor_id,
-            agent_id=conversation.agent_id,
-            origin=origin,
-        )
+        events.MessageCreated(**events.about(conversation), message=wire, origin=origin)
     )
     return PostedMessage(wire, True, conversation.visitor_id, conversation.agent_id)
 

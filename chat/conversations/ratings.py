@@ -22,13 +22,6 @@ def rate_conversation(*, visitor_id: int, score: int, comment: str = "") -> Conv
             conversation=conversation, score=score, comment=comment
         )
         events.emit_on_commit(
-            events.RatingGiven(
-                conversation_id=conversation.id,
-                site_id=conversation.site_id,
-                visitor_id=visitor_id,
-                agent_id=conversation.agent_id,
-                score=score,
-                comment=comment,
-            )
+            events.RatingGiven(**events.about(conversation), score=score, comment=comment)
         )
     return rating

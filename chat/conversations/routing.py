@@ -187,10 +187,7 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
         conversation.visitor = sql.load_visitor(conversation.visitor_id)  # visitor_context
     events.emit_on_commit(
         events.ConversationAssigned(
-            conversation_id=conversation.id,
-            site_id=conversation.site_id,
-            visitor_id=conversation.visitor_id,
-            agent_id=agent.id,
+            **events.about(conversation),
             agent=agent.public_dict(),
             conversation={
                 **selectors.agent_conversation_dict(conversation),
@@ -229,8 +226,7 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
             _assign(conversation, target, now=now)
         events.emit_on_commit(
             events.ConversationTransferred(
-                conversation_id=conversation.id,
-                site_id=conversation.site_id,
+                **events.about(conversation),
                 from_agent_id=agent_id,
                 to_agent=target.public_dict() if target else None,
             )

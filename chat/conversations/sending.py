@@ -52,14 +52,8 @@ async def post_message_on_loop(
     `sends_on_loop()`). None, having stored nothing, when the message needs
     `post_message` (a first message, a retry, a database that failed it): that path
     decides and answers errors as it always does."""
-    return await messages.append_on_loop(
-        sender,
-        conversation_id=conversation_id,
-        body=body,
-        client_msg_id=client_msg_id,
-        now=timezone.now(),
-        origin=origin,
-    )
+    draft = messages.Draft(sender, body, client_msg_id, conversation_id, origin)
+    return await messages.append_on_loop(draft, now=timezone.now())
 
 
 def post_message(
@@ -85,14 +79,8 @@ def post_message(
     """
     now = timezone.now()
     if attachment_id is None and try_at_once and one_statement_send():
-        posted = messages.append_at_once(
-            sender,
-            conversation_id=conversation_id,
-            body=body,
-            client_msg_id=client_msg_id,
-            now=now,
-            origin=origin,
-        )
+        draft = messages.Draft(sender, body, client_msg_id, conversation_id, origin)
+        posted = messages.append_at_once(draft, now=now)
         if posted is not None:
             return posted
     opened = None
@@ -170,11 +158,7 @@ def _open_conversation(visitor_id: int, site_id: int, now) -> Conversation:
         )
     )
     conversation.earlier_message_id = None  # new: nothing sent in it yet
-    events.emit_on_commit(
-        events.ConversationCreated(
-            conversation_id=conversation.id, site_id=site_id, visitor_id=visitor_id
-        )
-    )
+    events.emit_on_commit(events.ConversationCreated(**events.about(conversation)))
     return conversation
 
 
@@ -242,9 +226,7 @@ def relay_typing(
         text = None
     events.emit_on_commit(
         events.TypingChanged(
-            conversation_id=conversation.id,
-            visitor_id=conversation.visitor_id,
-            agent_id=conversation.agent_id,
+            **events.about(conversation),
             by=actor.kind,
             active=active,
             text=text if active else None,
@@ -275,12 +257,5 @@ def mark_read(
             ).count()
             conversation.save(update_fields=["agent_read_seq", "agent_unread"])
         events.emit_on_commit(
-            events.ReadUpTo(
-                conversation_id=conversation.id,
-                visitor_id=conversation.visitor_id,
-                agent_id=conversation.agent_id,
-                by=actor.kind,
-                seq=seq,
-                origin=origin,
-            )
+            events.ReadUpTo(**events.about(conversation), by=actor.kind, seq=seq, origin=origin)
         )

@@ -134,16 +134,13 @@ def report_visitor_context(
         visitor.save(update_fields=changed)
         active = (
             Conversation.objects.filter(visitor_id=visitor_id, status=Conversation.Status.ACTIVE)
-            .values_list("id", "agent_id")
+            .only("id", "site_id", "visitor_id", "agent_id")
             .first()
         )
         if active is not None:
             events.emit_on_commit(
                 events.VisitorContextChanged(
-                    conversation_id=active[0],
-                    visitor_id=visitor_id,
-                    agent_id=active[1],
-                    context=selectors.visitor_context_dict(visitor),
+                    **events.about(active), context=selectors.visitor_context_dict(visitor)
                 )
             )
     return changed

@@ -3,9 +3,9 @@
 Channels hands a consumer one message at a time, its client's frames and its channel's
 events alike. An agent with fifty chats sends a message every few tens of milliseconds,
 and each waits for the database: handled in line, every `message` meant for that agent
-waited behind the agent's own sends, and past a few hundred chats the waits piled up
-into seconds (docs/performance.md, change 10). So an agent's socket hands each frame
-about a conversation to that conversation's lane and goes back to its events. A lane
+would wait behind the agent's own sends (docs/performance.md, change 10). So an agent's
+socket hands each frame about a conversation to that conversation's lane and goes back
+to its events. A lane
 runs its frames one after another, so frames about one conversation keep their order
 (seq order, a close after the sends before it), while frames about different
 conversations no longer wait for each other (`AgentConsumer.lane_of`).

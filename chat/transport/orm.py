@@ -31,7 +31,7 @@ def database_threads() -> ThreadPoolExecutor | None:
 @functools.cache
 def on_database_thread(fn: Callable) -> Callable:
     """`fn` made awaitable, run on one of the worker's ORM threads (the wrapper is made
-    once per function: building it per call cost 1 % of a worker's CPU)."""
+    once per function, not per call: every message makes several calls)."""
     executor = database_threads()
     if executor is None:
         return _DatabaseCall(fn)
