@@ -17,7 +17,7 @@ import psycopg
 from django.db import IntegrityError, connection, connections, transaction
 
 from .. import events, selectors
-from ..errors import AttachmentNotFound
+from ..errors import AttachmentNotFound, NotFound
 from ..models import Attachment, Conversation, Message, SenderKind
 from ..store import loop, sql
 from .actors import Actor
@@ -207,6 +207,40 @@ def _claim_attachment(
     if attachment is None:
         raise AttachmentNotFound
     return attachment
+
+
+def lock_conversation(
+    draft: Draft, *, check_first: bool = True
+) -> tuple[Conversation | None, int | None]:
+    """Lock the conversation `draft` goes into (inside a transaction), annotated with
+    the message already stored there under its client_msg_id (`sent_before`).
+
+    An agent's: the one it names (`NotFound` if there is none; whether it may write
+    there is the caller's to judge, after a retry was answered). A visitor's: its open
+    one, else (None, the visitor's site) with the visitor's row locked, for the caller to
+    open one. `check_first=False` skips the first look for an open conversation (the
+    caller expects none)."""
+    if not draft.sender.is_visitor:
+        conversation = sql.lock_conversation_with_earlier_send(
+            draft.client_msg_id, conversation_id=draft.conversation_id
+        )
+        if conversation is None:
+            raise NotFound
+        return conversation, None
+    visitor_id = draft.sender.visitor_id
+    if check_first:
+        conversation = sql.lock_conversation_with_earlier_send(
+            draft.client_msg_id, visitor_id=visitor_id
+        )
+        if conversation is not None:
+            return conversation, None
+    # Race: two tabs of one visitor may open a conversation at once; the row lock on
+    # Visitor serialises them and the second finds the first's.
+    site_id = sql.lock_visitor(visitor_id)
+    conversation = sql.lock_conversation_with_earlier_send(
+        draft.client_msg_id, visitor_id=visitor_id
+    )
+    return conversation, site_id
 
 
 def sent_before(conversation: Conversation) -> Message | None:

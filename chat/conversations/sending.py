@@ -78,21 +78,14 @@ def post_message(
     path, which for a visitor then starts with the visitor's row lock.
     """
     now = timezone.now()
+    draft = messages.Draft(sender, body, client_msg_id, conversation_id, origin)
     if attachment_id is None and try_at_once and one_statement_send():
-        draft = messages.Draft(sender, body, client_msg_id, conversation_id, origin)
         posted = messages.append_at_once(draft, now=now)
         if posted is not None:
             return posted
     opened = None
     with transaction.atomic():
-        if sender.is_visitor:
-            conversation, site_id = _lock_visitors(sender.visitor_id, client_msg_id, try_at_once)
-        else:
-            conversation = sql.lock_conversation_with_earlier_send(
-                client_msg_id, conversation_id=conversation_id
-            )
-            if conversation is None:
-                raise NotFound
+        conversation, site_id = messages.lock_conversation(draft, check_first=try_at_once)
         if conversation is None:
             earlier = messages.sent_before_by_visitor(sender.visitor_id, client_msg_id)
             if earlier is not None:
@@ -130,21 +123,6 @@ def post_message(
     if opened is not None and not placed:
         routing.route_new_conversation(opened, now=now)
     return posted
-
-
-def _lock_visitors(
-    visitor_id: int, client_msg_id: str, try_first: bool
-) -> tuple[Conversation | None, int | None]:
-    """The visitor's open conversation, locked, with its earlier send of client_msg_id;
-    (None, the visitor's site) when it has none open."""
-    if try_first:
-        conversation = sql.lock_conversation_with_earlier_send(client_msg_id, visitor_id=visitor_id)
-        if conversation is not None:
-            return conversation, None
-    # Race: two tabs of one visitor may open a conversation at once; the row lock on
-    # Visitor serialises them and the second finds the first's.
-    site_id = sql.lock_visitor(visitor_id)
-    return sql.lock_conversation_with_earlier_send(client_msg_id, visitor_id=visitor_id), site_id
 
 
 def _open_conversation(visitor_id: int, site_id: int, now) -> Conversation:
