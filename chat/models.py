@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 def new_site_key() -> str:
@@ -128,11 +129,13 @@ class Conversation(models.Model):
     # Queue order: re-queued conversations (priority 1) go before new ones, then FIFO.
     queue_priority = models.PositiveSmallIntegerField(default=0)
     queued_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the service that opens the conversation, from the one `now` its queued_at
+    # and (when an agent is free at once) assigned_at also take: never a second clock.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     assigned_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.CharField(max_length=10, choices=SenderKind.choices, blank=True)
-    last_activity_at = models.DateTimeField(auto_now_add=True)
+    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seq = models.PositiveIntegerField(default=0)
     # Read state per side, and how many messages the agent has not read yet
     # (kept in the same UPDATE that allocates a seq, so unread costs no query).
@@ -206,7 +209,8 @@ class Message(models.Model):
     body = models.TextField()
     # NULL, not "", for system messages, so the unique constraint ignores them.
     client_msg_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The time the service stored it, the `sent_at` of the wire.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["conversation", "seq"]

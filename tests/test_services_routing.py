@@ -64,6 +64,18 @@ def assigned_frames(broadcasts, visitor: Visitor) -> list[dict]:
 # --- who gets a new chat ----------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_taken_at_once_was_opened_queued_and_assigned_at_one_instant(personas):
+    # Seen in the admin: assigned_at 233006 µs, created_at 233745 µs, so a negative wait.
+    conversation = open_chat(personas.v1)
+
+    assert conversation.status == Status.ACTIVE
+    assert conversation.created_at == conversation.queued_at == conversation.assigned_at
+    first = conversation.messages.get(seq=1)
+    assert first.created_at == conversation.created_at == conversation.last_activity_at
+
+
+
 def test_new_chat_goes_to_the_least_loaded_agent_even_if_another_idled_longer(personas):
     alice, bob = personas.alice, personas.bob
     AgentProfile.objects.filter(pk=bob.pk).update(capacity=3)

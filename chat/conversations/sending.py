@@ -131,6 +131,7 @@ def _open_conversation(visitor_id: int, site_id: int, now) -> Conversation:
             site_id=site_id,
             visitor_id=visitor_id,
             status=Status.QUEUED,
+            created_at=now,
             queued_at=now,
             last_activity_at=now,
         )
