@@ -38,10 +38,12 @@ def message_wire(
     body: str,
     client_msg_id: str | None,
     sent_at: datetime,
+    agent: dict | None = None,
 ) -> dict:
     """A message without a file as the wire carries it (docs/protocol.md), from its
-    values: the send path has them without loading a `Message`."""
-    return {
+    values: the send path has them without loading a `Message`. An agent's message also
+    names its author (v1.1): `agent`, from `author`."""
+    wire = {
         "conversation": conversation,
         "seq": seq,
         "sender": sender,
@@ -49,9 +51,30 @@ def message_wire(
         "client_msg_id": client_msg_id,
         "sent_at": sent_at.isoformat(),
     }
+    if sender == SenderKind.AGENT:
+        wire["agent"] = agent
+    return wire
+
+
+def author(agent_id: int | None, display_name: str | None) -> dict | None:
+    """The agent who wrote a message as the wire names it; None once the agent's profile
+    is gone (the message keeps `sender: "agent"`)."""
+    if agent_id is None or display_name is None:
+        return None
+    return {"id": agent_id, "display_name": display_name}
 
 
 def message_dict(message: Message) -> dict:
+    """A stored message as the wire carries it. Its author comes from the `author_name`
+    the raw queries and the send path set, else from `select_related("sender_agent")`:
+    never a query per message."""
+    if message.sender != SenderKind.AGENT:
+        agent = None
+    elif hasattr(message, "author_name"):
+        agent = author(message.sender_agent_id, message.author_name)
+    else:
+        profile = message.sender_agent
+        agent = author(message.sender_agent_id, profile.display_name if profile else None)
     wire = message_wire(
         conversation=message.conversation_id,
         seq=message.seq,
@@ -59,6 +82,7 @@ def message_dict(message: Message) -> dict:
         body=message.body,
         client_msg_id=message.client_msg_id,
         sent_at=message.created_at,
+        agent=agent,
     )
     # (addition) Only messages with a file carry `attachment`.
     attachment = loaded_attachment(message)
@@ -69,8 +93,8 @@ def message_dict(message: Message) -> dict:
 
 def loaded_attachment(message: Message) -> Attachment | None:
     """The message's attachment if it was loaded with it (`select_related("attachment")`,
-    or set by `conversations.messages.append_message`), else None: turning a message into its wire
-    shape never costs a query, so a plain message's hot path stays as it was."""
+    or set by `conversations.messages.append_message`), else None: turning a message into
+    its wire shape never costs a query, so a plain message's hot path stays as it was."""
     relation = Message.attachment.related
     return relation.get_cached_value(message) if relation.is_cached(message) else None
 
@@ -93,7 +117,7 @@ def attachment_dict(attachment: Attachment) -> dict:
 def messages_after(conversation_id: int, after_seq: int) -> list[dict]:
     rows = (
         Message.objects.filter(conversation_id=conversation_id, seq__gt=after_seq)
-        .select_related("attachment")
+        .select_related("attachment", "sender_agent")
         .order_by("seq")
     )
     return [message_dict(m) for m in rows]
@@ -134,7 +158,7 @@ def messages_between(conversation_id: int, after_seq: int, before_seq: int) -> l
         Message.objects.filter(
             conversation_id=conversation_id, seq__gt=after_seq, seq__lt=before_seq
         )
-        .select_related("attachment")
+        .select_related("attachment", "sender_agent")
         .order_by("seq")
     )
     return [message_dict(m) for m in rows]

@@ -5,7 +5,7 @@ is refused."""
 import pytest
 
 from agents.models import AgentProfile
-from chat import errors
+from chat import errors, selectors
 from chat.conversations import closing, presence, routing, sending
 from chat.conversations.actors import Actor
 from chat.models import Conversation, Message
@@ -286,3 +286,62 @@ async def test_transfer_frame_without_a_valid_to_agent_is_a_bad_frame(personas, 
     alice, _ = await sockets.agent(personas.alice)
     await alice.send_json_to(frame)
     assert (await ws.receive_until(alice, "error"))["code"] == "bad_frame"
+
+
+# --- who wrote what, after a transfer (v1.1: `agent` on agent messages) -------------
+
+
+async def test_after_a_transfer_every_copy_of_a_message_names_the_agent_who_wrote_it(
+    personas, sockets
+):
+    visitor, _ = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
+    alice, _ = await sockets.agent(personas.alice)
+    bob, _ = await sockets.agent(personas.bob)
+    await visitor.send_json_to({"type": "message.send", "client_msg_id": "v-1", "body": "Hi"})
+    chat_id = (await ws.receive_until(alice, "conversation.assigned"))["conversation"]["id"]
+    await alice.send_json_to(
+        {"type": "message.send", "conversation": chat_id, "client_msg_id": "a-1", "body": "Alice"}
+    )
+    live = await ws.receive_until(visitor, "message")
+    assert live["agent"] == {"id": personas.alice.id, "display_name": "Alice"}
+
+    await alice.send_json_to(
+        {"type": "conversation.transfer", "conversation": chat_id, "to_agent": personas.bob.id}
+    )
+    handed = await ws.receive_until(bob, "conversation.assigned")
+    await bob.send_json_to(
+        {"type": "message.send", "conversation": chat_id, "client_msg_id": "b-1", "body": "Bob"}
+    )
+    await ws.receive_until(bob, "message.ack")
+
+    def authors(messages):
+        return [(m["sender"], m.get("agent", "-")) for m in messages]
+
+    alices = {"id": personas.alice.id, "display_name": "Alice"}
+    bobs = {"id": personas.bob.id, "display_name": "Bob"}
+    # Bob's copy of the history: alice's reply is alice's, not his own.
+    assert authors(handed["conversation"]["messages"]) == [
+        ("visitor", "-"),
+        ("agent", alices),
+        ("system", "-"),
+    ]
+    # A visitor who reloads, and bob catching up, see the same authors.
+    _back, ready = await sockets.visitor(
+        personas.acme.key, personas.token(personas.v1), last_seq=0
+    )
+    await bob.send_json_to({"type": "sync", "conversation": chat_id, "after_seq": 0})
+    synced = await ws.receive_until(bob, "sync")
+    expected = [("visitor", "-"), ("agent", alices), ("system", "-"), ("agent", bobs)]
+    assert authors(ready["messages"]) == authors(synced["messages"]) == expected
+
+
+def test_a_message_whose_agent_profile_is_gone_names_no_author(personas):
+    chat = open_chat(personas.v1)
+    sending.post_message(
+        Actor.agent(personas.alice.id), conversation_id=chat.id, client_msg_id="a", body="Hi"
+    )
+    closing.close_conversation(Actor.agent(personas.alice.id), conversation_id=chat.id)
+    personas.alice.delete()
+
+    [_first, reply] = selectors.messages_after(chat.id, 0)
+    assert (reply["sender"], reply["agent"]) == ("agent", None)

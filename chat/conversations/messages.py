@@ -115,7 +115,7 @@ def _statement(draft: Draft, now: datetime, db) -> sql.AppendAtOnce:
 def _appended(
     row: tuple, draft: Draft, now: datetime
 ) -> tuple[PostedMessage, events.MessageCreated]:
-    conversation_id, seq, visitor_id, agent_id, site_id = row
+    conversation_id, seq, visitor_id, agent_id, site_id, author_name = row
     wire = selectors.message_wire(
         conversation=conversation_id,
         seq=seq,
@@ -123,6 +123,7 @@ def _appended(
         body=draft.body,
         client_msg_id=draft.client_msg_id,
         sent_at=now,
+        agent=selectors.author(agent_id, author_name),
     )
     event = events.MessageCreated(
         conversation_id=conversation_id,
@@ -143,10 +144,12 @@ def append_message(
     now: datetime,
     client_msg_id: str | None = None,
     sender_agent_id: int | None = None,
+    author_name: str | None = None,
     origin: str | None = None,
     attachment_id: int | None = None,
 ) -> PostedMessage:
-    """Append to a conversation whose row the caller has locked (the full path).
+    """Append to a conversation whose row the caller has locked (the full path). An
+    agent's message names its author: `author_name`, the agent's display name.
 
     The row lock taken by the caller is what makes `seq` gapless and ordered: two
     workers appending at once queue on it, and each reads the other's last_seq.
@@ -179,6 +182,7 @@ def append_message(
             created_at=now,
         )
     )
+    message.author_name = author_name
     if attachment is not None:
         attachment.message = message
         attachment.save(update_fields=["message"])
@@ -248,7 +252,9 @@ def sent_before(conversation: Conversation) -> Message | None:
     already holds under the sent client_msg_id (the send is a retry), if any."""
     if conversation.earlier_message_id is None:
         return None
-    return Message.objects.select_related("attachment").get(pk=conversation.earlier_message_id)
+    return Message.objects.select_related("attachment", "sender_agent").get(
+        pk=conversation.earlier_message_id
+    )
 
 
 def sent_before_by_visitor(visitor_id: int, client_msg_id: str) -> Message | None:
@@ -257,7 +263,9 @@ def sent_before_by_visitor(visitor_id: int, client_msg_id: str) -> Message | Non
     message_id = sql.earlier_visitor_message_id(visitor_id, client_msg_id)
     if message_id is None:
         return None
-    return Message.objects.select_related("attachment", "conversation").get(pk=message_id)
+    return Message.objects.select_related("attachment", "conversation", "sender_agent").get(
+        pk=message_id
+    )
 
 
 def posted_again(message: Message, conversation: Conversation) -> PostedMessage:

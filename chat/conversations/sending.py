@@ -113,6 +113,7 @@ def post_message(
             conversation,
             sender=sender.kind,
             sender_agent_id=sender.agent_id,
+            author_name=getattr(conversation, "agent_name", None),
             body=body,
             client_msg_id=client_msg_id,
             origin=origin,

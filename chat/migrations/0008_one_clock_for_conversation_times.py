@@ -5,25 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0007_hot_updates'),
+        ("chat", "0007_hot_updates"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='conversation',
-            name='created_at',
+            model_name="conversation",
+            name="created_at",
             field=models.DateTimeField(default=django.utils.timezone.now, editable=False),
         ),
         migrations.AlterField(
-            model_name='conversation',
-            name='last_activity_at',
+            model_name="conversation",
+            name="last_activity_at",
             field=models.DateTimeField(default=django.utils.timezone.now, editable=False),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='created_at',
+            model_name="message",
+            name="created_at",
             field=models.DateTimeField(default=django.utils.timezone.now, editable=False),
         ),
     ]

@@ -172,26 +172,29 @@ def lock_conversation_with_earlier_send(
 ) -> Conversation | None:
     """Lock a conversation (inside a transaction): the visitor's open one, or the one with
     that id. It comes annotated with `earlier_message_id`: the message already stored in
-    it under `client_msg_id` (the send is a retry), else None.
+    it under `client_msg_id` (the send is a retry), else None; and, when named by id (an
+    agent's send), with `agent_name`, its agent's display name (the message's author).
 
     The idempotency check rides on the locking SELECT, not a query of its own. Under the
     row lock nobody else can store that client_msg_id in the conversation meanwhile (and
     the unique constraint backs it)."""
     if visitor_id is not None:
         where, params = "c.visitor_id = %s AND c.status IN (%s, %s)", [visitor_id, *OPEN]
+        author = "NULL"
     else:
         where, params = "c.id = %s", [conversation_id]
+        author = f"(SELECT a.display_name FROM {AGENT_TABLE} a WHERE a.id = c.agent_id)"
     columns, _converters = _conversation_columns(connection.alias)
     row = fetch_one(
         f"SELECT {columns}, (SELECT m.id FROM {MESSAGE_TABLE} m"
-        f" WHERE m.conversation_id = c.id AND m.client_msg_id = %s)"
+        f" WHERE m.conversation_id = c.id AND m.client_msg_id = %s), {author}"
         f" FROM {CONVERSATION_TABLE} c WHERE {where} ORDER BY c.id LIMIT 1{for_update()}",
         [client_msg_id, *params],
     )
     if row is None:
         return None
-    conversation = _conversation_from(list(row[:-1]))
-    conversation.earlier_message_id = row[-1]
+    conversation = _conversation_from(list(row[:-2]))
+    conversation.earlier_message_id, conversation.agent_name = row[-2:]
     return conversation
 
 
@@ -233,7 +236,8 @@ class AppendAtOnce:
     """The everyday send's statements: append a message to the visitor's open
     conversation (`visitor_id`), or to an open one assigned to `agent_id`, unless its
     client_msg_id is already used there (a retry). They return (conversation id, seq,
-    visitor id, agent id, site id), or no row having stored nothing.
+    visitor id, agent id, site id, the agent's display name for an agent's send), or no
+    row having stored nothing.
 
     The conditional UPDATE takes the row lock and allocates the seq; two sends to one
     conversation queue on it, and the second re-reads the row the first committed
@@ -283,11 +287,14 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
     if by_visitor:
         where = "visitor_id = %s AND status IN (%s, %s)"
         counters = "agent_unread = agent_unread + 1"
+        author = "NULL"
     else:
         where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
         # Answering means having read everything before the answer.
         counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
-    returning = "id, last_seq, visitor_id, agent_id, site_id"
+        # The message names its author as stored now (v1.1).
+        author = f"(SELECT display_name FROM {AGENT_TABLE} WHERE id = agent_id)"
+    returning = f"id, last_seq, visitor_id, agent_id, site_id, {author} AS author_name"
     update = (
         f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
         f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
@@ -298,7 +305,10 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
         f"INSERT INTO {MESSAGE_TABLE} ({', '.join(_MESSAGE_COLUMNS)})"
         " SELECT id, last_seq, %s, %s, %s, %s, %s FROM "
     )
-    both = f"WITH c AS ({update}), m AS ({insert}c) SELECT {returning} FROM c"
+    both = (
+        f"WITH c AS ({update}), m AS ({insert}c)"
+        " SELECT id, last_seq, visitor_id, agent_id, site_id, author_name FROM c"
+    )
     return update, both, f"{insert}{CONVERSATION_TABLE} WHERE id = %s"
 
 
@@ -475,12 +485,14 @@ def advisory_lock_then_clock(key: int, site_id: int) -> int:
 
 
 def messages_with_attachment_flag(conversation_id: int) -> list[Message]:
-    """Every message of a conversation in seq order, each with `with_attachment`."""
+    """Every message of a conversation in seq order, each with `with_attachment` and its
+    author's `author_name`."""
     return list(
         Message.objects.raw(
             f"SELECT m.*, EXISTS (SELECT 1 FROM {ATTACHMENT_TABLE} a WHERE a.message_id = m.id)"
-            f" AS with_attachment FROM {MESSAGE_TABLE} m WHERE m.conversation_id = %s"
-            " ORDER BY m.seq",
+            f" AS with_attachment, p.display_name AS author_name FROM {MESSAGE_TABLE} m"
+            f" LEFT JOIN {AGENT_TABLE} p ON p.id = m.sender_agent_id"
+            " WHERE m.conversation_id = %s ORDER BY m.seq",
             [conversation_id],
         )
     )

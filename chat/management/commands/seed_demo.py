@@ -247,13 +247,11 @@ def sample_agents() -> list[SampleAgent]:
 
 @contextmanager
 def historical_timestamps() -> Iterator[None]:
-    """Let bulk_create store the timestamps we give (auto_now_add would stamp "now")."""
+    """Let bulk_create store the timestamps we give (auto_now_add would stamp "now").
+    Conversations' and messages' times are set by their services already."""
     fields = [
         Visitor._meta.get_field("first_seen"),
         Visitor._meta.get_field("last_seen"),
-        Conversation._meta.get_field("created_at"),
-        Conversation._meta.get_field("last_activity_at"),
-        Message._meta.get_field("created_at"),
         Note._meta.get_field("created_at"),
         ConversationRating._meta.get_field("created_at"),
     ]
