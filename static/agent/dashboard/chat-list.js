@@ -1,0 +1,169 @@
+/* The list of the agent's chats in the sidebar: each entry shows the visitor, the last
+ * message, the unread badge and how long the visitor has waited for an answer (counting
+ * up while nothing else changes); arrow keys move through it. Beside it the load, the
+ * capacity and the queue, and in the page title the unread count. */
+
+import { clockTime, duration, els, part, text } from "./dom.js";
+import { messageText } from "./files.js";
+import { root, state } from "./state.js";
+
+const TITLE = "supportdesk";
+const WAIT_TICK_MS = 5000;
+
+export const visitorName = (chat) => (chat.visitorId ? `Visitor #${chat.visitorId}` : "Visitor");
+
+export const lastPreview = (chat) => {
+  if (!chat.seqs.length) return "";
+  const message = chat.messages.get(chat.seqs[chat.seqs.length - 1]);
+  return (message.sender === "agent" ? "You: " : "") + messageText(message).replace(/\s+/g, " ");
+};
+
+/* When the visitor's oldest message since my last reply was sent, or null. */
+const waitingSince = (chat) => {
+  let since = null;
+  for (let i = chat.seqs.length - 1; i >= 0; i -= 1) {
+    const message = chat.messages.get(chat.seqs[i]);
+    if (message.sender === "agent") break;
+    if (message.sender === "visitor") since = message.sent_at;
+  }
+  return since ? new Date(since) : null;
+};
+
+/* The chat's entry, from #chat-item-template; `select` runs when it is clicked. */
+export const buildItem = (chat, select) => {
+  const entry = part(els.itemTemplate.content.cloneNode(true), ".chat-entry");
+  const button = part(entry, ".chat-item");
+  chat.item = {
+    entry,
+    button,
+    avatar: part(entry, ".avatar"),
+    name: part(entry, ".item-name"),
+    wait: part(entry, ".item-wait"),
+    preview: part(entry, ".item-preview"),
+    badge: part(entry, ".badge"),
+    badgeCount: part(entry, ".badge-count"),
+  };
+  entry.dataset.conversation = String(chat.id);
+  button.addEventListener("click", select);
+  els.list.appendChild(entry);
+};
+
+/* The chat leaves the page: its entry and its pane. */
+export const removeChat = (chat) => {
+  const wasSelected = state.selected === chat.id;
+  chat.item.entry.remove();
+  chat.pane.root.remove();
+  state.chats.delete(chat.id);
+  if (wasSelected) {
+    state.selected = null;
+    els.emptyPane.hidden = false;
+    root.classList.remove("has-selection");
+    const next = els.list.querySelector(".chat-item");
+    if (next) next.focus();
+  }
+  refreshCounts();
+};
+
+const updateWait = (chat, now) => {
+  const wait = chat.item.wait;
+  const since = chat.status === "active" ? waitingSince(chat) : null;
+  if (!since || isNaN(since.getTime())) {
+    if (chat.status !== "active") {
+      text(wait, chat.status === "closed" ? "Closed" : "Ended");
+      wait.hidden = false;
+      wait.dataset.level = "ended";
+    } else {
+      wait.hidden = true;
+    }
+    return;
+  }
+  const ms = now - since.getTime();
+  text(wait, `Waiting ${duration(ms)}`);
+  wait.title = `Waiting for a reply since ${clockTime(since.toISOString())}`;
+  wait.dataset.level = ms >= 5 * 60000 ? "urgent" : ms >= 2 * 60000 ? "warn" : "ok";
+  wait.hidden = false;
+};
+
+/* The chat's entry and its pane's heading, from what is known about it now. */
+export const updateItem = (chat) => {
+  const item = chat.item;
+  const name = visitorName(chat);
+  text(item.name, name);
+  text(item.avatar, chat.visitorId ? String(chat.visitorId).slice(-2) : "V");
+  item.avatar.dataset.tone = String((chat.visitorId || 0) % 6);
+  text(chat.pane.title, name);
+  text(chat.pane.avatar, item.avatar.textContent);
+  chat.pane.avatar.dataset.tone = item.avatar.dataset.tone;
+  text(chat.pane.label, `Reply to ${name}`);
+  let subtitle = `Chat #${chat.id}`;
+  if (chat.seqs.length) {
+    subtitle += ` · started ${clockTime(chat.messages.get(chat.seqs[0]).sent_at)}`;
+  }
+  if (chat.status === "closed") subtitle += " · closed";
+  else if (chat.status === "requeued") subtitle += " · moved back to the queue";
+  else if (chat.status === "ended") subtitle += " · no longer yours";
+  text(chat.pane.sub, subtitle);
+
+  if (chat.visitorTyping) {
+    text(item.preview, "typing…");
+    item.preview.classList.add("is-typing");
+  } else {
+    text(item.preview, lastPreview(chat) || (chat.historyLoaded ? "No messages" : "Loading…"));
+    item.preview.classList.remove("is-typing");
+  }
+  if (chat.unread > 0 && chat.status === "active") {
+    text(item.badgeCount, String(chat.unread));
+    item.badge.hidden = false;
+    item.entry.classList.add("has-unread");
+  } else {
+    item.badge.hidden = true;
+    item.entry.classList.remove("has-unread");
+  }
+  updateWait(chat, Date.now());
+};
+
+/* The load, the capacity, the empty-list note and the unread count in the title. */
+export const refreshCounts = () => {
+  let open = 0;
+  let unread = 0;
+  state.chats.forEach((chat) => {
+    if (chat.status === "active") {
+      open += 1;
+      unread += chat.unread;
+    }
+  });
+  text(els.load, String(open));
+  text(els.capacity, String(state.capacity));
+  els.listEmpty.hidden = state.chats.size > 0;
+  document.title = unread > 0 ? `(${unread}) ${TITLE}` : TITLE;
+};
+
+export const setQueueLength = (value) => {
+  if (typeof value !== "number") return;
+  state.queueLength = value;
+  text(els.queue, String(value));
+  els.queue.parentElement.classList.toggle("has-queue", value > 0);
+};
+
+// Arrow keys move between chats in the list; Tab leaves it.
+const moveInList = (event) => {
+  if (!["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
+  const buttons = [...els.list.querySelectorAll(".chat-item")];
+  const index = buttons.indexOf(document.activeElement);
+  if (index === -1 || buttons.length === 0) return;
+  event.preventDefault();
+  let next = index;
+  if (event.key === "ArrowDown") next = Math.min(buttons.length - 1, index + 1);
+  if (event.key === "ArrowUp") next = Math.max(0, index - 1);
+  if (event.key === "Home") next = 0;
+  if (event.key === "End") next = buttons.length - 1;
+  buttons[next].focus();
+};
+
+export const setupChatList = () => {
+  els.list.addEventListener("keydown", moveInList);
+  window.setInterval(() => {
+    const now = Date.now();
+    state.chats.forEach((chat) => updateWait(chat, now));
+  }, WAIT_TICK_MS);
+};

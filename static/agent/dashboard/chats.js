@@ -1,0 +1,194 @@
+/* A chat's life on this page: made when it is assigned (or listed by `ready`), opened
+ * when the agent picks it, ended when it is closed, transferred or moved back to the
+ * queue (it stays listed, greyed, until the agent removes it), and made active again
+ * if the server gives it back. */
+
+import { buildItem, lastPreview, refreshCounts, updateItem, visitorName } from "./chat-list.js";
+import { stopTyping } from "./composer.js";
+import {
+  addMessages,
+  addNotes,
+  checkGaps,
+  contiguousSeq,
+  markRead,
+  requestSync,
+  scrollToBottom,
+  setVisitorTyping,
+} from "./conversation.js";
+import { announce, els, text } from "./dom.js";
+import { askNotificationPermissionOnce, notifyDesktop } from "./notifications.js";
+import { failPending } from "./outbox.js";
+import { buildPane } from "./pane.js";
+import { root, state } from "./state.js";
+import { showTransferPanel } from "./transfer.js";
+import { requestProfile, showVisitorContext } from "./visitor-panel.js";
+
+const selectChat = (id, byUser) => {
+  const chat = state.chats.get(id);
+  if (!chat) return;
+  if (state.selected !== null && state.selected !== id) {
+    const previous = state.chats.get(state.selected);
+    if (previous) {
+      previous.pane.root.hidden = true;
+      previous.item.button.setAttribute("aria-current", "false");
+      previous.item.entry.classList.remove("is-selected");
+      stopTyping(previous);
+    }
+  }
+  state.selected = id;
+  els.emptyPane.hidden = true;
+  chat.pane.root.hidden = false;
+  chat.item.button.setAttribute("aria-current", "true");
+  chat.item.entry.classList.add("is-selected");
+  root.classList.add("has-selection");
+  scrollToBottom(chat);
+  requestProfile(chat);
+  if (byUser) {
+    askNotificationPermissionOnce();
+    if (!chat.pane.input.disabled) chat.pane.input.focus();
+  }
+  markRead(chat);
+};
+
+const createChat = (data) => {
+  const chat = {
+    id: data.id,
+    visitorId: data.visitor && data.visitor.id,
+    status: "active",
+    messages: new Map(), // seq -> message
+    seqs: [], // held seqs, ascending
+    rows: new Map(), // seq -> <li>
+    pending: new Map(), // client_msg_id -> reply on its way (outbox.js)
+    notes: new Map(), // internal note id -> <li>
+    unread: 0,
+    countedThrough: 0, // highest seq already included in `unread`
+    readSeq: 0,
+    visitorReadSeq: 0,
+    receiptRow: null,
+    historyLoaded: false,
+    syncing: false,
+    visitorTyping: false,
+    visitorTypingTimer: null,
+    typingSentAt: 0,
+    typingActive: false,
+    typingIdleTimer: null,
+    stickToBottom: true,
+    // Added by their modules: item (chat-list.js), pane (pane.js), suggestions and
+    // suggestActive (canned-suggestions.js), visitorPanel, visitorContext, profileAsked
+    // and historyWanted (visitor-panel.js).
+  };
+  buildItem(chat, () => selectChat(chat.id, true));
+  buildPane(chat);
+  return chat;
+};
+
+const reopenChat = (chat) => {
+  chat.status = "active";
+  chat.item.entry.classList.remove("is-ended");
+  chat.pane.root.classList.remove("is-ended");
+  chat.pane.notice.hidden = true;
+  chat.pane.input.disabled = false;
+  chat.pane.sendButton.disabled = false;
+  chat.pane.attach.disabled = false;
+  chat.pane.close.disabled = false;
+  text(chat.pane.close, "Close chat");
+  chat.pane.transfer.disabled = false;
+};
+
+export const upsertChat = (data) => {
+  let chat = state.chats.get(data.id);
+  if (!chat) {
+    chat = createChat(data);
+    state.chats.set(chat.id, chat);
+  }
+  if (data.visitor && typeof data.visitor.id === "number") chat.visitorId = data.visitor.id;
+  if (data.visitor_context) showVisitorContext(chat, data.visitor_context);
+  if (typeof data.visitor_read_seq === "number") {
+    chat.visitorReadSeq = Math.max(chat.visitorReadSeq, data.visitor_read_seq);
+  }
+  if (data.status === "active" && chat.status !== "active") reopenChat(chat);
+  return chat;
+};
+
+export const endChat = (chat, status, notice) => {
+  chat.status = status;
+  chat.unread = 0;
+  setVisitorTyping(chat, false);
+  stopTyping(chat);
+  chat.pending.forEach((pending) => failPending(chat, pending, "The chat is over."));
+  chat.item.entry.classList.add("is-ended");
+  chat.pane.root.classList.add("is-ended");
+  text(chat.pane.notice, notice);
+  chat.pane.notice.hidden = false;
+  chat.pane.input.disabled = true;
+  chat.pane.sendButton.disabled = true;
+  chat.pane.attach.disabled = true;
+  chat.pane.close.disabled = false;
+  text(chat.pane.close, "Remove from list");
+  chat.pane.transfer.disabled = true;
+  showTransferPanel(chat, false);
+  updateItem(chat);
+  refreshCounts();
+};
+
+// --- frames --------------------------------------------------------------------------
+
+export const onAssigned = (frame) => {
+  const data = frame.conversation || {};
+  if (typeof data.id !== "number") return;
+  const known = state.chats.get(data.id);
+  const reopened = known && known.status !== "active";
+  const chat = upsertChat(data);
+  if (!known || reopened) {
+    chat.unread = Number(data.unread) || 0;
+    chat.countedThrough = Number(data.last_seq) || 0;
+    chat.readSeq = Number(data.read_seq) || 0;
+  }
+  if (Array.isArray(data.messages)) {
+    addMessages(chat, data.messages, false);
+    addNotes(chat, data.notes);
+    chat.historyLoaded = true;
+    checkGaps(chat);
+  } else {
+    requestSync(chat, contiguousSeq(chat));
+  }
+  updateItem(chat);
+  refreshCounts();
+  if (!known || reopened) {
+    const who = visitorName(chat);
+    announce(`New chat from ${who}.`);
+    notifyDesktop(`New chat from ${who}`, lastPreview(chat), chat);
+  }
+  markRead(chat);
+};
+
+export const onClosed = (frame) => {
+  const chat = state.chats.get(frame.conversation);
+  if (!chat) return;
+  const by = frame.by === "agent" ? "you" : frame.by === "visitor" ? "the visitor" : "the system";
+  endChat(chat, "closed", `This chat was closed by ${by}.`);
+  if (frame.by !== "agent") announce(`Chat with ${visitorName(chat)} was closed by ${by}.`);
+};
+
+export const onTransferred = (frame) => {
+  const chat = state.chats.get(frame.conversation);
+  if (!chat) return;
+  showTransferPanel(chat, false);
+  const to = frame.to && frame.to.display_name;
+  endChat(
+    chat,
+    "transferred",
+    to ? `This chat was transferred to ${to}.` : "This chat was moved back to the queue.",
+  );
+};
+
+export const onRequeued = (frame) => {
+  const chat = state.chats.get(frame.conversation);
+  if (!chat) return;
+  endChat(
+    chat,
+    "requeued",
+    "This chat was moved back to the queue because your connection lapsed. Another agent may pick it up.",
+  );
+  announce(`Chat with ${visitorName(chat)} was moved back to the queue.`);
+};

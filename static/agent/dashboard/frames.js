@@ -1,0 +1,75 @@
+/* Which module answers each frame the server sends on the agent socket
+ * (docs/protocol.md), and `error`, whose answer depends on what it refers to. */
+
+import { cannedError, onCannedDeleted, onCannedSaved } from "./canned.js";
+import { onCanned } from "./canned-suggestions.js";
+import { setQueueLength } from "./chat-list.js";
+import { onAssigned, onClosed, onRequeued, onTransferred } from "./chats.js";
+import { onAck } from "./composer.js";
+import { onMessage, onNote, onRated, onRead, onTyping } from "./conversation.js";
+import { toast } from "./dom.js";
+import { failPending } from "./outbox.js";
+import { onPresence } from "./presence.js";
+import { onReady, onSync } from "./resume.js";
+import { send } from "./socket.js";
+import { state } from "./state.js";
+import { onAgents } from "./transfer.js";
+import { onConversationHistory, onVisitorContext, onVisitorProfile } from "./visitor-panel.js";
+
+const onError = (frame) => {
+  const detail = frame.detail || frame.code || "Something went wrong.";
+  if (frame.client_msg_id) {
+    let found = false;
+    state.chats.forEach((chat) => {
+      const pending = chat.pending.get(frame.client_msg_id);
+      if (pending) {
+        found = true;
+        failPending(chat, pending, detail);
+      }
+    });
+    if (found) return;
+  }
+  if (cannedError(frame)) return;
+  if (frame.code === "rate_limited") {
+    toast("Slow down a little: the server is refusing frames.");
+  } else if (frame.code === "agent_unavailable") {
+    toast("That agent cannot take this chat right now. Pick someone else or the queue.");
+    send({ type: "agents.list" });
+  } else if (frame.code === "not_found") {
+    toast("That chat is no longer yours.");
+  } else if (frame.code !== "conversation_closed") {
+    toast(detail);
+  }
+};
+
+const handlers = {
+  ready: onReady,
+  presence: onPresence,
+  queue: (frame) => setQueueLength(frame.queue_length),
+  "conversation.assigned": onAssigned,
+  message: onMessage,
+  "message.ack": onAck,
+  note: onNote,
+  "note.ack": () => {},
+  agents: onAgents,
+  canned: onCanned,
+  "canned.saved": onCannedSaved,
+  "canned.deleted": onCannedDeleted,
+  "conversation.rated": onRated,
+  "conversation.transferred": onTransferred,
+  "visitor.context": onVisitorContext,
+  "visitor.profile": onVisitorProfile,
+  "conversation.history": onConversationHistory,
+  sync: onSync,
+  typing: onTyping,
+  read: onRead,
+  "conversation.closed": onClosed,
+  "conversation.requeued": onRequeued,
+  error: onError,
+  pong: () => {},
+};
+
+export const handleFrame = (frame) => {
+  const handler = handlers[frame.type];
+  if (handler) handler(frame);
+};

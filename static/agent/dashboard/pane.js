@@ -1,0 +1,86 @@
+/* One chat's pane, built from #pane-template: its heading and buttons (back to the list
+ * on a phone, close, or remove once the chat is over), the log that keeps to the bottom
+ * unless the agent scrolled up, and the parts other modules wire in: the canned
+ * suggestions, transfer, the composer, Retry and attachments. */
+
+import { attachFiles } from "./attachments.js";
+import { attachCanned } from "./canned-suggestions.js";
+import { removeChat } from "./chat-list.js";
+import { attachComposer } from "./composer.js";
+import { markRead } from "./conversation.js";
+import { els, part, text, toast } from "./dom.js";
+import { attachRetry } from "./outbox.js";
+import { send } from "./socket.js";
+import { root } from "./state.js";
+import { attachTransfer } from "./transfer.js";
+
+const closeOrRemove = (chat) => {
+  if (chat.status !== "active") {
+    removeChat(chat);
+  } else if (send({ type: "conversation.close", conversation: chat.id })) {
+    chat.pane.close.disabled = true;
+    text(chat.pane.close, "Closing…");
+  } else {
+    toast("Not connected: the chat can be closed once the connection is back.");
+  }
+};
+
+export const buildPane = (chat) => {
+  const pane = part(els.paneTemplate.content.cloneNode(true), ".pane");
+  const input = part(pane, ".composer-input");
+  const label = part(pane, ".composer-label");
+  const log = part(pane, ".log");
+  const inputId = `composer-${chat.id}`;
+  const titleId = `pane-title-${chat.id}`;
+  input.id = inputId;
+  label.htmlFor = inputId;
+  part(pane, ".pane-title").id = titleId;
+  pane.setAttribute("aria-labelledby", titleId);
+  pane.dataset.conversation = String(chat.id);
+  // On a phone the open panel would take half the screen from the chat: folded there,
+  // one tap on "About the visitor" away (the breakpoint is dashboard.css's).
+  if (window.matchMedia("(max-width: 760px)").matches) part(pane, ".visitor-panel").open = false;
+  chat.pane = {
+    root: pane,
+    avatar: part(pane, ".avatar"),
+    title: part(pane, ".pane-title"),
+    sub: part(pane, ".pane-sub"),
+    close: part(pane, ".pane-close"),
+    back: part(pane, ".pane-back"),
+    notice: part(pane, ".pane-notice"),
+    log,
+    list: part(pane, ".messages"),
+    pendingList: part(pane, ".messages-pending"),
+    typing: part(pane, ".typing"),
+    typingText: part(pane, ".typing-text"),
+    form: part(pane, ".composer"),
+    input,
+    label,
+    sendButton: part(pane, ".composer-send"),
+    noteToggle: part(pane, ".composer-note"),
+    attach: part(pane, ".composer-attach"),
+    fileInput: part(pane, ".composer-file"),
+    upload: part(pane, ".composer-upload"),
+    transfer: part(pane, ".pane-transfer"),
+    transferPanel: part(pane, ".transfer-panel"),
+    transferSelect: part(pane, ".transfer-select"),
+    transferSubmit: part(pane, ".transfer-submit"),
+    suggest: part(pane, ".canned-suggest"),
+  };
+  // Canned first: its keydown on the composer pre-empts the composer's (Enter sends).
+  attachCanned(chat);
+  attachTransfer(chat);
+  attachComposer(chat);
+  attachRetry(chat);
+  attachFiles(chat);
+  chat.pane.close.addEventListener("click", () => closeOrRemove(chat));
+  chat.pane.back.addEventListener("click", () => {
+    root.classList.remove("has-selection");
+    chat.item.button.focus();
+  });
+  input.addEventListener("focus", () => markRead(chat));
+  log.addEventListener("scroll", () => {
+    chat.stickToBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
+  });
+  els.panes.appendChild(pane);
+};
