@@ -12,7 +12,8 @@ uvloop is not available).
 It also loads the application before serving and freezes what loading made (Django,
 the app, every module: about 100,000 objects) out of the garbage collector's reach.
 Those objects live as long as the worker, yet each full collection walked all of them,
-and no socket of the worker is served meanwhile (docs/performance.md, change 13). `SUPPORTDESK_GC_FREEZE=0` leaves the collector as it is.
+and no socket of the worker is served meanwhile (docs/performance.md, change 13).
+`SUPPORTDESK_GC_FREEZE=0` leaves the collector as it is.
 """
 
 import asyncio
