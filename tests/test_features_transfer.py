@@ -326,9 +326,7 @@ async def test_after_a_transfer_every_copy_of_a_message_names_the_agent_who_wrot
         ("system", "-"),
     ]
     # A visitor who reloads, and bob catching up, see the same authors.
-    _back, ready = await sockets.visitor(
-        personas.acme.key, personas.token(personas.v1), last_seq=0
-    )
+    _back, ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1), last_seq=0)
     await bob.send_json_to({"type": "sync", "conversation": chat_id, "after_seq": 0})
     synced = await ws.receive_until(bob, "sync")
     expected = [("visitor", "-"), ("agent", alices), ("system", "-"), ("agent", bobs)]

@@ -75,7 +75,6 @@ def test_a_chat_taken_at_once_was_opened_queued_and_assigned_at_one_instant(pers
     assert first.created_at == conversation.created_at == conversation.last_activity_at
 
 
-
 def test_new_chat_goes_to_the_least_loaded_agent_even_if_another_idled_longer(personas):
     alice, bob = personas.alice, personas.bob
     AgentProfile.objects.filter(pk=bob.pk).update(capacity=3)
