@@ -66,6 +66,17 @@ class SiteForm(forms.ModelForm):
         return list(dict.fromkeys(cleaned))
 
 
+
+# The admin says whose it is.
+admin.site.site_header = "supportdesk administration"
+admin.site.site_title = "supportdesk admin"
+admin.site.index_title = "Sites, agents and conversations"
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 rating`, `4 ratings`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
     form = SiteForm
@@ -453,7 +464,7 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         [("sd-bar-answered", "Chats", report.hours)],
         label_every=3,
         width=480,
-        describe=lambda h: f"{h:02d}:00-{h:02d}:59: {report.hours[h]} chats",
+        describe=lambda h: f"{h:02d}:00-{h:02d}:59: {_count(report.hours[h], 'chat')}",
     )
     scores = list(report.csat)
     csat_chart = charts.bar_chart(
@@ -461,7 +472,7 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
         [f"{s} ★" for s in scores],
         [("sd-bar-csat", "Ratings", [report.csat[s] for s in scores])],
         width=480,
-        describe=lambda i: f"{scores[i]} stars: {report.csat[scores[i]]} ratings",
+        describe=lambda i: f"{scores[i]} stars: {_count(report.csat[scores[i]], 'rating')}",
     )
     context = {
         **admin.site.each_context(request),

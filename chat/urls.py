@@ -3,6 +3,8 @@ from django.urls import path
 from . import attachment_views, views, widget_views
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("docs/<slug:slug>", views.docs, name="docs"),
     path("api/v1/visitor-sessions", views.visitor_sessions, name="visitor-sessions"),
     path("api/v1/offline-messages", views.offline_messages, name="offline-messages"),
     path("api/v1/attachments", attachment_views.upload, name="attachments"),

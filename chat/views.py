@@ -1,4 +1,5 @@
-"""HTTP endpoints of the chat core: visitor sessions for the widget, and health."""
+"""HTTP endpoints of the chat core: the landing page and the docs, visitor sessions for the
+widget, and health."""
 
 import functools
 import json
@@ -8,7 +9,9 @@ import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,9 +22,47 @@ from .models import Site
 
 logger = logging.getLogger(__name__)
 
+# The documentation `GET /` links to, served as the Markdown it is written in.
+DOCS = {
+    "readme": ("README.md", "Getting started (README)"),
+    "architecture": ("docs/architecture.md", "Architecture: where each rule lives"),
+    "protocol": ("docs/protocol.md", "Protocol: HTTP and WebSocket frames"),
+    "deploy": ("docs/deploy.md", "Deploying on several workers"),
+    "security": ("docs/security.md", "Security"),
+    "admin": ("docs/admin.md", "Transcripts, analytics, retention"),
+    "performance": ("docs/performance.md", "Performance"),
+}
+
 MAX_SESSION_BODY = 4096
 # Name, email and a question of up to 10,000 characters (4 bytes each at worst).
 MAX_OFFLINE_BODY = 48 * 1024
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """`GET /`: what runs here and where to go (never Django's 404)."""
+    return render(
+        request,
+        "home.html",
+        {
+            "docs": [(slug, title) for slug, (_path, title) in DOCS.items()],
+            "demo_shop_url": settings.SUPPORTDESK_DEMO_SHOP_URL,
+            "widget_url": request.build_absolute_uri(reverse("widget-js")),
+        },
+    )
+
+
+@require_GET
+def docs(request: HttpRequest, slug: str) -> FileResponse:
+    """One of the documents `home` lists, as plain text (its Markdown source)."""
+    if slug not in DOCS:
+        raise Http404("No such document.")
+    path = settings.BASE_DIR / DOCS[slug][0]
+    if not path.is_file():  # a deployment without the repository's docs
+        raise Http404("This server has no copy of that document.")
+    response = FileResponse(path.open("rb"), content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def error(status: int, code: str, detail: str) -> JsonResponse:

@@ -204,6 +204,8 @@ SUPPORTDESK_SWEEP_INTERVAL = _env_float("SUPPORTDESK_SWEEP_INTERVAL", 5)
 SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # Threads (each with its own database connection) that run the sockets' ORM calls in a
 # worker; 1 is Channels' single database thread. See docs/performance.md.
+# `make run`'s demo shop (serve_demo sets it), linked from the landing page.
+SUPPORTDESK_DEMO_SHOP_URL = os.environ.get("SUPPORTDESK_DEMO_SHOP_URL", "")
 SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
 # PostgreSQL: the everyday message send runs its one statement on the worker's event
 # loop, on connections of its own (as many as SUPPORTDESK_DB_THREADS), instead of on an

@@ -113,7 +113,8 @@ class Command(BaseCommand):
         daphne = subprocess.Popen(
             worker_command(host, port),
             cwd=REPO_ROOT,
-            env=os.environ.copy(),
+            # The landing page (GET /) links to the shop.
+            env={**os.environ, "SUPPORTDESK_DEMO_SHOP_URL": f"{shop.origin}/"},
         )
         self.stdout.write(
             "\n".join(
