@@ -10,12 +10,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from devstack import Peer, Site
+
 from . import profile
 from .progress import bounded, timed_bar
 from .stack import Stack
 from .stats import CpuMeter, summary
-from .steady import SETUP_CONCURRENCY, Site, connect_agent, connect_visitor
-from .wire import Peer
+from .steady import SETUP_CONCURRENCY, connect_agent, connect_visitor
 
 PLACEMENT_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 15.0
@@ -205,7 +206,7 @@ async def run_burst(
     async def leave(peer: Peer) -> None:
         peer.hot = {}
         await peer.send({"type": "conversation.close"})
-        await peer.expect("conversation.closed", timeout=60)
+        await peer.recv_until("conversation.closed", timeout=60)
         await peer.close()
 
     await bounded(

@@ -11,30 +11,37 @@ import asyncio
 import math
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from devstack import (
+    REPO_ROOT,
+    RedisServer,
+    Site,
+    StackError,
+    create_site,
+    login,
+    manage,
+)
+
 from . import profile, report
 from .burst import run_burst
 from .idle import run_idle
 from .progress import bounded, note
 from .stack import (
-    REPO_ROOT,
+    REDIS_MAX_CLIENTS,
     BenchError,
-    Database,
-    RedisServer,
     Stack,
-    manage,
-    python_async,
+    open_database,
     raise_open_files_limit,
     server_env,
 )
 from .stats import CpuMeter, git_commit, load_average, machine, versions
 from .steady import (
-    Site,
     close_all,
     close_supportdesk,
     describe,
@@ -42,7 +49,6 @@ from .steady import (
     open_floor,
     open_supportdesk,
 )
-from .wire import WireError, login
 
 SCENARIOS = ("steady", "floor", "burst", "idle")
 SITE_ORIGIN = "http://shop.bench.test"
@@ -157,6 +163,22 @@ def worker_variants(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]
     return variants
 
 
+async def python_async(env: dict[str, str], *args: str) -> str:
+    """`python ARGS` in the repository, without blocking the event loop; its stdout."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=300)
+    if process.returncode != 0:
+        raise BenchError(f"python {' '.join(args[:2])} exited {process.returncode}:\n{err}")
+    return out.decode()
+
+
 async def create_agents(env: dict, prefix: str, count: int, capacity: int, site: str) -> list:
     """`count` agents made by the `create_agent` command (in two processes, one per
     core: hashing each password is most of the cost); (username, password) each."""
@@ -176,10 +198,10 @@ async def create_agents(env: dict, prefix: str, count: int, capacity: int, site:
 
 
 async def sign_in(stack: Stack, logins: list) -> list[tuple[str, str]]:
-    port = stack.workers[0].port
+    worker = stack.workers[0]
 
     async def one(pair):
-        return pair[0], await login(port, *pair)
+        return pair[0], await login(worker, *pair)
 
     return await bounded(logins, one, limit=4, description="agents log in", unit="agents")
 
@@ -207,31 +229,22 @@ async def run(args: argparse.Namespace) -> dict:
     }
     workdir = Path(tempfile.mkdtemp(prefix="supportdesk-bench-"))
     note(f"work directory {workdir}; load average {results['load_average_before']}")
-    redis = RedisServer.start(workdir)
+    redis = RedisServer.start_new(workdir, max_clients=REDIS_MAX_CLIENTS)
     stack = None
     try:
-        database = Database.create(args.database, workdir)
-        results["database"] = {"backend": database.backend, "version": database.version}
+        database = open_database(args.database, workdir)
+        version = database.version()
+        results["database"] = {"backend": database.backend, "version": version}
         results["versions"]["redis-server"] = redis.version()
         if database.backend == "SQLite":
             note("PostgreSQL did not answer on 127.0.0.1:5432: this run uses SQLite")
         env = server_env(database, redis)
         stack = Stack(workdir, redis, database, env)
         started = time.monotonic()
-        note(f"{database.backend} {database.version}: migrate, create_site, create_agent")
+        note(f"{database.backend} {version}: migrate, create_site, create_agent")
         manage(env, "migrate", "--noinput")
-        steady_site = Site(
-            manage(env, "create_site", "--name", "bench", "--origin", SITE_ORIGIN)
-            .strip()
-            .splitlines()[-1],
-            SITE_ORIGIN,
-        )
-        burst_site = Site(
-            manage(env, "create_site", "--name", "burst", "--origin", SITE_ORIGIN)
-            .strip()
-            .splitlines()[-1],
-            SITE_ORIGIN,
-        )
+        steady_site = create_site(env, "bench", SITE_ORIGIN)
+        burst_site = create_site(env, "burst", SITE_ORIGIN)
         steady_logins = []
         if "steady" in scenarios:
             count = math.ceil(max(levels) / args.agent_capacity)
@@ -260,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict:
                 {
                     "servers": [s.pid for s in servers],
                     "redis": [redis.process.pid],
-                    "database": database.backend_pids(),
+                    "database": stack.database_pids(),
                 }
             )
 
@@ -271,7 +284,7 @@ async def run(args: argparse.Namespace) -> dict:
             """Run one scenario; a failure is recorded and the rest still run."""
             try:
                 return await scenario
-            except (WireError, BenchError, OSError) as exc:
+            except (StackError, OSError) as exc:
                 note(f"  {what} failed: {exc}")
                 results["errors"].append({"scenario": what, "error": str(exc)[:500]})
                 return None
@@ -379,7 +392,7 @@ async def run(args: argparse.Namespace) -> dict:
         if stack is not None:
             stack.close()
         else:
-            redis.process.terminate()
+            redis.stop()
         if args.keep_logs:
             note(f"logs kept in {workdir}")
         else:
@@ -434,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         results = asyncio.run(run(args))
-    except (BenchError, WireError) as exc:
+    except StackError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     results["wall_s"] = round(time.monotonic() - started, 1)

@@ -6,11 +6,12 @@ step. Stops at the first failure (refused, timed out, closed) and reports it.
 import asyncio
 import time
 
+from devstack import Peer, Site
+
 from .progress import bar, bounded
 from .stack import Stack
 from .stats import summary
-from .steady import Site, connect_visitor
-from .wire import Peer
+from .steady import connect_visitor
 
 CONNECT_CONCURRENCY = 64
 SETTLE_SECONDS = 1.0  # let the workers finish the step's bookkeeping before reading RSS

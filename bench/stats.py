@@ -8,7 +8,9 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from .stack import REPO_ROOT, cpu_seconds
+from devstack import REPO_ROOT
+
+from .stack import cpu_seconds
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -16,21 +16,18 @@ from dataclasses import dataclass, field
 
 from websockets.exceptions import ConnectionClosed
 
-from . import wire
+import devstack
+from devstack import Peer, Server, Site
+
 from .progress import bounded, note, timed_bar
-from .stack import Server, Stack
+from .stack import BenchError, Stack
 from .stats import CpuMeter, cdf_points, summary
-from .wire import Peer, WireError
 
 BODY_CHARS = 64
 SETUP_CONCURRENCY = 32
 DRAIN_CAP = 60.0  # seconds after the last send, at most, to wait for late deliveries
-
-
-@dataclass(frozen=True)
-class Site:
-    key: str
-    origin: str
+# Every setup step may wait this long on a machine the run itself keeps busy.
+SOCKET_OPTIONS = {"open_timeout": 30.0, "frame_timeout": 30.0}
 
 
 @dataclass
@@ -228,20 +225,16 @@ async def measure(
 
 
 async def connect_agent(worker: Server, username: str, cookie: str) -> Peer:
-    ws = await wire.open_socket(worker.ws_url("/ws/agent/"), origin=worker.origin, cookie=cookie)
-    peer = Peer(f"{username}@{worker.name}", ws)
-    await peer.expect("ready")
-    await peer.send({"type": "presence", "status": "available"})
-    await peer.expect("presence")
+    """An agent's dashboard socket, available for chats."""
+    peer, _ready = await devstack.connect_agent(worker, cookie, username, **SOCKET_OPTIONS)
+    await devstack.set_presence(peer, "available")
     return peer
 
 
 async def connect_visitor(worker: Server, site: Site, name: str) -> Peer:
-    token = await wire.visitor_session(worker.port, site.key, site.origin)
-    ws = await wire.open_socket(worker.ws_url("/ws/visitor/"), origin=site.origin)
-    peer = Peer(f"{name}@{worker.name}", ws)
-    await peer.send({"type": "hello", "site_key": site.key, "visitor_token": token, "last_seq": 0})
-    await peer.expect("ready")
+    """A new visitor's widget socket (session, socket, `hello` answered by `ready`)."""
+    token = await devstack.visitor_session(worker, site)
+    peer, _ready = await devstack.connect_visitor(worker, site, token, name, **SOCKET_OPTIONS)
     return peer
 
 
@@ -253,7 +246,7 @@ async def open_supportdesk(
     workers = stack.workers
     needed = math.ceil(chats / capacity)
     if needed > len(agents):
-        raise WireError(f"{chats} chats need {needed} agents of capacity {capacity}")
+        raise BenchError(f"{chats} chats need {needed} agents of capacity {capacity}")
     agent_peers = await bounded(
         enumerate(agents[:needed]),
         lambda item: connect_agent(workers[item[0] % len(workers)], *item[1]),
@@ -271,8 +264,8 @@ async def open_supportdesk(
 
     async def start_chat(visitor: Peer) -> int:
         await visitor.send({"type": "message.send", "client_msg_id": "open", "body": "Hello!"})
-        ack = await visitor.expect("message.ack")
-        await visitor.expect("conversation.assigned", timeout=60)
+        ack = await visitor.recv_until("message.ack")
+        await visitor.recv_until("conversation.assigned", timeout=60)
         return ack["conversation"]
 
     conversations = await bounded(
@@ -296,7 +289,7 @@ async def open_supportdesk(
             break
         await asyncio.sleep(0.05)
     if missing:
-        raise WireError(f"{len(missing)} conversations assigned but no agent was told")
+        raise BenchError(f"{len(missing)} conversations assigned but no agent was told")
     opened = [Chat(c, v, owner[c]) for c, v in by_conversation.items()]
     return Chats(opened, agent_peers, visitors, time.monotonic() - started)
 
@@ -308,7 +301,7 @@ async def close_supportdesk(opened: Chats) -> None:
         visitor.hot = {}
         if visitor.close_code is None:
             await visitor.send({"type": "conversation.close"})
-            await visitor.expect("conversation.closed", timeout=60)
+            await visitor.recv_until("conversation.closed", timeout=60)
         await visitor.close()
 
     await bounded(
@@ -323,8 +316,7 @@ async def close_supportdesk(opened: Chats) -> None:
         # Away before leaving: an agent who just closes the dashboard stays available
         # for the grace period, and the next run's chats would be routed to them.
         if agent.close_code is None:
-            await agent.send({"type": "presence", "status": "away"})
-            await agent.expect("presence", where=lambda frame: frame["status"] == "away")
+            await devstack.set_presence(agent, "away")
         await agent.close()
 
     await asyncio.gather(*(sign_off(agent) for agent in opened.agents))
@@ -339,9 +331,10 @@ async def open_floor(relays: list[Server], chats: int, capacity: int, run: int) 
     needed = math.ceil(chats / capacity)
 
     async def connect(path: str, relay: Server, name: str) -> Peer:
-        ws = await wire.open_socket(relay.ws_url(path), origin=relay.origin)
-        peer = Peer(f"{name}@{relay.name}", ws)
-        await peer.expect("ready")
+        peer = await devstack.connect(
+            relay.ws_url(path), name=f"{name}@{relay.name}", origin=relay.origin, **SOCKET_OPTIONS
+        )
+        await peer.recv_until("ready")
         return peer
 
     base = run * 1_000_000

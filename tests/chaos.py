@@ -1,16 +1,18 @@
 """Fault-injection harness: chat clients that survive faults the way the widget and the
-dashboard do, faults to inject (a restartable Redis, PostgreSQL stop/start) and
-measurements (delivery ledgers, RSS, Redis pub/sub counts).
+dashboard do, PostgreSQL stop/start (workers are killed and Redis is restarted through
+devstack's `Server.kill()` and `RedisServer.stop()`/`start()`) and measurements
+(delivery ledgers, Redis pub/sub counts, open sockets).
 
 A test module loads the e2e fixtures and these with
 `pytest_plugins = ["tests.e2e", "tests.chaos"]`.
 
-`ChatClient` reads its socket all the time on a task of its own. When the socket
-closes (anything but 4401/4403) it reconnects to the first of its workers still alive,
-resumes by seq (a visitor's `hello.last_seq`, an agent's `sync`) and resends every
-message never acknowledged, with the same `client_msg_id`. It does NOT look for gaps
-while connected: a message that is not pushed to a live socket stays missing, so the
-tests measure what the server delivers, not what a clever client could repair.
+`ChatClient` keeps one `devstack.Peer` at a time, every frame of which goes to the
+client's ledger as it arrives. When the socket closes (anything but 4401/4403) it
+reconnects to the first of its workers still alive, resumes by seq (a visitor's
+`hello.last_seq`, an agent's `sync`) and resends every message never acknowledged, with
+the same `client_msg_id`. It does NOT look for gaps while connected: a message that is
+not pushed to a live socket stays missing, so the tests measure what the server
+delivers, not what a clever client could repair.
 
 PYTEST_DONT_REWRITE: test modules import this before pytest loads it as a plugin.
 """
@@ -18,13 +20,12 @@ PYTEST_DONT_REWRITE: test modules import this before pytest loads it as a plugin
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -35,19 +36,19 @@ from typing import Any
 
 import pytest
 import redis
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.e2e import (
-    STARTUP_TIMEOUT,
-    E2EDatabase,
-    E2ESite,
+from devstack import (
+    Database,
+    Peer,
     RedisServer,
-    Worker,
+    Server,
+    Signal,
+    Site,
+    StackError,
+    connect,
     create_agent,
-    login_agent,
-    tail,
-    wait_until,
+    login,
 )
 
 CLOSE_UNAVAILABLE = 4503
@@ -91,23 +92,19 @@ def print_figures(capsys, title: str, figures: dict[str, Any]) -> None:
 _changed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def changed() -> asyncio.Condition:
-    """One condition per event loop, notified whenever any client of it receives a frame,
+def changed() -> Signal:
+    """One signal per event loop, notified whenever any client of it receives a frame,
     closes or reconnects: waits re-check their condition then."""
     loop = asyncio.get_running_loop()
-    condition = _changed.get(loop)
-    if condition is None:
-        condition = _changed[loop] = asyncio.Condition()
-    return condition
+    signal = _changed.get(loop)
+    if signal is None:
+        signal = _changed[loop] = Signal()
+    return signal
 
 
 async def wait_all(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     """Wait until `condition()` holds, re-checked on every client's every event."""
-    try:
-        async with asyncio.timeout(timeout):
-            async with changed():
-                await changed().wait_for(condition)
-    except TimeoutError:
+    if not await changed().wait_for(condition, timeout):
         pytest.fail(f"no {what} within {timeout}s")
 
 
@@ -126,10 +123,11 @@ class Delivery:
 class ChatClient:
     """One participant's socket, kept alive across faults (see the module doc)."""
 
-    def __init__(self, name: str, workers: list[Worker]) -> None:
+    def __init__(self, name: str, workers: list[Server]) -> None:
         self.name = name
         self.workers = workers  # reconnects go to the first one still alive
-        self.ws: ClientConnection | None = None
+        self.peer: Peer | None = None
+        self._ready: dict | None = None  # the current socket's `ready`, once it came
         self.connection = 0  # how many sockets this client has opened
         self.online = False
         self.closes: list[int] = []
@@ -166,93 +164,100 @@ class ChatClient:
         self._stopping = True
         if self._resend is not None:
             self._resend.cancel()
-        if self.ws is not None:
-            await self.ws.close()
+        if self.peer is not None:
+            await self.peer.close()
         if self._task is not None:
             await self._task
 
     @property
-    def worker(self) -> Worker:
+    def worker(self) -> Server:
         for worker in self.workers:
-            if worker.process.poll() is None:
+            if worker.alive:
                 return worker
         pytest.fail(f"{self.name}: no worker left alive")
 
     async def _run(self) -> None:
         while True:
-            await self._read_until_closed()
-            if self._stopping or not self.reconnects or self.closes[-1] in FINAL_CLOSES:
+            # Raises what `_receive` raised, if it did: a broken ledger is not a fault.
+            code = await self.peer.wait_closed(math.inf)
+            self.online = False
+            self.closes.append(code)
+            self._notify()
+            if self._stopping or not self.reconnects or code in FINAL_CLOSES:
                 return
             delay = BACKOFF_FIRST
             while not self._stopping:
                 try:
                     await self._connect()
                     break
-                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                except (
+                    OSError,
+                    TimeoutError,
+                    ConnectionClosed,
+                    InvalidHandshake,
+                    StackError,
+                ) as exc:
                     self.failed_connects.append(f"{type(exc).__name__}: {exc}")
-                    await self._notify()
+                    self._notify()
                     # Back off before the next attempt, as the real clients do.
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
 
     async def _connect(self) -> dict:
         worker = self.worker
-        ws = await connect(
+        self._ready = None
+        peer = await connect(
             worker.ws_url(self.path),
+            name=f"{self.name}@{worker.name}",
             origin=self.origin(worker),
-            additional_headers=self.headers(),
-            proxy=None,
-            compression=None,
+            cookie=self.cookie,
             open_timeout=CONNECT_TIMEOUT,
             max_size=None,
+            hot={None: self._receive},
         )
         self.connection += 1
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await self.greet(ws)
-                while True:
-                    frame = json.loads(await ws.recv())
-                    if frame.get("type") == "ready":
-                        break
-                    self._handle(frame)
-        except ConnectionClosed as exc:
-            self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
-            raise
+            with contextlib.suppress(ConnectionClosed):  # the close is counted below
+                await self.greet(peer)
+            await peer.changed.wait_for(
+                lambda: self._ready is not None or peer.close_code is not None, CONNECT_TIMEOUT
+            )
+            if self._ready is None and peer.close_code is not None:
+                self.closes.append(peer.close_code)
+                raise StackError(f"closed with {peer.close_code} before ready")
+            if self._ready is None:
+                raise TimeoutError(f"no ready within {CONNECT_TIMEOUT}s")
         except BaseException:
-            await ws.close()
+            await peer.close()
             raise
-        self.ws = ws
+        self.peer = peer
         self.online = True
-        self.frames.append(frame)
-        self.on_ready(frame)
         await self.after_ready()
         for message in list(self.outbox.values()):
             await self._send(message)
-        await self._notify()
-        return frame
+        self._notify()
+        return self._ready
 
-    async def _read_until_closed(self) -> None:
-        ws = self.ws
-        try:
-            async for text in ws:
-                self._handle(json.loads(text))
-                await self._notify()
-        except ConnectionClosed:
-            pass
-        self.online = False
-        self.closes.append(ws.close_code if ws.close_code is not None else 1006)
-        await self._notify()
+    def _receive(self, peer: Peer, frame: dict) -> None:
+        """Every frame of the current socket, as it arrives: the ledger first, then a
+        word to whoever waits on any client."""
+        if frame.get("type") == "ready" and self._ready is None:
+            self._ready = frame
+            self.frames.append(frame)
+            self.on_ready(frame)
+        else:
+            self._handle(frame)
+        self._notify()
 
-    async def _notify(self) -> None:
-        async with changed():
-            changed().notify_all()
+    def _notify(self) -> None:
+        changed().notify()
 
     async def _send(self, frame: dict) -> None:
-        if self.ws is None or not self.online:
+        if self.peer is None or not self.online:
             return  # goes out again after the next `ready`
         # A frame lost with its socket goes out again after the next `ready`.
         with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(json.dumps(frame))
+            await self.peer.send(frame)
 
     # what the client does
 
@@ -268,11 +273,7 @@ class ChatClient:
         self, condition: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT
     ) -> None:
         """Wait until `condition()` holds, re-checked on every frame, close and reconnect."""
-        try:
-            async with asyncio.timeout(timeout):
-                async with changed():
-                    await changed().wait_for(condition)
-        except TimeoutError:
+        if not await changed().wait_for(condition, timeout):
             pytest.fail(self.report(f"{what} within {timeout}s"))
 
     async def round_trip(self, timeout: float = WAIT_TIMEOUT) -> None:
@@ -375,14 +376,12 @@ class ChatClient:
     # what differs between visitors and agents
 
     path = ""
+    cookie: str | None = None  # an agent's session
 
-    def origin(self, worker: Worker) -> str:
+    def origin(self, worker: Server) -> str:
         raise NotImplementedError
 
-    def headers(self) -> dict[str, str] | None:
-        return None
-
-    async def greet(self, ws: ClientConnection) -> None:
+    async def greet(self, peer: Peer) -> None:
         pass
 
     def on_ready(self, frame: dict) -> None:
@@ -400,16 +399,16 @@ class VisitorClient(ChatClient):
 
     path = "/ws/visitor/"
 
-    def __init__(self, name: str, workers: list[Worker], site: E2ESite, token: str) -> None:
+    def __init__(self, name: str, workers: list[Server], site: Site, token: str) -> None:
         super().__init__(name, workers)
         self.site = site
         self.token = token
         self.conversation: int | None = None
 
-    def origin(self, worker: Worker) -> str:
+    def origin(self, worker: Server) -> str:
         return self.site.origin
 
-    async def greet(self, ws: ClientConnection) -> None:
+    async def greet(self, peer: Peer) -> None:
         last_seq = self.contiguous(self.conversation) if self.conversation else 0
         hello = {
             "type": "hello",
@@ -417,7 +416,7 @@ class VisitorClient(ChatClient):
             "visitor_token": self.token,
             "last_seq": last_seq,
         }
-        await ws.send(json.dumps(hello))
+        await peer.send(hello)
 
     def on_ready(self, frame: dict) -> None:
         if frame["conversation"] is not None:
@@ -436,17 +435,14 @@ class AgentClient(ChatClient):
 
     path = "/ws/agent/"
 
-    def __init__(self, name: str, workers: list[Worker], cookie: str) -> None:
+    def __init__(self, name: str, workers: list[Server], cookie: str) -> None:
         super().__init__(name, workers)
         self.cookie = cookie
         self.assigned: dict[int, int] = {}  # conversation -> visitor id
         self._to_sync: list[tuple[int, int]] = []
 
-    def origin(self, worker: Worker) -> str:
+    def origin(self, worker: Server) -> str:
         return worker.origin
-
-    def headers(self) -> dict[str, str]:
-        return {"Cookie": self.cookie}
 
     def on_ready(self, frame: dict) -> None:
         self._to_sync = []
@@ -476,20 +472,18 @@ class AgentClient(ChatClient):
         )
 
 
-async def start_visitor(
-    name: str, workers: list[Worker], site: E2ESite, token: str
-) -> VisitorClient:
+async def start_visitor(name: str, workers: list[Server], site: Site, token: str) -> VisitorClient:
     client = VisitorClient(name, workers, site, token)
     await client.start()
     return client
 
 
 async def start_agent(
-    env: dict, name: str, workers: list[Worker], *, capacity: int, available: bool = True
+    env: dict, name: str, workers: list[Server], *, capacity: int, available: bool = True
 ) -> AgentClient:
     """An agent made with `create_agent`, signed in through the login form."""
     password = await asyncio.to_thread(create_agent, env, name, capacity=capacity)
-    cookie = await login_agent(workers[0], name, password)
+    cookie = await login(workers[0], name, password)
     client = AgentClient(name, workers, cookie)
     await client.start()
     if available:
@@ -504,7 +498,7 @@ async def stop_all(clients: list[ChatClient]) -> None:
 # --- what was delivered ---------------------------------------------------------------
 
 
-def stored_transcript(database: E2EDatabase, conversation: int) -> list[tuple[int, str, str]]:
+def stored_transcript(database: Database, conversation: int) -> list[tuple[int, str, str]]:
     """(seq, sender, client_msg_id) of a conversation's stored messages, by seq."""
     return [
         (seq, sender, msg_id)
@@ -542,7 +536,7 @@ class DeliveryReport:
 
 
 def delivery_report(
-    database: E2EDatabase, participants: dict[int, list[ChatClient]]
+    database: Database, participants: dict[int, list[ChatClient]]
 ) -> DeliveryReport:
     """`participants`: conversation -> the clients that must hold all of it."""
     report = DeliveryReport()
@@ -579,7 +573,7 @@ def delivery_report(
 
 
 async def wait_converged(
-    database: E2EDatabase, participants: dict[int, list[ChatClient]], timeout: float
+    database: Database, participants: dict[int, list[ChatClient]], timeout: float
 ) -> bool:
     """Wait until every client holds every stored message of its conversations; False
     if some never do (the report then counts what is missing)."""
@@ -590,13 +584,7 @@ async def wait_converged(
             stored[c] <= client.held[c] for c, clients in participants.items() for client in clients
         )
 
-    try:
-        async with asyncio.timeout(timeout):
-            async with changed():
-                await changed().wait_for(converged)
-    except TimeoutError:
-        return False
-    return True
+    return await changed().wait_for(converged, timeout)
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -607,7 +595,7 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def heartbeat_age(database: E2EDatabase, username: str) -> float:
+def heartbeat_age(database: Database, username: str) -> float:
     """Seconds since the agent's last heartbeat."""
     ((beat,),) = database.query(
         "SELECT a.last_heartbeat FROM agents_agentprofile a "
@@ -618,7 +606,7 @@ def heartbeat_age(database: E2EDatabase, username: str) -> float:
 
 
 def stranded_conversations(
-    database: E2EDatabase, *, heartbeat_timeout: float = 30.0
+    database: Database, *, heartbeat_timeout: float = 30.0
 ) -> tuple[int, int]:
     """(queued conversations, agents who could take one now: available, heartbeat
     younger than the timeout, below capacity). Both above 0 means a chat is stuck."""
@@ -694,60 +682,6 @@ def acked_count(clients: list[ChatClient]) -> int:
 # --- faults -------------------------------------------------------------------------
 
 
-class RedisControl:
-    """Stop the test's redis-server and start it again on the same port."""
-
-    def __init__(self, server: RedisServer) -> None:
-        self.server = server
-        self.started: list[subprocess.Popen] = []
-
-    def stop(self) -> None:
-        self.server.process.terminate()
-        self.server.process.wait(timeout=10)
-
-    def start(self) -> None:
-        log = self.server.log.with_suffix(f".{len(self.started) + 1}.log")
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    shutil.which("redis-server") or "redis-server",
-                    "--port",
-                    str(self.server.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.started.append(process)
-        self.server.process = process
-        wait_until(
-            lambda: process.poll() is None and self.server.answers_ping(),
-            timeout=STARTUP_TIMEOUT,
-            what=f"redis-server to come back on port {self.server.port}\n{tail(log)}",
-        )
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.server.url, socket_timeout=2)
-
-    def close(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_control(redis_server: RedisServer) -> Iterator[RedisControl]:
-    control = RedisControl(redis_server)
-    yield control
-    control.close()
-
-
 def pubsub_channels(redis_server: RedisServer) -> list[str]:
     """Every channel some client is subscribed to (each socket's own channel and each
     group a socket of some worker joined)."""
@@ -788,7 +722,7 @@ class PostgresControl:
 
 
 @pytest.fixture
-def postgres_control(e2e_database: E2EDatabase) -> Iterator[PostgresControl]:
+def postgres_control(e2e_database: Database) -> Iterator[PostgresControl]:
     """PostgreSQL stop/start; skipped unless the test database is this machine's
     PostgreSQL and we are root. PostgreSQL is always running again afterwards."""
     if e2e_database.backend != "PostgreSQL":
@@ -811,70 +745,27 @@ def postgres_control(e2e_database: E2EDatabase) -> Iterator[PostgresControl]:
 # --- what a client sees during an outage --------------------------------------------
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    content_type: str
-    body: bytes
-    seconds: float
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http(url: str, *, data: dict | None = None, origin: str | None = None) -> HttpAnswer:
-    """GET (or POST `data` as JSON) without raising for error statuses; timed."""
-    headers = {"Content-Type": "application/json"} if data is not None else {}
-    if origin is not None:
-        headers["Origin"] = origin
-    request = urllib.request.Request(
-        url, data=None if data is None else json.dumps(data).encode(), headers=headers
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    started = time.monotonic()
-    try:
-        with opener.open(request, timeout=10) as response:
-            status, content_type, body = (
-                response.status,
-                response.headers.get("Content-Type", ""),
-                response.read(),
-            )
-    except urllib.error.HTTPError as exc:
-        status, content_type, body = exc.code, exc.headers.get("Content-Type", ""), exc.read()
-    return HttpAnswer(status, content_type, body, time.monotonic() - started)
-
-
 async def refused_socket(
-    worker: Worker, path: str, *, origin: str, first: dict | None = None, **headers: str
+    worker: Server, path: str, *, origin: str, first: dict | None = None, cookie: str | None = None
 ) -> tuple[int, float]:
     """Open a socket (sending `first` if given) and wait for the server to close it;
     returns (close code, seconds from connecting to the close)."""
     started = time.monotonic()
-    async with asyncio.timeout(10):
-        ws = await connect(
-            worker.ws_url(path),
-            origin=origin,
-            additional_headers=headers or None,
-            proxy=None,
-            compression=None,
-            open_timeout=10,
-        )
-        if first is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(json.dumps(first))
-        await ws.wait_closed()
-    return ws.close_code, time.monotonic() - started
+    peer = await connect(
+        worker.ws_url(path),
+        name=f"refused@{worker.name}",
+        origin=origin,
+        cookie=cookie,
+        frame_timeout=10,
+    )
+    if first is not None:
+        with contextlib.suppress(ConnectionClosed):
+            await peer.send(first)
+    code = await peer.wait_closed()
+    return code, time.monotonic() - started
 
 
 # --- process measurements -------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
 
 
 def open_sockets(port: int) -> int:

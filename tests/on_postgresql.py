@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import sys
 
-from tests.e2e import POSTGRES_ADMIN_URLS, _database_url, _postgres_admin_url
+from devstack.database import POSTGRES_ADMIN_URLS, postgres_admin_url, postgres_url
 
 # The tests whose statements differ between SQLite and PostgreSQL.
 MODULES = (
@@ -36,7 +36,7 @@ MODULES = (
 
 
 def main(args: list[str]) -> int:
-    admin_url = _postgres_admin_url()
+    admin_url = postgres_admin_url()
     if admin_url is None:
         print(
             "tests.on_postgresql: skipped, no PostgreSQL accepted a connection at "
@@ -46,7 +46,7 @@ def main(args: list[str]) -> int:
     # pytest-django creates (and drops) test_<name>: a name of its own per run, so two
     # runs on one server do not drop each other's database.
     name = f"supportdesk_{secrets.token_hex(4)}"
-    env = {**os.environ, "DATABASE_URL": _database_url(admin_url, name)}
+    env = {**os.environ, "DATABASE_URL": postgres_url(admin_url, name)}
     print(f"tests.on_postgresql: the service tests on {admin_url.rsplit('@', 1)[-1]}")
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *MODULES, *args]
     return subprocess.run(command, env=env, check=False).returncode

@@ -3,27 +3,26 @@ workers' memory and Redis' subscriptions where they were (no leaked groups, chan
 consumers or tasks)."""
 
 import asyncio
-import json
 import random
 
 import pytest
-from websockets.asyncio.client import connect
 
+from devstack import (
+    RedisServer,
+    Server,
+    Site,
+    connect_agent,
+    connect_visitor,
+    create_agent,
+    login,
+    visitor_session,
+)
 from tests.chaos import (
     NO_SHARED_LIMITS,
     chaos_enabled,
     open_sockets,
     print_figures,
     pubsub_channels,
-    rss_kib,
-)
-from tests.e2e import (
-    E2ESite,
-    RedisServer,
-    Worker,
-    create_agent,
-    login_agent,
-    visitor_session,
 )
 
 pytest_plugins = ["tests.e2e", "tests.chaos"]
@@ -50,65 +49,44 @@ class ChurningVisitor:
     """A widget tab that comes and goes: `hello` from the last seq it saw, a line now and
     then, a ping, gone."""
 
-    def __init__(self, worker: Worker, site: E2ESite, token: str) -> None:
+    def __init__(self, worker: Server, site: Site, token: str) -> None:
         self.worker, self.site, self.token = worker, site, token
         self.last_seq = 0
         self.visits = 0
 
     async def visit(self) -> None:
         self.visits += 1
-        async with connect(
-            self.worker.ws_url("/ws/visitor/"),
-            origin=self.site.origin,
-            proxy=None,
-            compression=None,
-        ) as ws:
-            hello = {
-                "type": "hello",
-                "site_key": self.site.key,
-                "visitor_token": self.token,
-                "last_seq": self.last_seq,
-            }
-            await ws.send(json.dumps(hello))
-            ready = await _until(ws, "ready")
+        tab, ready = await connect_visitor(
+            self.worker, self.site, self.token, "churn", last_seq=self.last_seq, frame_timeout=10
+        )
+        try:
             self.last_seq = max([self.last_seq, *(m["seq"] for m in ready["messages"])])
             if self.visits % 3 == 1:
                 line = {"type": "message.send", "client_msg_id": f"m{self.visits}", "body": "hi"}
-                await ws.send(json.dumps(line))
-                self.last_seq = max(self.last_seq, (await _until(ws, "message.ack"))["seq"])
-            await ws.send(json.dumps({"type": "ping"}))
-            await _until(ws, "pong")
+                await tab.send(line)
+                self.last_seq = max(self.last_seq, (await tab.recv_until("message.ack"))["seq"])
+            await tab.round_trip()
+        finally:
+            await tab.close()
 
 
 class ChurningAgent:
     """A dashboard tab that comes and goes: `ready`, a ping, gone."""
 
-    def __init__(self, worker: Worker, cookie: str) -> None:
+    def __init__(self, worker: Server, cookie: str) -> None:
         self.worker, self.cookie = worker, cookie
 
     async def visit(self) -> None:
-        async with connect(
-            self.worker.ws_url("/ws/agent/"),
-            origin=self.worker.origin,
-            additional_headers={"Cookie": self.cookie},
-            proxy=None,
-            compression=None,
-            max_size=None,
-        ) as ws:
-            await _until(ws, "ready")
-            await ws.send(json.dumps({"type": "ping"}))
-            await _until(ws, "pong")
+        dashboard, _ready = await connect_agent(
+            self.worker, self.cookie, "churn", frame_timeout=10, max_size=None
+        )
+        try:
+            await dashboard.round_trip()
+        finally:
+            await dashboard.close()
 
 
-async def _until(ws, frame_type: str) -> dict:
-    async with asyncio.timeout(10):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame["type"] == frame_type:
-                return frame
-
-
-async def settled(workers: list[Worker], redis_server: RedisServer, timeout: float = 15) -> bool:
+async def settled(workers: list[Server], redis_server: RedisServer, timeout: float = 15) -> bool:
     """Every socket closed on the workers and every subscription gone from Redis.
     Nothing announces either to an outsider: poll, with a deadline."""
     loop = asyncio.get_running_loop()
@@ -121,9 +99,9 @@ async def settled(workers: list[Worker], redis_server: RedisServer, timeout: flo
 
 
 async def test_two_hundred_clients_churning_for_a_minute_leave_memory_and_redis_at_baseline(
-    daphne_workers: list[Worker],
+    daphne_workers: list[Server],
     e2e_env: dict,
-    e2e_site: E2ESite,
+    e2e_site: Site,
     redis_server: RedisServer,
     capsys,
 ):
@@ -131,7 +109,7 @@ async def test_two_hundred_clients_churning_for_a_minute_leave_memory_and_redis_
         *(asyncio.to_thread(create_agent, e2e_env, f"agent{n}", capacity=50) for n in range(AGENTS))
     )
     cookies = [
-        await login_agent(daphne_workers[n % 2], f"agent{n}", password)
+        await login(daphne_workers[n % 2], f"agent{n}", password)
         for n, password in enumerate(passwords)
     ]
     tokens = [
@@ -161,11 +139,11 @@ async def test_two_hundred_clients_churning_for_a_minute_leave_memory_and_redis_
 
     # Warm up with the same churn until the workers' memory stops growing.
     warmed = 0.0
-    before = [rss_kib(w.process.pid) for w in daphne_workers]
+    before = [w.rss() // 1024 for w in daphne_workers]
     while warmed < WARMUP_MAX:
         await churn(WARMUP_SLICE)
         warmed += WARMUP_SLICE
-        now = [rss_kib(w.process.pid) for w in daphne_workers]
+        now = [w.rss() // 1024 for w in daphne_workers]
         flat = all(a <= b * (1 + WARMUP_FLAT) for a, b in zip(now, before, strict=True))
         before = now
         if flat and warmed >= 3 * WARMUP_SLICE:
@@ -174,7 +152,7 @@ async def test_two_hundred_clients_churning_for_a_minute_leave_memory_and_redis_
         [open_sockets(w.port) for w in daphne_workers],
         pubsub_channels(redis_server)[:5],
     )
-    baseline = [rss_kib(w.process.pid) for w in daphne_workers]
+    baseline = [w.rss() // 1024 for w in daphne_workers]
     visits_done[0] = 0
     samples: list[list[int]] = []
 
@@ -182,13 +160,13 @@ async def test_two_hundred_clients_churning_for_a_minute_leave_memory_and_redis_
         # Memory announces nothing: one sample per period, for the trend in the report.
         while True:
             await asyncio.sleep(CHURN_SECONDS / 6)
-            samples.append([rss_kib(w.process.pid) // 1024 for w in daphne_workers])
+            samples.append([w.rss() // 2**20 for w in daphne_workers])
 
     sampler = asyncio.create_task(sample())
     await churn(CHURN_SECONDS)
     sampler.cancel()
     clean = await settled(daphne_workers, redis_server)
-    after = [rss_kib(w.process.pid) for w in daphne_workers]
+    after = [w.rss() // 1024 for w in daphne_workers]
     change = [(a - b) / b for a, b in zip(after, baseline, strict=True)]
     print_figures(
         capsys,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import chaos_enabled, http
-from tests.e2e import REPO_ROOT, process_env, wait_until
+from devstack import REPO_ROOT, healthy, request, run_blocking, wait_until
+from tests.chaos import chaos_enabled
+from tests.e2e import process_env
 
 pytest_plugins = ["tests.e2e", "tests.chaos"]
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, chaos_enabled]
@@ -35,13 +36,6 @@ def consecutive_free_ports(count: int) -> int:
             continue
         return base
     pytest.fail("no run of free ports")
-
-
-def answers(port: int) -> bool:
-    try:
-        return http(f"http://127.0.0.1:{port}/healthz").status == 200
-    except OSError:
-        return False
 
 
 def children(pid: int) -> list[int]:
@@ -95,14 +89,14 @@ def test_run_cluster_serves_on_consecutive_ports_and_ctrl_c_stops_every_worker(
     process, log = run_cluster(e2e_env, tmp_path, "--workers", "2", "--base-port", str(base))
     try:
         wait_until(
-            lambda: answers(base) and answers(base + 1),
+            lambda: healthy(base) and healthy(base + 1),
             timeout=STARTUP,
             what=lambda: f"both workers to answer /healthz\n{log.read_text()}",
         )
         text = log.read_text()
         assert f"worker on http://127.0.0.1:{base}/" in text
         assert f"worker on http://127.0.0.1:{base + 1}/" in text
-        health = http(f"http://127.0.0.1:{base + 1}/healthz").json()
+        health = run_blocking(request(base + 1, "GET", "/healthz")).json()
         assert health == {"status": "ok", "database": "ok", "redis": "ok"}
         workers = children(process.pid)
         assert len(workers) == 2
@@ -115,7 +109,7 @@ def test_run_cluster_serves_on_consecutive_ports_and_ctrl_c_stops_every_worker(
             process.wait()
     assert "all workers stopped" in log.read_text()
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
-    assert not answers(base) and not answers(base + 1)
+    assert not healthy(base) and not healthy(base + 1)
 
 
 def test_a_worker_that_dies_is_reported_and_the_others_stopped_not_restarted(
@@ -125,7 +119,7 @@ def test_a_worker_that_dies_is_reported_and_the_others_stopped_not_restarted(
     process, log = run_cluster(e2e_env, tmp_path, "--workers", "2", "--base-port", str(base))
     try:
         wait_until(
-            lambda: answers(base) and answers(base + 1),
+            lambda: healthy(base) and healthy(base + 1),
             timeout=STARTUP,
             what=lambda: f"both workers to answer /healthz\n{log.read_text()}",
         )
@@ -142,4 +136,4 @@ def test_a_worker_that_dies_is_reported_and_the_others_stopped_not_restarted(
             process.wait()
     assert f"the worker on port {base} exited with code -9" in log.read_text()
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
-    assert not answers(base + 1)
+    assert not healthy(base + 1)

@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from devstack import Database, Server, Site, visitor_session
 from tests.chaos import (
     NO_SHARED_LIMITS,
     chaos_enabled,
@@ -13,7 +14,6 @@ from tests.chaos import (
     stop_all,
     wait_all,
 )
-from tests.e2e import E2EDatabase, E2ESite, Worker, visitor_session
 
 pytest_plugins = ["tests.e2e", "tests.chaos"]
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, chaos_enabled]
@@ -28,7 +28,7 @@ def e2e_overrides() -> dict[str, str]:
 
 
 async def test_a_thousand_racing_duplicate_sends_store_one_message_and_ack_one_seq_to_all(
-    daphne_workers: list[Worker], e2e_site: E2ESite, e2e_database: E2EDatabase, capsys
+    daphne_workers: list[Server], e2e_site: Site, e2e_database: Database, capsys
 ):
     token = await visitor_session(daphne_workers[0], e2e_site)
     tabs = await asyncio.gather(

@@ -6,16 +6,15 @@ import asyncio
 
 import pytest
 
+from devstack import Database, RedisServer, Server, Site, request, visitor_session
 from tests.chaos import (
     CLOSE_UNAVAILABLE,
     NO_SHARED_LIMITS,
     PostgresControl,
-    RedisControl,
     acked_count,
     chaos_enabled,
     converse,
     delivery_report,
-    http,
     open_chats,
     print_figures,
     pubsub_channels,
@@ -27,7 +26,6 @@ from tests.chaos import (
     wait_all,
     wait_converged,
 )
-from tests.e2e import E2EDatabase, E2ESite, RedisServer, Worker, visitor_session
 
 pytest_plugins = ["tests.e2e", "tests.chaos"]
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, chaos_enabled]
@@ -41,7 +39,7 @@ def e2e_overrides() -> dict[str, str]:
     return dict(NO_SHARED_LIMITS)
 
 
-async def start_chats(env: dict, workers: list[Worker], site: E2ESite, chats: int, agents: int):
+async def start_chats(env: dict, workers: list[Server], site: Site, chats: int, agents: int):
     """`chats` visitors and `agents` agents (room for all), spread over both workers."""
     w0, w1 = workers
     homes = [[w0, w1], [w1, w0]]
@@ -58,21 +56,24 @@ async def start_chats(env: dict, workers: list[Worker], site: E2ESite, chats: in
     return list(visitors), list(agent_clients), await open_chats(visitors, agent_clients)
 
 
-def outage_figures(workers: list[Worker], site: E2ESite) -> dict:
-    health = [http(w.url("/healthz")) for w in workers]
-    session = http(
-        workers[0].url("/api/v1/visitor-sessions"), data={"site_key": site.key}, origin=site.origin
+async def outage_figures(workers: list[Server], site: Site) -> dict:
+    health = [await request(w.port, "GET", "/healthz") for w in workers]
+    session = await request(
+        workers[0].port,
+        "POST",
+        "/api/v1/visitor-sessions",
+        headers={"Origin": site.origin},
+        json={"site_key": site.key},
     )
     return {"health": health, "session": session}
 
 
 async def test_redis_restart_mid_chat_loses_and_doubles_nothing_and_fails_clearly_meanwhile(
-    daphne_workers: list[Worker],
+    daphne_workers: list[Server],
     e2e_env: dict,
-    e2e_site: E2ESite,
-    e2e_database: E2EDatabase,
+    e2e_site: Site,
+    e2e_database: Database,
     redis_server: RedisServer,
-    redis_control: RedisControl,
     capsys,
 ):
     visitors, agents, chats = await start_chats(e2e_env, daphne_workers, e2e_site, 20, 4)
@@ -81,11 +82,11 @@ async def test_redis_restart_mid_chat_loses_and_doubles_nothing_and_fails_clearl
     talking = asyncio.gather(*(converse(c, 15, pause=(0.1, 0.3)) for c in chats))
     await wait_all(lambda: acked_count(clients) >= before + 100, "100 messages acknowledged")
 
-    redis_control.stop()
+    redis_server.stop()
     down_at = acked_count(clients)
     # The database still stores and acknowledges what is sent meanwhile.
     await wait_all(lambda: acked_count(clients) >= down_at + 40, "acks while Redis is down")
-    while_down = outage_figures(daphne_workers, e2e_site)
+    while_down = await outage_figures(daphne_workers, e2e_site)
     visitor_refusal = await refused_socket(
         daphne_workers[0],
         "/ws/visitor/",
@@ -96,10 +97,10 @@ async def test_redis_restart_mid_chat_loses_and_doubles_nothing_and_fails_clearl
         daphne_workers[1],
         "/ws/agent/",
         origin=daphne_workers[1].origin,
-        Cookie=agents[1].cookie,
+        cookie=agents[1].cookie,
     )
     back_at = acked_count(clients)
-    redis_control.start()
+    redis_server.start()
 
     await talking
     await wait_all(lambda: all(not c.outbox for c in clients), "every message acknowledged", 30)
@@ -155,10 +156,10 @@ async def subscriptions_drain(redis_server: RedisServer, timeout: float = 10.0) 
 
 
 async def test_postgresql_restart_mid_chat_refuses_sends_clearly_and_acks_nothing_it_loses(
-    daphne_workers: list[Worker],
+    daphne_workers: list[Server],
     e2e_env: dict,
-    e2e_site: E2ESite,
-    e2e_database: E2EDatabase,
+    e2e_site: Site,
+    e2e_database: Database,
     postgres_control: PostgresControl,
     capsys,
 ):
@@ -185,7 +186,7 @@ async def test_postgresql_restart_mid_chat_refuses_sends_clearly_and_acks_nothin
 
         await wait_all(lambda: all(refused(c) for c in clients), "unavailable errors")
         unacked = {c.name: sorted(c.outbox) for c in clients}
-        while_down = outage_figures(daphne_workers, e2e_site)
+        while_down = await outage_figures(daphne_workers, e2e_site)
         visitor_refusal = await refused_socket(
             daphne_workers[0],
             "/ws/visitor/",
@@ -196,7 +197,7 @@ async def test_postgresql_restart_mid_chat_refuses_sends_clearly_and_acks_nothin
             daphne_workers[1],
             "/ws/agent/",
             origin=daphne_workers[1].origin,
-            Cookie=agents[1].cookie,
+            cookie=agents[1].cookie,
         )
     finally:
         await asyncio.to_thread(postgres_control.start)

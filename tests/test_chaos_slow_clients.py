@@ -9,18 +9,17 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from devstack import Database, Server, Site, visitor_session
 from tests.chaos import (
     NO_SHARED_LIMITS,
     VisitorClient,
     chaos_enabled,
     open_sockets,
     print_figures,
-    rss_kib,
     start_agent,
     stop_all,
     wait_all,
 )
-from tests.e2e import E2EDatabase, E2ESite, Worker, visitor_session
 
 pytest_plugins = ["tests.e2e", "tests.chaos"]
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, chaos_enabled]
@@ -45,7 +44,7 @@ def e2e_overrides() -> dict[str, str]:
     }
 
 
-async def stalled_visitor(worker: Worker, site: E2ESite, token: str):
+async def stalled_visitor(worker: Server, site: Site, token: str):
     """A widget socket that says hello, writes once, and then stops reading: a small
     receive buffer, and the client library stops pulling frames off the socket once
     a few are queued unread."""
@@ -73,7 +72,7 @@ async def stalled_visitor(worker: Worker, site: E2ESite, token: str):
 
 
 async def test_a_visitor_that_stops_reading_during_a_flood_is_dropped_and_memory_stays_bounded(
-    spawn_workers, e2e_env: dict, e2e_site: E2ESite, e2e_database: E2EDatabase, capsys
+    spawn_workers, e2e_env: dict, e2e_site: Site, e2e_database: Database, capsys
 ):
     visitors_worker, agents_worker = spawn_workers(2)
     alice = await start_agent(e2e_env, "alice", [agents_worker], capacity=1)
@@ -81,7 +80,7 @@ async def test_a_visitor_that_stops_reading_during_a_flood_is_dropped_and_memory
     stalled = await stalled_visitor(visitors_worker, e2e_site, token)
     await wait_all(lambda: len(alice.assigned) == 1, "alice's assignment")
     (conversation,) = alice.assigned
-    baseline = rss_kib(visitors_worker.process.pid)
+    baseline = visitors_worker.rss() // 1024
     assert open_sockets(visitors_worker.port) == 1
 
     peak = baseline
@@ -90,7 +89,7 @@ async def test_a_visitor_that_stops_reading_during_a_flood_is_dropped_and_memory
     async def sample_rss() -> None:
         nonlocal peak
         while flooding:
-            peak = max(peak, rss_kib(visitors_worker.process.pid))
+            peak = max(peak, visitors_worker.rss() // 1024)
             # A sampling period: memory announces nothing.
             await asyncio.sleep(0.05)
 

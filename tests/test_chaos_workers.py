@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from devstack import Database, Server, Site, visitor_session
 from tests.chaos import (
     NO_SHARED_LIMITS,
     acked_count,
@@ -22,7 +23,6 @@ from tests.chaos import (
     wait_all,
     wait_converged,
 )
-from tests.e2e import E2EDatabase, E2ESite, Worker, visitor_session
 
 pytest_plugins = ["tests.e2e", "tests.chaos"]
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, chaos_enabled]
@@ -39,17 +39,17 @@ def e2e_overrides() -> dict[str, str]:
 
 
 async def test_killing_one_of_two_workers_mid_chat_loses_doubles_and_strands_nothing(
-    daphne_workers: list[Worker],
+    daphne_workers: list[Server],
     e2e_env: dict,
-    e2e_site: E2ESite,
-    e2e_database: E2EDatabase,
+    e2e_site: Site,
+    e2e_database: Database,
     capsys,
 ):
     doomed, survivor = daphne_workers
     loop = asyncio.get_running_loop()
     started = loop.time()
 
-    def homes(n: int) -> list[Worker]:
+    def homes(n: int) -> list[Server]:
         # Every other client starts on the doomed worker and reconnects to the survivor.
         return [doomed, survivor] if n % 2 == 0 else [survivor, doomed]
 
@@ -127,8 +127,8 @@ AGENT_GRACE = 2.0
 async def test_agent_whose_worker_dies_goes_offline_and_her_chats_move_to_bob_after_the_grace(
     spawn_workers,
     e2e_env: dict,
-    e2e_site: E2ESite,
-    e2e_database: E2EDatabase,
+    e2e_site: Site,
+    e2e_database: Database,
     capsys,
 ):
     alices_worker, visitors_worker = spawn_workers(2)

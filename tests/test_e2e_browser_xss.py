@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from websockets.sync.client import connect
 
-from tests.browser import FRAME_TIMEOUT, AgentSocket, LiveApp, Socket, record_dialogs
+from tests.browser import AgentSocket, LiveApp, VisitorSocket, record_dialogs
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
@@ -72,29 +71,9 @@ def restart_without_rate_limits(app: LiveApp) -> None:
     app.start()
 
 
-class SameVisitorTab(Socket):
+def same_visitor_tab(app: LiveApp, token: str) -> VisitorSocket:
     """Another tab of the widget's visitor (its token, the shop's origin), scripted."""
-
-    def __init__(self, app: LiveApp, token: str):
-        super().__init__(app)
-        self.ws = connect(
-            app.ws_url + "/ws/visitor/",
-            origin=app.shop_origin,
-            open_timeout=FRAME_TIMEOUT,
-            max_size=None,
-            legacy=True,
-            # Keep reading while the test does not: with a full queue the client stops
-            # reading, never sees the server's close frame, and close() waits 10 s.
-            max_queue=None,
-        )
-        self.send(
-            {"type": "hello", "site_key": app.site_key, "visitor_token": token, "last_seq": 0}
-        )
-        self.ready = self.expect("ready")
-
-    def say(self, client_msg_id: str, body: str) -> dict:
-        self.send({"type": "message.send", "client_msg_id": client_msg_id, "body": body})
-        return self.expect("message.ack", client_msg_id=client_msg_id)
+    return VisitorSocket(app, app.shop_origin, token=token, max_size=None)
 
 
 def open_widget(page: Page, app: LiveApp):
@@ -152,11 +131,11 @@ def test_every_payload_from_either_side_shows_as_inert_text_in_widget_and_dashbo
     write(widget, OPENING)
     expect(widget.locator("#sd-title")).to_have_text("alice")
 
-    visitor = SameVisitorTab(live_app, widget_token(shop, live_app))
+    visitor = same_visitor_tab(live_app, widget_token(shop, live_app))
     agent = AgentSocket(live_app)
     (conversation,) = [c["id"] for c in agent.ready["conversations"]]
     for n, payload in enumerate(PAYLOADS):
-        visitor.say(f"v{n}", payload)
+        visitor.say(payload, client_msg_id=f"v{n}")
     for payload in PAYLOADS:
         agent.reply(conversation, payload)
 

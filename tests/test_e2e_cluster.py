@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.e2e import (
-    E2EDatabase,
-    E2ESite,
+from devstack import (
+    Database,
     Peer,
-    Worker,
+    Server,
+    Site,
     connect_agent,
     connect_visitor,
     create_agent,
-    login_agent,
-    set_available,
+    login,
+    set_presence,
     visitor_session,
 )
 
@@ -50,13 +50,13 @@ async def send_message(peer: Peer, frame: dict) -> None:
     await peer.send({"type": "message.send", **frame})
 
 
-async def available_agent(env: dict, worker: Worker, name: str, *, capacity: int) -> Peer:
+async def available_agent(env: dict, worker: Server, name: str, *, capacity: int) -> Peer:
     """An agent made with `create_agent`, signed in through the login form, on a
     socket to `worker`, with presence available."""
     password = await asyncio.to_thread(create_agent, env, name, capacity=capacity)
-    cookie = await login_agent(worker, name, password)
+    cookie = await login(worker, name, password)
     agent, _ready = await connect_agent(worker, cookie, name)
-    await set_available(agent)
+    await set_presence(agent)
     return agent
 
 
@@ -64,7 +64,7 @@ def message_frames(peer: Peer, conversation: int) -> list[dict]:
     return [f for f in peer.of_type("message") if f["conversation"] == conversation]
 
 
-def stored_messages(database: E2EDatabase, conversation: int) -> list[tuple[int, str]]:
+def stored_messages(database: Database, conversation: int) -> list[tuple[int, str]]:
     return [
         (seq, msg_id)
         for seq, msg_id in database.query(
@@ -74,7 +74,7 @@ def stored_messages(database: E2EDatabase, conversation: int) -> list[tuple[int,
     ]
 
 
-def active_load(database: E2EDatabase) -> dict[str, tuple[int, int]]:
+def active_load(database: Database) -> dict[str, tuple[int, int]]:
     """{agent display name: (active conversations, capacity)} straight from the database."""
     rows = database.query(
         "SELECT a.display_name, a.capacity, COUNT(c.id) FROM agents_agentprofile a "
@@ -84,7 +84,7 @@ def active_load(database: E2EDatabase) -> dict[str, tuple[int, int]]:
     return {name: (load, capacity) for name, capacity, load in rows}
 
 
-def queue_order(database: E2EDatabase) -> list[int]:
+def queue_order(database: Database) -> list[int]:
     rows = database.query(
         "SELECT id FROM chat_conversation WHERE status = 'queued' "
         "ORDER BY queue_priority DESC, queued_at, id"
@@ -106,7 +106,7 @@ def last_position(peer: Peer) -> int | None:
 # a sweep that happens to run within the second.
 @pytest.mark.parametrize("e2e_overrides", [{"SUPPORTDESK_SWEEP_INTERVAL": "0"}], ids=["no-sweeper"])
 async def test_six_visitors_two_agents_across_two_workers_fill_capacity_and_queue_the_rest(
-    daphne_workers: list[Worker], e2e_env: dict, e2e_site: E2ESite, e2e_database: E2EDatabase
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
 ):
     loop = asyncio.get_running_loop()
     w0, w1 = daphne_workers
@@ -281,7 +281,7 @@ async def test_six_visitors_two_agents_across_two_workers_fill_capacity_and_queu
 
 
 async def test_messages_sent_while_visitor_is_offline_arrive_once_in_order_on_resume(
-    daphne_workers: list[Worker], e2e_env: dict, e2e_site: E2ESite, e2e_database: E2EDatabase
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
 ):
     worker_a, worker_b = daphne_workers
     alice = await available_agent(e2e_env, worker_a, "alice", capacity=2)
@@ -375,7 +375,7 @@ async def test_messages_sent_while_visitor_is_offline_arrive_once_in_order_on_re
 
 
 async def test_worker_killed_mid_chat_strands_no_conversation_and_loses_no_message(
-    daphne_workers: list[Worker], e2e_env: dict, e2e_site: E2ESite, e2e_database: E2EDatabase
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
 ):
     doomed, survivor = daphne_workers
     alice = await available_agent(e2e_env, survivor, "alice", capacity=1)
@@ -442,7 +442,7 @@ async def test_worker_killed_mid_chat_strands_no_conversation_and_loses_no_messa
 
 
 async def test_visitors_arriving_at_once_with_no_agent_each_end_at_their_own_queue_position(
-    daphne_workers: list[Worker], e2e_site: E2ESite, e2e_database: E2EDatabase
+    daphne_workers: list[Server], e2e_site: Site, e2e_database: Database
 ):
     visitors = []
     for n in range(12):

@@ -2,53 +2,36 @@
 every worker, daphne's own frame-size limit in front of the app's, and per-client limits
 behind a proxy (daphne --proxy-headers)."""
 
-import asyncio
-import json
-import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from supportdesk.serve import worker_command
-from tests.e2e import (
-    REPO_ROOT,
-    STARTUP_TIMEOUT,
-    E2EDatabase,
-    E2ESite,
-    Worker,
-    _stop,
+from devstack import (
+    Database,
+    Server,
+    Site,
     connect_visitor,
-    free_port,
-    tail,
+    request,
     visitor_session,
-    wait_until,
 )
 
 pytest_plugins = ["tests.e2e"]
 pytestmark = pytest.mark.e2e
 
-# Loopback only: never through an ambient proxy.
-_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-def session_status(worker: Worker, site: E2ESite, headers: dict[str, str] | None = None) -> int:
+async def session_status(worker: Server, site: Site, headers: dict[str, str] | None = None) -> int:
     """POST a new visitor session to `worker`; the HTTP status."""
-    request = urllib.request.Request(
-        worker.url("/api/v1/visitor-sessions"),
-        data=json.dumps({"site_key": site.key}).encode(),
-        headers={"Content-Type": "application/json", "Origin": site.origin, **(headers or {})},
-        method="POST",
+    answer = await request(
+        worker.port,
+        "POST",
+        "/api/v1/visitor-sessions",
+        headers={"Origin": site.origin, **(headers or {})},
+        json={"site_key": site.key},
     )
-    try:
-        with _http.open(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+    return answer.status
 
 
-def stored_messages(database: E2EDatabase) -> int:
+def stored_messages(database: Database) -> int:
     return database.query("SELECT COUNT(*) FROM chat_message")[0][0]
 
 
@@ -80,8 +63,7 @@ async def test_two_workers_count_against_one_limit_kept_in_redis(
         )
     # One session was issued above; three more fit, on whichever worker.
     statuses = [
-        await asyncio.to_thread(session_status, worker, e2e_site)
-        for worker in (second, first, second, first, second)
+        await session_status(worker, e2e_site) for worker in (second, first, second, first, second)
     ]
 
     assert [a["type"] for a in answers] == ["message.ack"] * 3 + ["error"]
@@ -114,35 +96,18 @@ async def test_daphne_drops_frames_past_its_limit_and_the_app_closes_those_past_
 def proxied_worker(e2e_env: dict[str, str], tmp_path: Path):
     """One daphne as deployed behind a proxy: --proxy-headers, so the client address is
     the X-Forwarded-For the proxy sets. New sessions are limited to 1 a minute."""
-    port = free_port()
-    log = tmp_path / "daphne-proxied.log"
     env = {**e2e_env, "SUPPORTDESK_LIMIT_IP_SESSIONS": "1 per minute"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            worker_command("127.0.0.1", port, proxy_headers=True),
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    worker = Worker(name="proxied", port=port, process=process, log=log)
-    try:
-        wait_until(
-            lambda: process.poll() is None and worker.healthy(),
-            timeout=STARTUP_TIMEOUT,
-            what=f"daphne --proxy-headers to answer /healthz\n{tail(log)}",
-        )
-        yield worker
-    finally:
-        _stop(process)
+    worker = Server.worker("proxied", env, tmp_path, proxy_headers=True).start()
+    yield worker
+    worker.stop()
 
 
-def test_behind_a_proxy_each_forwarded_client_has_its_own_limit(proxied_worker, e2e_site):
-    def status(client_ip: str) -> int:
-        return session_status(proxied_worker, e2e_site, {"X-Forwarded-For": client_ip})
+async def test_behind_a_proxy_each_forwarded_client_has_its_own_limit(proxied_worker, e2e_site):
+    async def status(client_ip: str) -> int:
+        return await session_status(proxied_worker, e2e_site, {"X-Forwarded-For": client_ip})
 
-    assert [status("198.51.100.1"), status("198.51.100.1"), status("198.51.100.2")] == [
-        201,
-        429,
-        201,
-    ]
+    assert [
+        await status("198.51.100.1"),
+        await status("198.51.100.1"),
+        await status("198.51.100.2"),
+    ] == [201, 429, 201]

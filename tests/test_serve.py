@@ -7,8 +7,8 @@ import sys
 import pytest
 import uvloop
 
+from devstack import REPO_ROOT
 from supportdesk import serve
-from tests.e2e import REPO_ROOT
 
 
 @pytest.fixture
