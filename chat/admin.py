@@ -70,7 +70,6 @@ class SiteForm(forms.ModelForm):
 # The admin says whose it is.
 admin.site.site_header = "supportdesk administration"
 admin.site.site_title = "supportdesk admin"
-admin.site.index_title = "Sites, agents and conversations"
 
 
 def _count(n: int, noun: str) -> str:
