@@ -452,7 +452,7 @@ def _decoded_fast(decoder: msgspec.json.Decoder, text: str | None) -> Any:
 
 def _nested_too_deeply(text: str) -> bool:
     """Whether `text`, an object msgspec has read, nests objects and arrays more than
-    MAX_JSON_DEPTH deep (the frame itself is level 1), as _depth says of it decoded."""
+    MAX_JSON_DEPTH deep (the frame itself is level 1)."""
     first = text.find("{")
     if text.find("[") < 0 and text.find("{", first + 1) < 0:
         return False  # nothing nested: nearly every frame, for three memchr calls
@@ -460,6 +460,8 @@ def _nested_too_deeply(text: str) -> bool:
 
 
 def _deeper_than(container: dict | list, levels: int) -> bool:
+    """Whether `container` holds more than `levels` levels of objects and arrays, itself
+    included; it looks no deeper than that."""
     if levels <= 0:
         return True
     for value in container.values() if type(container) is dict else container:
@@ -498,7 +500,7 @@ def _parsed(text: str | None, allowed_types: frozenset[str]) -> dict[str, Any]:
         raise ProtocolError(BAD_FRAME, "Frame is nested too deeply.") from None
     if not isinstance(frame, dict):
         raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
-    if _depth(frame, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    if _deeper_than(frame, MAX_JSON_DEPTH):
         raise ProtocolError(BAD_FRAME, "Frame is nested too deeply.")
     frame_type = frame.get("type")
     if not isinstance(frame_type, str):
@@ -508,20 +510,10 @@ def _parsed(text: str | None, allowed_types: frozenset[str]) -> dict[str, Any]:
     return frame
 
 
-def _depth(value: Any, limit: int) -> int:
-    if limit < 0:
-        return 1
-    if isinstance(value, dict):
-        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
-    return 0
-
-
 @dataclass(frozen=True)
 class _Field:
     name: str  # as on the wire; no inbound field needs renaming
-    type: Any
+    alone: type[Struct]  # a Struct of this field only, to check its value
     required: bool
     nested: type[Struct] | None  # the Struct of an object-valued field (`page`)
 
@@ -534,7 +526,10 @@ def _fields(schema: type[Struct]) -> tuple[_Field, ...]:
             (t for t in get_args(info.type) if isinstance(t, type) and issubclass(t, Struct)),
             None,
         )
-        fields.append(_Field(info.encode_name, info.type, info.required, nested))
+        # msgspec keeps what it learns of a Struct type; of a bare annotation, it learns
+        # it again on every convert, which takes twice as long.
+        alone = msgspec.defstruct(f"{schema.__name__}_{info.name}", [(info.name, info.type)])
+        fields.append(_Field(info.encode_name, alone, info.required, nested))
     return tuple(fields)
 
 
@@ -568,6 +563,7 @@ def _check_field(field: _Field, raw: dict[str, Any], values: dict[str, Any], pre
         values[field.name] = _checked(field.nested, value, prefix=f"{path}.")
         return
     try:
-        values[field.name] = msgspec.convert(value, field.type, strict=True)
+        checked = msgspec.convert({field.name: value}, field.alone, strict=True)
+        values[field.name] = getattr(checked, field.name)
     except msgspec.ValidationError:
         raise _refusal(path, values.get("client_msg_id")) from None

@@ -666,7 +666,7 @@ def test_what_json_loads_refuses_and_msgspec_would_skip_is_still_refused():
     assert refusal(lambda: frames.decode_agent(long_number))[1] == "Frame is not valid JSON."
 
 
-def test_the_depth_scan_of_the_text_agrees_with_the_depth_of_the_decoded_frame():
+def test_the_fast_paths_depth_check_agrees_with_the_depth_json_loads_and_protocol_see():
     # A scan that says "not too deep" wrongly would let the fast path accept a frame
     # that is refused; a wrong "too deep" only costs the slow path, so compare exactly.
     compared = 0
@@ -678,7 +678,7 @@ def test_the_depth_scan_of_the_text_agrees_with_the_depth_of_the_decoded_frame()
             continue  # msgspec.DecodeError is a ValueError
         if not isinstance(value, dict):
             continue  # the fast path has read a frame: an object
-        deep = frames._depth(value, protocol.MAX_JSON_DEPTH) > protocol.MAX_JSON_DEPTH
+        deep = protocol._depth(value, protocol.MAX_JSON_DEPTH) > protocol.MAX_JSON_DEPTH
         assert frames._nested_too_deeply(text) == deep, text[:300]
         compared += 1
     assert compared > 1000
