@@ -1,5 +1,5 @@
 """Decode + validate one inbound frame, three ways, in one process: the hand validators
-(json.loads, protocol.parse_frame and the dispatchers' calls), chat/frames.py (msgspec),
+(json.loads, reference.parse_frame and the dispatchers' calls), chat/protocol/inbound.py (msgspec),
 and the same schemas in pydantic v2 (a TypeAdapter over a discriminated union).
 
     DJANGO_SETTINGS_MODULE=supportdesk.settings .venv/bin/python -m bench.frame_decoding
@@ -24,45 +24,47 @@ import django
 
 django.setup()
 
-from chat import frames, protocol  # noqa: E402
+from chat import protocol  # noqa: E402
+from chat.protocol import inbound as frames  # noqa: E402
+from tests import frames_reference as reference  # noqa: E402
 
 # What each dispatcher reads today, in order (chat/consumers.py before the schemas).
 
 
 def today_visitor(text: str, sneak_peek: bool = True) -> tuple:
-    frame = protocol.parse_frame(text, protocol.VISITOR_FRAME_TYPES)
+    frame = reference.parse_frame(text, protocol.VISITOR_FRAME_TYPES)
     kind = frame["type"]
     if kind == "message.send":
-        msg_id = protocol.client_msg_id(frame)
-        attachment = protocol.attachment_id(frame, msg_id)
-        body = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
+        msg_id = reference.client_msg_id(frame)
+        attachment = reference.attachment_id(frame, msg_id)
+        body = reference.message_body(frame, msg_id, may_be_empty=attachment is not None)
         return msg_id, attachment, body
     if kind == "typing":
-        active = protocol.boolean(frame, "active")
-        text = protocol.typing_draft(frame) if sneak_peek and active else None
+        active = reference.boolean(frame, "active")
+        text = reference.typing_draft(frame) if sneak_peek and active else None
         return active, text
     if kind == "read":
-        return (protocol.non_negative_int(frame, "seq"),)
+        return (reference.non_negative_int(frame, "seq"),)
     if kind == "ping":
         return ()
     raise AssertionError(kind)
 
 
 def today_agent(text: str) -> tuple:
-    frame = protocol.parse_frame(text, protocol.AGENT_FRAME_TYPES)
+    frame = reference.parse_frame(text, protocol.AGENT_FRAME_TYPES)
     kind = frame["type"]
     if kind == "message.send":
-        msg_id = protocol.client_msg_id(frame)
-        conversation = protocol.conversation_id(frame)
-        attachment = protocol.attachment_id(frame, msg_id)
-        body = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
+        msg_id = reference.client_msg_id(frame)
+        conversation = reference.conversation_id(frame)
+        attachment = reference.attachment_id(frame, msg_id)
+        body = reference.message_body(frame, msg_id, may_be_empty=attachment is not None)
         return msg_id, conversation, attachment, body
     if kind == "read":
-        return protocol.conversation_id(frame), protocol.non_negative_int(frame, "seq")
+        return reference.conversation_id(frame), reference.non_negative_int(frame, "seq")
     if kind == "typing":
-        return protocol.conversation_id(frame), protocol.boolean(frame, "active")
+        return reference.conversation_id(frame), reference.boolean(frame, "active")
     if kind == "ping":
-        return (protocol.idle_seconds(frame),)
+        return (reference.idle_seconds(frame),)
     raise AssertionError(kind)
 
 
@@ -70,7 +72,7 @@ def pydantic_decoders() -> tuple[Callable, Callable] | None:
     """decode_visitor and decode_agent with pydantic models of the same schemas: strict
     (no bool as int, no "1" as 1), extra fields ignored, the body trimmed and checked by
     an after-validator like msgspec's __post_init__, and the same guards before it is
-    trusted (depth, long integers) as chat/frames.py."""
+    trusted (depth, long integers) as chat/protocol/inbound.py."""
     try:
         from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
     except ImportError:

@@ -66,7 +66,6 @@ class SiteForm(forms.ModelForm):
         return list(dict.fromkeys(cleaned))
 
 
-
 # The admin says whose it is.
 admin.site.site_header = "supportdesk administration"
 admin.site.site_title = "supportdesk admin"
@@ -75,6 +74,7 @@ admin.site.site_title = "supportdesk admin"
 def _count(n: int, noun: str) -> str:
     """`1 rating`, `4 ratings`."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
 
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):

@@ -1,4 +1,4 @@
-"""chat/frames.py against what the consumers do without it: every inbound frame type,
+"""chat/protocol/inbound.py against what the consumers do without it: every inbound frame type,
 valid and invalid, decoded by the typed schemas and by json.loads plus the hand
 validators of chat/protocol.py, called in the dispatchers' order (chat/consumers.py:
 VisitorConsumer.hello and .handle, AgentConsumer.handle). Both must accept the same
@@ -15,95 +15,97 @@ from typing import Any
 import msgspec
 import pytest
 
-from chat import frames, protocol
+from chat import protocol
 from chat.protocol import BAD_FRAME, ProtocolError
+from chat.protocol import inbound as frames
+from tests import frames_reference as reference
 
 # --- today: the dispatchers' reading of each frame, in their order ---------------------
 
 
 def today_hello(text: str | None) -> tuple[str, dict[str, Any]]:
-    frame = protocol.parse_frame(text, protocol.VISITOR_FRAME_TYPES)
+    frame = reference.parse_frame(text, protocol.VISITOR_FRAME_TYPES)
     if frame["type"] != "hello":
         raise ProtocolError(BAD_FRAME, "The first frame must be hello.")
     values = {
-        "site_key": protocol.string(frame, "site_key", max_length=64),
-        "visitor_token": protocol.string(frame, "visitor_token", max_length=128),
-        "last_seq": protocol.non_negative_int(frame, "last_seq", default=0),
+        "site_key": reference.string(frame, "site_key", max_length=64),
+        "visitor_token": reference.string(frame, "visitor_token", max_length=128),
+        "last_seq": reference.non_negative_int(frame, "last_seq", default=0),
     }
     try:
-        values["page"], values["timezone"] = protocol.page_report(frame)
+        values["page"], values["timezone"] = reference.page_report(frame)
     except ProtocolError:
         values["page"] = values["timezone"] = None
     return "hello", values
 
 
 def today_visitor(text: str | None, *, sneak_peek: bool) -> tuple[str, dict[str, Any]]:
-    frame = protocol.parse_frame(text, protocol.VISITOR_FRAME_TYPES)
+    frame = reference.parse_frame(text, protocol.VISITOR_FRAME_TYPES)
     kind = frame["type"]
     values: dict[str, Any] = {}
     if kind == "message.send":
-        msg_id = values["client_msg_id"] = protocol.client_msg_id(frame)
-        attachment = values["attachment"] = protocol.attachment_id(frame, msg_id)
-        values["body"] = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
+        msg_id = values["client_msg_id"] = reference.client_msg_id(frame)
+        attachment = values["attachment"] = reference.attachment_id(frame, msg_id)
+        values["body"] = reference.message_body(frame, msg_id, may_be_empty=attachment is not None)
     elif kind == "typing":
-        active = values["active"] = protocol.boolean(frame, "active")
-        values["text"] = protocol.typing_draft(frame) if sneak_peek and active else None
+        active = values["active"] = reference.boolean(frame, "active")
+        values["text"] = reference.typing_draft(frame) if sneak_peek and active else None
     elif kind == "read":
-        values["seq"] = protocol.non_negative_int(frame, "seq")
+        values["seq"] = reference.non_negative_int(frame, "seq")
     elif kind == "rating":
-        values["score"] = protocol.rating_score(frame)
-        values["comment"] = protocol.rating_comment(frame)
+        values["score"] = reference.rating_score(frame)
+        values["comment"] = reference.rating_comment(frame)
     elif kind == "page.view":
-        values["page"], values["timezone"] = protocol.page_report(frame)
+        values["page"], values["timezone"] = reference.page_report(frame)
     elif kind == "transcript.email":
-        values["email"] = protocol.email_address(frame)
+        values["email"] = reference.email_address(frame)
     elif kind == "hello":
         raise ProtocolError(BAD_FRAME, "hello was already received.")
     return kind, values
 
 
 def today_agent(text: str | None) -> tuple[str, dict[str, Any]]:
-    frame = protocol.parse_frame(text, protocol.AGENT_FRAME_TYPES)
+    frame = reference.parse_frame(text, protocol.AGENT_FRAME_TYPES)
     kind = frame["type"]
     values: dict[str, Any] = {}
     if kind in ("message.send", "note.send"):
-        msg_id = values["client_msg_id"] = protocol.client_msg_id(frame)
-        values["conversation"] = protocol.conversation_id(frame)
+        msg_id = values["client_msg_id"] = reference.client_msg_id(frame)
+        values["conversation"] = reference.conversation_id(frame)
         if kind == "message.send":
-            attachment = values["attachment"] = protocol.attachment_id(frame, msg_id)
-            values["body"] = protocol.message_body(
+            attachment = values["attachment"] = reference.attachment_id(frame, msg_id)
+            values["body"] = reference.message_body(
                 frame, msg_id, may_be_empty=attachment is not None
             )
         else:
-            values["body"] = protocol.message_body(frame, msg_id)
+            values["body"] = reference.message_body(frame, msg_id)
     elif kind == "typing":
-        values["conversation"] = protocol.conversation_id(frame)
-        values["active"] = protocol.boolean(frame, "active")
+        values["conversation"] = reference.conversation_id(frame)
+        values["active"] = reference.boolean(frame, "active")
     elif kind == "read":
-        values["conversation"] = protocol.conversation_id(frame)
-        values["seq"] = protocol.non_negative_int(frame, "seq")
+        values["conversation"] = reference.conversation_id(frame)
+        values["seq"] = reference.non_negative_int(frame, "seq")
     elif kind == "sync":
-        values["conversation"] = protocol.conversation_id(frame)
-        values["after_seq"] = protocol.non_negative_int(frame, "after_seq", default=0)
+        values["conversation"] = reference.conversation_id(frame)
+        values["after_seq"] = reference.non_negative_int(frame, "after_seq", default=0)
     elif kind == "presence":
-        values["status"] = protocol.presence_status(frame)
+        values["status"] = reference.presence_status(frame)
     elif kind == "conversation.transfer":
-        values["conversation"] = protocol.conversation_id(frame)
-        values["to_agent"] = protocol.optional_agent_id(frame, "to_agent")
+        values["conversation"] = reference.conversation_id(frame)
+        values["to_agent"] = reference.optional_agent_id(frame, "to_agent")
     elif kind in ("conversation.close", "visitor.profile", "conversation.history"):
-        values["conversation"] = protocol.conversation_id(frame)
+        values["conversation"] = reference.conversation_id(frame)
     elif kind == "canned.create":
-        values["shortcut"] = protocol.text(frame, "shortcut")
-        values["body"] = protocol.text(frame, "body")
-        values["shared"] = protocol.boolean(frame, "shared") if "shared" in frame else False
+        values["shortcut"] = reference.text(frame, "shortcut")
+        values["body"] = reference.text(frame, "body")
+        values["shared"] = reference.boolean(frame, "shared") if "shared" in frame else False
     elif kind == "canned.update":
-        values["id"] = protocol.canned_response_id(frame)
-        values["shortcut"] = protocol.text(frame, "shortcut")
-        values["body"] = protocol.text(frame, "body")
+        values["id"] = reference.canned_response_id(frame)
+        values["shortcut"] = reference.text(frame, "shortcut")
+        values["body"] = reference.text(frame, "body")
     elif kind == "canned.delete":
-        values["id"] = protocol.canned_response_id(frame)
+        values["id"] = reference.canned_response_id(frame)
     elif kind == "ping":
-        values["idle_seconds"] = protocol.idle_seconds(frame)
+        values["idle_seconds"] = reference.idle_seconds(frame)
     return kind, values
 
 
@@ -678,7 +680,7 @@ def test_the_fast_paths_depth_check_agrees_with_the_depth_json_loads_and_protoco
             continue  # msgspec.DecodeError is a ValueError
         if not isinstance(value, dict):
             continue  # the fast path has read a frame: an object
-        deep = protocol._depth(value, protocol.MAX_JSON_DEPTH) > protocol.MAX_JSON_DEPTH
+        deep = reference._depth(value, protocol.MAX_JSON_DEPTH) > protocol.MAX_JSON_DEPTH
         assert frames._nested_too_deeply(text) == deep, text[:300]
         compared += 1
     assert compared > 1000
@@ -784,3 +786,11 @@ def test_every_client_frame_has_an_example_in_the_doc_and_each_example_decodes(
         assert frames.frame_type(frame) == example["type"]
 
     assert {e["type"] for e in examples} == set(schemas)
+
+
+def test_each_socket_has_one_handler_for_every_frame_schema_of_its_side():
+    from chat.transport.consumers import AgentConsumer, VisitorConsumer
+
+    # `hello` opens the visitor socket; every other visitor frame has its handler.
+    assert set(VisitorConsumer.handlers) == set(frames.VISITOR_SCHEMAS.values()) - {frames.Hello}
+    assert set(AgentConsumer.handlers) == set(frames.AGENT_SCHEMAS.values())

@@ -4,14 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0008_one_clock_for_conversation_times'),
+        ("chat", "0008_one_clock_for_conversation_times"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='auditlogentry',
-            options={'ordering': ['-created_at', '-id'], 'verbose_name': 'audit log entry', 'verbose_name_plural': 'audit log entries'},
+            name="auditlogentry",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "verbose_name": "audit log entry",
+                "verbose_name_plural": "audit log entries",
+            },
         ),
     ]

@@ -1,6 +1,7 @@
 """The two sockets: `/ws/visitor/` (one browser tab of one visitor) and `/ws/agent/` (one
-dashboard tab of one signed-in agent). Each has one table, frame type → handler; a
-handler reads its frame's fields, calls a service and answers.
+dashboard tab of one signed-in agent). Each has one table, frame schema → handler
+(chat/protocol/inbound.py declares the schemas); a handler takes its decoded frame,
+calls a service and answers.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from .. import origins, protocol, ratelimits, selectors, transcript_email, visit
 from ..conversations import closing, presence, ratings, routing, sending, sessions
 from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
-from ..protocol import ProtocolError, outbound
+from ..protocol import ProtocolError, inbound, outbound
 from ..realtime import groups, resume
 from .broadcasting import broadcasting
 from .orm import on_database_thread
@@ -110,26 +111,16 @@ class VisitorConsumer(MessageSending):
 
     async def hello(self, text_data: str | None) -> None:
         try:
-            frame = protocol.parse_frame(text_data, self.handlers.keys())
-            if frame["type"] != "hello":
-                raise ProtocolError(protocol.BAD_FRAME, "The first frame must be hello.")
-            site_key = protocol.string(frame, "site_key", max_length=64)
-            token = protocol.string(frame, "visitor_token", max_length=128)
-            last_seq = protocol.non_negative_int(frame, "last_seq", default=0)
+            # (addition) Its page and time zone are advisory: a malformed one is ignored
+            # (and logged) rather than a reason to refuse the hello.
+            hello = inbound.decode_hello(text_data)
         except ProtocolError as exc:
             logger.info("visitor hello refused: %s", exc.detail)
             await self.close(code=protocol.CLOSE_NOT_HELLO)
             return
         try:
-            # (addition) Context for the agent: advisory, so a malformed one is ignored
-            # rather than a reason to refuse the hello.
-            page, timezone_name = protocol.page_report(frame)
-        except ProtocolError as exc:
-            logger.info("visitor hello: context ignored: %s", exc.detail)
-            page = timezone_name = None
-        try:
             site, visitor = await on_database_thread(sessions.identify_visitor)(
-                site_key=site_key, visitor_token=token
+                site_key=hello.site_key, visitor_token=hello.visitor_token
             )
         except SiteDisabled:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
@@ -161,13 +152,13 @@ class VisitorConsumer(MessageSending):
             sessions.report_visitor_context,
             visitor_id=visitor.id,
             allowed_origins=self.site_origins,
-            page=page,
-            timezone_name=timezone_name,
+            page=hello.page.as_dict() if hello.page else None,
+            timezone_name=hello.timezone,
             user_agent=origins.header(self.scope, b"user-agent") or "",
             known=visitor,
         )
         ready = await on_database_thread(resume.visitor_ready)(
-            visitor, last_seq, sneak_peek=self.sneak_peek
+            visitor, hello.last_seq, sneak_peek=self.sneak_peek
         )
         self.agents_online = ready["agents_online"]
         chat = ready["conversation"]
@@ -180,74 +171,73 @@ class VisitorConsumer(MessageSending):
             self.delivery.shown_in(chat["id"]).cover(through)
         await self.send_frame(ready)
 
-    async def on_message_send(self, frame: Frame) -> None:
-        msg_id = protocol.client_msg_id(frame)
-        attachment = protocol.attachment_id(frame, msg_id)
-        body = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
+    def decode(self, text_data: str | None) -> inbound.VisitorFrame:
+        # The site's setting decides whether a `typing` frame's draft is read at all.
+        return inbound.decode_visitor(text_data, sneak_peek=self.sneak_peek)
+
+    async def on_message_send(self, frame: inbound.VisitorMessageSend) -> None:
         try:
             await self.limits.message()
             await self.post_message(
                 self.visitor,
-                client_msg_id=msg_id,
-                body=body,
+                client_msg_id=frame.client_msg_id,
+                body=frame.body,
                 before_opening=self.limits.new_conversation,
-                attachment_id=attachment,
+                attachment_id=frame.attachment,
             )
         except ratelimits.RateLimited:
-            await self.refuse_over_limit(msg_id)
+            await self.refuse_over_limit(frame.client_msg_id)
             return
         self.limits.accepted()
 
-    async def on_typing(self, frame: Frame) -> None:
-        active = protocol.boolean(frame, "active")
-        # The client's draft is dropped unless the site allows sneak peek: the setting,
-        # not the widget, decides.
-        text = protocol.typing_draft(frame) if self.sneak_peek and active else None
-        if text is not None:
+    async def on_typing(self, frame: inbound.VisitorTyping) -> None:
+        if frame.text is not None:
             now = asyncio.get_running_loop().time()
             if now - self.last_draft < DRAFT_MIN_INTERVAL:
                 return
             self.last_draft = now
-        await self.call(sending.relay_typing, actor=self.visitor, active=active, text=text)
-
-    async def on_read(self, frame: Frame) -> None:
-        seq = protocol.non_negative_int(frame, "seq")
-        await self.call(sending.mark_read, actor=self.visitor, seq=seq, origin=self.channel_name)
-
-    async def on_close(self, frame: Frame) -> None:
-        await self.call(closing.close_conversation, actor=self.visitor)
-
-    async def on_rating(self, frame: Frame) -> None:
-        score = protocol.rating_score(frame)
-        comment = protocol.rating_comment(frame)
         await self.call(
-            ratings.rate_conversation, visitor_id=self.visitor_id, score=score, comment=comment
+            sending.relay_typing, actor=self.visitor, active=frame.active, text=frame.text
         )
 
-    async def on_ping(self, frame: Frame) -> None:
+    async def on_read(self, frame: inbound.VisitorRead) -> None:
+        await self.call(
+            sending.mark_read, actor=self.visitor, seq=frame.seq, origin=self.channel_name
+        )
+
+    async def on_close(self, frame: inbound.VisitorConversationClose) -> None:
+        await self.call(closing.close_conversation, actor=self.visitor)
+
+    async def on_rating(self, frame: inbound.Rating) -> None:
+        await self.call(
+            ratings.rate_conversation,
+            visitor_id=self.visitor_id,
+            score=frame.score,
+            comment=frame.comment,
+        )
+
+    async def on_ping(self, frame: inbound.VisitorPing) -> None:
         await self.send_frame(outbound.pong())
         now = asyncio.get_running_loop().time()
         if now - self.last_touch > VISITOR_TOUCH_EVERY:
             self.last_touch = now
             await self.call(sessions.touch_visitor, visitor_id=self.visitor_id)
 
-    async def on_page_view(self, frame: Frame) -> None:
-        page, timezone_name = protocol.page_report(frame)
+    async def on_page_view(self, frame: inbound.PageView) -> None:
         await self.call(
             sessions.report_visitor_context,
             visitor_id=self.visitor_id,
             allowed_origins=self.site_origins,
-            page=page,
-            timezone_name=timezone_name,
+            page=frame.page.as_dict() if frame.page else None,
+            timezone_name=frame.timezone,
         )
 
-    async def on_transcript_email(self, frame: Frame) -> None:
-        email = protocol.email_address(frame)
+    async def on_transcript_email(self, frame: inbound.TranscriptEmail) -> None:
         try:
             transcript = await self.call(
                 sessions.prepare_transcript_email,
                 visitor_id=self.visitor_id,
-                email=email,
+                email=frame.email,
                 before_sending=self.limits.transcript_email,
             )
         except ratelimits.RateLimited:
@@ -259,19 +249,17 @@ class VisitorConsumer(MessageSending):
             return
         in_background(self.mail_transcript(transcript))
 
-    async def on_hello_again(self, frame: Frame) -> None:
-        raise ProtocolError(protocol.BAD_FRAME, "hello was already received.")
-
+    # Every visitor frame but `hello`, which opens the socket (a second one is refused
+    # by the decoder).
     handlers = {
-        "hello": on_hello_again,
-        "message.send": on_message_send,
-        "typing": on_typing,
-        "read": on_read,
-        "conversation.close": on_close,
-        "rating": on_rating,
-        "ping": on_ping,
-        "page.view": on_page_view,
-        "transcript.email": on_transcript_email,
+        inbound.VisitorMessageSend: on_message_send,
+        inbound.VisitorTyping: on_typing,
+        inbound.VisitorRead: on_read,
+        inbound.VisitorConversationClose: on_close,
+        inbound.Rating: on_rating,
+        inbound.VisitorPing: on_ping,
+        inbound.PageView: on_page_view,
+        inbound.TranscriptEmail: on_transcript_email,
     }
 
     async def mail_transcript(self, transcript: transcript_email.TranscriptEmail) -> None:
@@ -412,172 +400,156 @@ class AgentConsumer(MessageSending):
             return
         await super().receive_frame(text_data)
 
-    def lane_of(self, frame: Frame) -> Hashable | None:
+    def decode(self, text_data: str | None) -> inbound.AgentFrame:
+        return inbound.decode_agent(text_data)
+
+    def lane_of(self, frame: inbound.AgentFrame) -> Hashable | None:
         # One lane per conversation: an agent's frames about one chat keep their order
         # (its messages' seqs, a close after the sends before it), while a send waiting
         # on the database holds up neither the agent's other chats nor its events. The
         # rest (presence, ping, canned responses) is rare and handled in line. A
         # visitor's socket has one chat and handles everything in line: its frames come
         # seconds apart, and its client sees replies before what they caused.
-        conversation = frame.get("conversation")
-        return conversation if type(conversation) is int else None
+        return getattr(frame, "conversation", None)
 
-    async def on_message_send(self, frame: Frame) -> None:
-        msg_id = protocol.client_msg_id(frame)
-        conversation = protocol.conversation_id(frame)
-        attachment = protocol.attachment_id(frame, msg_id)
-        body = protocol.message_body(frame, msg_id, may_be_empty=attachment is not None)
+    async def on_message_send(self, frame: inbound.AgentMessageSend) -> None:
         await self.post_message(
             self.agent,
-            conversation_id=conversation,
-            client_msg_id=msg_id,
-            body=body,
-            attachment_id=attachment,
+            conversation_id=frame.conversation,
+            client_msg_id=frame.client_msg_id,
+            body=frame.body,
+            attachment_id=frame.attachment,
         )
 
-    async def on_note_send(self, frame: Frame) -> None:
-        msg_id = protocol.client_msg_id(frame)
-        conversation = protocol.conversation_id(frame)
-        body = protocol.message_body(frame, msg_id)
+    async def on_note_send(self, frame: inbound.NoteSend) -> None:
         posted = await self.call(
             sending.post_note,
             agent_id=self.agent_id,
-            conversation_id=conversation,
-            client_msg_id=msg_id,
-            body=body,
+            conversation_id=frame.conversation,
+            client_msg_id=frame.client_msg_id,
+            body=frame.body,
         )
-        await self.send_frame(
-            outbound.note_ack(client_msg_id=msg_id, conversation=conversation, id=posted.note["id"])
+        ack = outbound.note_ack(
+            client_msg_id=frame.client_msg_id, conversation=frame.conversation, id=posted.note["id"]
         )
+        await self.send_frame(ack)
         if not posted.created:
             # A retry: this tab may have missed the first `note` frame.
             await self.send_frame(outbound.note(posted.note))
 
-    async def on_typing(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        active = protocol.boolean(frame, "active")
+    async def on_typing(self, frame: inbound.AgentTyping) -> None:
         await self.call(
-            sending.relay_typing, actor=self.agent, conversation_id=conversation, active=active
+            sending.relay_typing,
+            actor=self.agent,
+            conversation_id=frame.conversation,
+            active=frame.active,
         )
 
-    async def on_read(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        seq = protocol.non_negative_int(frame, "seq")
+    async def on_read(self, frame: inbound.AgentRead) -> None:
         await self.call(
             sending.mark_read,
             actor=self.agent,
-            conversation_id=conversation,
-            seq=seq,
+            conversation_id=frame.conversation,
+            seq=frame.seq,
             origin=self.channel_name,
         )
 
-    async def on_sync(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        after_seq = protocol.non_negative_int(frame, "after_seq", default=0)
+    async def on_sync(self, frame: inbound.Sync) -> None:
         reply = await on_database_thread(resume.sync)(
-            agent_id=self.agent_id, conversation_id=conversation, after_seq=after_seq
+            agent_id=self.agent_id, conversation_id=frame.conversation, after_seq=frame.after_seq
         )
-        shown = self.delivery.shown_in(conversation)
+        shown = self.delivery.shown_in(frame.conversation)
         for message in reply["messages"]:
             shown.add(message["seq"])
         await self.send_frame(reply)
 
-    async def on_presence(self, frame: Frame) -> None:
-        status = protocol.presence_status(frame)
+    async def on_presence(self, frame: inbound.Presence) -> None:
         await self.call(
-            presence.set_presence, agent_id=self.agent_id, status=status, origin=self.channel_name
+            presence.set_presence,
+            agent_id=self.agent_id,
+            status=frame.status,
+            origin=self.channel_name,
         )
-        await self.send_frame(outbound.presence(status=status))
+        await self.send_frame(outbound.presence(status=frame.status))
 
-    async def on_close(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        await self.call(closing.close_conversation, actor=self.agent, conversation_id=conversation)
+    async def on_close(self, frame: inbound.AgentConversationClose) -> None:
+        await self.call(
+            closing.close_conversation, actor=self.agent, conversation_id=frame.conversation
+        )
 
-    async def on_transfer(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        to_agent = protocol.optional_agent_id(frame, "to_agent")
+    async def on_transfer(self, frame: inbound.ConversationTransfer) -> None:
         await self.call(
             routing.transfer_conversation,
             agent_id=self.agent_id,
-            conversation_id=conversation,
-            to_agent_id=to_agent,
+            conversation_id=frame.conversation,
+            to_agent_id=frame.to_agent,
         )
 
-    async def on_visitor_profile(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        await self.send_frame(
-            await on_database_thread(selectors.visitor_profile)(self.agent_id, conversation)
-        )
+    async def on_visitor_profile(self, frame: inbound.VisitorProfile) -> None:
+        read = on_database_thread(selectors.visitor_profile)
+        await self.send_frame(await read(self.agent_id, frame.conversation))
 
-    async def on_conversation_history(self, frame: Frame) -> None:
-        conversation = protocol.conversation_id(frame)
-        await self.send_frame(
-            await on_database_thread(selectors.conversation_history)(self.agent_id, conversation)
-        )
+    async def on_conversation_history(self, frame: inbound.ConversationHistory) -> None:
+        read = on_database_thread(selectors.conversation_history)
+        await self.send_frame(await read(self.agent_id, frame.conversation))
 
-    async def on_agents_list(self, frame: Frame) -> None:
+    async def on_agents_list(self, frame: inbound.AgentsList) -> None:
         colleagues = await on_database_thread(selectors.colleagues)(self.agent_id)
         await self.send_frame(outbound.agents(colleagues))
 
-    async def on_canned_list(self, frame: Frame) -> None:
+    async def on_canned_list(self, frame: inbound.CannedList) -> None:
         await self.send_canned_list()
 
-    async def on_canned_create(self, frame: Frame) -> None:
-        shortcut, body = protocol.text(frame, "shortcut"), protocol.text(frame, "body")
-        shared = protocol.boolean(frame, "shared") if "shared" in frame else False
+    async def on_canned_create(self, frame: inbound.CannedCreate) -> None:
         saved = await self.call(
             canned.create_canned_response,
             agent_id=self.agent_id,
-            shortcut=shortcut,
-            body=body,
-            shared=shared,
+            shortcut=frame.shortcut,
+            body=frame.body,
+            shared=frame.shared,
         )
         await self.send_frame(outbound.canned_saved(saved))
 
-    async def on_canned_update(self, frame: Frame) -> None:
-        response_id = protocol.canned_response_id(frame)
-        shortcut, body = protocol.text(frame, "shortcut"), protocol.text(frame, "body")
+    async def on_canned_update(self, frame: inbound.CannedUpdate) -> None:
         saved = await self.call(
             canned.update_canned_response,
             agent_id=self.agent_id,
-            response_id=response_id,
-            shortcut=shortcut,
-            body=body,
+            response_id=frame.id,
+            shortcut=frame.shortcut,
+            body=frame.body,
         )
         await self.send_frame(outbound.canned_saved(saved))
 
-    async def on_canned_delete(self, frame: Frame) -> None:
-        response_id = protocol.canned_response_id(frame)
-        await self.call(
-            canned.delete_canned_response, agent_id=self.agent_id, response_id=response_id
-        )
-        await self.send_frame(outbound.canned_deleted(id=response_id))
+    async def on_canned_delete(self, frame: inbound.CannedDelete) -> None:
+        await self.call(canned.delete_canned_response, agent_id=self.agent_id, response_id=frame.id)
+        await self.send_frame(outbound.canned_deleted(id=frame.id))
 
-    async def on_ping(self, frame: Frame) -> None:
-        idle = protocol.idle_seconds(frame)
+    async def on_ping(self, frame: inbound.AgentPing) -> None:
         await self.send_frame(outbound.pong())
         await self.call(presence.heartbeat, agent_id=self.agent_id)
-        if idle is not None:
+        if frame.idle_seconds is not None:
             # (addition) The dashboard's idle time: the server decides auto-away.
-            await self.call(presence.report_activity, agent_id=self.agent_id, idle_seconds=idle)
+            await self.call(
+                presence.report_activity, agent_id=self.agent_id, idle_seconds=frame.idle_seconds
+            )
 
     handlers = {
-        "presence": on_presence,
-        "message.send": on_message_send,
-        "note.send": on_note_send,
-        "conversation.transfer": on_transfer,
-        "agents.list": on_agents_list,
-        "visitor.profile": on_visitor_profile,
-        "conversation.history": on_conversation_history,
-        "canned.list": on_canned_list,
-        "canned.create": on_canned_create,
-        "canned.update": on_canned_update,
-        "canned.delete": on_canned_delete,
-        "typing": on_typing,
-        "read": on_read,
-        "sync": on_sync,
-        "conversation.close": on_close,
-        "ping": on_ping,
+        inbound.Presence: on_presence,
+        inbound.AgentMessageSend: on_message_send,
+        inbound.NoteSend: on_note_send,
+        inbound.ConversationTransfer: on_transfer,
+        inbound.AgentsList: on_agents_list,
+        inbound.VisitorProfile: on_visitor_profile,
+        inbound.ConversationHistory: on_conversation_history,
+        inbound.CannedList: on_canned_list,
+        inbound.CannedCreate: on_canned_create,
+        inbound.CannedUpdate: on_canned_update,
+        inbound.CannedDelete: on_canned_delete,
+        inbound.AgentTyping: on_typing,
+        inbound.AgentRead: on_read,
+        inbound.Sync: on_sync,
+        inbound.AgentConversationClose: on_close,
+        inbound.AgentPing: on_ping,
     }
 
     async def send_canned_list(self) -> None:

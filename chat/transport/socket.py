@@ -1,10 +1,11 @@
 """What visitor and agent sockets share: limits, decoding, the dispatch to a frame's
 handler, error replies, groups, and delivery in seq order.
 
-A frame goes: size check → the socket's rate bucket → decode → its handler (in line,
-or in its conversation's lane: chat/transport/lanes.py) → a service on an ORM thread →
-the reply. A refusal of the domain is answered with its `error` frame
-(chat/protocol/errors.py); anything else fails the socket (1011).
+A frame goes: size check → the socket's rate bucket → decode into its schema
+(chat/protocol/inbound.py) → its handler from the socket's table (in line, or in its
+conversation's lane: chat/transport/lanes.py) → a service on an ORM thread → the reply.
+A refusal of the domain is answered with its `error` frame (chat/protocol/errors.py);
+anything else fails the socket (1011).
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from django.conf import settings
 
 from .. import protocol, selectors
 from ..conversations.messages import PostedMessage
-from ..protocol import ProtocolError, outbound
+from ..protocol import ProtocolError, inbound, outbound
 from ..protocol.errors import refusal
 from ..realtime import groups, layer, outbox
 from ..realtime.delivery import SeqDelivery
@@ -29,7 +30,7 @@ from .orm import on_database_thread
 logger = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
-Handler = Callable[[Any, Frame], Awaitable[None]]
+Handler = Callable[[Any, inbound.Frame], Awaitable[None]]
 
 # Tasks started from callbacks, referenced until done (asyncio keeps only weak ones).
 _background: set[asyncio.Task] = set()
@@ -42,9 +43,10 @@ def in_background(coroutine) -> None:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    """The transport of one socket; subclasses give `handlers` (frame type → handler)."""
+    """The transport of one socket; a subclass gives its table, `handlers` (frame schema →
+    handler), and `decode` (a text frame into one of those schemas)."""
 
-    handlers: dict[str, Handler] = {}
+    handlers: dict[type[inbound.Frame], Handler] = {}
     # Name of the (burst, frames per second) setting for this kind of socket.
     rate_setting = "SUPPORTDESK_VISITOR_RATE"
     joined: set[str]
@@ -198,9 +200,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.receive_frame(text_data)
 
+    def decode(self, text_data: str | None) -> inbound.Frame:
+        raise NotImplementedError
+
     async def receive_frame(self, text_data: str | None) -> None:
         try:
-            frame = protocol.parse_frame(text_data, self.handlers.keys())
+            frame = self.decode(text_data)
         except ProtocolError as exc:
             await self.refuse(exc)
             return
@@ -210,26 +215,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             self.lanes.submit(lane, functools.partial(self.handle_frame, frame))
 
-    def lane_of(self, frame: Frame) -> Hashable | None:
+    def lane_of(self, frame: inbound.Frame) -> Hashable | None:
         """The lane a frame is handled in, or None to handle it in line: before this
         socket's next frame or event."""
         return None
 
-    async def handle_frame(self, frame: Frame) -> None:
+    async def handle_frame(self, frame: inbound.Frame) -> None:
         if self.closing:
             # Closed (a flood, a rotated token) while this frame waited in its lane.
             return
         try:
-            await self.handlers[frame["type"]](self, frame)
+            await self.handlers[type(frame)](self, frame)
         except ProtocolError as exc:
             await self.refuse(exc)
         except Exception as exc:
-            client_msg_id = frame.get("client_msg_id")
-            if frame["type"] not in ("message.send", "note.send") or not isinstance(
-                client_msg_id, str
-            ):
-                client_msg_id = None
-            error = refusal(exc, client_msg_id)
+            # A refusal about a message names it, for the client to mark it not sent.
+            error = refusal(exc, getattr(frame, "client_msg_id", None))
             if error is None:
                 raise
             await self.refuse(error)

@@ -34,7 +34,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from chat.protocol import (
+from . import (
     AGENT_FRAME_TYPES,
     BAD_EMAIL,
     BAD_FRAME,
