@@ -3,6 +3,7 @@ the chat frame loads. Sizes are gzip at level 6 (gzip's default, what servers se
 
 import gzip
 import re
+from urllib.parse import urljoin
 
 import pytest
 from django.conf import settings
@@ -12,6 +13,15 @@ pytestmark = pytest.mark.django_db
 
 LOADER_BUDGET = 2 * 1024
 FRAME_BUDGET = 20 * 1024
+
+STATIC_PREFIX = "/" + settings.STATIC_URL.lstrip("/")
+ASSET = re.compile(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"')
+ENTRY = re.compile(r'<script type="module" src="([^"]+)"')
+PRELOAD = re.compile(r'<link rel="modulepreload" href="([^"]+)"')
+# Static `import … from '…'`, `export … from '…'` and `import '…'`, at the start of a line.
+IMPORT = re.compile(
+    r"""^\s*(?:(?:import|export)\b[^'"`;]*?\bfrom\s*|import\s*)['"]([^'"]+)['"]""", re.M
+)
 
 
 def gzipped(data: bytes) -> int:
@@ -23,6 +33,38 @@ def report(capsys, line: str) -> None:
         print(f"\n{line}")
 
 
+def static_file(url: str) -> bytes:
+    path = finders.find(url.removeprefix(STATIC_PREFIX))
+    assert url.startswith(STATIC_PREFIX) and path, f"{url} is not a static file"
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def module_graph(entry: str) -> set[str]:
+    """The URLs of the entry module and of every module it imports, directly or not."""
+    seen = set()
+    todo = [entry]
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        source = static_file(url).decode()
+        # A dynamic import escapes the preloads (and this count): the frame has none.
+        assert not re.search(r"\bimport\s*\(", source), f"{url} imports dynamically"
+        for specifier in IMPORT.findall(source):
+            # Relative, so imports resolve under STATIC_URL wherever it is served from.
+            assert specifier.startswith(("./", "../")), f"{url} imports {specifier!r}"
+            todo.append(urljoin(url, specifier))
+    return seen
+
+
+def frame_page(client, personas):
+    page = client.get(f"/widget/frame/{personas.acme.key}/")
+    assert page.status_code == 200
+    return page
+
+
 def test_loader_fits_in_2_kb_gzipped(client, capsys):
     body = client.get("/widget.js").content
     size = gzipped(body)
@@ -31,20 +73,26 @@ def test_loader_fits_in_2_kb_gzipped(client, capsys):
 
 
 def test_everything_the_frame_loads_fits_in_20_kb_gzipped(client, personas, capsys):
-    page = client.get(f"/widget/frame/{personas.acme.key}/")
-    assert page.status_code == 200
-    assets = re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"', page.text)
-    static_prefix = "/" + settings.STATIC_URL.lstrip("/")
+    page = frame_page(client, personas)
+    assets = ASSET.findall(page.text)
     # Nothing from elsewhere: no CDN, no web font.
-    assert assets and all(url.startswith(static_prefix) for url in assets), assets
+    assert assets and all(url.startswith(STATIC_PREFIX) for url in assets), assets
+    # Every module the entry imports counts, preloaded or not.
+    for entry in ENTRY.findall(page.text):
+        assets += sorted(module_graph(entry) - set(assets))
     sizes = {"frame HTML": (len(page.content), gzipped(page.content))}
     for url in assets:
-        path = finders.find(url.removeprefix(static_prefix))
-        assert path, f"{url} is not a static file"
-        with open(path, "rb") as f:
-            data = f.read()
+        data = static_file(url)
         sizes[url] = (len(data), gzipped(data))
     total = sum(gz for _, gz in sizes.values())
     lines = [f"  {name}: {raw} bytes, {gz} gzipped" for name, (raw, gz) in sizes.items()]
     report(capsys, "frame:\n" + "\n".join(lines) + f"\n  total {total} bytes gzipped")
     assert total <= FRAME_BUDGET
+
+
+def test_the_frame_preloads_exactly_the_modules_its_entry_imports(client, personas):
+    """Preloads let the browser fetch every module at once instead of discovering them
+    import by import; a module missing here would load late, one left over for nothing."""
+    page = frame_page(client, personas)
+    (entry,) = ENTRY.findall(page.text)
+    assert set(PRELOAD.findall(page.text)) == module_graph(entry) - {entry}
