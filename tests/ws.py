@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
@@ -127,14 +128,32 @@ async def receive_close(
 async def frames_before_pong(communicator: WebsocketCommunicator) -> list[dict]:
     """Everything the socket receives before the answer to a fresh ping.
 
-    A barrier instead of a sleep: a broadcast already delivered to the socket's channel
-    is handled before a ping sent afterwards, so whatever was due shows up here. The
-    queue readings asked for so far (made on this loop after their service returned,
-    chat/conversations/queue.py `QueueReadings`) are waited for first: their frames were due too."""
+    A barrier instead of a sleep: the queue readings asked for so far (made on this loop
+    after their service returned, chat/conversations/queue.py `QueueReadings`) are waited
+    for, then every broadcast waiting in a socket's channel is taken and handled by its
+    consumer, and only then is the ping sent, so whatever was due shows up here.
+
+    The channel layer must be drained first: a consumer that finds a client frame and a
+    channel event ready at the same moment handles the client frame first (Channels'
+    await_many_dispatch), so a ping sent while an event still waits would overtake it."""
     await broadcasting.queue_readings().settled()
+    await _channel_events_handled()
     await communicator.send_json_to({"type": "ping"})
     _pong, before = await receive_frames_until(communicator, "pong")
     return before
+
+
+async def _channel_events_handled() -> None:
+    """Yield to the event loop until the in-memory channel layer holds no waiting event,
+    then once more per step a consumer takes from its channel to its client (the get,
+    the dispatch, the send): each yield lets every ready task run one step."""
+    channels = getattr(get_channel_layer(), "channels", {})
+    for _ in range(1000):
+        if not any(queue.qsize() for queue in channels.values()):
+            break
+        await asyncio.sleep(0)
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def run_service(service, /, *args: Any, **kwargs: Any) -> Any:
