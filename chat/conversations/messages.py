@@ -76,11 +76,7 @@ def append_at_once(draft: Draft, *, now: datetime) -> PostedMessage | None:
     except IntegrityError:
         # A retry racing its own first send stored it meanwhile: the full path finds it.
         return None
-    if row is None:
-        return None
-    posted, event = _appended(row, draft, now)
-    events.emit_on_commit(event)
-    return posted
+    return _announced(row, draft, now, events.emit_on_commit)
 
 
 async def append_on_loop(draft: Draft, *, now: datetime) -> PostedMessage | None:
@@ -93,11 +89,7 @@ async def append_on_loop(draft: Draft, *, now: datetime) -> PostedMessage | None
         row = await loop.fetch_one(*statement.both)
     except (psycopg.IntegrityError, loop.Unavailable):
         return None
-    if row is None:
-        return None
-    posted, event = _appended(row, draft, now)
-    events.emit_committed(event)
-    return posted
+    return _announced(row, draft, now, events.emit_committed)
 
 
 def _statement(draft: Draft, now: datetime, db) -> sql.AppendAtOnce:
@@ -112,9 +104,11 @@ def _statement(draft: Draft, now: datetime, db) -> sql.AppendAtOnce:
     )
 
 
-def _appended(
-    row: tuple, draft: Draft, now: datetime
-) -> tuple[PostedMessage, events.MessageCreated]:
+def _announced(row: tuple | None, draft: Draft, now: datetime, emit) -> PostedMessage | None:
+    """The message a send statement stored (its `row`; None: it stored nothing),
+    announced with `emit`."""
+    if row is None:
+        return None
     conversation_id, seq, visitor_id, agent_id, site_id, author_name = row
     wire = selectors.message_wire(
         conversation=conversation_id,
@@ -125,15 +119,17 @@ def _appended(
         sent_at=now,
         agent=selectors.author(agent_id, author_name),
     )
-    event = events.MessageCreated(
-        conversation_id=conversation_id,
-        site_id=site_id,
-        visitor_id=visitor_id,
-        agent_id=agent_id,
-        message=wire,
-        origin=draft.origin,
+    emit(
+        events.MessageCreated(
+            conversation_id=conversation_id,
+            site_id=site_id,
+            visitor_id=visitor_id,
+            agent_id=agent_id,
+            message=wire,
+            origin=draft.origin,
+        )
     )
-    return PostedMessage(wire, True, visitor_id, agent_id), event
+    return PostedMessage(wire, True, visitor_id, agent_id)
 
 
 def append_message(
