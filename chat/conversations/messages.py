@@ -10,9 +10,9 @@ conversation (a retry gets the first message back).
 Each announces `MessageCreated` once the message is committed.
 """
 
-from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 import psycopg
 from django.db import IntegrityError, connection, connections, transaction
 
@@ -23,8 +23,7 @@ from ..store import loop, sql
 from .actors import Actor
 
 
-@dataclass(frozen=True)
-class PostedMessage:
+class PostedMessage(msgspec.Struct, frozen=True, gc=False):
     """A message as stored: `message` is its wire shape. `created` is False for a retry,
     which the caller answers with the first ack (and rings the participants, named by
     `visitor_id` and `agent_id`, again: the first ring may have been lost)."""
@@ -43,8 +42,7 @@ class PostedMessage:
         return self.message["seq"]
 
 
-@dataclass(frozen=True)
-class Draft:
+class Draft(msgspec.Struct, frozen=True, gc=False):
     """A message to store: who sends it, where (an agent names the conversation, a
     visitor's goes to its open one), what, and the socket it came from (`origin`)."""
 

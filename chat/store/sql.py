@@ -9,9 +9,9 @@ transaction is IMMEDIATE and already holds the database's write lock (`for_updat
 import contextlib
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 from django.conf import settings
 from django.db import connection, connections, transaction
 
@@ -231,8 +231,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class AppendAtOnce:
+class AppendAtOnce(msgspec.Struct, frozen=True, gc=False):
     """The everyday send's statements: append a message to the visitor's open
     conversation (`visitor_id`), or to an open one assigned to `agent_id`, unless its
     client_msg_id is already used there (a retry). They return (conversation id, seq,
