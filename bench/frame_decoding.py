@@ -5,7 +5,7 @@ and the same schemas in pydantic v2 (a TypeAdapter over a discriminated union).
     DJANGO_SETTINGS_MODULE=supportdesk.settings .venv/bin/python -m bench.frame_decoding
 
 pydantic is not a dependency of the project: without it that column is left out
-(`pip install pydantic==2.14.4` to see it). Results: docs/typed-frames-measurement.md.
+(`pip install pydantic==2.14.4` to see it). Results: docs/performance.md, change 17.
 Every round runs every candidate on every frame once, so load from other processes
 spreads over all of them; min and median are over the rounds.
 """

@@ -1,10 +1,8 @@
 """Inbound WebSocket frames as typed schemas (one msgspec Struct per frame type and side)
 and the decoders that turn a text frame into one of them, or into today's refusal.
 
-msgspec rather than pydantic, by measurement (docs/typed-frames-measurement.md): the hot
-frame, `message.send`, decoded and checked here takes 0.25-0.3 of the time of json.loads
-plus the hand validators it replaces; pydantic's TypeAdapter over the same schemas about
-twice msgspec's, and four packages where msgspec is one.
+msgspec rather than pydantic (or hand validators), by measurement: docs/performance.md,
+change 17.
 
 How a frame is decoded. The fast path is msgspec's typed decode of the whole text; when
 it succeeds (and the text could not hold what the standard library refuses and msgspec
