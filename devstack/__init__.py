@@ -15,15 +15,16 @@ tests/browser.py and tests/chaos.py.
 
     processes   redis-server and daphne workers: start, wait, stop, kill, restart
     database    PostgreSQL or SQLite: create, clone a migrated template, query, drop
-    app         the processes' environment, manage.py, create_site, create_agent
-    http        one request per connection, the login form, visitor sessions
+    app         the processes' environment, manage.py, create_site, create_agent, the
+                login form, visitor sessions
+    http        one request per connection
     sockets     Peer (the WebSocket client), connect_agent/visitor, BlockingPeer
     waiting     StackError, wait_until, Signal, run_blocking, log tails
 """
 
-from .app import Site, app_env, create_agent, create_site, manage
+from .app import Site, app_env, create_agent, create_site, login, manage, visitor_session
 from .database import Database, postgres_admin_url, postgres_url
-from .http import Response, login, request, visitor_session
+from .http import Response, request
 from .processes import (
     REPO_ROOT,
     RedisServer,

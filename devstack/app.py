@@ -4,12 +4,15 @@ sites and create agents, run as subprocesses exactly as an operator runs them.
 """
 
 import os
+import re
 import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
-from .processes import REPO_ROOT
+from .http import request
+from .processes import REPO_ROOT, Server
 from .waiting import StackError
 
 MANAGE_TIMEOUT = 300.0
@@ -100,3 +103,52 @@ def create_agent(
         args += ["--site", key]
     manage(env, *args)
     return password
+
+
+async def login(server: Server, username: str, password: str) -> str:
+    """Sign in through the real form at /accounts/login/ (csrftoken, then the POST);
+    returns the Cookie header of the signed-in session."""
+    page = await request(server.port, "GET", "/accounts/login/")
+    match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body)
+    cookies = page.cookies()
+    if match is None or "csrftoken" not in cookies:
+        raise StackError(f"no CSRF token on the login page (status {page.status})")
+    form = {
+        "csrfmiddlewaretoken": match.group(1).decode(),
+        "username": username,
+        "password": password,
+        "next": "/agent/",
+    }
+    answer = await request(
+        server.port,
+        "POST",
+        "/accounts/login/",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={cookies['csrftoken']}",
+            "Referer": server.url("/accounts/login/"),
+        },
+        body=urlencode(form).encode(),
+    )
+    cookies.update(answer.cookies())
+    if answer.status != 302 or "sessionid" not in cookies:
+        raise StackError(f"{username} could not sign in (status {answer.status})")
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
+async def visitor_session(server: Server, site: Site, token: str | None = None) -> str:
+    """POST /api/v1/visitor-sessions from the site's origin (resuming `token` if given);
+    returns the visitor token."""
+    body = {"site_key": site.key}
+    if token is not None:
+        body["visitor_token"] = token
+    answer = await request(
+        server.port,
+        "POST",
+        "/api/v1/visitor-sessions",
+        headers={"Origin": site.origin},
+        json=body,
+    )
+    if answer.status != 201:
+        raise StackError(f"POST /api/v1/visitor-sessions answered {answer.status}")
+    return answer.json()["visitor_token"]

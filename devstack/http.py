@@ -8,17 +8,9 @@ thousands of sessions at once; sync callers go through `run_blocking`.
 
 import asyncio
 import json as jsonlib
-import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
-
-from .waiting import StackError
-
-if TYPE_CHECKING:
-    from .app import Site
-    from .processes import Server
+from typing import Any
 
 HTTP_TIMEOUT = 30.0
 
@@ -102,52 +94,3 @@ def _dechunk(data: bytes) -> bytes:
         out += rest[:size]
         data = rest[size + 2 :]
     return bytes(out)
-
-
-async def login(server: "Server", username: str, password: str) -> str:
-    """Sign in through the real form at /accounts/login/ (csrftoken, then the POST);
-    returns the Cookie header of the signed-in session."""
-    page = await request(server.port, "GET", "/accounts/login/")
-    match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body)
-    cookies = page.cookies()
-    if match is None or "csrftoken" not in cookies:
-        raise StackError(f"no CSRF token on the login page (status {page.status})")
-    form = {
-        "csrfmiddlewaretoken": match.group(1).decode(),
-        "username": username,
-        "password": password,
-        "next": "/agent/",
-    }
-    answer = await request(
-        server.port,
-        "POST",
-        "/accounts/login/",
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Cookie": f"csrftoken={cookies['csrftoken']}",
-            "Referer": server.url("/accounts/login/"),
-        },
-        body=urlencode(form).encode(),
-    )
-    cookies.update(answer.cookies())
-    if answer.status != 302 or "sessionid" not in cookies:
-        raise StackError(f"{username} could not sign in (status {answer.status})")
-    return "; ".join(f"{name}={value}" for name, value in cookies.items())
-
-
-async def visitor_session(server: "Server", site: "Site", token: str | None = None) -> str:
-    """POST /api/v1/visitor-sessions from the site's origin (resuming `token` if given);
-    returns the visitor token."""
-    body = {"site_key": site.key}
-    if token is not None:
-        body["visitor_token"] = token
-    answer = await request(
-        server.port,
-        "POST",
-        "/api/v1/visitor-sessions",
-        headers={"Origin": site.origin},
-        json=body,
-    )
-    if answer.status != 201:
-        raise StackError(f"POST /api/v1/visitor-sessions answered {answer.status}")
-    return answer.json()["visitor_token"]
