@@ -36,5 +36,9 @@ class AgentUnavailable(Exception):
     serving the site, or the transferring agent itself)."""
 
 
+class PickingNotAllowed(Exception):
+    """The site does not let agents take chats from the queue themselves."""
+
+
 class AlreadyRated(Exception):
     """The visitor already rated this conversation (one rating each)."""

@@ -66,6 +66,18 @@ class Site(models.Model):
         default=True,
         help_text="Agents see what visitors type before they send it; the widget says so.",
     )
+    # The queue's wait estimate divides the site's median chat length by the free slots;
+    # until the site has closed chats to learn from, this length stands in.
+    typical_chat_minutes = models.PositiveSmallIntegerField(
+        default=5,
+        help_text="How long a chat usually takes, for the queue's wait estimate until "
+        "there are recent chats to learn from.",
+    )
+    # Agents may take a waiting chat from the queue themselves, out of routing's order.
+    agents_pick_from_queue = models.BooleanField(
+        default=False,
+        help_text="Agents may take a chat from the queue themselves, not only be given one.",
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -185,6 +197,44 @@ class Conversation(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN_STATUSES
+
+
+class Assignment(models.Model):
+    """One agent's turn with a conversation: from being given it (routing, a transfer, a
+    pick from the queue) until it ended (closed, transferred on, back to the queue). The
+    transcript's lifecycle and the widget's "joined" lines are read from these."""
+
+    class Ended(models.TextChoices):
+        CLOSED = "closed"
+        TRANSFERRED = "transferred"  # to a named colleague
+        HANDED_BACK = "handed_back"  # the agent sent it back to the queue
+        REQUEUED = "requeued"  # the agent was lost (heartbeat lapsed) or removed
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="assignments"
+    )
+    agent = models.ForeignKey(
+        "agents.AgentProfile", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    # The last message before the agent joined: the join sits after it.
+    after_seq = models.PositiveIntegerField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended = models.CharField(max_length=12, choices=Ended.choices, blank=True)
+
+    class Meta:
+        ordering = ["conversation", "started_at", "id"]
+        constraints = [
+            # A conversation has one agent at a time: one turn open at most.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(ended_at__isnull=True),
+                name="assignment_one_open_per_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent or 'an agent'} on conversation #{self.conversation_id}"
 
 
 class Message(models.Model):

@@ -1,7 +1,7 @@
 """Reads: access checks and the shapes the wire contract shows (one job per function)."""
 
 import statistics
-import time
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -15,6 +15,7 @@ from agents.models import AgentProfile
 from . import visitor_context
 from .errors import NotFound, SiteDisabled
 from .models import (
+    Assignment,
     Attachment,
     Conversation,
     Message,
@@ -181,6 +182,18 @@ def visitor_for_token(site: Site, token: str) -> Visitor:
     if visitor is None:
         raise NotFound
     return visitor
+
+
+def joins(conversation_id: int) -> list[dict]:
+    """Each agent's turn with a conversation as the visitor sees it: who joined, after
+    which message (`after_seq`), in order. One query."""
+    turns = Assignment.objects.filter(conversation_id=conversation_id).values_list(
+        "agent__display_name", "after_seq"
+    )
+    return [
+        {"agent": {"display_name": name} if name else None, "after_seq": after_seq}
+        for name, after_seq in turns
+    ]
 
 
 def agent_id_for_user(user_id: int) -> int | None:
@@ -394,26 +407,28 @@ def online_site_ids(now: datetime | None = None) -> frozenset[int]:
 # Handling time = assigned_at to closed_at, over the site's latest closed chats.
 WAIT_SAMPLE = 50
 WAIT_WINDOW = timezone.timedelta(hours=24)
-# The basis of the estimate is read at most this often per site and worker: a queue
-# broadcast runs it once per site, never once per waiting visitor.
-WAIT_BASIS_TTL = 30.0
-_wait_basis: dict[int, tuple[float, float | None, int]] = {}
 
 
-def forget_wait_basis() -> None:
-    """Drop the cached estimates (tests; nothing else needs to)."""
-    _wait_basis.clear()
+@dataclass(frozen=True)
+class WaitBasis:
+    """What a site's wait estimates divide: how long a chat takes (the median of the
+    site's chats closed in the last 24 h, else the site's `typical_chat_minutes`) and the
+    slots of the agents who can take its chats now."""
+
+    chat_seconds: float
+    slots: int
+
+    def estimate(self, position: int) -> int | None:
+        """About how long the conversation at `position` will wait: a chat's length,
+        times its position, shared by the slots. None while nobody can take a chat."""
+        if self.slots <= 0:
+            return None
+        return round(self.chat_seconds * position / self.slots)
 
 
-def wait_basis(site_id: int, now: datetime | None = None) -> tuple[float | None, int]:
-    """(median handling seconds of the site's recent chats or None, routable slots):
-    what `estimated_wait_seconds` divides. Cached per worker for WAIT_BASIS_TTL: an
-    estimate may be that much behind an agent coming or going, which is fine for
-    "about 4 min"."""
-    clock = time.monotonic()
-    cached = _wait_basis.get(site_id)
-    if cached is not None and cached[0] > clock:
-        return cached[1], cached[2]
+def wait_basis(site_id: int, now: datetime | None = None) -> WaitBasis:
+    """Read once per reading of the queue (two queries, three while the site has no
+    recent chat), never once per waiting visitor."""
     now = now or timezone.now()
     rows = (
         Conversation.objects.filter(
@@ -427,20 +442,13 @@ def wait_basis(site_id: int, now: datetime | None = None) -> tuple[float | None,
     )
     durations = [(closed - assigned).total_seconds() for assigned, closed in rows]
     durations = [d for d in durations if d >= 0]
-    median = statistics.median(durations) if durations else None
+    if durations:
+        chat_seconds = statistics.median(durations)
+    else:
+        minutes = Site.objects.filter(pk=site_id).values_list("typical_chat_minutes", flat=True)
+        chat_seconds = 60 * (minutes.first() or 0)
     slots = sum(present_agents(now, site_id=site_id).distinct().values_list("capacity", flat=True))
-    _wait_basis[site_id] = (clock + WAIT_BASIS_TTL, median, slots)
-    return median, slots
-
-
-def estimated_wait_seconds(site_id: int, position: int) -> int | None:
-    """About how long the conversation at `position` will wait: the median handling
-    time, times its position, shared by the slots of the agents who can take the
-    site's chats. None when there is no recent chat to learn from or nobody to wait for."""
-    median, slots = wait_basis(site_id)
-    if median is None or slots <= 0:
-        return None
-    return round(median * position / slots)
+    return WaitBasis(chat_seconds, slots)
 
 
 def site_agent_emails(site_id: int) -> list[str]:
@@ -483,22 +491,70 @@ PREVIOUS_SHOWN = 5
 SNIPPET_CHARS = 140
 
 
+def _first_visitor_message() -> Subquery:
+    """The start of a conversation's first visitor message, for a snippet: twice the
+    snippet's length (collapsing blanks may shorten it, and then says whether it went on)."""
+    return Subquery(
+        Message.objects.filter(conversation=OuterRef("pk"), sender=SenderKind.VISITOR)
+        .order_by("seq")
+        .annotate(snippet=Substr("body", 1, 2 * SNIPPET_CHARS + 1))
+        .values("snippet")[:1]
+    )
+
+
+def queue_for_agent(agent_id: int) -> list[dict]:
+    """The queue as an agent sees it (`queue.list`, addition): who waits at the sites the
+    agent serves, in each site's queue order, since when, with the start of the first
+    message, and whether the agent may take the chat (the site allows picking). One
+    query."""
+    queued = Conversation.objects.filter(status=Status.QUEUED)
+    sites = agent_site_ids(agent_id)
+    if sites is not None:
+        queued = queued.filter(site_id__in=sites)
+    rows = (
+        queued.annotate(first_message=_first_visitor_message())
+        .order_by("site_id", "-queue_priority", "queued_at", "id")
+        .values(
+            "id",
+            "site_id",
+            "queued_at",
+            "visitor_id",
+            "visitor__name",
+            "visitor__email",
+            "first_message",
+            "site__agents_pick_from_queue",
+        )
+    )
+    entries, position, site = [], 0, None
+    for row in rows:
+        position = position + 1 if row["site_id"] == site else 1
+        site = row["site_id"]
+        entries.append(
+            {
+                "id": row["id"],
+                "site": row["site_id"],
+                "position": position,
+                "queued_at": row["queued_at"].isoformat() if row["queued_at"] else None,
+                "visitor": {
+                    "id": row["visitor_id"],
+                    "name": row["visitor__name"] or None,
+                    "email": row["visitor__email"] or None,
+                },
+                "first_message": _snippet(row["first_message"]),
+                "can_take": row["site__agents_pick_from_queue"],
+            }
+        )
+    return entries
+
+
 def previous_conversations(conversation: Conversation) -> dict:
     """The same visitor's conversations before this one: how many, and the latest few
     (newest first) with their first visitor message cut short. Two queries."""
     earlier = Conversation.objects.filter(
         visitor_id=conversation.visitor_id, pk__lt=conversation.pk
     )
-    first_message = (
-        Message.objects.filter(conversation=OuterRef("pk"), sender=SenderKind.VISITOR)
-        .order_by("seq")
-        # Twice the snippet: collapsing blanks may shorten it (and then says whether
-        # the message went on).
-        .annotate(snippet=Substr("body", 1, 2 * SNIPPET_CHARS + 1))
-        .values("snippet")[:1]
-    )
     rows = (
-        earlier.annotate(first_message=Subquery(first_message))
+        earlier.annotate(first_message=_first_visitor_message())
         .order_by("-created_at", "-id")
         .values("id", "status", "created_at", "closed_at", "first_message")[:PREVIOUS_SHOWN]
     )
@@ -600,8 +656,8 @@ def visitor_conversation_dict(conversation: Conversation) -> dict:
         "id": conversation.id,
         "status": conversation.status,
         "queue_position": position,
-        # (addition) null unless queued, and while there is nothing to estimate from.
-        "estimated_wait_seconds": estimated_wait_seconds(conversation.site_id, position)
+        # (addition) null unless queued, and while no agent can take a chat.
+        "estimated_wait_seconds": wait_basis(conversation.site_id).estimate(position)
         if position is not None
         else None,
         "agent": agent.public_dict() if agent else None,

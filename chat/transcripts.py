@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 
 from django.db import connections
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
-from .models import Attachment, Conversation, Message, Note, SenderKind
+from .models import Assignment, Attachment, Conversation, Message, Note, SenderKind
 from .selectors import loaded_attachment
 
 # PostgreSQL text-search configuration for message bodies; migration 0003 indexes
@@ -39,30 +40,36 @@ class Entry:
 
 @dataclass(frozen=True)
 class Timings:
-    wait: timedelta | None  # created -> assigned
-    first_response: timedelta | None  # assigned -> first agent message after it
-    duration: timedelta | None  # assigned -> closed
+    wait: timedelta | None  # created -> first assigned
+    first_response: timedelta | None  # first assigned -> first agent message after it
+    duration: timedelta | None  # first assigned -> closed
 
 
-def first_response_at(conversation: Conversation, messages: Iterable[Message]):
-    """The first agent message at or after the (last) assignment, as analytics counts it."""
-    if conversation.assigned_at is None:
+def first_assigned_at(conversation: Conversation, turns: Iterable[Assignment] = ()):
+    """When an agent first had the conversation: its first turn (a transfer later does
+    not make the visitor's wait longer); the last assignment for a conversation from
+    before turns were recorded."""
+    return min((turn.started_at for turn in turns), default=conversation.assigned_at)
+
+
+def first_response_at(conversation: Conversation, messages: Iterable[Message], assigned=None):
+    """The first agent message at or after the assignment (the last one unless given),
+    as analytics counts it."""
+    assigned = assigned or conversation.assigned_at
+    if assigned is None:
         return None
     replies = (
-        m.created_at
-        for m in messages
-        if m.sender == SenderKind.AGENT and m.created_at >= conversation.assigned_at
+        m.created_at for m in messages if m.sender == SenderKind.AGENT and m.created_at >= assigned
     )
     return min(replies, default=None)
 
 
-def timings(conversation: Conversation, messages: Iterable[Message]) -> Timings:
-    created, assigned, closed = (
-        conversation.created_at,
-        conversation.assigned_at,
-        conversation.closed_at,
-    )
-    replied = first_response_at(conversation, messages)
+def timings(
+    conversation: Conversation, messages: Iterable[Message], turns: Iterable[Assignment] = ()
+) -> Timings:
+    created, closed = conversation.created_at, conversation.closed_at
+    assigned = first_assigned_at(conversation, turns)
+    replied = first_response_at(conversation, messages, assigned)
     return Timings(
         wait=assigned - created if assigned else None,
         first_response=replied - assigned if replied and assigned else None,
@@ -71,11 +78,15 @@ def timings(conversation: Conversation, messages: Iterable[Message]) -> Timings:
 
 
 def timeline(
-    conversation: Conversation, messages: Iterable[Message], notes: Iterable[Note] = ()
+    conversation: Conversation,
+    messages: Iterable[Message],
+    notes: Iterable[Note] = (),
+    turns: Iterable[Assignment] = (),
 ) -> list[Entry]:
     """Messages in seq order, agents' internal notes after the message they followed,
-    and the conversation's lifecycle (started, assigned, closed) placed between them by
-    time: the chat as the visitor and the agents lived it."""
+    and the conversation's lifecycle placed between them by time (started; every
+    assignment, transfer and return to the queue, in order; closed): the chat as the
+    visitor and the agents lived it."""
     visitor = str(conversation.visitor)
     notes_after: dict[int, list[Entry]] = {}
     for note in notes:
@@ -107,9 +118,7 @@ def timeline(
     entries += [note for _, later in sorted(notes_after.items()) for note in later]
     # (event, goes before a line stamped at the same instant)
     events = [(Entry("event", conversation.created_at, f"{visitor} started the chat"), True)]
-    if conversation.assigned_at is not None:
-        agent = f" to {conversation.agent}" if conversation.agent else ""
-        events.append((Entry("event", conversation.assigned_at, f"Assigned{agent}"), True))
+    events += [(entry, True) for entry in _turn_events(conversation, list(turns))]
     if conversation.closed_at is not None:
         by = f" by the {conversation.closed_by}" if conversation.closed_by else ""
         events.append((Entry("event", conversation.closed_at, f"Closed{by}"), False))
@@ -125,6 +134,34 @@ def timeline(
             merged.append(events.pop(0)[0])
         merged.append(entry)
     return merged + [event for event, _ in events]
+
+
+_ENDINGS = {
+    Assignment.Ended.HANDED_BACK: "{agent} sent the chat back to the queue",
+    Assignment.Ended.REQUEUED: "Back in the queue: {agent} was disconnected",
+}
+
+
+def _turn_events(conversation: Conversation, turns: list[Assignment]) -> list[Entry]:
+    """Each agent's turn as lines: assigned (or transferred to), and a return to the
+    queue; a close is the conversation's own line."""
+    if not turns:  # from before turns were recorded: the last assignment only
+        if conversation.assigned_at is None:
+            return []
+        agent = f" to {conversation.agent}" if conversation.agent else ""
+        return [Entry("event", conversation.assigned_at, f"Assigned{agent}")]
+    lines, before = [], None
+    for turn in turns:
+        name = str(turn.agent) if turn.agent else "an agent"
+        if before is not None and before.ended == Assignment.Ended.TRANSFERRED:
+            by = str(before.agent) if before.agent else "An agent"
+            lines.append(Entry("event", turn.started_at, f"{by} transferred the chat to {name}"))
+        else:
+            lines.append(Entry("event", turn.started_at, f"Assigned to {name}"))
+        if turn.ended in _ENDINGS:
+            lines.append(Entry("event", turn.ended_at, _ENDINGS[turn.ended].format(agent=name)))
+        before = turn
+    return lines
 
 
 # --- search ---------------------------------------------------------------------------
@@ -167,6 +204,11 @@ CSV_COLUMNS = [
     "sender_agent",
     "sent_at",
     "body",
+    # A message's file, if any: what it is, and where a participant downloads it.
+    "attachment_name",
+    "attachment_type",
+    "attachment_size",
+    "attachment_url",
 ]
 
 
@@ -187,6 +229,20 @@ def _spreadsheet_safe(value: str) -> str:
     if value and value[0] in "=+-@\t\r":
         return "'" + value
     return value
+
+
+def _file(values: list) -> dict | None:
+    """A message's file as the exports show it: its name, type, size and the
+    participants-only download URL (chat/attachment_views.py); None without one."""
+    attachment_id, name, content_type, size = values
+    if attachment_id is None:
+        return None
+    return {
+        "name": name,
+        "content_type": content_type,
+        "size": size,
+        "url": reverse("attachment", args=[attachment_id]),
+    }
 
 
 def _conversation_record(c: Conversation) -> dict:
@@ -232,7 +288,16 @@ def _with_lines(conversations: QuerySet) -> Iterator[tuple[Conversation, list, l
         Message.objects.filter(conversation__in=selected)
         .order_by("conversation_id", "seq")
         .values_list(
-            "conversation_id", "seq", "sender", "sender_agent__display_name", "created_at", "body"
+            "conversation_id",
+            "seq",
+            "sender",
+            "sender_agent__display_name",
+            "created_at",
+            "body",
+            "attachment__id",
+            "attachment__name",
+            "attachment__content_type",
+            "attachment__size",
         )
         .iterator(chunk_size=EXPORT_CHUNK)
     )
@@ -272,10 +337,11 @@ def export_csv(conversations: QuerySet) -> Iterator[str]:
             _spreadsheet_safe(record["rating"]["comment"]) if record["rating"] else "",
         ]
         lines = [
-            (seq, sender, agent, sent_at, body) for _, seq, sender, agent, sent_at, body in messages
-        ] + [("", "note", author, sent_at, body) for _, _, author, sent_at, body in notes]
+            (seq, sender, agent, sent_at, body, _file(file))
+            for _, seq, sender, agent, sent_at, body, *file in messages
+        ] + [("", "note", author, sent_at, body, None) for _, _, author, sent_at, body in notes]
         if not lines:
-            yield writer.writerow([*head, "", "", "", "", ""])
+            yield writer.writerow([*head, "", "", "", "", "", "", "", "", ""])
             continue
         # One string per conversation: small writes, but not one per message.
         yield "".join(
@@ -287,9 +353,14 @@ def export_csv(conversations: QuerySet) -> Iterator[str]:
                     _spreadsheet_safe(agent or ""),
                     _stamp(sent_at),
                     _spreadsheet_safe(body),
+                    *(
+                        (_spreadsheet_safe(f["name"]), f["content_type"], f["size"], f["url"])
+                        if f
+                        else ("", "", "", "")
+                    ),
                 ]
             )
-            for seq, sender, agent, sent_at, body in lines
+            for seq, sender, agent, sent_at, body, f in lines
         )
 
 
@@ -307,8 +378,9 @@ def export_json(conversations: QuerySet) -> Iterator[str]:
                 "sender_agent": agent,
                 "sent_at": _stamp(sent_at),
                 "body": body,
+                **({"attachment": attachment} if (attachment := _file(file)) else {}),
             }
-            for _, seq, sender, agent, sent_at, body in messages
+            for _, seq, sender, agent, sent_at, body, *file in messages
         ]
         record["notes"] = [
             {"after_seq": after_seq, "author": author, "sent_at": _stamp(sent_at), "body": body}

@@ -12,8 +12,8 @@ from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentProfile
-from chat import ratelimits, selectors
-from chat.conversations import sessions
+from chat import ratelimits
+from chat.conversations import queue, sessions
 from chat.models import Site, Visitor
 from chat.realtime import groups, outbox
 from chat.store import loop as loop_db
@@ -62,10 +62,11 @@ def _quiet_background(settings):
     # The shared rate limits count in this process's memory: each test starts from zero.
     settings.SUPPORTDESK_RATE_LIMIT_STORAGE = "memory://"
     ratelimits.reset()
-    # Per-process memories keyed by ids a new test may reuse: the queue-wait basis and
-    # the cache (what visitors were last told about agents online, agents' last input).
-    selectors.forget_wait_basis()
+    # Per-process memories keyed by ids a new test may reuse: the cache (what visitors
+    # were last told about agents online and their waits, agents' last input) and the
+    # queues' recently read wait bases.
     cache.clear()
+    queue.forget_recent_bases()
 
 
 @dataclass

@@ -234,19 +234,44 @@ def test_wait_is_the_median_handling_time_times_position_over_the_routable_slots
     handled(personas.acme, personas.v3, minutes=500, closed_ago=timedelta(days=2))
 
     # alice (2) + bob (1) = 3 slots.
-    assert selectors.wait_basis(personas.acme.pk) == (360.0, 3)
-    assert selectors.estimated_wait_seconds(personas.acme.pk, 1) == 120
-    assert selectors.estimated_wait_seconds(personas.acme.pk, 3) == 360
+    basis = selectors.wait_basis(personas.acme.pk)
+    assert basis == selectors.WaitBasis(360.0, 3)
+    assert (basis.estimate(1), basis.estimate(3)) == (120, 360)
 
 
 @pytest.mark.django_db
-def test_wait_is_unknown_without_recent_chats_or_without_agents(personas):
-    assert selectors.estimated_wait_seconds(personas.acme.pk, 1) is None
+def test_without_recent_chats_the_sites_typical_chat_length_stands_in(personas):
+    # A new site has no history: its typical chat (5 minutes unless set) over 3 slots.
+    assert selectors.wait_basis(personas.acme.pk).estimate(1) == 100
+    Site.objects.filter(pk=personas.acme.pk).update(typical_chat_minutes=12)
+    assert selectors.wait_basis(personas.acme.pk).estimate(2) == 480
 
-    handled(personas.acme, personas.v3, minutes=5, closed_ago=timedelta(minutes=10))
+    # Nobody who could take a chat: no estimate to give.
     everyone_away()
-    selectors.forget_wait_basis()
-    assert selectors.estimated_wait_seconds(personas.acme.pk, 1) is None
+    assert selectors.wait_basis(personas.acme.pk).estimate(1) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queued_visitors_hear_a_new_estimate_when_an_agent_goes_away(personas, capture_broadcasts):
+    # Everyone busy: three slots, two visitors waiting (5 min per chat, no history).
+    for visitor in [make_visitor(personas.acme)[0] for _ in range(3)]:
+        open_chat(visitor)
+    open_chat(personas.v1), open_chat(personas.v2)
+    capture_broadcasts.clear()
+
+    presence.set_presence(agent_id=personas.alice.pk, status="away")
+
+    told = {
+        visitor.pk: [
+            (f["position"], f["estimated_wait_seconds"])
+            for f in capture_broadcasts.frames(
+                groups.visitor_group(visitor.pk), "conversation.queued"
+            )
+        ]
+        for visitor in (personas.v1, personas.v2)
+    }
+    # Only bob's slot is left: 300 s per chat, one slot.
+    assert told == {personas.v1.pk: [(1, 300)], personas.v2.pk: [(2, 600)]}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -285,7 +310,6 @@ def test_a_queue_broadcast_reads_the_wait_basis_once_for_many_visitors(
     everyone_away()
     for _ in range(6):
         open_chat(make_visitor(personas.acme)[0])
-    selectors.forget_wait_basis()
 
     # The positions (1 query) and the basis (2 queries), not 6 x anything; plus the
     # reading's turn (queue._lock_queue_reading): here a SAVEPOINT and its RELEASE.

@@ -92,7 +92,12 @@ def today_agent(text: str | None) -> tuple[str, dict[str, Any]]:
     elif kind == "conversation.transfer":
         values["conversation"] = reference.conversation_id(frame)
         values["to_agent"] = reference.optional_agent_id(frame, "to_agent")
-    elif kind in ("conversation.close", "visitor.profile", "conversation.history"):
+    elif kind in (
+        "conversation.close",
+        "visitor.profile",
+        "conversation.history",
+        "conversation.take",
+    ):
         values["conversation"] = reference.conversation_id(frame)
     elif kind == "canned.create":
         values["shortcut"] = reference.text(frame, "shortcut")
@@ -306,6 +311,8 @@ VALID = {
     "agent:canned.create": {"shortcut": "refund", "body": "On its way.", "shared": True},
     "agent:canned.update": {"id": 9, "shortcut": "refund", "body": "On its way."},
     "agent:canned.delete": {"id": 9},
+    "agent:queue.list": {},
+    "agent:conversation.take": {"conversation": 52},
     "agent:ping": {"idle_seconds": 640},
 }
 # Fields a frame type does not have, each read by some other type, a few nested deep

@@ -220,8 +220,9 @@ def test_when_every_agent_is_full_visitors_queue_fifo_and_each_hears_its_positio
                 "type": "conversation.queued",
                 "conversation": conversation.pk,
                 "position": n,
-                # No chat was ever handled here: nothing to estimate from.
-                "estimated_wait_seconds": None,
+                # No chat handled here yet: the site's typical chat (5 minutes) per
+                # place in line, over the three slots.
+                "estimated_wait_seconds": 100 * n,
             }
         ]
     # Agents hear how long the queue is.
@@ -288,7 +289,9 @@ def test_third_visitor_waits_in_queue_and_gets_alice_when_v1_closes(personas, ca
             "type": "conversation.queued",
             "conversation": third.pk,
             "position": 1,
-            "estimated_wait_seconds": None,
+            # No chat handled here yet: the site's typical chat (5 minutes) over alice's
+            # two slots.
+            "estimated_wait_seconds": 150,
         }
     ]
     assert assigned_frames(capture_broadcasts, personas.v3) == []

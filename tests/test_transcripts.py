@@ -14,6 +14,7 @@ from django.urls import reverse
 from chat import transcripts
 from chat.conversations import closing
 from chat.models import (
+    Attachment,
     AuditLogEntry,
     Conversation,
     ConversationRating,
@@ -433,3 +434,85 @@ def test_an_export_skips_conversations_deleted_while_it_streams(personas):
     body = head + "".join(stream)
 
     assert [c["id"] for c in json.loads(body)["conversations"]] == [kept.pk]
+
+
+# --- files in exports, and every turn in the lifecycle (issue 16) -----------------------
+
+
+def test_exports_carry_each_messages_file(admin_client, personas):
+    conversation = conversation_with_lines(personas, personas.v1, "Here is the invoice")
+    message = conversation.messages.get(seq=2)
+    file = Attachment.objects.create(
+        conversation=conversation,
+        message=message,
+        uploaded_by=SenderKind.AGENT,
+        uploaded_by_agent=personas.alice,
+        name="invoice.pdf",
+        content_type="application/pdf",
+        size=48213,
+        file="attachments/invoice.pdf",
+    )
+    url = reverse("attachment", args=[file.pk])
+
+    _, csv_body = export(admin_client, "export_csv", [conversation])
+    _, json_body = export(admin_client, "export_json", [conversation])
+
+    rows = list(csv.DictReader(io.StringIO(csv_body.decode())))
+    files = [
+        (
+            r["seq"],
+            r["attachment_name"],
+            r["attachment_type"],
+            r["attachment_size"],
+            r["attachment_url"],
+        )
+        for r in rows
+    ]
+    assert files == [("1", "", "", "", ""), ("2", "invoice.pdf", "application/pdf", "48213", url)]
+    [messages] = [c["messages"] for c in json.loads(json_body)["conversations"]]
+    assert "attachment" not in messages[0]
+    assert messages[1]["attachment"] == {
+        "name": "invoice.pdf",
+        "content_type": "application/pdf",
+        "size": 48213,
+        "url": url,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lifecycle_shows_every_turn_in_order_and_the_wait_ends_at_the_first(
+    admin_client, personas
+):
+    from chat.conversations import routing, sending
+    from chat.conversations.actors import Actor
+
+    posted = sending.post_message(Actor.visitor(personas.v1.pk), client_msg_id="1", body="Hi")
+    chat = Conversation.objects.get(pk=posted.message["conversation"])
+    sending.post_message(
+        Actor.agent(personas.alice.pk), conversation_id=chat.pk, client_msg_id="2", body="Alice"
+    )
+    routing.transfer_conversation(
+        agent_id=personas.alice.pk, conversation_id=chat.pk, to_agent_id=personas.bob.pk
+    )
+    routing.transfer_conversation(
+        agent_id=personas.bob.pk, conversation_id=chat.pk, to_agent_id=None
+    )
+    chat.refresh_from_db()
+    closing.close_conversation(Actor.agent(chat.agent_id), conversation_id=chat.pk)
+
+    response = admin_client.get(page(chat))
+
+    html = response.content.decode()
+    order = [
+        "started the chat",
+        "Assigned to Alice",
+        "Alice transferred the chat to Bob",
+        "Bob sent the chat back to the queue",
+        "Assigned to Alice",
+        "Closed by the agent",
+    ]
+    at_ = 0
+    for line in order:  # each after the one before
+        at_ = html.index(line, at_) + len(line)
+    first_turn = chat.assignments.order_by("started_at").first()
+    assert response.context["timings"].wait == first_turn.started_at - chat.created_at

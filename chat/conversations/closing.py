@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import attachments, events, selectors
-from ..models import Conversation, SenderKind
+from ..models import Assignment, Conversation, SenderKind
 from . import messages, presence, queue, routing
 from .actors import Actor, lock_open_conversation
 
@@ -39,6 +39,8 @@ def close_conversation(actor: Actor, *, conversation_id: int | None = None) -> N
 def _close(conversation: Conversation, *, by: str, now: datetime) -> str:
     """Close a locked, open conversation; returns the status it had."""
     was = conversation.status
+    if was == Status.ACTIVE:
+        routing.end_turn(conversation, Assignment.Ended.CLOSED, now=now)
     conversation.status = Status.CLOSED
     conversation.closed_at = now
     conversation.closed_by = by
@@ -50,8 +52,12 @@ def _close(conversation: Conversation, *, by: str, now: datetime) -> str:
 
 def _after_close(conversation: Conversation, *, was_status: str) -> None:
     if was_status == Status.ACTIVE:
-        # A slot freed: the oldest queued conversation this agent serves takes it.
+        # A finished chat changes how long chats take: the reading of the slot it frees
+        # (the oldest queued conversation this agent serves takes it) tells the new
+        # waits, or, with nobody placed, a reading of its own where they changed.
+        queue.forget_basis(conversation.site_id)
         routing.assign_queued(site_ids=selectors.agent_site_ids(conversation.agent_id))
+        queue.basis_changed([conversation.site_id])
     else:
         # Everyone behind it moved up one.
         queue.changed(conversation.site_id)
@@ -91,7 +97,9 @@ def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
             if conversation is None:
                 continue
             former_agent_id = conversation.agent_id
-            routing.back_to_queue(conversation, text=REQUEUED_TEXT, now=now)
+            routing.back_to_queue(
+                conversation, text=REQUEUED_TEXT, now=now, ended=Assignment.Ended.REQUEUED
+            )
             events.emit_on_commit(
                 events.ConversationRequeued(
                     **events.about(conversation), former_agent_id=former_agent_id
@@ -142,7 +150,9 @@ def sweep(*, now: datetime | None = None) -> None:
     close_idle_conversations(now=now)
     # Anything still queued while an agent has room (a worker died mid-routing).
     routing.assign_queued(now=now)
-    # Heartbeats lapse without an event: this is where visitors hear of it.
+    # Heartbeats lapse without an event: this is where visitors hear of it, and where
+    # the queues' wait estimates follow the agents who came and went.
     presence.publish_agents_online(now=now)
+    queue.basis_changed(None)
     # Uploads nobody sent, with their files.
     attachments.delete_stale_pending(now=now)

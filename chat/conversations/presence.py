@@ -19,7 +19,7 @@ from agents.models import AgentProfile
 
 from .. import events, selectors
 from ..models import Site
-from . import routing
+from . import queue, routing
 
 logger = logging.getLogger(__name__)
 Available, Away = AgentProfile.Status.AVAILABLE, AgentProfile.Status.AWAY
@@ -44,10 +44,19 @@ def set_presence(*, agent_id: int, status: str, origin: str | None = None) -> st
         events.emit_on_commit(
             events.PresenceChanged(agent_id=agent_id, status=status, origin=origin)
         )
-    if status == Available:
-        routing.assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
-    publish_agents_online(now=now)
+    _slots_changed(agent_id, now=now, routes=status == Available)
     return status
+
+
+def _slots_changed(agent_id: int, *, now: datetime, routes: bool) -> None:
+    """An agent came, went or changed capacity: a slot may be free for the queue, the
+    queue's wait estimates changed, and a site may have gone online or offline."""
+    sites = selectors.agent_site_ids(agent_id)
+    queue.forget_bases(sites)
+    if routes:
+        routing.assign_queued(site_ids=sites, now=now)
+    queue.basis_changed(sites)
+    publish_agents_online(now=now)
 
 
 def report_activity(
@@ -92,9 +101,7 @@ def report_activity(
         return None
     logger.info("agent %s is %s automatically (idle %.0f s)", agent_id, status, idle_for)
     events.emit_on_commit(events.PresenceChanged(agent_id=agent_id, status=status, auto=True))
-    if status == Available:
-        routing.assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
-    publish_agents_online(now=now)
+    _slots_changed(agent_id, now=now, routes=status == Available)
     return status
 
 
@@ -135,15 +142,14 @@ def heartbeat(*, agent_id: int, route: bool = False) -> bool:
         AgentProfile.objects.filter(pk=agent_id, user__is_active=True).update(last_heartbeat=now)
     )
     if alive and route:
-        routing.assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
-        # A reconnecting agent may put a site back online.
-        publish_agents_online(now=now)
+        # A reconnecting agent may take the queue, and put a site back online.
+        _slots_changed(agent_id, now=now, routes=True)
     return alive
 
 
 def set_capacity(*, agent_id: int, capacity: int) -> None:
     AgentProfile.objects.filter(pk=agent_id).update(capacity=capacity)
-    routing.assign_queued(site_ids=selectors.agent_site_ids(agent_id))
+    _slots_changed(agent_id, now=timezone.now(), routes=True)
 
 
 def disconnect_agent(*, user_id: int) -> None:

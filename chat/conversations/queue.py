@@ -12,14 +12,19 @@ instead of reading the queue once each.
 
 import asyncio
 import contextvars
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 
+from django.core.cache import cache
 from django.db import connection, transaction
 
 from .. import events, selectors
+from ..models import Conversation
 from ..store import sql
+
+logger = logging.getLogger(__name__)
 
 QUEUE_READING_WINDOW = 0.1
 
@@ -34,6 +39,72 @@ def changed(site_id: int, *, from_conversation: int | None = None) -> None:
     """Announce a change to a site's queue: positions from `from_conversation` back
     (the whole queue for None) are no longer what visitors were told."""
     events.emit_on_commit(events.QueueChanged(site_id=site_id, from_conversation=from_conversation))
+
+
+def basis_changed(site_ids) -> None:
+    """An agent came or went, changed capacity, or a chat ended: the wait estimates of
+    these sites' queues (None: every site's) may have changed with it. A site whose
+    basis is no longer the one its visitors were last told gets a reading of its whole
+    queue; a site with nobody queued costs one query for all of them."""
+    queued = Conversation.objects.filter(status=Conversation.Status.QUEUED)
+    if site_ids is not None:
+        queued = queued.filter(site_id__in=site_ids)
+    for site_id in queued.values_list("site_id", flat=True).distinct():
+        if _basis(site_id, fresh=True) != _told(site_id):
+            changed(site_id)
+
+
+# The basis each site's waiting visitors were last told, in Django's cache (shared by
+# the workers when the cache is). Race: two workers' readings may store out of order;
+# the next change or sweep compares again and tells everyone once more.
+_TOLD_KEY = "supportdesk:queue-wait-basis:{}"
+_TOLD_TTL = 24 * 3600
+# A basis read this recently in this worker is reused by the readings that follow: a
+# burst reads a queue many times a second, and a chat's length does not change as fast.
+BASIS_FRESH_FOR = 1.0
+_recent: dict[int, tuple[float, selectors.WaitBasis]] = {}
+
+
+def _basis(site_id: int, *, fresh: bool = False) -> selectors.WaitBasis:
+    now = time.monotonic()
+    recent = _recent.get(site_id)
+    if fresh or recent is None or recent[0] < now:
+        recent = _recent[site_id] = (now + BASIS_FRESH_FOR, selectors.wait_basis(site_id))
+    return recent[1]
+
+
+def _told(site_id: int) -> selectors.WaitBasis | None:
+    try:
+        return cache.get(_TOLD_KEY.format(site_id))
+    except Exception as exc:  # no cache: every reading tells the whole queue
+        logger.warning("queue basis cache unavailable: %s", exc)
+        return None
+
+
+def _remember_told(site_id: int, basis: selectors.WaitBasis) -> None:
+    try:
+        cache.set(_TOLD_KEY.format(site_id), basis, _TOLD_TTL)
+    except Exception as exc:
+        logger.warning("queue basis cache unavailable: %s", exc)
+
+
+def forget_basis(site_id: int) -> None:
+    """The basis of a site's estimates may have changed (a chat ended, an agent came or
+    went): the next reading in this worker reads it afresh."""
+    _recent.pop(site_id, None)
+
+
+def forget_bases(site_ids) -> None:
+    """`forget_basis` for each of `site_ids` (None: every site)."""
+    if site_ids is None:
+        _recent.clear()
+    for site_id in site_ids or ():
+        forget_basis(site_id)
+
+
+def forget_recent_bases() -> None:
+    """Drop this worker's recently read bases (tests: ids come back between tests)."""
+    _recent.clear()
 
 
 def want(wanted: Wanted, site_id: int, starts: set[int] | None) -> None:
@@ -57,16 +128,19 @@ def read_queue(site_id: int, starts: set[int] | None) -> None:
         version = _lock_queue_reading(site_id)
         positions = selectors.queued_positions(site_id)
     told = []
+    basis = _basis(site_id) if positions else None
+    if basis is not None and basis != _told(site_id):
+        starts = None  # every waiting visitor's estimate changed: tell them all
     reached = starts is None
     for conversation_id, visitor_id, position in positions:
         reached = reached or conversation_id in starts
         if reached:
-            # The estimate's basis is cached per site: no query per visitor.
-            wait = selectors.estimated_wait_seconds(site_id, position)
-            told.append((conversation_id, visitor_id, position, wait))
+            told.append((conversation_id, visitor_id, position, basis.estimate(position)))
     events.emit_on_commit(
         events.QueueRead(site_id=site_id, version=version, length=len(positions), positions=told)
     )
+    if basis is not None:
+        _remember_told(site_id, basis)
 
 
 def _lock_queue_reading(site_id: int) -> int:

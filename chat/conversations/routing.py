@@ -15,8 +15,8 @@ from django.utils import timezone
 from agents.models import AgentProfile
 
 from .. import events, selectors
-from ..errors import AgentUnavailable
-from ..models import Conversation, SenderKind
+from ..errors import AgentUnavailable, NotFound, PickingNotAllowed
+from ..models import Assignment, Conversation, SenderKind, Site
 from ..store import sql
 from . import messages, queue
 from .actors import Actor, lock_open_conversation
@@ -183,6 +183,16 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
     conversation.agent_read_seq = 0
     conversation.agent_unread = sum(1 for m in history if m["sender"] == SenderKind.VISITOR)
     sql.save_assignment(conversation, agent)
+    # The agent's turn begins after the last message so far (the visitor's "joined"
+    # line goes there); the turn before it, if any, was ended by whoever ended it.
+    sql.insert_new(
+        Assignment(
+            conversation_id=conversation.id,
+            agent_id=agent.id,
+            started_at=now,
+            after_seq=conversation.last_seq,
+        )
+    )
     if not Conversation.visitor.is_cached(conversation):
         conversation.visitor = sql.load_visitor(conversation.visitor_id)  # visitor_context
     events.emit_on_commit(
@@ -211,11 +221,18 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
             # Someone else should take it: routing passes this agent over while another
             # is present (`lock_agent_for`).
             back_to_queue(
-                conversation, text=TRANSFERRED_TO_QUEUE_TEXT, now=now, handed_back_by=agent_id
+                conversation,
+                text=TRANSFERRED_TO_QUEUE_TEXT,
+                now=now,
+                handed_back_by=agent_id,
+                ended=Assignment.Ended.HANDED_BACK,
             )
             target = None
         else:
-            target = _lock_transfer_target(to_agent_id, conversation, now=now)
+            if to_agent_id == conversation.agent_id:
+                raise AgentUnavailable
+            target = _lock_agent_taking(to_agent_id, conversation.site_id, now=now)
+            end_turn(conversation, Assignment.Ended.TRANSFERRED, now=now)
             conversation.agent = target
             messages.append_message(
                 conversation,
@@ -240,11 +257,52 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
         assign_queued(site_ids=selectors.agent_site_ids(agent_id), now=now)
 
 
+def take_conversation(*, agent_id: int, conversation_id: int) -> None:
+    """An agent takes a queued chat from the queue themselves, out of routing's order:
+    only on a site that allows it (`Site.agents_pick_from_queue`), only a chat of a site
+    the agent serves, only with a free slot. An agent who is away (not routed chats) may
+    still pick one."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Race: routing may be assigning this very chat; its row lock decides, and the
+        # loser finds it no longer queued (`NotFound`, as for any chat not in the queue).
+        conversation = (
+            Conversation.objects.select_for_update(of=("self",))
+            .filter(pk=conversation_id, status=Status.QUEUED)
+            .first()
+        )
+        if conversation is None or not _serves(agent_id, conversation.site_id):
+            raise NotFound
+        if not Site.objects.filter(pk=conversation.site_id, agents_pick_from_queue=True).exists():
+            raise PickingNotAllowed
+        agent = _lock_agent_taking(agent_id, conversation.site_id, now=now, by_choice=True)
+        _assign(conversation, agent, now=now)
+    logger.info("conversation %s taken from the queue by agent %s", conversation_id, agent_id)
+    queue.changed(conversation.site_id)
+
+
+def _serves(agent_id: int, site_id: int) -> bool:
+    return AgentProfile.objects.filter(selectors.serves(site_id), pk=agent_id).exists()
+
+
+def end_turn(conversation: Conversation, ended: str, *, now: datetime) -> None:
+    """End the open turn of a conversation whose row the caller has locked."""
+    Assignment.objects.filter(conversation_id=conversation.id, ended_at__isnull=True).update(
+        ended_at=now, ended=ended
+    )
+
+
 def back_to_queue(
-    conversation: Conversation, *, text: str, now: datetime, handed_back_by: int | None = None
+    conversation: Conversation,
+    *,
+    text: str,
+    now: datetime,
+    ended: str,
+    handed_back_by: int | None = None,
 ) -> None:
     """Put a locked, active conversation back at the front of its site's queue, and tell
     the visitor why with a system message. The caller tells the agent it left."""
+    end_turn(conversation, ended, now=now)
     conversation.status = Status.QUEUED
     conversation.agent = None
     conversation.queue_priority = 1
@@ -253,26 +311,24 @@ def back_to_queue(
     messages.append_message(conversation, sender=SenderKind.SYSTEM, body=text, now=now)
 
 
-def _lock_transfer_target(
-    to_agent_id: int, conversation: Conversation, *, now: datetime
+def _lock_agent_taking(
+    agent_id: int, site_id: int, *, now: datetime, by_choice: bool = False
 ) -> AgentProfile:
-    """Lock the target agent's row and check, under the lock, that it may take one more
-    chat of this site now (the same rule and lock as `lock_agent_for`, so a transfer
-    and a routing at once cannot both fill its last slot)."""
-    if to_agent_id == conversation.agent_id:
-        raise AgentUnavailable
-    if not AgentProfile.objects.filter(
-        selectors.serves(conversation.site_id), pk=to_agent_id
-    ).exists():
+    """Lock an agent's row and check, under the lock, that it may take one more chat of
+    this site now: present (a live heartbeat), with room, and available, or (`by_choice`:
+    the agent picks the chat themselves) away too: away only stops routing. The same lock
+    as `lock_agent_for`, so a transfer or a pick and a routing run at once cannot both
+    fill the agent's last slot. `AgentUnavailable` otherwise."""
+    if not _serves(agent_id, site_id):
         raise AgentUnavailable
     agent = (
         AgentProfile.objects.select_for_update(of=("self",))
-        .filter(pk=to_agent_id, user__is_active=True)
+        .filter(pk=agent_id, user__is_active=True)
         .first()
     )
     if (
         agent is None
-        or agent.status != AgentProfile.Status.AVAILABLE
+        or (agent.status != AgentProfile.Status.AVAILABLE and not by_choice)
         or agent.last_heartbeat is None
         or agent.last_heartbeat < selectors.heartbeat_cutoff(now)
         or selectors.active_load(agent.id) >= agent.capacity

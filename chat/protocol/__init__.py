@@ -78,6 +78,8 @@ AGENT_FRAME_TYPES = frozenset(
         "canned.create",
         "canned.update",
         "canned.delete",
+        "queue.list",
+        "conversation.take",
         "typing",
         "read",
         "sync",

@@ -50,6 +50,11 @@ _ABOUT_A_MESSAGE: list[tuple[type[Exception] | tuple[type[Exception], ...], str,
 _OTHERS: list[tuple[type[Exception], str, str]] = [
     (errors.AlreadyRated, ALREADY_RATED, "This conversation was already rated."),
     (errors.AgentUnavailable, AGENT_UNAVAILABLE, "That agent cannot take this chat right now."),
+    (
+        errors.PickingNotAllowed,
+        FORBIDDEN,
+        "This site does not let agents take chats from the queue.",
+    ),
     (errors.SeqOutOfRange, BAD_FRAME, "seq is past the conversation's last message."),
 ]
 

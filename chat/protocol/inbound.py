@@ -239,6 +239,16 @@ class CannedDelete(Frame, tag="canned.delete"):
     id: Id
 
 
+class QueueList(Frame, tag="queue.list"):
+    """(addition) Who waits in the queue of the agent's sites."""
+
+
+class ConversationTake(Frame, tag="conversation.take"):
+    """(addition) Take a chat from the queue, where the site allows it."""
+
+    conversation: Id
+
+
 class AgentPing(Frame, tag="ping"):
     # (addition) Seconds since the agent's last input on the dashboard, if it says.
     idle_seconds: IdleSeconds | None = None
@@ -271,6 +281,8 @@ AgentFrame = (
     | CannedCreate
     | CannedUpdate
     | CannedDelete
+    | QueueList
+    | ConversationTake
     | AgentPing
 )
 

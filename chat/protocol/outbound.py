@@ -177,8 +177,13 @@ def presence(*, status: str, auto: bool = False) -> Frame:
     return frame
 
 
-def queue(*, queue_length: int) -> Frame:
-    return {"type": "queue", "queue_length": queue_length}
+def queue(*, queue_length: int, conversations: list[Frame] | None = None) -> Frame:
+    """The queue's length at the agent's sites; in answer to `queue.list` (addition) also
+    who waits (`selectors.queue_for_agent`)."""
+    frame = {"type": "queue", "queue_length": queue_length}
+    if conversations is not None:
+        frame["conversations"] = conversations
+    return frame
 
 
 def visitor_context(*, conversation: int, visitor: int, context: Frame) -> Frame:

@@ -29,6 +29,8 @@ def visitor_ready(visitor: Visitor, last_seq: int, *, sneak_peek: bool) -> dict:
             .values_list("score", flat=True)
             .first()
         )
+        # (addition) Who joined after which message, for the widget's "joined" lines.
+        summary["joins"] = selectors.joins(conversation.id)
         messages = selectors.messages_after(conversation.id, last_seq)
         # A message may commit between the two reads: last_seq covers what is sent.
         if messages:

@@ -524,6 +524,16 @@ class AgentConsumer(MessageSending):
         await self.call(canned.delete_canned_response, agent_id=self.agent_id, response_id=frame.id)
         await self.send_frame(outbound.canned_deleted(id=frame.id))
 
+    async def on_queue_list(self, frame: inbound.QueueList) -> None:
+        waiting = await on_database_thread(selectors.queue_for_agent)(self.agent_id)
+        self.queue_length = len(waiting)
+        await self.send_frame(outbound.queue(queue_length=len(waiting), conversations=waiting))
+
+    async def on_take(self, frame: inbound.ConversationTake) -> None:
+        await self.call(
+            routing.take_conversation, agent_id=self.agent_id, conversation_id=frame.conversation
+        )
+
     async def on_ping(self, frame: inbound.AgentPing) -> None:
         await self.send_frame(outbound.pong())
         await self.call(presence.heartbeat, agent_id=self.agent_id)
@@ -545,6 +555,8 @@ class AgentConsumer(MessageSending):
         inbound.CannedCreate: on_canned_create,
         inbound.CannedUpdate: on_canned_update,
         inbound.CannedDelete: on_canned_delete,
+        inbound.QueueList: on_queue_list,
+        inbound.ConversationTake: on_take,
         inbound.AgentTyping: on_typing,
         inbound.AgentRead: on_read,
         inbound.Sync: on_sync,
