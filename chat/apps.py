@@ -12,9 +12,12 @@ class ChatConfig(AppConfig):
             receivers,
         )
         from .realtime import fanout
+        from .store import durable
         from .transport import broadcasting
 
         receivers.connect()
+        # Kept in the transaction of their cause for subscribers that must not miss one.
+        durable.connect()
         # Who hears of the domain events (chat/events.py): the sockets, and the
         # scheduler of queue readings.
         fanout.connect()

@@ -19,7 +19,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from .. import events, selectors
 from ..errors import AttachmentNotFound, NotFound
 from ..models import Attachment, Conversation, Message, SenderKind
-from ..store import loop, sql
+from ..store import durable, loop, sql
 from .actors import Actor
 
 
@@ -71,6 +71,9 @@ def append_at_once(draft: Draft, *, now: datetime) -> PostedMessage | None:
                 row = cursor.fetchone()
                 if row is not None:
                     cursor.execute(*statement.insert_after(row))
+                    durable.record_message(
+                        site_id=row[4], conversation_id=row[0], message_id=cursor.lastrowid, now=now
+                    )
     except IntegrityError:
         # A retry racing its own first send stored it meanwhile: the full path finds it.
         return None
@@ -175,6 +178,12 @@ def append_message(
             client_msg_id=client_msg_id,
             created_at=now,
         )
+    )
+    durable.record_message(
+        site_id=conversation.site_id,
+        conversation_id=conversation.id,
+        message_id=message.pk,
+        now=now,
     )
     message.author_name = author_name
     if attachment is not None:

@@ -18,6 +18,7 @@ from django.db import connection, connections, transaction
 from agents.models import AgentProfile
 
 from ..models import Attachment, Conversation, Message, SenderKind, Visitor
+from . import durable
 
 Status = Conversation.Status
 
@@ -259,8 +260,10 @@ class AppendAtOnce(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def both(self) -> tuple[str, list]:
+        """The UPDATE, the INSERT and the message's durable event (where its site asked
+        for one) in one statement."""
         return _append_sql(self.visitor_id is not None)[1], (
-            self._update_params + self._insert_params
+            self._update_params + self._insert_params + [self.created_at]
         )
 
     def insert_after(self, row: tuple) -> tuple[str, list]:
@@ -305,7 +308,7 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
         " SELECT id, last_seq, %s, %s, %s, %s, %s FROM "
     )
     both = (
-        f"WITH c AS ({update}), m AS ({insert}c)"
+        f"WITH c AS ({update}), m AS ({insert}c RETURNING id), d AS ({durable.MESSAGE_SQL})"
         " SELECT id, last_seq, visitor_id, agent_id, site_id, author_name FROM c"
     )
     return update, both, f"{insert}{CONVERSATION_TABLE} WHERE id = %s"
