@@ -15,6 +15,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -38,6 +39,10 @@ class ConversationEvent(Event):
     site_id: int
     visitor_id: int
     agent_id: int | None
+    # When it happened by the clock of its cause, as stored (the conversation's
+    # created_at, assigned_at, ...); None: when it is emitted. Webhooks stamp it.
+    # (Subclasses say kw_only=True: their own fields follow this defaulted one.)
+    at: datetime | None = None
 
 
 def about(conversation) -> dict[str, Any]:
@@ -53,12 +58,12 @@ def about(conversation) -> dict[str, Any]:
 # --- conversations ------------------------------------------------------------
 
 
-class ConversationCreated(ConversationEvent):
+class ConversationCreated(ConversationEvent, kw_only=True):
     """A visitor's first message opened a conversation (it is queued or, with an agent
     free, assigned in the same transaction: `ConversationAssigned` follows)."""
 
 
-class ConversationAssigned(ConversationEvent):
+class ConversationAssigned(ConversationEvent, kw_only=True):
     """An agent (`agent_id`) took a conversation: routing, or a transfer to a named
     agent. `conversation` is the agent's copy (`selectors.agent_conversation_dict` with
     the whole history and notes), `agent` the agent as visitors see it."""
@@ -67,7 +72,7 @@ class ConversationAssigned(ConversationEvent):
     conversation: dict[str, Any]
 
 
-class ConversationTransferred(ConversationEvent):
+class ConversationTransferred(ConversationEvent, kw_only=True):
     """An agent handed a conversation on: to `to_agent` (as visitors see it), or back to
     the queue (None)."""
 
@@ -75,18 +80,18 @@ class ConversationTransferred(ConversationEvent):
     to_agent: dict[str, Any] | None
 
 
-class ConversationRequeued(ConversationEvent):
+class ConversationRequeued(ConversationEvent, kw_only=True):
     """An active conversation went back to the front of the queue because its agent
     was lost (heartbeat lapsed) or removed."""
 
     former_agent_id: int
 
 
-class ConversationClosed(ConversationEvent):
+class ConversationClosed(ConversationEvent, kw_only=True):
     by: str  # SenderKind: visitor, agent or system
 
 
-class RatingGiven(ConversationEvent):
+class RatingGiven(ConversationEvent, kw_only=True):
     """The visitor's CSAT score (1-5) of a conversation, with its comment."""
 
     score: int
@@ -96,7 +101,7 @@ class RatingGiven(ConversationEvent):
 # --- messages -------------------------------------------------------------------
 
 
-class MessageCreated(ConversationEvent):
+class MessageCreated(ConversationEvent, kw_only=True):
     """A message was stored. `message` is the message object as the wire shows it;
     `origin` is the socket that sent it (it gets the ack, not the message)."""
 
@@ -111,7 +116,7 @@ class NoteCreated(Event):
     agent_id: int
 
 
-class TypingChanged(ConversationEvent):
+class TypingChanged(ConversationEvent, kw_only=True):
     """One side started or stopped typing; `text` is a visitor's unsent draft (sneak
     peek), relayed to the agent and never stored."""
 
@@ -120,7 +125,7 @@ class TypingChanged(ConversationEvent):
     text: str | None = None
 
 
-class ReadUpTo(ConversationEvent):
+class ReadUpTo(ConversationEvent, kw_only=True):
     """One side has read the conversation up to `seq`."""
 
     by: str  # "visitor" or "agent"
@@ -184,7 +189,7 @@ class VisitorTokenRotated(Event):
     visitor_id: int
 
 
-class VisitorContextChanged(ConversationEvent):
+class VisitorContextChanged(ConversationEvent, kw_only=True):
     """What the widget reports about the visitor changed while its chat is active."""
 
     context: dict[str, Any]

@@ -100,6 +100,9 @@ class Visitor(models.Model):
     referrer = models.URLField(max_length=2000, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     timezone = models.CharField(max_length=64, blank=True)
+    # What another system (a CRM, through the REST API) knows of the visitor: a flat
+    # object of short strings, numbers and booleans (integrations/api.py checks it).
+    attributes = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return self.name or self.email or f"Visitor #{self.pk}"

@@ -371,6 +371,35 @@ def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
     ]
 
 
+def site_agents(site_id: int, now: datetime | None = None) -> list[dict]:
+    """The agents (active logins) who serve a site, with whether they can take a chat now
+    (`online`: available, a live heartbeat) and their load: the REST API's list."""
+    rows = (
+        AgentProfile.objects.filter(serves(site_id), user__is_active=True)
+        .annotate(
+            load=Count(
+                "conversations", filter=Q(conversations__status=Status.ACTIVE), distinct=True
+            )
+        )
+        .distinct()
+        .order_by("display_name", "id")
+    )
+    cutoff = heartbeat_cutoff(now)
+    return [
+        {
+            "id": agent.id,
+            "display_name": agent.display_name,
+            "status": agent.status,
+            "online": agent.status == AgentProfile.Status.AVAILABLE
+            and agent.last_heartbeat is not None
+            and agent.last_heartbeat >= cutoff,
+            "load": agent.load,
+            "capacity": agent.capacity,
+        }
+        for agent in rows
+    ]
+
+
 def present_agents(now: datetime | None = None, *, site_id: int | None = None) -> QuerySet:
     """Agents who can be routed chats at all right now (of one site, if given):
     available (not away, by choice or idle), with a live heartbeat, an active login and

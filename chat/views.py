@@ -12,6 +12,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -116,6 +117,14 @@ def _widget_site(request: HttpRequest, site_key: str, *, what: str) -> Site:
         logger.warning("%s refused for origin %r on site %s", what, origin, site.id)
         raise Refused(error(403, "forbidden", "This origin may not use this site's widget."))
     return site
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A refused CSRF check (settings.CSRF_FAILURE_VIEW): JSON under /api/, where the
+    caller is a program, and Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error(403, "forbidden", f"CSRF check failed: {reason}")
+    return django_csrf.csrf_failure(request, reason=reason)
 
 
 def outage_answers_503(view):

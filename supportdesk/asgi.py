@@ -14,8 +14,10 @@ from django.core.signals import request_finished  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from chat.transport import sweeper  # noqa: E402
 from chat.transport.consumers import AgentConsumer, VisitorConsumer  # noqa: E402
 from chat.transport.outage import CloseOnOutage  # noqa: E402
+from integrations import delivery  # noqa: E402
 from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
 
 # A client that stops reading is disconnected instead of growing the worker's memory,
@@ -45,3 +47,11 @@ websocket_urlpatterns = [
 application = ProtocolTypeRouter(
     {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}
 )
+
+
+def start_worker_jobs() -> None:
+    """A worker's own background work, started once its event loop runs
+    (supportdesk/serve.py): the periodic sweep and the webhook deliveries. Safe on every
+    worker at once: each acts only on what the database says is due, under row locks."""
+    sweeper.ensure_running()
+    delivery.ensure_running()

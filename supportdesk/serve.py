@@ -81,9 +81,22 @@ def main() -> None:
     # Imported first: it installs Twisted's reactor on the loop chosen above, before the
     # application's imports could.
     from daphne.cli import CommandLineInterface
+    from daphne.server import twisted_loop
 
     freeze_loaded_objects(sys.argv[-1])
+    # The worker's own background work starts once its event loop runs.
+    twisted_loop.call_soon(start_worker_jobs, sys.argv[-1])
     CommandLineInterface.entrypoint()
+
+
+def start_worker_jobs(application: str) -> None:
+    """Call the application module's `start_worker_jobs`, if it has one."""
+    if ":" not in application or application.startswith("-"):
+        return
+    module = importlib.import_module(application.split(":", 1)[0])
+    start = getattr(module, "start_worker_jobs", None)
+    if start is not None:
+        start()
 
 
 if __name__ == "__main__":

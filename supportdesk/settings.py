@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "channels",
     "chat",
     "agents",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,8 @@ X_FRAME_OPTIONS = "DENY"
 # Daphne itself buffers whole bodies, so the proxy in front bounds them first.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
+# JSON for a program under /api/, Django's page for a person elsewhere.
+CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
 
 # --- supportdesk tunables (seconds unless named otherwise) ---
 # An agent is routed new chats only while its heartbeat is younger than this.
@@ -204,6 +207,11 @@ SUPPORTDESK_SWEEP_INTERVAL = _env_float("SUPPORTDESK_SWEEP_INTERVAL", 5)
 SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # Threads (each with its own database connection) that run the sockets' ORM calls in a
 # worker; 1 is Channels' single database thread. See docs/performance.md.
+# How often each worker looks for webhook deliveries due (seconds; 0: never, e.g. in
+# the in-process tests, which run the turns themselves).
+SUPPORTDESK_WEBHOOK_INTERVAL = _env_float("SUPPORTDESK_WEBHOOK_INTERVAL", 1.0)
+# Requests per minute one API key may make.
+SUPPORTDESK_LIMIT_API_KEY = os.environ.get("SUPPORTDESK_LIMIT_API_KEY", "600 per minute")
 # `make run`'s demo shop (serve_demo sets it), linked from the landing page.
 SUPPORTDESK_DEMO_SHOP_URL = os.environ.get("SUPPORTDESK_DEMO_SHOP_URL", "")
 SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))

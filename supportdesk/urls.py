@@ -2,10 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from chat.admin import analytics_view
+from integrations.api import api
+from integrations.views import api_docs
 
 urlpatterns = [
     path("", include("chat.urls")),
     path("", include("agents.urls")),
+    # Before the API's own routes: its human page (the OpenAPI document rendered here).
+    path("api/v1/docs", api_docs, name="api-docs"),
+    path("api/v1/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     # Before admin.site.urls, whose catch-all would answer 404; admin_view makes it
     # staff only, with the admin's login redirect.

@@ -56,6 +56,8 @@ async def sockets():
 def _quiet_background(settings):
     # No sweeper task inside test processes: tests call closing.sweep() themselves.
     settings.SUPPORTDESK_SWEEP_INTERVAL = 0
+    # Nor a webhook sender: tests run its turns themselves (integrations/delivery.py).
+    settings.SUPPORTDESK_WEBHOOK_INTERVAL = 0
     # Hashing the personas' passwords properly is most of each test's setup time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -6,12 +6,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chat", "agents", "supportdesk")
+PACKAGES = ("chat", "agents", "integrations", "supportdesk")
 
 # docs/architecture.md's table, top to bottom: (layer, module prefixes). The longest
 # matching prefix decides a module's layer.
 LAYERS = [
-    (8, ["supportdesk", "chat.management"]),
+    (8, ["supportdesk", "chat.management", "integrations.management"]),
     (
         7,
         [
@@ -28,12 +28,36 @@ LAYERS = [
             "agents.views",
             "agents.urls",
             "agents.apps",
+            "integrations.api",
+            "integrations.widget_paths",
+            "integrations.views",
+            "integrations.admin",
+            "integrations.apps",
         ],
     ),
-    (6, ["chat.transport"]),
+    (6, ["chat.transport", "integrations.delivery"]),
     (5, ["chat.realtime"]),
-    (4, ["chat.conversations", "agents.services", "chat.lifecycle"]),
-    (3, ["chat.selectors", "agents.selectors", "chat.transcripts", "chat.offline"]),
+    (
+        4,
+        [
+            "chat.conversations",
+            "agents.services",
+            "chat.lifecycle",
+            "integrations.keys",
+            "integrations.endpoints",
+            "integrations.outbox",
+        ],
+    ),
+    (
+        3,
+        [
+            "chat.selectors",
+            "agents.selectors",
+            "chat.transcripts",
+            "chat.offline",
+            "integrations.shapes",
+        ],
+    ),
     (
         2,
         [
@@ -56,10 +80,13 @@ LAYERS = [
             "chat.csp",
             "agents.models",
             "agents.errors",
+            "integrations.models",
+            "integrations.migrations",
             "chat.migrations",
             "agents.migrations",
             "chat",
             "agents",
+            "integrations",
         ],
     ),
 ]

@@ -45,7 +45,7 @@ def _close(conversation: Conversation, *, by: str, now: datetime) -> str:
     conversation.closed_at = now
     conversation.closed_by = by
     conversation.save(update_fields=["status", "closed_at", "closed_by"])
-    events.emit_on_commit(events.ConversationClosed(**events.about(conversation), by=by))
+    events.emit_on_commit(events.ConversationClosed(**events.about(conversation), by=by, at=now))
     logger.info("conversation %s closed by %s", conversation.id, by)
     return was
 

@@ -22,6 +22,8 @@ def rate_conversation(*, visitor_id: int, score: int, comment: str = "") -> Conv
             conversation=conversation, score=score, comment=comment
         )
         events.emit_on_commit(
-            events.RatingGiven(**events.about(conversation), score=score, comment=comment)
+            events.RatingGiven(
+                **events.about(conversation), score=score, comment=comment, at=rating.created_at
+            )
         )
     return rating

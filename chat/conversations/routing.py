@@ -198,6 +198,7 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
     events.emit_on_commit(
         events.ConversationAssigned(
             **events.about(conversation),
+            at=conversation.assigned_at,
             agent=agent.public_dict(),
             conversation={
                 **selectors.agent_conversation_dict(conversation),

@@ -138,7 +138,9 @@ def _open_conversation(visitor_id: int, site_id: int, now) -> Conversation:
         )
     )
     conversation.earlier_message_id = None  # new: nothing sent in it yet
-    events.emit_on_commit(events.ConversationCreated(**events.about(conversation)))
+    events.emit_on_commit(
+        events.ConversationCreated(**events.about(conversation), at=conversation.created_at)
+    )
     return conversation
 
 

@@ -146,6 +146,50 @@ def report_visitor_context(
     return changed
 
 
+def update_visitor(
+    *,
+    visitor_id: int,
+    name: str | None = None,
+    email: str | None = None,
+    attributes: dict | None = None,
+) -> Visitor:
+    """What another system knows of a visitor (the REST API): a new name or email (None
+    leaves it), attributes merged into theirs (a None value removes the key). The agent
+    of the visitor's active chat hears of it."""
+    with transaction.atomic():
+        visitor = Visitor.objects.select_for_update().filter(pk=visitor_id).first()
+        if visitor is None:
+            raise NotFound
+        changed = []
+        if name is not None and name != visitor.name:
+            visitor.name = name
+            changed.append("name")
+        if email is not None and email != visitor.email:
+            visitor.email = email
+            changed.append("email")
+        if attributes:
+            merged = {**visitor.attributes, **attributes}
+            merged = {key: value for key, value in merged.items() if value is not None}
+            if merged != visitor.attributes:
+                visitor.attributes = merged
+                changed.append("attributes")
+        if not changed:
+            return visitor
+        visitor.save(update_fields=changed)
+        active = (
+            Conversation.objects.filter(visitor_id=visitor_id, status=Conversation.Status.ACTIVE)
+            .only("id", "site_id", "visitor_id", "agent_id")
+            .first()
+        )
+        if active is not None:
+            events.emit_on_commit(
+                events.VisitorContextChanged(
+                    **events.about(active), context=selectors.visitor_context_dict(visitor)
+                )
+            )
+    return visitor
+
+
 def prepare_transcript_email(
     *,
     visitor_id: int,

@@ -10,6 +10,7 @@ chat/events.py (connected in ChatConfig.ready).
 from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 
 from .. import events
 from ..models import DurableEvent, EventInterest
@@ -46,6 +47,7 @@ def record(event: events.ConversationEvent) -> None:
             type=name,
             conversation_id=event.conversation_id,
             payload=_payload(event),
+            created_at=event.at or timezone.now(),
         )
 
 
