@@ -74,9 +74,7 @@ class WebhookReceiver:
             earlier = list(self.received)
             pending = Received(headers, body, time.monotonic(), 0)
             status = self.answer(pending, earlier)
-            self.received.append(
-                Received(pending.headers, pending.body, pending.at, status)
-            )
+            self.received.append(Received(pending.headers, pending.body, pending.at, status))
             self._changed.notify_all()
             return status
 
