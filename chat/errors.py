@@ -42,3 +42,7 @@ class PickingNotAllowed(Exception):
 
 class AlreadyRated(Exception):
     """The visitor already rated this conversation (one rating each)."""
+
+
+class TooManyAttributes(Exception):
+    """A visitor may hold at most Visitor.MAX_ATTRIBUTES custom attributes."""

@@ -103,6 +103,7 @@ class Visitor(models.Model):
     # What another system (a CRM, through the REST API) knows of the visitor: a flat
     # object of short strings, numbers and booleans (integrations/api.py checks it).
     attributes = models.JSONField(default=dict, blank=True)
+    MAX_ATTRIBUTES = 50
 
     def __str__(self) -> str:
         return self.name or self.email or f"Visitor #{self.pk}"

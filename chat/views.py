@@ -16,7 +16,7 @@ from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import offline, origins, ratelimits
+from . import offline, origins, protocol, ratelimits
 from .conversations import sessions
 from .errors import NotFound, SiteDisabled
 from .models import Site
@@ -104,6 +104,9 @@ def _visitor_payload(request: HttpRequest, *, max_body: int) -> tuple[dict, str,
         raise Refused(error(400, "bad_request", "site_key must be a site key."))
     if token is not None and (not isinstance(token, str) or len(token) > 128):
         raise Refused(error(400, "bad_request", "visitor_token must be a string."))
+    for name, value in (("site_key", site_key), ("visitor_token", token)):
+        if not protocol.storable(value):
+            raise Refused(error(400, "bad_request", f"{name} {protocol.UNSTORABLE_TEXT}"))
     return payload, site_key, token
 
 

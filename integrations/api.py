@@ -7,19 +7,26 @@ exactly as from the sockets: a message posted here is stored, acknowledged and d
 live like one from the dashboard.
 """
 
-import base64
-import binascii
-from datetime import datetime
-from typing import Annotated, Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
-from chat import errors, ratelimits, selectors
+from chat import errors, protocol, ratelimits, selectors
 from chat.conversations import closing, routing, sending, sessions
 from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Visitor
@@ -188,11 +195,47 @@ class MessagePage(Schema):
     messages: list[MessageOut]
 
 
-Body = Annotated[str, Field(min_length=1, max_length=Message.MAX_BODY_CHARS)]
-ClientMsgId = Annotated[str, Field(min_length=1, max_length=64)]
+def _storable(value: str) -> str:
+    if not protocol.storable(value):
+        raise ValueError(f"text {protocol.UNSTORABLE_TEXT}")
+    return value
 
 
-class MessageIn(Schema):
+def _email(value: str) -> str:
+    if value:
+        try:
+            if len(value) > 254:
+                raise DjangoValidationError("too long")
+            validate_email(value)
+        except DjangoValidationError:
+            raise ValueError("not an email address") from None
+    return value
+
+
+# Any text stored from a request is what PostgreSQL can store, as on the sockets: no NUL
+# (the pattern, which the document shows), no unpaired surrogate (`_storable`).
+NO_NUL = r"^[^\x00]*$"
+# ... and a message's body is not blank (it is stored trimmed).
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+Text = AfterValidator(_storable)
+Body = Annotated[
+    str, Field(min_length=1, max_length=Message.MAX_BODY_CHARS, pattern=NOT_BLANK), Text
+]
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL), Text]
+
+
+class Input(Schema):
+    """A request body: a JSON object (ninja's schemas would read any value's attributes)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        if not isinstance(getattr(data, "_obj", data), dict):  # ninja wraps it in a getter
+            raise ValueError("the body must be a JSON object")
+        return data
+
+
+class MessageIn(Input):
     body: Body
     client_msg_id: ClientMsgId = Field(description="Retries with the same id store one message.")
     agent_id: int | None = Field(
@@ -200,11 +243,13 @@ class MessageIn(Schema):
     )
 
 
-class TransferIn(Schema):
+class TransferIn(Input):
     agent_id: int | None = Field(description="An agent of the site with room; null: the queue.")
 
 
-AttributeValue = Annotated[str, Field(max_length=500)] | int | float | bool | None
+AttributeValue = (
+    Annotated[str, Field(max_length=500, pattern=NO_NUL), Text] | int | float | bool | None
+)
 
 
 class VisitorOut(Schema):
@@ -217,11 +262,43 @@ class VisitorOut(Schema):
     last_seen: datetime
 
 
-class VisitorIn(Schema):
-    name: Annotated[str, Field(max_length=200)] | None = None
-    email: Annotated[str, Field(max_length=254)] | None = None
+class VisitorIn(Input):
+    name: Annotated[str, Field(max_length=200, pattern=NO_NUL), Text] | None = Field(
+        None, description='"" clears it; left out or null: unchanged.'
+    )
+    email: (
+        Annotated[
+            str,
+            AfterValidator(_email),
+            WithJsonSchema(
+                {"anyOf": [{"type": "string", "format": "email", "maxLength": 254}, {"const": ""}]}
+            ),
+        ]
+        | None
+    ) = Field(None, description='An email address; "" clears it; left out or null: unchanged.')
     attributes: (
-        Annotated[dict[Annotated[str, Field(max_length=64)], AttributeValue], Field(max_length=50)]
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL), Text],
+                AttributeValue,
+            ],
+            Field(max_length=Visitor.MAX_ATTRIBUTES),
+            # pydantic would say the key's pattern as patternProperties, which leaves
+            # other keys unchecked: the rule as it is.
+            WithJsonSchema(
+                {
+                    "type": "object",
+                    "maxProperties": Visitor.MAX_ATTRIBUTES,
+                    "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": NO_NUL},
+                    "additionalProperties": {
+                        "anyOf": [
+                            {"type": "string", "maxLength": 500, "pattern": NO_NUL},
+                            {"type": ["number", "boolean", "null"]},
+                        ]
+                    },
+                }
+            ),
+        ]
         | None
     ) = Field(None, description="Merged into the visitor's; a null value removes a key.")
 
@@ -262,26 +339,40 @@ def _conversation(key: ApiKey, conversation_id: int) -> Conversation:
     return conversation
 
 
-def _cursor(value: str | None) -> int:
-    if value is None:
-        return 0
+def _iso_8601(value: Any) -> Any:
+    # pydantic would also read a number as seconds since 1970: not what the document says.
+    if isinstance(value, str) and re.fullmatch(r"[-+]?[\d.eE+-]+", value):
+        raise ValueError("an ISO 8601 time, e.g. 2026-12-07T10:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    # PostgreSQL takes offsets up to 15:59 only; ISO 8601 allows up to 23:59.
     try:
-        return int(base64.urlsafe_b64decode(value.encode() + b"==").decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise HttpError(400, "cursor is not one this API gave.") from None
+        return value and value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
 
 
 @api.get("/conversations", response={200: ConversationPage, **CONVERSATION_ERRORS})
 def list_conversations(
     request,
     status: Literal["queued", "active", "closed"] | None = None,
-    updated_after: Annotated[datetime | None, Field(description="Changed after this.")] = None,
-    cursor: str | None = None,
+    updated_after: Annotated[
+        AwareDatetime | None,
+        BeforeValidator(_iso_8601),
+        AfterValidator(_in_utc),
+        Field(description="Changed after this ISO 8601 time, with its offset (e.g. Z)."),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Field(pattern=r"^[0-9]{1,18}$", description="The `next` of the page before."),
+    ] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 50,
 ):
     """The site's conversations, oldest first, a page at a time."""
     rows = Conversation.objects.select_related("visitor", "agent").filter(
-        site_id=request.auth.site_id, pk__gt=_cursor(cursor)
+        site_id=request.auth.site_id, pk__gt=int(cursor or 0)
     )
     if status is not None:
         rows = rows.filter(status=status)
@@ -291,7 +382,7 @@ def list_conversations(
     following = None
     if len(page) > limit:
         page = page[:limit]
-        following = base64.urlsafe_b64encode(str(page[-1].pk).encode()).decode().rstrip("=")
+        following = str(page[-1].pk)  # the pages go by id: a new row never shifts them
     return {"conversations": [conversation_record(c) for c in page], "next": following}
 
 
@@ -401,13 +492,17 @@ def update_visitor(request, visitor_id: int, changes: VisitorIn):
     """Set the visitor's name, email or custom attributes (what a CRM knows of them);
     the agent of their active chat sees the change."""
     visitor = _visitor(request.auth, visitor_id)
-    with transaction.atomic():
+    try:
         sessions.update_visitor(
             visitor_id=visitor.pk,
             name=changes.name,
             email=changes.email,
             attributes=changes.attributes,
         )
+    except errors.TooManyAttributes:
+        raise HttpError(
+            400, f"A visitor holds at most {Visitor.MAX_ATTRIBUTES} attributes."
+        ) from None
     return visitor_record(_visitor(request.auth, visitor_id))
 
 

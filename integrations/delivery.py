@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
 
 TIMEOUT = 10.0  # seconds a receiver has to answer
-LEASE = timedelta(seconds=60)  # a claim outlives a send and its timeout
+# A claim outlives a turn (its sends side by side, each within TIMEOUT, then their
+# records); a worker killed mid-turn leaves its claims to be taken again after it.
+LEASE = timedelta(seconds=3 * TIMEOUT)
 GIVE_UP_AFTER = timedelta(hours=24)
 # Seconds after the n-th failed attempt before the next (the last repeats).
 BACKOFF = (5, 30, 120, 600, 1800, 3600, 7200, 14400)

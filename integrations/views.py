@@ -22,6 +22,8 @@ def _type(schema: dict, components: dict) -> str:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in schema:
         return " or ".join(_type(s, components) for s in schema["anyOf"])
+    if "const" in schema:
+        return repr(schema["const"]).replace("'", '"')
     if "enum" in schema:
         return " | ".join(str(v) for v in schema["enum"])
     if schema.get("type") == "array":
@@ -29,6 +31,8 @@ def _type(schema: dict, components: dict) -> str:
     if schema.get("type") == "object" and "additionalProperties" in schema:
         return f"object of {_type(schema['additionalProperties'], components)}"
     kind = schema.get("type", "any")
+    if isinstance(kind, list):
+        kind = " or ".join(kind)
     return f"{kind} ({schema['format']})" if "format" in schema else kind
 
 
@@ -46,7 +50,8 @@ def _fields(schema: dict, components: dict) -> list[dict]:
     ]
 
 
-def operations(document: dict) -> list[dict]:
+def operations(document: dict) -> tuple[list[dict], list[dict]]:
+    """The document's operations and its schemas, as the page lists them."""
     components = document.get("components", {}).get("schemas", {})
     found = []
     for path, methods in document["paths"].items():
@@ -90,7 +95,7 @@ def operations(document: dict) -> list[dict]:
 
 @require_GET
 def api_docs(request: HttpRequest) -> HttpResponse:
-    document = api.get_openapi_schema(path_prefix="/api/v1")
+    document = api.get_openapi_schema(path_prefix="/api/v1/")
     found, schemas = operations(document)
     response = render(
         request,

@@ -11,12 +11,19 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from chat.protocol import MAX_BODY_CHARS
 from chat.views import MAX_OFFLINE_BODY, MAX_SESSION_BODY
+
+# As the views check: no NUL in any text; the form's fields not blank.
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 class VisitorSessionIn(BaseModel):
-    site_key: str = Field(min_length=1, max_length=64)
-    visitor_token: str | None = Field(None, max_length=128, description="Resume this visitor.")
+    site_key: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    visitor_token: str | None = Field(
+        None, max_length=128, pattern=NO_NUL, description="Resume this visitor."
+    )
     rotate: bool = Field(False, description="Issue a new token for the same visitor.")
 
 
@@ -26,11 +33,11 @@ class VisitorSessionOut(BaseModel):
 
 
 class OfflineMessageIn(BaseModel):
-    site_key: str = Field(min_length=1, max_length=64)
-    visitor_token: str | None = Field(None, max_length=128)
-    name: str = Field(max_length=200)
-    email: str = Field(max_length=254)
-    question: str = Field(min_length=1)
+    site_key: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    visitor_token: str | None = Field(None, max_length=128, pattern=NO_NUL)
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    email: str = Field(max_length=254, json_schema_extra={"format": "email"})
+    question: str = Field(min_length=1, max_length=MAX_BODY_CHARS, pattern=NOT_BLANK)
 
 
 class OfflineMessageOut(BaseModel):

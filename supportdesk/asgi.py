@@ -18,11 +18,14 @@ from chat.transport import sweeper  # noqa: E402
 from chat.transport.consumers import AgentConsumer, VisitorConsumer  # noqa: E402
 from chat.transport.outage import CloseOnOutage  # noqa: E402
 from integrations import delivery  # noqa: E402
+from supportdesk.daphne_forms import stop_twisted_parsing_forms  # noqa: E402
 from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
 
 # A client that stops reading is disconnected instead of growing the worker's memory,
 # and long frames (a `ready` with many messages) are not cut off at the inbound limit.
 patch_daphne_sending(settings.SUPPORTDESK_WS_SEND_BUFFER)
+# A broken multipart body reaches the upload view (a JSON 400), not Twisted's empty 400.
+stop_twisted_parsing_forms()
 
 
 def _close_request_connections(**kwargs) -> None:

@@ -20,7 +20,9 @@ from chat.protocol import (
     MAX_RATING_COMMENT_CHARS,
     PRESENCE_STATUSES,
     TOO_LONG,
+    UNSTORABLE_TEXT,
     ProtocolError,
+    storable,
 )
 
 
@@ -58,12 +60,19 @@ def parse_frame(text: str | None, allowed_types: frozenset[str]) -> dict[str, An
     return frame
 
 
+def _refuse_unstorable(name: str, value: Any, msg_id: str | None = None) -> None:
+    """Text PostgreSQL cannot store (NUL, an unpaired surrogate): refused by name."""
+    if not storable(value):
+        raise ProtocolError(BAD_FRAME, f"{name} {UNSTORABLE_TEXT}", client_msg_id=msg_id)
+
+
 def client_msg_id(frame: dict[str, Any]) -> str:
     value = frame.get("client_msg_id")
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_MSG_ID_CHARS:
         raise ProtocolError(
             BAD_FRAME, f"client_msg_id must be a string of 1-{MAX_CLIENT_MSG_ID_CHARS} characters."
         )
+    _refuse_unstorable("client_msg_id", value)
     return value
 
 
@@ -73,6 +82,7 @@ def message_body(frame: dict[str, Any], msg_id: str, *, may_be_empty: bool = Fal
     value = frame.get("body", "" if may_be_empty else None)
     if not isinstance(value, str):
         raise ProtocolError(BAD_FRAME, "body must be a string.", client_msg_id=msg_id)
+    _refuse_unstorable("body", value, msg_id)
     body = value.strip()
     if not body and not may_be_empty:
         raise ProtocolError(BAD_FRAME, "body is empty.", client_msg_id=msg_id)
@@ -133,6 +143,7 @@ def rating_comment(frame: dict[str, Any]) -> str:
         return ""
     if not isinstance(value, str):
         raise ProtocolError(BAD_FRAME, "comment must be a string.")
+    _refuse_unstorable("comment", value)
     comment = value.strip()
     if len(comment) > MAX_RATING_COMMENT_CHARS:
         raise ProtocolError(TOO_LONG, f"comment is over {MAX_RATING_COMMENT_CHARS} characters.")
@@ -150,6 +161,7 @@ def string(frame: dict[str, Any], name: str, *, max_length: int = 200) -> str:
     value = frame.get(name)
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise ProtocolError(BAD_FRAME, f"{name} must be a string of 1-{max_length} characters.")
+    _refuse_unstorable(name, value)
     return value
 
 
@@ -158,6 +170,7 @@ def text(frame: dict[str, Any], name: str) -> str:
     value = frame.get(name)
     if not isinstance(value, str):
         raise ProtocolError(BAD_FRAME, f"{name} must be a string.")
+    _refuse_unstorable(name, value)
     return value
 
 
@@ -175,6 +188,7 @@ def typing_draft(frame: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str):
         raise ProtocolError(BAD_FRAME, "text must be a string.")
+    _refuse_unstorable("text", value)
     if len(value) > MAX_DRAFT_CHARS:
         raise ProtocolError(TOO_LONG, f"text is over {MAX_DRAFT_CHARS} characters.")
     return value
@@ -203,15 +217,19 @@ def page_report(frame: dict[str, Any]) -> tuple[dict[str, Any] | None, str | Non
         for name in ("url", "title", "referrer"):
             if not isinstance(page.get(name), (str, type(None))):
                 raise ProtocolError(BAD_FRAME, f"page.{name} must be a string or null.")
+            _refuse_unstorable(f"page.{name}", page.get(name))
     timezone = frame.get("timezone")
     if not isinstance(timezone, (str, type(None))):
         raise ProtocolError(BAD_FRAME, "timezone must be a string or null.")
+    _refuse_unstorable("timezone", timezone)
     return page, timezone
 
 
 def email_address(frame: dict[str, Any]) -> str:
     """The `email` of a `transcript.email` (addition), trimmed; else `bad_email`."""
     value = frame.get("email")
+    if isinstance(value, str):
+        _refuse_unstorable("email", value)
     email = value.strip() if isinstance(value, str) else ""
     try:
         if len(email) > MAX_EMAIL_CHARS:

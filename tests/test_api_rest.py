@@ -142,6 +142,9 @@ def test_conversations_page_by_cursor_oldest_first_until_next_is_null(api, perso
 
     assert seen == [c.pk for c in chats]
     assert pages == 3
+    refused = api.get("/conversations", cursor="abc")
+    assert refused.status_code == 400 and "cursor" in refused.json()["detail"]
+    assert api.get("/conversations", updated_after="1700000000").status_code == 400
 
 
 def test_conversations_filter_by_status_and_by_last_change(api, personas):
@@ -275,6 +278,10 @@ def test_posting_as_an_agent_who_does_not_have_the_chat_or_to_a_queued_one_is_40
         {"body": "hi", "client_msg_id": ""},
         {"body": "hi", "client_msg_id": "x" * 65},
         {"body": 5, "client_msg_id": "x"},
+        {"body": "a\u0000b", "client_msg_id": "x"},
+        {"body": "a\ud800b", "client_msg_id": "x"},
+        {"body": "hi", "client_msg_id": "x\u0000"},
+        ["hi", "x"],
     ],
 )
 def test_a_bad_message_gets_400_json_and_stores_nothing(api, personas, body):
@@ -380,5 +387,6 @@ def test_the_human_page_lists_the_endpoints_without_a_cdn(client):
     assert response.status_code == 200
     page = response.content.decode()
     assert "/api/v1/conversations/{conversation_id}/messages" in page
+    assert "/api/v1/visitor-sessions" in page
     assert "Bearer" in page
     assert "cdn" not in page.lower()

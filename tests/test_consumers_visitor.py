@@ -453,6 +453,25 @@ BAD_FRAMES = [
     pytest.param('{"type": "read", "seq": "3"}', "bad_frame", None, id="seq-string"),
     pytest.param('{"type": "read", "seq": -1}', "bad_frame", None, id="seq-negative"),
     pytest.param('{"type": "hello"}', "bad_frame", None, id="second-hello"),
+    # Text PostgreSQL cannot store is refused, not answered "unavailable, retry" forever.
+    pytest.param(
+        '{"type": "message.send", "client_msg_id": "m1", "body": "a\\u0000b"}',
+        "bad_frame",
+        "m1",
+        id="body-nul",
+    ),
+    pytest.param(
+        '{"type": "message.send", "client_msg_id": "m1", "body": "a\\ud800b"}',
+        "bad_frame",
+        "m1",
+        id="body-unpaired-surrogate",
+    ),
+    pytest.param(
+        '{"type": "message.send", "client_msg_id": "m\\u0000", "body": "hi"}',
+        "bad_frame",
+        None,
+        id="client-msg-id-nul",
+    ),
 ]
 
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import events, selectors, transcript_email, visitor_context
-from ..errors import NotFound
+from ..errors import NotFound, TooManyAttributes
 from ..models import Conversation, Site, Visitor, hash_token, new_visitor_token
 from .actors import Actor
 from .messages import PostedMessage
@@ -170,6 +170,8 @@ def update_visitor(
         if attributes:
             merged = {**visitor.attributes, **attributes}
             merged = {key: value for key, value in merged.items() if value is not None}
+            if len(merged) > Visitor.MAX_ATTRIBUTES:
+                raise TooManyAttributes
             if merged != visitor.attributes:
                 visitor.attributes = merged
                 changed.append("attributes")

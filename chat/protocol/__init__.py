@@ -5,6 +5,7 @@ frame) and `errors` (domain refusals to error codes), the twin of docs/protocol.
 change them together.
 """
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,23 @@ AGENT_FRAME_TYPES = frozenset(
     }
 )
 PRESENCE_STATUSES = ("available", "away")
+
+
+# Text PostgreSQL cannot store: NUL, and a surrogate left unpaired (JSON can spell both,
+# as \u0000 and \ud800). Refused wherever a client's text may be stored.
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+UNSTORABLE_TEXT = "must not contain NUL characters or unpaired surrogates."
+
+
+def storable(value: Any) -> bool:
+    """Whether every string in `value` (a JSON value: keys and items too) can be stored."""
+    if isinstance(value, str):
+        return "\x00" not in value and (value.isascii() or not _UNPAIRED_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return all(storable(key) and storable(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(storable(item) for item in value)
+    return True
 
 
 class ProtocolError(Exception):

@@ -43,8 +43,10 @@ from . import (
     MAX_JSON_DEPTH,
     MAX_RATING_COMMENT_CHARS,
     TOO_LONG,
+    UNSTORABLE_TEXT,
     VISITOR_FRAME_TYPES,
     ProtocolError,
+    storable,
 )
 
 logger = logging.getLogger(__name__)
@@ -446,8 +448,8 @@ def decode_agent(text: str | None) -> AgentFrame:
 def _decoded_fast(decoder: msgspec.json.Decoder, text: str | None) -> Any:
     """The frame msgspec decodes from `text`, or None when the slow path must decide:
     the text is refused, or it may hold what json.loads refuses and msgspec skips."""
-    if text is None:
-        return None
+    if text is None or "\\u0000" in text or "\\ud" in text or "\\uD" in text:
+        return None  # it may spell text that cannot be stored: the slow path checks
     try:
         frame = decoder.decode(text)
         if _nested_too_deeply(text) or _has_long_integer(text):
@@ -574,6 +576,11 @@ def _check_field(field: _Field, raw: dict[str, Any], values: dict[str, Any], pre
         return
     try:
         checked = msgspec.convert({field.name: value}, field.alone, strict=True)
-        values[field.name] = getattr(checked, field.name)
     except msgspec.ValidationError:
         raise _refusal(path, values.get("client_msg_id")) from None
+    if not storable(value):
+        refusal = _refusal(path, values.get("client_msg_id"))
+        raise ProtocolError(
+            BAD_FRAME, f"{path} {UNSTORABLE_TEXT}", client_msg_id=refusal.client_msg_id
+        )
+    values[field.name] = getattr(checked, field.name)
