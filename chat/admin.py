@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_date
 from agents.models import AgentProfile
 
 from . import analytics, charts, csp, origins, transcripts
-from .conversations import closing
+from .conversations import closing, identity
 from .conversations.actors import Actor
 from .errors import ConversationClosed, NotFound
 from .models import Assignment, AuditLogEntry, Conversation, Message, Site, Visitor
@@ -83,14 +83,32 @@ class SiteAdmin(admin.ModelAdmin):
     list_display = ["name", "key", "enabled", "origins", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "=key"]
-    readonly_fields = ["key", "created_at"]
+    readonly_fields = ["key", "created_at", "identity_verification"]
     fieldsets = [
         (None, {"fields": ["name", "key", "allowed_origins", "enabled", "created_at"]}),
         ("Widget", {"fields": ["widget_color", "widget_greeting", "widget_position"]}),
+        ("Queue", {"fields": ["typical_chat_minutes", "agents_pick_from_queue"]}),
         ("Data retention", {"fields": ["retention_days"]}),
         # Open sockets keep the value they said hello with; the widget discloses it.
         ("Privacy", {"fields": ["sneak_peek"]}),
+        ("Identity verification", {"fields": ["identity_verification"]}),
     ]
+    actions = ["new_identity_secret"]
+
+    @admin.display(description="secret")
+    def identity_verification(self, site: Site) -> str:
+        """The site's HMAC secret (its server signs user ids with it; docs/api.md)."""
+        if not site.identity_secret:
+            return "Off. Turn it on with the action “Make a new identity secret”."
+        return site.identity_secret
+
+    @admin.action(description="Make a new identity secret (the old one's signatures stop holding)")
+    def new_identity_secret(self, request: HttpRequest, queryset) -> None:
+        for site in queryset:
+            identity.rotate_secret(site)
+        self.message_user(
+            request, "New secrets made: each site's page shows its own.", messages.SUCCESS
+        )
 
     @admin.display(description="allowed origins")
     def origins(self, site: Site) -> str:
@@ -100,12 +118,29 @@ class SiteAdmin(admin.ModelAdmin):
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
     # token_hash is never shown: it is not in `fields`, the list or the search.
-    list_display = ["id", "name", "email", "site", "first_seen", "last_seen"]
-    list_filter = ["site"]
+    list_display = ["id", "name", "email", "verified", "site", "first_seen", "last_seen"]
+    list_filter = ["site", ("verified_at", admin.EmptyFieldListFilter)]
     list_select_related = ["site"]
-    search_fields = ["id__exact", "name", "email"]
-    fields = ["site", "name", "email", "first_seen", "last_seen"]
-    readonly_fields = ["site", "first_seen", "last_seen"]
+    search_fields = ["id__exact", "name", "email", "=user_id"]
+    fields = [
+        "site",
+        "name",
+        "email",
+        "user_id",
+        "verified_at",
+        "attributes",
+        "first_seen",
+        "last_seen",
+    ]
+    readonly_fields = ["site", "user_id", "verified_at", "first_seen", "last_seen"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Another device of a verified user only holds a token: the person is its record.
+        return super().get_queryset(request).filter(merged_into__isnull=True)
+
+    @admin.display(boolean=True, description="verified")
+    def verified(self, visitor: Visitor) -> bool:
+        return visitor.verified_at is not None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Visitors come from the widget's session API, which issues their token.

@@ -42,7 +42,13 @@ def _bearer_token(request: HttpRequest) -> str | None:
 
 def _visitor_for(token: str) -> Visitor | None:
     """The visitor a token was issued to (tokens are unique across sites)."""
-    return Visitor.objects.filter(token_hash=hash_token(token)).select_related("site").first()
+    holder = (
+        Visitor.objects.filter(token_hash=hash_token(token))
+        .select_related("site", "merged_into__site")
+        .first()
+    )
+    # Another device of a verified user: the token stands for the user's record.
+    return holder and (holder.merged_into or holder)
 
 
 def _agent_for(request: HttpRequest) -> AgentProfile | None:

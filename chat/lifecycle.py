@@ -156,7 +156,9 @@ def visitors_matching(
     if visitor_id is not None:
         return Visitor.objects.filter(pk=visitor_id)
     if token:
-        return Visitor.objects.filter(token_hash=hash_token(token))
+        holder = Visitor.objects.filter(token_hash=hash_token(token)).first()
+        # Another device of a verified user: the person is the user's record.
+        return Visitor.objects.filter(pk=holder.merged_into_id or holder.pk if holder else None)
     if email:
         return Visitor.objects.filter(email__iexact=email.strip())
     return Visitor.objects.none()
@@ -171,9 +173,10 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
     and describe visitors, so their lines go too) and client message ids are dropped;
     every attachment in them is deleted, files included;
     ratings with their comments are
-    deleted; the visitor keeps only an id and its site (name, email, first/last seen
-    are blanked, the token hash replaced by a random value nobody holds, which also
-    closes their sockets). Conversations stay, with their times, status and agent, so
+    deleted; the visitor keeps only an id and its site (name, email, what their browser
+    reported, custom attributes, a verified user id and first/last seen are blanked, the
+    token hash, and those of their other devices, replaced by random values nobody holds,
+    which also closes their sockets). Conversations stay, with their times, status and agent, so
     chats per day, wait and response times still count them. Admin history lines that
     named the visitor are renamed "Visitor #id".
     """
@@ -209,9 +212,20 @@ def erase_visitor(*, visitor_id: int, actor_label: str, matched_by: str, actor=N
             conversation__in=theirs.values("pk")
         ).delete()[0]
         erased_at = timezone.now()
+        # Their other devices' tokens stop working too (identity verification).
+        for device in Visitor.objects.filter(merged_into=visitor).values_list("pk", flat=True):
+            Visitor.objects.filter(pk=device).update(token_hash=f"erased:{secrets.token_hex(24)}")
         Visitor.objects.filter(pk=visitor.pk).update(
             name="",
             email="",
+            attributes={},
+            user_id="",
+            verified_at=None,
+            page_url="",
+            page_title="",
+            referrer="",
+            user_agent="",
+            timezone="",
             # Not a sha256 hex digest, so no token can ever hash to it.
             token_hash=f"erased:{secrets.token_hex(24)}",
             first_seen=erased_at,

@@ -78,6 +78,10 @@ class Site(models.Model):
         default=False,
         help_text="Agents may take a chat from the queue themselves, not only be given one.",
     )
+    # Identity verification: the site's server signs its signed-in user's id with this
+    # (HMAC-SHA256) and the widget passes the signature on; empty: off. Kept in clear,
+    # like any HMAC key: both sides must hold it. `manage.py identity_secret`.
+    identity_secret = models.CharField(max_length=64, blank=True, editable=False)
 
     def __str__(self) -> str:
         return self.name
@@ -104,6 +108,26 @@ class Visitor(models.Model):
     # object of short strings, numbers and booleans (integrations/api.py checks it).
     attributes = models.JSONField(default=dict, blank=True)
     MAX_ATTRIBUTES = 50
+    # A signed-in user of the site, as its server vouched (identity verification): set
+    # on one visitor per site and user, the person's record on every device.
+    user_id = models.CharField(max_length=200, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    # Another device of a verified user: this row only holds that device's token, which
+    # stands for `merged_into` everywhere (chat/conversations/identity.py).
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="devices"
+    )
+
+    class Meta:
+        constraints = [
+            # Race: two devices of one user verified at once both try to become the
+            # user's record; the second gets IntegrityError and joins the first.
+            models.UniqueConstraint(
+                fields=["site", "user_id"],
+                condition=~Q(user_id=""),
+                name="one_visitor_per_verified_user",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name or self.email or f"Visitor #{self.pk}"

@@ -178,10 +178,15 @@ def enabled_site(site_key: str) -> Site:
 def visitor_for_token(site: Site, token: str) -> Visitor:
     """The visitor a token was issued to, for this site only (a token from site A is
     refused on site B)."""
-    visitor = Visitor.objects.filter(token_hash=hash_token(token), site=site).first()
+    visitor = (
+        Visitor.objects.filter(token_hash=hash_token(token), site=site)
+        .select_related("merged_into")
+        .first()
+    )
     if visitor is None:
         raise NotFound
-    return visitor
+    # Another device of a verified user: the token stands for the user's record.
+    return visitor.merged_into or visitor
 
 
 def joins(conversation_id: int) -> list[dict]:
@@ -371,35 +376,6 @@ def colleagues(agent_id: int, now: datetime | None = None) -> list[dict]:
     ]
 
 
-def site_agents(site_id: int, now: datetime | None = None) -> list[dict]:
-    """The agents (active logins) who serve a site, with whether they can take a chat now
-    (`online`: available, a live heartbeat) and their load: the REST API's list."""
-    rows = (
-        AgentProfile.objects.filter(serves(site_id), user__is_active=True)
-        .annotate(
-            load=Count(
-                "conversations", filter=Q(conversations__status=Status.ACTIVE), distinct=True
-            )
-        )
-        .distinct()
-        .order_by("display_name", "id")
-    )
-    cutoff = heartbeat_cutoff(now)
-    return [
-        {
-            "id": agent.id,
-            "display_name": agent.display_name,
-            "status": agent.status,
-            "online": agent.status == AgentProfile.Status.AVAILABLE
-            and agent.last_heartbeat is not None
-            and agent.last_heartbeat >= cutoff,
-            "load": agent.load,
-            "capacity": agent.capacity,
-        }
-        for agent in rows
-    ]
-
-
 def present_agents(now: datetime | None = None, *, site_id: int | None = None) -> QuerySet:
     """Agents who can be routed chats at all right now (of one site, if given):
     available (not away, by choice or idle), with a live heartbeat, an active login and
@@ -511,6 +487,9 @@ def visitor_context_dict(visitor: Visitor) -> dict:
         "browser": software.browser,
         "os": software.os,
         "timezone": visitor.timezone or None,
+        # Identity verification (addition): the site's server vouched for this user.
+        "verified": visitor.verified_at is not None,
+        "user_id": visitor.user_id or None,
     }
 
 

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import offline, origins, protocol, ratelimits
-from .conversations import sessions
+from .conversations import identity, sessions
 from .errors import NotFound, SiteDisabled
 from .models import Site
 
@@ -159,6 +159,10 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
     if not isinstance(rotate, bool):
         return error(400, "bad_request", "rotate must be true or false.")
     try:
+        claimed = _claimed_identity(payload.get("identity"))
+    except ValueError as exc:
+        return error(400, "bad_request", str(exc))
+    try:
         _widget_site(request, site_key, what="visitor session")
     except Refused as refusal:
         return refusal.response
@@ -166,7 +170,7 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
     # --proxy-headers (docs/security.md); the header itself is never read here.
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
-        _visitor, token = sessions.create_visitor_session(
+        visitor, token = sessions.create_visitor_session(
             site_key=site_key,
             visitor_token=token,
             rotate=rotate,
@@ -176,7 +180,37 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
         return error(404, "not_found", "No such site, or it is disabled.")
     except ratelimits.RateLimited as exc:
         return rate_limited("Too many new visitors from this address.", exc.retry_after)
-    return JsonResponse({"visitor_token": token, "ws_url": "/ws/visitor/"}, status=201)
+    answer = {"visitor_token": token, "ws_url": "/ws/visitor/"}
+    if claimed is not None:
+        _record, verified = identity.identify(visitor, claimed)
+        answer["identity"] = "verified" if verified else "unverified"
+    return JsonResponse(answer, status=201)
+
+
+IDENTITY_FIELDS = {"user_id": 200, "user_hash": 128, "name": 200, "email": 254}
+
+
+def _claimed_identity(value) -> identity.Identity | None:
+    """The `identity` of a visitor session request (identity verification), checked
+    for shape; whether it holds is the service's business."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("identity must be an object.")
+    fields = {}
+    for name, limit in IDENTITY_FIELDS.items():
+        given = value.get(name)
+        if given is None:
+            continue
+        if not isinstance(given, str) or len(given) > limit or not protocol.storable(given):
+            raise ValueError(f"identity.{name} must be a string of at most {limit} characters.")
+        fields[name] = given
+    return identity.Identity(
+        user_id=fields.get("user_id", ""),
+        user_hash=fields.get("user_hash", ""),
+        name=fields.get("name", ""),
+        email=fields.get("email", ""),
+    )
 
 
 @csrf_exempt

@@ -33,7 +33,7 @@ from chat.models import Conversation, Message, Visitor
 
 from . import keys, widget_paths
 from .models import ApiKey
-from .shapes import conversation_record, visitor_record
+from .shapes import conversation_record, site_agents, visitor_record
 
 API_KEYS = ratelimits.Rule("api-key", "SUPPORTDESK_LIMIT_API_KEY")
 MAX_PAGE = 100
@@ -143,6 +143,7 @@ class Person(Schema):
     id: int
     name: str | None
     email: str | None
+    verified: bool = Field(description="The site's server vouched for who this is.")
 
 
 class AgentRef(Schema):
@@ -258,6 +259,8 @@ class VisitorOut(Schema):
     name: str | None
     email: str | None
     attributes: dict[str, AttributeValue]
+    user_id: str | None = Field(description="The site's user id, once verified.")
+    verified: bool
     first_seen: datetime
     last_seen: datetime
 
@@ -509,7 +512,7 @@ def update_visitor(request, visitor_id: int, changes: VisitorIn):
 @api.get("/agents", response={200: list[AgentOut], 401: Error, 429: Error})
 def list_agents(request):
     """The agents who serve the site, with whether they can take a chat now and their load."""
-    return selectors.site_agents(request.auth.site_id)
+    return site_agents(request.auth.site_id)
 
 
 @api.get("/site", response={200: SiteOut, 401: Error, 429: Error})

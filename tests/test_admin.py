@@ -106,6 +106,7 @@ def test_site_origins_typed_one_per_line_are_stored_normalised_and_deduplicated(
             "widget_color": "#112233",
             "widget_greeting": "Hello from Shop",
             "widget_position": "left",
+            "typical_chat_minutes": "5",
         },
     )
 
@@ -125,6 +126,7 @@ def test_site_form_refuses_a_url_with_a_path_and_stores_nothing(admin_client, db
             "enabled": "on",
             "widget_color": "#2456d6",
             "widget_position": "right",
+            "typical_chat_minutes": "5",
         },
     )
 

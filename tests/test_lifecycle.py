@@ -172,6 +172,7 @@ def test_retention_is_set_per_site_in_the_admin(admin_client, personas):
             "widget_color": "#2456d6",
             "widget_greeting": "Hi",
             "widget_position": "right",
+            "typical_chat_minutes": "5",
             "retention_days": "90",
         },
     )

@@ -34,7 +34,13 @@ def create_visitor_session(
     site = selectors.enabled_site(site_key)
     if visitor_token:
         old_hash = hash_token(visitor_token)
-        visitor = Visitor.objects.filter(token_hash=old_hash, site=site).first()
+        holder = (
+            Visitor.objects.filter(token_hash=old_hash, site=site)
+            .select_related("merged_into")
+            .first()
+        )
+        # The token's own row, or (another device of a verified user) the user's record.
+        visitor = holder and (holder.merged_into or holder)
         if visitor is not None and not rotate:
             touch_visitor(visitor_id=visitor.pk)
             return visitor, visitor_token
@@ -44,7 +50,7 @@ def create_visitor_session(
             token = new_visitor_token()
             # Race: two rotations of one token at once; the update matches the old hash
             # only once, and the loser is treated like any unknown token (a new visitor).
-            if Visitor.objects.filter(pk=visitor.pk, token_hash=old_hash).update(
+            if Visitor.objects.filter(pk=holder.pk, token_hash=old_hash).update(
                 token_hash=hash_token(token), last_seen=timezone.now()
             ):
                 events.emit_on_commit(events.VisitorTokenRotated(visitor_id=visitor.pk))
