@@ -33,21 +33,49 @@ CSP_ORIGIN = re.compile(r"https?://([a-z0-9.\-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?"
 JS_STRING = re.compile(r"""('(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")""")
 JS_BLOCK_COMMENT = re.compile(r"^[ \t]*/\*.*?\*/[ \t]*\n", re.S | re.M)
 JS_PUNCTUATION_BLANKS = re.compile(r"[ \t]*([-=(){}\[\],;:+?<>&|!*%])[ \t]*")
+# A line break after which, or before which, no semicolon can be inserted: the statement
+# or expression goes on (after `;` or `{` a new one starts anyway).
+JS_JOINABLE_BREAK = re.compile(r"(?<=[;{,(\[+?:=&|])\n|\n(?=[?:.+)\]])")
+# `(x)=>` is `x=>`.
+JS_LONE_PARAMETER = re.compile(r"\((\w+)\)=>")
 
 
 def compact_js(source: str) -> str:
-    """The loader as served: its readable source without comments, indentation and the
-    blanks around punctuation. Line breaks stay, so automatic semicolon insertion reads
-    it exactly as the source. The source keeps to what this can see: comments on lines
-    of their own, no template literals, no quote or blank inside a regex literal, and no
-    `a - -b` or `a + +b`."""
+    """The loader as served: its readable source without comments, indentation, the
+    blanks around punctuation and the line breaks no semicolon could be inserted at.
+    The other line breaks stay, so automatic semicolon insertion reads it exactly as
+    the source. The source keeps to what this can see: comments on lines of their own,
+    no template literals, no quote or blank inside a regex literal, and no `a - -b` or
+    `a + +b`."""
     source = JS_BLOCK_COMMENT.sub("", source)
     lines = (line.strip() for line in source.splitlines())
     source = "\n".join(line for line in lines if line and not line.startswith("//")) + "\n"
     parts = JS_STRING.split(source)
     # split() with one group alternates code, string, code, ...: only code is touched.
-    parts[::2] = [JS_PUNCTUATION_BLANKS.sub(r"\1", code) for code in parts[::2]]
-    return "".join(parts)
+    parts[::2] = [
+        JS_LONE_PARAMETER.sub(
+            r"\1=>", JS_JOINABLE_BREAK.sub("", JS_PUNCTUATION_BLANKS.sub(r"\1", code))
+        )
+        for code in parts[::2]
+    ]
+    # 'ab'+'cd' is 'abcd': the source writes long strings in pieces to fit its lines.
+    # Only where nothing binds tighter than + to either piece (`x*'a'+'b'`, `'b'.length`).
+    merged = [parts[0]]
+    for n in range(1, len(parts), 2):
+        literal, code = parts[n], parts[n + 1]
+        if (
+            merged[-1] == "+"
+            and len(merged) > 2
+            and merged[-2][0] == literal[0]
+            and merged[-3][-1:] in set("(,=+:?[;{")
+            and code[:1] not in set(".[(")
+        ):
+            merged.pop()
+            merged[-1] = merged[-1][:-1] + literal[1:]
+        else:
+            merged.append(literal)
+        merged.append(code)
+    return "".join(merged)
 
 
 @cache

@@ -125,7 +125,28 @@ def test_launcher_config_is_readable_by_the_sites_origins_only(client, personas)
 
 def test_served_loader_drops_comments_and_blanks_but_never_touches_strings():
     source = "/* header\n * more */\nconst a = 'x = y, z';\n  // a note\nf( a , \"b ; c\" );\n"
-    assert compact_js(source) == "const a='x = y, z';\nf(a,\"b ; c\");\n"
+    assert compact_js(source) == "const a='x = y, z';f(a,\"b ; c\");"
+
+
+@pytest.mark.parametrize(
+    ("source", "served"),
+    [
+        # A break where a semicolon could be inserted stays; where none could, it goes.
+        ("a = b\n(c)\n", "a=b\n(c)\n"),
+        ("x = f(\n  y,\n  z\n)\n", "x=f(y,z)\n"),
+        ("return\nx\n", "return\nx\n"),
+        ("a = b\n  ? c\n  : d;\n", "a=b?c:d;"),
+        # Pieces of one string are one string, unless something binds tighter.
+        ("s = 'ab' +\n  'cd';\n", "s='abcd';"),
+        ("s = x * 'ab' + 'cd';\n", "s=x*'ab'+'cd';"),
+        ("s = 'ab' + 'cd'.length;\n", "s='ab'+'cd'.length;"),
+        ("s = 'ab' + \"cd\";\n", "s='ab'+\"cd\";"),
+        # A lone parameter needs no parentheses.
+        ("f((x) => x + 1);\n", "f(x=>x+1);"),
+    ],
+)
+def test_served_loader_reads_as_its_source(source, served):
+    assert compact_js(source) == served
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,11 @@
  * Written compact on purpose (budget: 2 KB gzipped); /widget.js serves it without the
  * comments and indentation. Names: d document, w window, me this <script>, H app origin,
  * B launcher button, F frame, P icon path, N badge. Loader <-> frame messages are
- * {supportdesk: "ready" | "open" | "close" | "unread", count, focus}, origin-checked. */
+ * {supportdesk: "ready" | "open" | "close" | "unread" | "message", count, focus, message},
+ * origin-checked; the loader's also carry the page and `who` (the identify call's data).
+ * The page's API (docs/api.md): window.supportdesk = window.supportdesk || [], then
+ * supportdesk.push(["open"] | ["close"] | ["hide"] | ["show"] | ["identify", {...}] |
+ * ["on", "message" | "open" | "close", fn]); commands pushed before load run in order. */
 (() => {
   const d = document, w = window;
   const me = d.currentScript || d.querySelector('script[data-site][src$="/widget.js"]');
@@ -29,11 +33,12 @@
     // The server checked them: side is left|right, ink the colour that reads on color.
     const side = c.position;
     const still = mq('(prefers-reduced-motion: reduce)').matches, narrow = mq('(max-width: 480px)');
-    let F, ready, open = false, focus = false, unread = 0, flip = 0, title;
+    let F, ready, open = false, focus = false, unread = 0, hide, who;
+    const on = {}, fire = (e, x) => (on[e] || []).map((f) => setTimeout(f, 0, x));
 
     const B = add(d.body, 'button', Z + 'bottom:20px;' + side + ':20px;width:60px;height:60px;margin:0;' +
-      'padding:0;border:0;border-radius:50%;cursor:pointer;display:flex;align-items:center;' +
-      'justify-content:center;background:' + c.color + ';color:' + c.ink + SHADOW);
+      'padding:0;border:0;border-radius:50%;cursor:pointer;display:grid;place-items:center;' +
+      'background:' + c.color + ';color:' + c.ink + SHADOW);
     B.id = 'supportdesk-launcher';
     const svg = B.appendChild(d.createElementNS('http://www.w3.org/2000/svg', 'svg'));
     const P = svg.appendChild(d.createElementNS(svg.namespaceURI, 'path'));
@@ -45,7 +50,7 @@
     N.setAttribute('aria-hidden', 'true');
 
     // Each message also tells the frame the page the visitor is on (agent context).
-    const post = (m) => ready && F.contentWindow.postMessage({ ...m, page: [location.href, d.title, d.referrer] }, H);
+    const post = (m) => ready && F.contentWindow.postMessage({ ...m, who, page: [location.href, d.title, d.referrer] }, H);
     const paint = () => {
       const full = narrow.matches, shown = unread && !open;
       P.setAttribute('d', open ? CLOSE : CHAT);
@@ -53,11 +58,11 @@
       N.style.display = shown ? 'block' : 'none';
       B.setAttribute('aria-expanded', open);
       B.setAttribute('aria-label', (open ? 'Close chat' : 'Open chat') + (shown ? ', ' + unread + ' unread' : ''));
-      B.style.display = open && full ? 'none' : 'flex';
+      B.style.display = hide || open && full ? 'none' : 'grid';
       if (F) F.style.cssText = Z + 'border:0;background:#fff;color-scheme:normal;' + (full
         ? 'inset:0;width:100%;height:100%'
         : 'bottom:92px;' + side + ':20px;width:380px;height:min(680px,calc(100% - 112px));' +
-          'border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.22)') + (open ? '' : ';display:none');
+          'border-radius:16px;box-shadow:0 12px 48px rgba(0,0,0,.22)') + (open && !hide ? '' : ';display:none');
     };
     const toggle = (want, byUser) => {
       open = want;
@@ -75,7 +80,14 @@
       paint();
       if (open && !still) F.animate([{ opacity: 0, transform: 'translateY(16px)' }, {}], 200);
       post({ supportdesk: open ? 'open' : 'close', focus });
+      fire(open ? 'open' : 'close');
       if (!open && byUser) B.focus();
+    };
+    const api = ([k, a, f]) => {
+      if (k == 'open' || k == 'close') toggle(k == 'open', false);
+      if (k == 'hide' || k == 'show') { hide = k == 'hide'; paint(); }
+      if (k == 'identify') { who = a; post({}); }
+      if (k == 'on') (on[a] = on[a] || []).push(f);
     };
 
     B.onclick = () => toggle(!open, true);
@@ -90,19 +102,17 @@
       if (k == 'ready') { ready = 1; post({ supportdesk: open ? 'open' : 'close', focus }); }
       if (k == 'close') toggle(false, true);
       if (k == 'unread') { unread = open ? 0 : m.count | 0; paint(); }
+      if (k == 'message') fire(k, m.message);
     });
-    // Optional, off by default: data-title-flash blinks the tab title while unread.
-    if ('titleFlash' in me.dataset) setInterval(() => {
-      if (flip) d.title = title;
-      else if (unread && !open) { title = d.title; d.title = '(' + unread + ') New message'; }
-      else return;
-      flip = !flip;
-    }, 1500);
     paint();
     // Single-page apps change the page without a reload: the frame keeps only changes.
     setInterval(() => post({}), 2e3);
     // Still open from the previous page of this tab: reopen, without taking focus.
     if (store((s) => s.getItem(SK))) toggle(true, false);
+    // The page's commands: those pushed before now, then each as it is pushed.
+    const q = w.supportdesk;
+    w.supportdesk = { push: api };
+    if (q && q.forEach) q.forEach(api);
   };
 
   // Unknown or disabled site, or a page the site does not allow: no launcher at all.
