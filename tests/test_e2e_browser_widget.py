@@ -208,7 +208,14 @@ def test_failed_send_is_retried_with_the_same_client_msg_id(new_context, live_ap
         ws.on_message(from_page)
 
     page.route_web_socket(re.compile(r".*/ws/visitor/$"), relay)
-    frame, alice, conversation = chat_with_alice(page, live_app, "Hello")
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    frame = open_widget(page, live_app)
+    write(frame, "Hello")
+    # The relay runs only while Playwright is being called: wait in the page, not on
+    # alice's socket, until "Hello" went through it.
+    expect(frame.locator(".sd-me .sd-meta")).to_have_text("Sent")
+    conversation = alice.expect("conversation.assigned")["conversation"]["id"]
 
     write(frame, "Refused once")
     meta = frame.locator(".sd-me").last.locator(".sd-meta")
