@@ -97,10 +97,11 @@ def test_queued_visitor_sees_position_move_up_then_alice_takes_the_chat(new_cont
     frame = open_widget(page, live_app)
     write(frame, "Is anyone there?")
     status = frame.locator("#sd-status")
-    expect(status).to_have_text("Waiting in queue — you are #2")
+    # Nobody can take a chat yet: no estimate.
+    expect(status).to_have_text("You are number 2 in line")
 
     first_in_line.send({"type": "conversation.close"})
-    expect(status).to_have_text("Waiting in queue — you are #1")
+    expect(status).to_have_text("You are number 1 in line")
 
     alice = AgentSocket(live_app)
     alice.presence("available")
@@ -373,3 +374,35 @@ def test_new_messages_slide_in_unless_the_visitor_prefers_reduced_motion(
     row = frame.locator(".sd-me").first
     expect(row).to_be_visible()
     assert row.evaluate("r => getComputedStyle(r).animationName") == animation
+
+
+# --- issue 16: what a newcomer saw wrong ---------------------------------------------
+
+
+def test_a_queued_visitor_reads_one_wording_for_the_wait_and_it_follows_the_estimate(
+    new_context, live_app
+):
+    # A chat takes a minute until the site has closed chats to learn from.
+    live_app.manage(
+        "shell", "-c", "from chat.models import Site; Site.objects.update(typical_chat_minutes=1)"
+    )
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    for n in range(2):  # alice's two slots are taken
+        VisitorSocket(live_app, origin=live_app.shop_origin).say(f"Hello, I am shopper {n}")
+        alice.expect("conversation.assigned")
+    frame = open_widget(new_context().new_page(), live_app)
+    write(frame, "Is anyone there?")
+    status = frame.locator("#sd-status")
+    # 1 minute x position 1 / 2 slots = 30 s.
+    expect(status).to_have_text("You are number 1 in line — less than a minute")
+
+    # Chats take 8 minutes now: the next sweep tells the waiting visitor again.
+    live_app.manage(
+        "shell", "-c", "from chat.models import Site; Site.objects.update(typical_chat_minutes=8)"
+    )
+    expect(status).to_have_text("You are number 1 in line — about 4 min", timeout=20_000)
+
+    # Nobody can take a chat: no estimate, the same words without it.
+    alice.presence("away")
+    expect(status).to_have_text("You are number 1 in line")

@@ -316,9 +316,16 @@ restartSeqs();
 
 export const agentName = () => (state.conv && state.conv.agent) || 'Support';
 
+// "You are number 2 in line — about 4 min"; without an estimate, the place alone.
 const queueText = ({ position, wait }) => {
-  if (typeof wait !== 'number') return 'Waiting in queue — you are #' + position;
-  return 'You are number ' + position + ' in line — about ' + Math.max(1, Math.round(wait / 60)) + ' min';
+  const text = 'You are number ' + position + ' in line';
+  if (typeof wait !== 'number') return text;
+  const minutes = Math.round(wait / 60);
+  return (
+    text +
+    ' — ' +
+    (wait < 60 ? 'less than a minute' : minutes < 90 ? 'about ' + minutes + ' min' : 'about ' + Math.round(minutes / 60) + ' hours')
+  );
 };
 
 export const header = () => {
