@@ -379,6 +379,58 @@ def test_new_messages_slide_in_unless_the_visitor_prefers_reduced_motion(
 # --- issue 16: what a newcomer saw wrong ---------------------------------------------
 
 
+def log_lines(frame):
+    """The log line by line: each bubble (with its author for screen readers) and each
+    line between them ("alice joined the chat", system messages)."""
+    return frame.locator("#sd-log > .sd-sys, #sd-log > .sd-row:not(.sd-greeting) > .sd-bubble")
+
+
+def test_after_a_transfer_each_reply_keeps_its_author_and_each_join_its_place(
+    new_context, live_app
+):
+    live_app.manage(
+        "create_agent", "bob", "--password", "bob-pass-1234", "--capacity", "1",
+        "--display-name", "Bob",
+    )  # fmt: skip
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "Can I return a grinder?")
+    alice.reply(conversation, "Yes, within 30 days.")
+    bob = AgentSocket(live_app, "bob", "bob-pass-1234")
+    bob.presence("available")
+    alice.send(
+        {
+            "type": "conversation.transfer",
+            "conversation": conversation,
+            "to_agent": bob.ready["agent"]["id"],
+        }
+    )
+    bob.expect("conversation.assigned")
+    bob.reply(conversation, "Bob here: the label is on its way.")
+    history = [
+        "You: Can I return a grinder?",
+        "alice joined the chat",
+        "alice: Yes, within 30 days.",
+        "You are now chatting with Bob.",
+        "Bob joined the chat",
+        "Bob: Bob here: the label is on its way.",
+    ]
+    expect(log_lines(frame)).to_have_text(history)
+
+    page.reload()
+    frame = page.frame_locator("#supportdesk-frame")
+    expect(frame.locator("#sd-title")).to_have_text("Bob")
+    expect(log_lines(frame)).to_have_text(history)
+    # Each run of replies shows its author above it.
+    expect(frame.locator(".sd-by:visible")).to_have_text(["alice", "Bob"])
+
+    # A reconnect resumes after the last message: the joins are not repeated.
+    live_app.stop()
+    expect(frame.get_by_text("Connection lost. Reconnecting…")).to_be_visible()
+    live_app.start()
+    expect(frame.get_by_text("Connection lost. Reconnecting…")).to_be_hidden()
+    expect(log_lines(frame)).to_have_text(history)
+
+
 def test_a_queued_visitor_reads_one_wording_for_the_wait_and_it_follows_the_estimate(
     new_context, live_app
 ):

@@ -38,6 +38,7 @@ export const state = {
   visitorEmail: null, // known from `ready` or the offline form: prefills the transcript
   conv: null, // {id, status, position, wait, agent} of the latest conversation
   latest: 0, // id of the latest conversation seen
+  cleared: 0, // the conversation "Start a new chat" took off the screen
   lastSeq: 0, // every seq of `latest` up to this one is here: what hello resumes from
   topSeq: 0,
   agentRead: 0, // the agent read `latest` up to this seq
@@ -305,7 +306,7 @@ let readSent; // we told the server we read up to this seq
 let readLocal; // what the visitor has had on screen (for the launcher's badge)
 let unreadPosted = -1;
 const rows = new Map(); // "conversation:seq" -> row element
-const joined = new Set(); // "conversation:agent" whose "joined" note was shown
+const joins = new Map(); // "conversation:after_seq:name" -> its "joined the chat" line
 
 const restartSeqs = () => {
   seqs = new Set();
@@ -467,13 +468,20 @@ const linkify = (text) => {
   return nodes;
 };
 
-export const renderMessage = (sender, body, file) => {
+// A message's row. An agent's reply carries its author's name twice: read out in the
+// bubble ("alice: …"), and shown above the first reply of each run of theirs (place()).
+export const renderMessage = (sender, body, file, author) => {
   if (sender === 'system') return el('div', 'sd-row sd-sys', body);
   const mine = sender === 'visitor';
   const row = el('div', 'sd-row sd-' + (mine ? 'me' : 'them'));
   const bubble = el('div', 'sd-bubble');
-  bubble.append(el('span', 'sd-vh', (mine ? 'You' : agentName()) + ': '), ...linkify(body));
+  bubble.append(el('span', 'sd-vh', (mine ? 'You' : author) + ': '), ...linkify(body));
   if (file) bubble.append(fileBox(file));
+  if (!mine) {
+    row.sdBy = author;
+    row.append(el('span', 'sd-by', author));
+    row.firstChild.setAttribute('aria-hidden', 'true');
+  }
   row.append(bubble);
   if (mine) row.append(el('div', 'sd-meta'));
   return row;
@@ -492,6 +500,9 @@ export const place = (row) => {
     }
   }
   ui.log.insertBefore(row, next);
+  for (const r of [row, next]) {
+    if (r && r.sdBy) r.firstChild.hidden = r.previousElementSibling?.sdBy === r.sdBy;
+  }
 };
 
 // --- conversations and messages ------------------------------------------------------
@@ -527,6 +538,7 @@ const seeSeq = (conversation, seq) => {
 };
 
 // Add one message (from ready, a message frame or an ack); false if already shown.
+// An agent's reply is labelled with its own author, whoever has the chat now.
 export const addMessage = (m) => {
   const key = m.conversation + ':' + m.seq;
   seeSeq(m.conversation, m.seq);
@@ -539,7 +551,7 @@ export const addMessage = (m) => {
     Object.assign(mine, { state: 'sent', conv: m.conversation, seq: m.seq, detail: '' });
     forget(m.client_msg_id);
   } else {
-    row = renderMessage(m.sender, m.body, m.attachment);
+    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : 'Support');
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {
@@ -566,25 +578,39 @@ export const addMessage = (m) => {
   return true;
 };
 
-// "alice joined the chat", after the messages that were there when she did.
-export const addJoined = (conversation, name, after) => {
-  const key = conversation + ':' + name;
-  if (!name || joined.has(key)) return;
-  joined.add(key);
-  const note = el('div', 'sd-row sd-sys', name + ' joined the chat');
-  note.sdKey = [conversation, after + 0.5];
-  place(note);
+// "alice joined the chat", after the message that was the last one when she did.
+const addJoin = (conversation, after, agent) => {
+  const name = agent ? agent.display_name : 'Support';
+  const key = [conversation, after, name].join(':');
+  if (joins.has(key)) return;
+  const line = el('div', 'sd-row sd-sys', name + ' joined the chat');
+  line.sdKey = [conversation, after + 0.5];
+  joins.set(key, line);
+  place(line);
+};
+// Live (`conversation.assigned`): after the newest message here.
+export const joined = (conversation, agent) => addJoin(conversation, state.topSeq, agent);
+// From `ready`: every turn where it began, by the server's record, in place of the lines
+// put where the frames happened to arrive.
+export const showJoins = (c) => {
+  for (const [key, line] of joins) {
+    if (line.sdKey[0] === c.id) {
+      line.remove();
+      joins.delete(key);
+    }
+  }
+  for (const turn of c.joins || []) addJoin(c.id, turn.after_seq, turn.agent);
 };
 
 // Take every conversation off the screen; `forgotten`: we are a new visitor.
 export const clearLog = (forgotten) => {
   for (const node of [...ui.log.children]) if (node.sdKey) node.remove();
   rows.clear();
+  joins.clear();
   theirs = [];
   if (forgotten) {
     state.latest = 0;
     restartSeqs();
-    joined.clear();
   }
 };
 

@@ -6,9 +6,9 @@
  * Messages typed offline wait in a localStorage outbox and go out on reconnect with the
  * same client_msg_id; the server's text reaches the DOM only through textContent. */
 import {
-  ACK_TIMEOUT, addJoined, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping,
-  KEY, markRead, newId, notePage, outbox, parentOrigin, place, post, remember, renderMessage, scrollDown,
-  sendFrame, setBanner, setConversation, setToken, showTyping, sizeText, staleQueueFrame, startSocket, state,
+  ACK_TIMEOUT, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping, joined, KEY,
+  markRead, newId, notePage, outbox, parentOrigin, place, post, remember, renderMessage, scrollDown, sendFrame,
+  setBanner, setConversation, setToken, showJoins, showTyping, sizeText, staleQueueFrame, startSocket, state,
   timers, toParent, ui, updateUnread,
 } from './chat.js';
 
@@ -332,10 +332,12 @@ const addEndedNote = (conversation, by) => {
   place(note);
 };
 
-// Clear the ended chat off the screen; the next message opens a new conversation.
+// Clear the ended chat off the screen; the next message opens a new conversation. A
+// `ready` naming it again (after a reconnect) is then no reason to show it again.
 const startNewChat = () => {
   clearLog();
   for (const [id, o] of state.own) if (o.state === 'sent') state.own.delete(id);
+  state.cleared = state.latest;
   setConversation(null);
   ui.input.focus();
 };
@@ -411,7 +413,7 @@ const showAvailability = () => {
 const handlers = {
   // Only a `ready` for our conversation gets here (chat.js resyncs otherwise).
   ready(f) {
-    const c = f.conversation;
+    const c = f.conversation && f.conversation.id !== state.cleared ? f.conversation : null;
     setBanner(null);
     if (typeof f.sneak_peek === 'boolean') state.sneakPeek = f.sneak_peek;
     ui.privacy.hidden = !state.sneakPeek;
@@ -421,7 +423,7 @@ const handlers = {
     if (c) {
       if (c.id === state.latest) state.agentRead = Math.max(state.agentRead, c.agent_read_seq || 0);
       if (c.rating) state.rated.add(c.id);
-      if (c.status === 'active') addJoined(c.id, state.conv.agent, 1);
+      showJoins(c);
     }
     for (const m of f.messages || []) addMessage(m);
     if (c && c.status === 'closed') addEndedNote(c.id, null);
@@ -457,7 +459,7 @@ const handlers = {
     const c = f.conversation;
     staleQueueFrame(c.id, f.queue_version);
     setConversation({ ...c, agent: f.agent || c.agent });
-    if (state.conv && state.conv.id === c.id) addJoined(c.id, state.conv.agent, state.topSeq);
+    if (state.conv && state.conv.id === c.id) joined(c.id, f.agent || c.agent);
     scrollDown(false);
   },
   'conversation.closed'(f) {
