@@ -2,11 +2,13 @@
 scripted agent on a real socket, and the promises hold: queue positions, typing, "Seen",
 reload and offline resume, refusal on foreign origins, inert markup, accessibility."""
 
+import io
 import json
 import re
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser import AgentSocket, LiveApp, VisitorSocket, record_dialogs
@@ -379,6 +381,14 @@ def test_new_messages_slide_in_unless_the_visitor_prefers_reduced_motion(
 # --- issue 16: what a newcomer saw wrong ---------------------------------------------
 
 
+@pytest.fixture
+def media_root(tmp_path, monkeypatch):
+    """Where the app stores uploads (set before the app starts)."""
+    path = tmp_path / "media"
+    monkeypatch.setenv("MEDIA_ROOT", str(path))
+    return path
+
+
 def log_lines(frame):
     """The log line by line: each bubble (with its author for screen readers) and each
     line between them ("alice joined the chat", system messages)."""
@@ -429,6 +439,33 @@ def test_after_a_transfer_each_reply_keeps_its_author_and_each_join_its_place(
     live_app.start()
     expect(frame.get_by_text("Connection lost. Reconnecting…")).to_be_hidden()
     expect(log_lines(frame)).to_have_text(history)
+
+
+def test_the_log_stays_at_the_bottom_when_an_image_finishes_loading(
+    media_root, new_context, live_app, tmp_path
+):
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "My kettle arrived dented")
+    for n in range(10):
+        alice.reply(conversation, f"Question {n}: could you tell me a little more about it?")
+    expect(agent_bubbles(frame)).to_have_count(10)
+    picture = io.BytesIO()
+    Image.new("RGB", (800, 600), (58, 96, 120)).save(picture, "PNG")
+    (tmp_path / "dent.png").write_bytes(picture.getvalue())
+    with page.expect_file_chooser() as chooser:
+        frame.get_by_role("button", name="Attach a file").click()
+    chooser.value.set_files(str(tmp_path / "dent.png"))
+    expect(frame.locator(".sd-me img.sd-thumb")).to_be_visible()
+    chat = page.frame(url=re.compile(r".*/widget/frame/.*"))
+    # Once the thumbnail has decoded and grown the log, the log is scrolled to its end.
+    chat.wait_for_function(
+        """() => {
+          const log = document.getElementById('sd-log');
+          const img = log.querySelector('.sd-me img.sd-thumb');
+          return img && img.complete && img.naturalWidth > 0
+            && log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+        }"""
+    )
 
 
 def test_a_queued_visitor_reads_one_wording_for_the_wait_and_it_follows_the_estimate(

@@ -74,9 +74,14 @@ export const el = (tag, className, text) => {
   return node;
 };
 
-const nearBottom = () => ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 96;
+// Whether the visitor reads the end of the log, as of their last scroll: what grows the
+// log later (a message, an image that has loaded) keeps them there; reading back, not.
+let atEnd = true;
+ui.log.addEventListener('scroll', () => {
+  atEnd = ui.log.scrollHeight - ui.log.scrollTop - ui.log.clientHeight < 96;
+});
 export const scrollDown = (force) => {
-  if (force || nearBottom()) ui.log.scrollTop = ui.log.scrollHeight;
+  if (force || atEnd) ui.log.scrollTop = ui.log.scrollHeight;
 };
 
 export const setBanner = (text) => {
@@ -430,6 +435,8 @@ const fileBox = (file) => {
   box.classList.add('sd-file-image');
   const img = box.appendChild(el('img', 'sd-thumb'));
   img.alt = file.name;
+  // Loaded, the picture makes the log taller: a visitor reading its end stays there.
+  img.onload = () => scrollDown(false);
   if (!thumbs.has(url)) thumbs.set(url, fetchFile(url));
   thumbs.get(url).then(
     (src) => (img.src = src),
