@@ -495,3 +495,21 @@ def test_a_queued_visitor_reads_one_wording_for_the_wait_and_it_follows_the_esti
     # Nobody can take a chat: no estimate, the same words without it.
     alice.presence("away")
     expect(status).to_have_text("You are number 1 in line")
+
+
+def test_after_the_chat_ends_the_rating_comes_first_and_its_comment_is_full_width(
+    new_context, live_app
+):
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "Do you sell filters?")
+    alice.send({"type": "conversation.close", "conversation": conversation})
+    panel = frame.locator(".sd-note")
+    rating = panel.get_by_role("group", name="Rate this chat")
+    start = panel.get_by_role("button", name="Start a new chat")
+    expect(rating).to_be_visible()
+    expect(start).to_be_visible()
+    assert rating.bounding_box()["y"] < start.bounding_box()["y"]
+    comment = panel.get_by_label("Comment (optional)")
+    email = panel.get_by_role("textbox", name="Email me the transcript")
+    assert abs(comment.bounding_box()["width"] - email.bounding_box()["width"]) < 1
+    assert comment.bounding_box()["width"] > 0.9 * panel.bounding_box()["width"]

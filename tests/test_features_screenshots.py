@@ -227,4 +227,5 @@ def test_end_of_chat_screenshot_rating_and_transcript_by_email(new_context, live
     email.blur()
     expect(frame.get_by_role("button", name="Send transcript")).to_be_in_viewport()
     expect(stars).to_be_in_viewport()
+    expect(frame.get_by_role("button", name="Start a new chat")).to_be_in_viewport()
     frame_shot(page, "widget-end-of-chat.png", tmp_path)

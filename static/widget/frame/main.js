@@ -214,7 +214,7 @@ const uploadFile = (file) => {
   xhr.send(form);
 };
 
-// --- after a chat: a new chat, the rating, a transcript by email ---------------------
+// --- after a chat: the rating first, a transcript by email, then a new chat -------------
 const noted = new Set(); // conversations whose "ended" panel was shown
 
 const button = (className, text) => {
@@ -230,7 +230,7 @@ const rateBox = (conversation) => {
   const stars = el('div', 'sd-stars');
   stars.setAttribute('role', 'group');
   stars.setAttribute('aria-label', 'Rate this chat');
-  const comment = el('textarea', 'sd-rate-comment');
+  const comment = el('textarea', 'sd-field');
   comment.maxLength = 2000;
   comment.rows = 2;
   comment.placeholder = 'Anything to add? (optional)';
@@ -323,11 +323,11 @@ const addEndedNote = (conversation, by) => {
   noted.add(conversation);
   const note = el('div', 'sd-row sd-note');
   const who = by === 'visitor' ? 'You ended the chat.' : by === 'agent' ? agentName() + ' ended the chat.' : 'This chat has ended.';
+  note.append(el('p', '', who));
+  if (!state.rated.has(conversation)) note.append(rateBox(conversation));
   const start = button('sd-new', 'Start a new chat');
   start.onclick = startNewChat;
-  note.append(el('p', '', who), start);
-  if (!state.rated.has(conversation)) note.append(rateBox(conversation));
-  note.append(transcriptForm(conversation));
+  note.append(transcriptForm(conversation), start);
   note.sdKey = [conversation, Infinity];
   place(note);
 };
