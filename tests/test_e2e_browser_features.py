@@ -7,7 +7,7 @@ Every wait is Playwright's auto-waiting `expect` or a frame arriving on a visito
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import VisitorSocket
+from tests.browser import AgentSocket, VisitorSocket
 from tests.test_e2e_browser_dashboard import open_chat, reply, signed_in_and_available
 from tests.test_e2e_browser_widget import chat_with_alice, open_widget
 
@@ -168,3 +168,37 @@ def test_with_nobody_online_the_widget_offers_a_form_that_mails_the_agents(
     assert "To: alice@shop.example" in sent
     assert "Reply-To: dana@example.com" in sent
     assert "Do you ship kettles to Norway?" in sent
+
+
+def leave_offline_message(frame, question: str) -> None:
+    frame.get_by_role("textbox", name="Your name").fill("Dana")
+    frame.get_by_role("textbox", name="Your email").fill("dana@example.com")
+    frame.get_by_role("textbox", name="Your question").fill(question)
+    frame.get_by_role("button", name="Leave message").click()
+
+
+def test_with_nobody_online_the_offline_form_is_the_one_place_to_write(
+    mail_dir, new_context, live_app
+):
+    alice = AgentSocket(live_app)  # away: nobody is online
+    page = new_context().new_page()
+    frame = open_widget(page, live_app)
+    composer = frame.get_by_role("textbox", name="Write a message")
+    expect(frame.get_by_text("No one is online right now.")).to_be_visible()
+    expect(composer).to_be_hidden()
+    # Opened from the launcher, the form takes the focus the composer would have.
+    expect(frame.get_by_role("textbox", name="Your name")).to_be_focused()
+    expect(frame.get_by_role("button", name="Attach a file")).to_be_hidden()
+
+    # alice is back: the chat's composer instead of the form.
+    alice.presence("available")
+    expect(composer).to_be_visible()
+    expect(frame.get_by_text("No one is online right now.")).to_be_hidden()
+    alice.presence("away")
+    expect(composer).to_be_hidden()
+
+    # Once the question is sent it waits in the queue: more can be added to it there.
+    leave_offline_message(frame, "Do you ship kettles to Norway?")
+    expect(frame.get_by_text("Thanks! We will reply to dana@example.com.")).to_be_visible()
+    expect(composer).to_be_visible()
+    expect(frame.locator("#sd-status")).to_have_text("You are number 1 in line")

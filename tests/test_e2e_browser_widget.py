@@ -91,6 +91,12 @@ def test_visitor_on_the_shop_chats_with_alice_and_both_see_typing_and_seen(new_c
 
 
 def test_queued_visitor_sees_position_move_up_then_alice_takes_the_chat(new_context, live_app):
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    busy = []
+    for n in range(2):  # alice's two slots are taken
+        VisitorSocket(live_app, origin=live_app.shop_origin).say(f"Hello, I am shopper {n}")
+        busy.append(alice.expect("conversation.assigned")["conversation"]["id"])
     first_in_line = VisitorSocket(live_app, origin=live_app.shop_origin)
     first_in_line.say("Hello? (first in line)")
     first_in_line.expect("conversation.queued", position=1)
@@ -99,14 +105,13 @@ def test_queued_visitor_sees_position_move_up_then_alice_takes_the_chat(new_cont
     frame = open_widget(page, live_app)
     write(frame, "Is anyone there?")
     status = frame.locator("#sd-status")
-    # Nobody can take a chat yet: no estimate.
-    expect(status).to_have_text("You are number 2 in line")
+    # A chat takes 5 minutes until the site has closed chats: 5 min x 2nd / 2 slots.
+    expect(status).to_have_text("You are number 2 in line — about 5 min")
 
     first_in_line.send({"type": "conversation.close"})
-    expect(status).to_have_text("You are number 1 in line")
+    expect(status).to_have_text("You are number 1 in line — about 3 min")
 
-    alice = AgentSocket(live_app)
-    alice.presence("available")
+    alice.send({"type": "conversation.close", "conversation": busy[0]})
     assigned = alice.expect("conversation.assigned")
     assert [m["body"] for m in assigned["conversation"]["messages"]] == ["Is anyone there?"]
     expect(frame.locator("#sd-title")).to_have_text("alice")
@@ -322,6 +327,7 @@ def test_markup_and_javascript_links_from_the_agent_render_as_inert_text(new_con
 
 
 def test_launcher_and_composer_work_from_the_keyboard(new_context, live_app):
+    AgentSocket(live_app).presence("available")  # someone online: the widget offers its composer
     page = new_context().new_page()
     page.goto(live_app.shop_url)
     launcher = page.get_by_role("button", name="Open chat")
@@ -370,6 +376,7 @@ def test_widget_has_no_serious_or_critical_accessibility_violations(new_context,
 def test_new_messages_slide_in_unless_the_visitor_prefers_reduced_motion(
     new_context, live_app, motion, animation
 ):
+    AgentSocket(live_app).presence("available")
     page = new_context(reduced_motion=motion).new_page()
     frame = open_widget(page, live_app)
     write(frame, "Hello")

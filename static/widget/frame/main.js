@@ -339,20 +339,18 @@ const startNewChat = () => {
   for (const [id, o] of state.own) if (o.state === 'sent') state.own.delete(id);
   state.cleared = state.latest;
   setConversation(null);
-  ui.input.focus();
+  showAvailability();
+  focusWriting();
 };
 
 // --- nobody online: the offline message ----------------------------------------------
-// A form (name, email, question) for an answer by email. The composer stays: a chat
-// message still waits in the queue for the next agent.
-let offlineShown = false;
-let offlineBox = null; // the form while not sent: hidden again when agents come back
+// With nobody to answer and no chat going on, the one place to write is a form (name,
+// email, question) answered by email; the composer is back once an agent is, or once the
+// question waits in the queue (what is added then joins it).
+let offlineBox = null; // the form offered, until it is sent
 
 const offlineForm = () => {
-  if (offlineBox) offlineBox.hidden = false;
-  if (offlineShown) return;
-  offlineShown = true;
-  const box = (offlineBox = el('form', 'sd-row sd-offline'));
+  const box = el('form', 'sd-row sd-offline');
   box.noValidate = true;
   box.append(el('p', '', 'No one is online right now. Leave a message and we will reply by email.'));
   const field = (label, tag, type, max) => {
@@ -392,6 +390,9 @@ const offlineForm = () => {
       setToken(data.visitor_token);
       state.visitorEmail = body.email;
       offlineBox = null;
+      // The focus, on the button that goes, goes to the log, where the thanks is.
+      if (box.contains(document.activeElement)) ui.log.focus();
+      // The composer comes back with the conversation's `conversation.queued`.
       box.replaceWith(el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.'));
     } catch (err) {
       status.textContent = 'Not sent: ' + (err.message || 'please try again.');
@@ -400,14 +401,23 @@ const offlineForm = () => {
   };
   ui.log.append(box);
   scrollDown(true);
+  return box;
 };
 
-// Nobody to answer and no chat going on: the offline form; someone back: hide it.
+// Nobody to answer and no chat going on: the offline form instead of the composer. The
+// focus, if it was in the one, moves to the other.
 const showAvailability = () => {
-  const idle = !state.conv || state.conv.status === 'closed';
-  if (state.agentsOnline === false && idle) offlineForm();
-  else if (offlineBox) offlineBox.hidden = true;
+  const offline = state.agentsOnline === false && (!state.conv || state.conv.status === 'closed');
+  const focused = document.activeElement;
+  const moved = offline !== ui.form.hidden && (ui.form.contains(focused) || (offlineBox && offlineBox.contains(focused)));
+  if (offline && !offlineBox) offlineBox = offlineForm();
+  if (offlineBox) offlineBox.hidden = !offline;
+  ui.form.hidden = offline;
+  ui.privacy.hidden = offline || !state.sneakPeek;
+  if (moved) focusWriting();
 };
+
+const focusWriting = () => (ui.form.hidden ? offlineBox[0] : ui.input).focus();
 
 // --- what each server frame does -----------------------------------------------------
 const handlers = {
@@ -416,7 +426,6 @@ const handlers = {
     const c = f.conversation && f.conversation.id !== state.cleared ? f.conversation : null;
     setBanner(null);
     if (typeof f.sneak_peek === 'boolean') state.sneakPeek = f.sneak_peek;
-    ui.privacy.hidden = !state.sneakPeek;
     if (typeof f.agents_online === 'boolean') state.agentsOnline = f.agents_online;
     if (f.visitor && f.visitor.email) state.visitorEmail = f.visitor.email;
     setConversation(c);
@@ -454,12 +463,14 @@ const handlers = {
       queue_position: f.position,
       estimated_wait_seconds: f.estimated_wait_seconds,
     });
+    showAvailability();
   },
   'conversation.assigned'(f) {
     const c = f.conversation;
     staleQueueFrame(c.id, f.queue_version);
     setConversation({ ...c, agent: f.agent || c.agent });
     if (state.conv && state.conv.id === c.id) joined(c.id, f.agent || c.agent);
+    showAvailability();
     scrollDown(false);
   },
   'conversation.closed'(f) {
@@ -467,6 +478,7 @@ const handlers = {
     header();
     hideTyping();
     addEndedNote(f.conversation, f.by);
+    showAvailability();
     scrollDown(false);
   },
   'agents.online'(f) {
@@ -523,7 +535,7 @@ window.addEventListener('message', (event) => {
   const kind = event.data && event.data.supportdesk;
   if (kind === 'open') {
     state.shown = true;
-    if (event.data.focus) ui.input.focus();
+    if (event.data.focus) focusWriting();
     scrollDown(true);
     markRead();
   } else if (kind === 'close') {
