@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from tests.browser import AgentSocket, VisitorSocket
 from tests.test_e2e_browser_dashboard import open_chat, reply, signed_in_and_available
-from tests.test_e2e_browser_widget import chat_with_alice, open_widget
+from tests.test_e2e_browser_widget import chat_with_alice, log_lines, open_widget
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
@@ -202,3 +202,26 @@ def test_with_nobody_online_the_offline_form_is_the_one_place_to_write(
     expect(frame.get_by_text("Thanks! We will reply to dana@example.com.")).to_be_visible()
     expect(composer).to_be_visible()
     expect(frame.locator("#sd-status")).to_have_text("You are number 1 in line")
+
+
+def test_the_offline_thank_you_stays_under_the_question_when_an_agent_joins_later(
+    mail_dir, new_context, live_app
+):
+    page = new_context().new_page()  # alice is away: nobody is online
+    frame = open_widget(page, live_app)
+    leave_offline_message(frame, "Do you ship kettles to Norway?")
+    thanks = "Thanks! We will reply to dana@example.com."
+    expect(frame.get_by_text(thanks)).to_be_visible()
+
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    conversation = alice.expect("conversation.assigned")["conversation"]["id"]
+    alice.reply(conversation, "Hi Dana, we do: 3-5 days.")
+    expect(log_lines(frame)).to_have_text(
+        [
+            "You: Do you ship kettles to Norway?",
+            thanks,
+            "alice joined the chat",
+            "alice: Hi Dana, we do: 3-5 days.",
+        ]
+    )

@@ -392,8 +392,12 @@ const offlineForm = () => {
       offlineBox = null;
       // The focus, on the button that goes, goes to the log, where the thanks is.
       if (box.contains(document.activeElement)) ui.log.focus();
-      // The composer comes back with the conversation's `conversation.queued`.
-      box.replaceWith(el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.'));
+      box.remove();
+      // Under the question it thanks for, where it stays as the chat goes on. The
+      // composer comes back with the conversation's `conversation.queued`.
+      const thanks = el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.');
+      thanks.sdKey = [data.conversation, data.seq + 0.25];
+      place(thanks);
     } catch (err) {
       status.textContent = 'Not sent: ' + (err.message || 'please try again.');
       send.disabled = false;
