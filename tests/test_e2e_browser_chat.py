@@ -39,7 +39,9 @@ def expect_chatting_with_alice(frame) -> None:
 
 
 def expect_queue_position(frame, position: int) -> None:
-    expect(frame.locator("#sd-status")).to_have_text(re.compile(rf"queue.*#{position}$"))
+    expect(frame.locator("#sd-status")).to_have_text(
+        re.compile(rf"^You are number {position} in line\b")
+    )
 
 
 def conversation_rows(frame):

@@ -7,9 +7,9 @@ Every wait is Playwright's auto-waiting `expect` or a frame arriving on a visito
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import VisitorSocket
+from tests.browser import AgentSocket, VisitorSocket
 from tests.test_e2e_browser_dashboard import open_chat, reply, signed_in_and_available
-from tests.test_e2e_browser_widget import chat_with_alice, open_widget
+from tests.test_e2e_browser_widget import chat_with_alice, log_lines, open_widget
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
@@ -168,3 +168,60 @@ def test_with_nobody_online_the_widget_offers_a_form_that_mails_the_agents(
     assert "To: alice@shop.example" in sent
     assert "Reply-To: dana@example.com" in sent
     assert "Do you ship kettles to Norway?" in sent
+
+
+def leave_offline_message(frame, question: str) -> None:
+    frame.get_by_role("textbox", name="Your name").fill("Dana")
+    frame.get_by_role("textbox", name="Your email").fill("dana@example.com")
+    frame.get_by_role("textbox", name="Your question").fill(question)
+    frame.get_by_role("button", name="Leave message").click()
+
+
+def test_with_nobody_online_the_offline_form_is_the_one_place_to_write(
+    mail_dir, new_context, live_app
+):
+    alice = AgentSocket(live_app)  # away: nobody is online
+    page = new_context().new_page()
+    frame = open_widget(page, live_app)
+    composer = frame.get_by_role("textbox", name="Write a message")
+    expect(frame.get_by_text("No one is online right now.")).to_be_visible()
+    expect(composer).to_be_hidden()
+    # Opened from the launcher, the form takes the focus the composer would have.
+    expect(frame.get_by_role("textbox", name="Your name")).to_be_focused()
+    expect(frame.get_by_role("button", name="Attach a file")).to_be_hidden()
+
+    # alice is back: the chat's composer instead of the form.
+    alice.presence("available")
+    expect(composer).to_be_visible()
+    expect(frame.get_by_text("No one is online right now.")).to_be_hidden()
+    alice.presence("away")
+    expect(composer).to_be_hidden()
+
+    # Once the question is sent it waits in the queue: more can be added to it there.
+    leave_offline_message(frame, "Do you ship kettles to Norway?")
+    expect(frame.get_by_text("Thanks! We will reply to dana@example.com.")).to_be_visible()
+    expect(composer).to_be_visible()
+    expect(frame.locator("#sd-status")).to_have_text("You are number 1 in line")
+
+
+def test_the_offline_thank_you_stays_under_the_question_when_an_agent_joins_later(
+    mail_dir, new_context, live_app
+):
+    page = new_context().new_page()  # alice is away: nobody is online
+    frame = open_widget(page, live_app)
+    leave_offline_message(frame, "Do you ship kettles to Norway?")
+    thanks = "Thanks! We will reply to dana@example.com."
+    expect(frame.get_by_text(thanks)).to_be_visible()
+
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    conversation = alice.expect("conversation.assigned")["conversation"]["id"]
+    alice.reply(conversation, "Hi Dana, we do: 3-5 days.")
+    expect(log_lines(frame)).to_have_text(
+        [
+            "You: Do you ship kettles to Norway?",
+            thanks,
+            "alice joined the chat",
+            "alice: Hi Dana, we do: 3-5 days.",
+        ]
+    )

@@ -2,11 +2,13 @@
 scripted agent on a real socket, and the promises hold: queue positions, typing, "Seen",
 reload and offline resume, refusal on foreign origins, inert markup, accessibility."""
 
+import io
 import json
 import re
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser import AgentSocket, LiveApp, VisitorSocket, record_dialogs
@@ -89,6 +91,12 @@ def test_visitor_on_the_shop_chats_with_alice_and_both_see_typing_and_seen(new_c
 
 
 def test_queued_visitor_sees_position_move_up_then_alice_takes_the_chat(new_context, live_app):
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    busy = []
+    for n in range(2):  # alice's two slots are taken
+        VisitorSocket(live_app, origin=live_app.shop_origin).say(f"Hello, I am shopper {n}")
+        busy.append(alice.expect("conversation.assigned")["conversation"]["id"])
     first_in_line = VisitorSocket(live_app, origin=live_app.shop_origin)
     first_in_line.say("Hello? (first in line)")
     first_in_line.expect("conversation.queued", position=1)
@@ -97,13 +105,13 @@ def test_queued_visitor_sees_position_move_up_then_alice_takes_the_chat(new_cont
     frame = open_widget(page, live_app)
     write(frame, "Is anyone there?")
     status = frame.locator("#sd-status")
-    expect(status).to_have_text("Waiting in queue — you are #2")
+    # A chat takes 5 minutes until the site has closed chats: 5 min x 2nd / 2 slots.
+    expect(status).to_have_text("You are number 2 in line — about 5 min")
 
     first_in_line.send({"type": "conversation.close"})
-    expect(status).to_have_text("Waiting in queue — you are #1")
+    expect(status).to_have_text("You are number 1 in line — about 3 min")
 
-    alice = AgentSocket(live_app)
-    alice.presence("available")
+    alice.send({"type": "conversation.close", "conversation": busy[0]})
     assigned = alice.expect("conversation.assigned")
     assert [m["body"] for m in assigned["conversation"]["messages"]] == ["Is anyone there?"]
     expect(frame.locator("#sd-title")).to_have_text("alice")
@@ -208,7 +216,14 @@ def test_failed_send_is_retried_with_the_same_client_msg_id(new_context, live_ap
         ws.on_message(from_page)
 
     page.route_web_socket(re.compile(r".*/ws/visitor/$"), relay)
-    frame, alice, conversation = chat_with_alice(page, live_app, "Hello")
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    frame = open_widget(page, live_app)
+    write(frame, "Hello")
+    # The relay runs only while Playwright is being called: wait in the page, not on
+    # alice's socket, until "Hello" went through it.
+    expect(frame.locator(".sd-me .sd-meta")).to_have_text("Sent")
+    conversation = alice.expect("conversation.assigned")["conversation"]["id"]
 
     write(frame, "Refused once")
     meta = frame.locator(".sd-me").last.locator(".sd-meta")
@@ -312,6 +327,7 @@ def test_markup_and_javascript_links_from_the_agent_render_as_inert_text(new_con
 
 
 def test_launcher_and_composer_work_from_the_keyboard(new_context, live_app):
+    AgentSocket(live_app).presence("available")  # someone online: the widget offers its composer
     page = new_context().new_page()
     page.goto(live_app.shop_url)
     launcher = page.get_by_role("button", name="Open chat")
@@ -360,9 +376,147 @@ def test_widget_has_no_serious_or_critical_accessibility_violations(new_context,
 def test_new_messages_slide_in_unless_the_visitor_prefers_reduced_motion(
     new_context, live_app, motion, animation
 ):
+    AgentSocket(live_app).presence("available")
     page = new_context(reduced_motion=motion).new_page()
     frame = open_widget(page, live_app)
     write(frame, "Hello")
     row = frame.locator(".sd-me").first
     expect(row).to_be_visible()
     assert row.evaluate("r => getComputedStyle(r).animationName") == animation
+
+
+# --- issue 16: what a newcomer saw wrong ---------------------------------------------
+
+
+@pytest.fixture
+def media_root(tmp_path, monkeypatch):
+    """Where the app stores uploads (set before the app starts)."""
+    path = tmp_path / "media"
+    monkeypatch.setenv("MEDIA_ROOT", str(path))
+    return path
+
+
+def log_lines(frame):
+    """The log line by line: each bubble (with its author for screen readers) and each
+    line between them ("alice joined the chat", system messages)."""
+    return frame.locator("#sd-log > .sd-sys, #sd-log > .sd-row:not(.sd-greeting) > .sd-bubble")
+
+
+def test_after_a_transfer_each_reply_keeps_its_author_and_each_join_its_place(
+    new_context, live_app
+):
+    live_app.manage(
+        "create_agent", "bob", "--password", "bob-pass-1234", "--capacity", "1",
+        "--display-name", "Bob",
+    )  # fmt: skip
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "Can I return a grinder?")
+    alice.reply(conversation, "Yes, within 30 days.")
+    bob = AgentSocket(live_app, "bob", "bob-pass-1234")
+    bob.presence("available")
+    alice.send(
+        {
+            "type": "conversation.transfer",
+            "conversation": conversation,
+            "to_agent": bob.ready["agent"]["id"],
+        }
+    )
+    bob.expect("conversation.assigned")
+    bob.reply(conversation, "Bob here: the label is on its way.")
+    history = [
+        "You: Can I return a grinder?",
+        "alice joined the chat",
+        "alice: Yes, within 30 days.",
+        "You are now chatting with Bob.",
+        "Bob joined the chat",
+        "Bob: Bob here: the label is on its way.",
+    ]
+    expect(log_lines(frame)).to_have_text(history)
+
+    page.reload()
+    frame = page.frame_locator("#supportdesk-frame")
+    expect(frame.locator("#sd-title")).to_have_text("Bob")
+    expect(log_lines(frame)).to_have_text(history)
+    # Each run of replies shows its author above it.
+    expect(frame.locator(".sd-by:visible")).to_have_text(["alice", "Bob"])
+
+    # A reconnect resumes after the last message: the joins are not repeated.
+    live_app.stop()
+    expect(frame.get_by_text("Connection lost. Reconnecting…")).to_be_visible()
+    live_app.start()
+    expect(frame.get_by_text("Connection lost. Reconnecting…")).to_be_hidden()
+    expect(log_lines(frame)).to_have_text(history)
+
+
+def test_the_log_stays_at_the_bottom_when_an_image_finishes_loading(
+    media_root, new_context, live_app, tmp_path
+):
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "My kettle arrived dented")
+    for n in range(10):
+        alice.reply(conversation, f"Question {n}: could you tell me a little more about it?")
+    expect(agent_bubbles(frame)).to_have_count(10)
+    picture = io.BytesIO()
+    Image.new("RGB", (800, 600), (58, 96, 120)).save(picture, "PNG")
+    (tmp_path / "dent.png").write_bytes(picture.getvalue())
+    with page.expect_file_chooser() as chooser:
+        frame.get_by_role("button", name="Attach a file").click()
+    chooser.value.set_files(str(tmp_path / "dent.png"))
+    expect(frame.locator(".sd-me img.sd-thumb")).to_be_visible()
+    chat = page.frame(url=re.compile(r".*/widget/frame/.*"))
+    # Once the thumbnail has decoded and grown the log, the log is scrolled to its end.
+    chat.wait_for_function(
+        """() => {
+          const log = document.getElementById('sd-log');
+          const img = log.querySelector('.sd-me img.sd-thumb');
+          return img && img.complete && img.naturalWidth > 0
+            && log.scrollHeight - log.scrollTop - log.clientHeight < 2;
+        }"""
+    )
+
+
+def test_a_queued_visitor_reads_one_wording_for_the_wait_and_it_follows_the_estimate(
+    new_context, live_app
+):
+    # A chat takes a minute until the site has closed chats to learn from.
+    live_app.manage(
+        "shell", "-c", "from chat.models import Site; Site.objects.update(typical_chat_minutes=1)"
+    )
+    alice = AgentSocket(live_app)
+    alice.presence("available")
+    for n in range(2):  # alice's two slots are taken
+        VisitorSocket(live_app, origin=live_app.shop_origin).say(f"Hello, I am shopper {n}")
+        alice.expect("conversation.assigned")
+    frame = open_widget(new_context().new_page(), live_app)
+    write(frame, "Is anyone there?")
+    status = frame.locator("#sd-status")
+    # 1 minute x position 1 / 2 slots = 30 s.
+    expect(status).to_have_text("You are number 1 in line — less than a minute")
+
+    # Chats take 8 minutes now: the next sweep tells the waiting visitor again.
+    live_app.manage(
+        "shell", "-c", "from chat.models import Site; Site.objects.update(typical_chat_minutes=8)"
+    )
+    expect(status).to_have_text("You are number 1 in line — about 4 min", timeout=20_000)
+
+    # Nobody can take a chat: no estimate, the same words without it.
+    alice.presence("away")
+    expect(status).to_have_text("You are number 1 in line")
+
+
+def test_after_the_chat_ends_the_rating_comes_first_and_its_comment_is_full_width(
+    new_context, live_app
+):
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "Do you sell filters?")
+    alice.send({"type": "conversation.close", "conversation": conversation})
+    panel = frame.locator(".sd-note")
+    rating = panel.get_by_role("group", name="Rate this chat")
+    start = panel.get_by_role("button", name="Start a new chat")
+    expect(rating).to_be_visible()
+    expect(start).to_be_visible()
+    assert rating.bounding_box()["y"] < start.bounding_box()["y"]
+    comment = panel.get_by_label("Comment (optional)")
+    email = panel.get_by_role("textbox", name="Email me the transcript")
+    assert abs(comment.bounding_box()["width"] - email.bounding_box()["width"]) < 1
+    assert comment.bounding_box()["width"] > 0.9 * panel.bounding_box()["width"]

@@ -164,6 +164,7 @@ def test_every_payload_from_either_side_shows_as_inert_text_in_widget_and_dashbo
 
 
 def test_the_widget_never_puts_the_visitor_token_in_a_url(new_context, live_app):
+    AgentSocket(live_app).presence("available")  # someone online: the widget offers its composer
     context = new_context()
     shop = context.new_page()
     urls: list[str] = []
@@ -171,7 +172,7 @@ def test_the_widget_never_puts_the_visitor_token_in_a_url(new_context, live_app)
     shop.on("websocket", lambda socket: urls.append(socket.url))
     widget = open_widget(shop, live_app)
     write(widget, "Is my token safe?")
-    expect(widget.locator(".sd-me .sd-meta")).not_to_have_text("")
+    expect(widget.locator(".sd-me .sd-meta")).to_have_text("Sent")  # the token is stored by then
     token = widget_token(shop, live_app)
 
     # The chat stays open across the reload and resumes with the stored token.

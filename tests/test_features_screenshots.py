@@ -15,7 +15,13 @@ from playwright.sync_api import expect
 from chat.management.commands.seed_demo import DEMO_CANNED_RESPONSES
 from tests.browser import AgentSocket, LiveApp, VisitorSocket, screenshot_path
 from tests.test_e2e_browser_dashboard import chat_item, open_chat, signed_in_and_available
-from tests.test_e2e_browser_widget import agent_bubbles, chat_with_alice, open_widget, write
+from tests.test_e2e_browser_widget import (
+    agent_bubbles,
+    chat_with_alice,
+    log_lines,
+    open_widget,
+    write,
+)
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
@@ -227,4 +233,53 @@ def test_end_of_chat_screenshot_rating_and_transcript_by_email(new_context, live
     email.blur()
     expect(frame.get_by_role("button", name="Send transcript")).to_be_in_viewport()
     expect(stars).to_be_in_viewport()
+    expect(frame.get_by_role("button", name="Start a new chat")).to_be_in_viewport()
     frame_shot(page, "widget-end-of-chat.png", tmp_path)
+
+
+def test_transfer_screenshot_each_reply_under_its_own_author_after_a_reload(
+    new_context, live_app, tmp_path
+):
+    live_app.manage(
+        "create_agent", "bob", "--password", "bob-pass-1234", "--capacity", "1",
+        "--display-name", "Bob",
+    )  # fmt: skip
+    page = new_context().new_page()
+    frame, alice, conversation = chat_with_alice(page, live_app, "My grinder rattles.")
+    alice.reply(conversation, "Sorry to hear that! Bob at our repair desk knows it best.")
+    bob = AgentSocket(live_app, "bob", "bob-pass-1234")
+    bob.presence("available")
+    alice.send(
+        {
+            "type": "conversation.transfer",
+            "conversation": conversation,
+            "to_agent": bob.ready["agent"]["id"],
+        }
+    )
+    bob.expect("conversation.assigned")
+    bob.reply(conversation, "Hi, Bob here. Does it start when the burrs turn?")
+    write(frame, "Yes, right away.")
+    bob.expect("message", conversation=conversation, body="Yes, right away.")
+    bob.send({"type": "read", "conversation": conversation, "seq": 5})
+    bob.reply(conversation, "Then a burr is loose: a free replacement is on its way.")
+    history = [
+        "You: My grinder rattles.",
+        "alice joined the chat",
+        "alice: Sorry to hear that! Bob at our repair desk knows it best.",
+        "You are now chatting with Bob.",
+        "Bob joined the chat",
+        "Bob: Hi, Bob here. Does it start when the burrs turn?",
+        "You: Yes, right away.",
+        "Bob: Then a burr is loose: a free replacement is on its way.",
+    ]
+    expect(log_lines(frame)).to_have_text(history)
+
+    # After a reload, as the visitor saw it: each reply keeps its own author.
+    page.reload()
+    frame = page.frame_locator("#supportdesk-frame")
+    expect(log_lines(frame)).to_have_text(history)
+    expect(frame.locator(".sd-by:visible")).to_have_text(["alice", "Bob", "Bob"])
+    expect(frame.locator("#sd-title")).to_have_text("Bob")
+    expect(frame.locator(".sd-me .sd-meta").last).to_have_text("Seen")
+    expect(agent_bubbles(frame).last).to_be_in_viewport()
+    frame_shot(page, "widget-transfer.png", tmp_path)

@@ -1,17 +1,16 @@
-/* supportdesk widget frame: one visitor's chat over /ws/visitor/ (see docs/protocol.md).
- * This entry module says what each frame and page event does; frame.html preloads every
- * module it imports, directly or not.
+/* supportdesk widget frame, entry module: what each server frame does, what the visitor
+ * sends (messages through the outbox, receipts, typing and drafts, files), the forms in
+ * the log (rating and transcript after a chat, the offline message) and the page's
+ * events. chat.js holds the state, the socket and the log; frame.html preloads it.
  *
- * Promises kept here: nothing missed, nothing doubled (messages keyed by conversation and
- * seq, own messages by client_msg_id; resume with the gapless last_seq); messages typed
- * offline wait in a localStorage outbox and go out on reconnect with the same
- * client_msg_id; text reaches the DOM only through textContent/createTextNode, and links
- * are <a> elements made for http(s) URLs only. */
-import { cfg, flashBanner, outbox, parentOrigin, scrollDown, setBanner, state, toParent, ui } from './shared.js';
-import { notePage, sendFrame, startSocket } from './socket.js';
-import { addEndedNote, addJoined, addMessage, header, hideTyping, markRead, resetView, setConversation, showTyping, staleQueueFrame, updateUnread } from './conversation.js';
-import { addPending, autosize, fail, flushOutbox, holdPending, receipts, stopTyping, submit, typingInput, typingLost, uploadFile } from './composer.js';
-import { conversationRated, showAvailability, transcriptRefused, transcriptSent } from './forms.js';
+ * Messages typed offline wait in a localStorage outbox and go out on reconnect with the
+ * same client_msg_id; the server's text reaches the DOM only through textContent. */
+import {
+  ACK_TIMEOUT, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping, joined, KEY,
+  markRead, newId, notePage, outbox, parentOrigin, place, post, remember, renderMessage, scrollDown, sendFrame,
+  setBanner, setConversation, setToken, showJoins, showTyping, sizeText, staleQueueFrame, startSocket, state,
+  timers, toParent, ui, updateUnread,
+} from './chat.js';
 
 const rootStyle = document.documentElement.style;
 rootStyle.setProperty('--sd-accent', cfg.color);
@@ -21,24 +20,428 @@ rootStyle.setProperty('--sd-ink', cfg.ink);
 state.shown = !parentOrigin;
 ui.close.hidden = !parentOrigin;
 
+// --- what the visitor sends: own messages through the outbox, receipts ----------------
+// "Sending…", "Not sent · Retry" per message; "Seen" under the last own message the
+// agent has read, "Sent" under the last one if the agent has not read it yet.
+const receipts = () => {
+  let lastSent = null;
+  let lastSeen = null;
+  for (const o of state.own.values()) {
+    if (o.state !== 'sent' || o.conv !== state.latest) continue;
+    if (!lastSent || o.seq > lastSent.seq) lastSent = o;
+    if (o.seq <= state.agentRead && (!lastSeen || o.seq > lastSeen.seq)) lastSeen = o;
+  }
+  for (const [id, o] of state.own) {
+    let text = '';
+    if (o.state === 'pending') text = state.live ? 'Sending…' : 'Waiting for connection…';
+    else if (o.state === 'failed') text = 'failed';
+    else if (o === lastSeen) text = 'Seen';
+    else if (o === lastSent) text = 'Sent';
+    const key = text === 'failed' ? 'failed:' + o.detail : text;
+    const meta = o.row.querySelector('.sd-meta');
+    if (!meta || meta.dataset.shows === key) continue;
+    meta.dataset.shows = key;
+    meta.className = 'sd-meta' + (text === 'failed' ? ' sd-error' : '');
+    o.row.classList.toggle('sd-pending', o.state === 'pending');
+    if (text !== 'failed') {
+      meta.textContent = text;
+      continue;
+    }
+    const retry = el('button', 'sd-retry', 'Retry');
+    retry.type = 'button';
+    retry.onclick = () => retrySend(id);
+    meta.replaceChildren('Not sent' + (o.detail ? ': ' + o.detail + ' ' : '. '), retry);
+  }
+};
+
+const transmit = (id) => {
+  const o = state.own.get(id);
+  if (!o || o.state === 'sent') return;
+  o.state = 'pending';
+  o.detail = '';
+  clearTimeout(o.timer);
+  if (state.live) {
+    const frame = { type: 'message.send', client_msg_id: id, body: o.body };
+    if (o.attachment) frame.attachment = o.attachment.id;
+    sendFrame(frame);
+    o.timer = setTimeout(() => fail(id, 'no answer from the server', false), ACK_TIMEOUT);
+  }
+  receipts();
+};
+
+const fail = (id, detail, permanent) => {
+  const o = state.own.get(id);
+  if (!o || o.state === 'sent') return;
+  clearTimeout(o.timer);
+  o.state = 'failed';
+  o.detail = detail || '';
+  if (permanent) forget(id);
+  receipts();
+};
+
+// Retry keeps the client_msg_id, so a message that did arrive is not stored twice.
+const retrySend = (id) => {
+  const o = state.own.get(id);
+  if (!o) return;
+  if (!outbox.some((m) => m.id === id)) remember({ id, body: o.body, attachment: o.attachment });
+  transmit(id);
+};
+
+const addPending = (id, body, attachment) => {
+  const row = renderMessage('visitor', body, attachment);
+  state.own.set(id, { row, body, attachment, state: 'pending' });
+  place(row);
+};
+
+const sendOwn = (body, attachment) => {
+  const id = newId();
+  remember({ id, body, attachment });
+  addPending(id, body, attachment);
+  transmit(id);
+  scrollDown(true);
+};
+
+// --- typing and sneak-peek drafts ----------------------------------------------------
+const TYPING_REPEAT = 4000; // re-send "typing" this often while the visitor types
+const TYPING_IDLE = 3000; // no keystroke for this long: "stopped typing"
+const DRAFT_EVERY = 500; // sneak peek: the draft goes out at most this often (last one kept)
+const MAX_DRAFT = 1000; // the server refuses longer drafts
+
+const autosize = () => {
+  ui.input.style.height = 'auto';
+  ui.input.style.height = Math.min(ui.input.scrollHeight, 120) + 'px';
+};
+
+let typingOn = false;
+let typingSentAt = 0;
+const canSignal = () => state.live && state.conv && state.conv.status === 'active';
+// Sneak peek: the draft rides on `typing`, at most every DRAFT_EVERY ms; a keystroke
+// inside that window is sent at its end, so the agent always ends on the latest text.
+let draftSentAt = 0;
+const sendDraft = () => {
+  clearTimeout(timers.draft);
+  timers.draft = null;
+  if (!canSignal() || !ui.input.value.trim()) return;
+  sendFrame({ type: 'typing', active: true, text: ui.input.value.slice(0, MAX_DRAFT) });
+  typingOn = true;
+  typingSentAt = draftSentAt = Date.now();
+};
+const typingInput = () => {
+  if (!canSignal()) return;
+  if (!ui.input.value.trim()) {
+    // Emptied: the agent's view of the draft goes with it.
+    if (state.sneakPeek) stopTyping();
+    return;
+  }
+  const now = Date.now();
+  if (state.sneakPeek) {
+    const wait = DRAFT_EVERY - (now - draftSentAt);
+    if (wait <= 0) sendDraft();
+    else if (!timers.draft) timers.draft = setTimeout(sendDraft, wait);
+  } else if (!typingOn || now - typingSentAt > TYPING_REPEAT) {
+    sendFrame({ type: 'typing', active: true });
+    typingOn = true;
+    typingSentAt = now;
+  }
+  clearTimeout(timers.typingIdle);
+  timers.typingIdle = setTimeout(stopTyping, TYPING_IDLE);
+};
+const stopTyping = () => {
+  clearTimeout(timers.typingIdle);
+  clearTimeout(timers.draft);
+  timers.draft = null;
+  if (typingOn && canSignal()) sendFrame({ type: 'typing', active: false });
+  typingOn = false;
+};
+
+const submit = () => {
+  const body = ui.input.value.trim();
+  if (!body) return;
+  ui.input.value = '';
+  autosize();
+  stopTyping();
+  sendOwn(body);
+};
+
+// --- uploading a file ----------------------------------------------------------------
+const UPLOAD_ERRORS = {
+  too_large: 'is too large: the limit is ' + sizeText(cfg.attachment_max_bytes) + '.',
+  unsupported_type: 'cannot be sent: images, PDF, text, Word and Excel files only.',
+  type_mismatch: 'cannot be sent: its name does not match what the file is.',
+  no_conversation: 'cannot be sent yet: write a message first to start the chat.',
+  rate_limited: 'was not sent: too many files. Please wait a moment.',
+};
+
+const setUploadStatus = (text, isError) => {
+  ui.upload.hidden = !text;
+  ui.upload.textContent = text || '';
+  ui.upload.classList.toggle('sd-error', !!isError);
+};
+
+// An uploaded file is sent as a message of its own, through the outbox like any other.
+const uploadFile = (file) => {
+  if (!file) return;
+  const quoted = '"' + file.name + '" ';
+  const { conv } = state;
+  if (!state.token || !conv || conv.status === 'closed') return setUploadStatus(quoted + UPLOAD_ERRORS.no_conversation, true);
+  if (file.size > cfg.attachment_max_bytes) return setUploadStatus(quoted + UPLOAD_ERRORS.too_large, true);
+  const form = new FormData();
+  form.append('file', file);
+  // XMLHttpRequest, not fetch: only it reports upload progress.
+  const xhr = new XMLHttpRequest();
+  xhr.open('POST', cfg.attachments_url);
+  xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
+  xhr.responseType = 'json';
+  ui.attach.disabled = true;
+  const uploading = 'Uploading ' + file.name + '…';
+  setUploadStatus(uploading);
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) setUploadStatus(uploading + ' ' + Math.round((e.loaded * 100) / e.total) + '%');
+  };
+  xhr.onload = () => {
+    ui.attach.disabled = state.stopped;
+    const data = xhr.response || {};
+    if (xhr.status !== 201) {
+      return setUploadStatus(quoted + (UPLOAD_ERRORS[data.error] || 'was not sent: ' + (data.detail || 'error ' + xhr.status)), true);
+    }
+    setUploadStatus(null);
+    sendOwn('', data);
+  };
+  xhr.onerror = () => {
+    ui.attach.disabled = state.stopped;
+    setUploadStatus(quoted + 'was not sent: the connection failed.', true);
+  };
+  xhr.send(form);
+};
+
+// --- after a chat: the rating first, a transcript by email, then a new chat -------------
+const noted = new Set(); // conversations whose "ended" panel was shown
+
+const button = (className, text) => {
+  const b = el('button', className, text);
+  b.type = 'button';
+  return b;
+};
+
+// CSAT once the chat is over: 1 to 5 stars and an optional comment, once.
+const rateBox = (conversation) => {
+  const box = el('form', 'sd-rate');
+  box.dataset.conv = conversation;
+  const stars = el('div', 'sd-stars');
+  stars.setAttribute('role', 'group');
+  stars.setAttribute('aria-label', 'Rate this chat');
+  const comment = el('textarea', 'sd-field');
+  comment.maxLength = 2000;
+  comment.rows = 2;
+  comment.placeholder = 'Anything to add? (optional)';
+  comment.setAttribute('aria-label', 'Comment (optional)');
+  const send = el('button', 'sd-new', 'Send rating');
+  send.disabled = true;
+  let score = 0;
+  for (let i = 1; i <= 5; i++) {
+    const star = button('sd-star', '\u2605');
+    star.setAttribute('aria-label', i + ' out of 5');
+    star.setAttribute('aria-pressed', 'false');
+    star.onclick = () => {
+      score = i;
+      [...stars.children].forEach((s, n) => {
+        s.classList.toggle('sd-on', n < i);
+        s.setAttribute('aria-pressed', n === i - 1);
+      });
+      send.disabled = false;
+    };
+    stars.append(star);
+  }
+  box.append(el('p', '', 'How was this chat?'), stars, comment, send);
+  box.onsubmit = (e) => {
+    e.preventDefault();
+    if (!score || !state.live) return;
+    sendFrame({ type: 'rating', score, comment: comment.value.trim() });
+    send.disabled = true;
+  };
+  return box;
+};
+
+// A copy of the chat by email, on request: `transcript.email`, answered by
+// `transcript.sent` or an error (the server limits how often).
+const TRANSCRIPT_ERRORS = {
+  bad_email: 'That does not look like an email address.',
+  rate_limited: 'Too many requests. Please try again later.',
+  not_found: 'There is no chat to send yet.',
+  unavailable: 'The transcript could not be sent. Please try again later.',
+};
+
+let transcriptWait = null; // {send, status, box} of the request waiting for an answer
+
+const transcriptForm = (conversation) => {
+  const box = el('form', 'sd-transcript');
+  box.noValidate = true;
+  const input = el('input', 'sd-field');
+  input.type = 'email';
+  input.id = 'sd-transcript-' + conversation;
+  input.maxLength = 254;
+  input.autocomplete = 'email';
+  input.placeholder = 'you@example.com';
+  input.value = state.visitorEmail || '';
+  const label = el('label', '', 'Email me the transcript');
+  label.htmlFor = input.id;
+  const send = el('button', 'sd-new', 'Send transcript');
+  const status = el('p', 'sd-status-line');
+  status.setAttribute('role', 'status');
+  box.append(label, input, send, status);
+  box.onsubmit = (e) => {
+    e.preventDefault();
+    const email = input.value.trim();
+    if (!email.includes('@')) {
+      status.textContent = 'Please enter your email address.';
+      return;
+    }
+    if (!state.live) {
+      status.textContent = 'Not connected. Please try again in a moment.';
+      return;
+    }
+    send.disabled = true;
+    status.textContent = 'Sending…';
+    transcriptWait = { send, status, box };
+    clearTimeout(timers.transcript);
+    timers.transcript = setTimeout(() => transcriptFailed('No answer from the server. Please try again.'), ACK_TIMEOUT * 2);
+    sendFrame({ type: 'transcript.email', email });
+  };
+  return box;
+};
+
+const transcriptFailed = (text) => {
+  if (!transcriptWait) return;
+  clearTimeout(timers.transcript);
+  transcriptWait.status.textContent = text;
+  transcriptWait.send.disabled = false;
+  transcriptWait = null;
+};
+
+const addEndedNote = (conversation, by) => {
+  if (noted.has(conversation)) return;
+  noted.add(conversation);
+  const note = el('div', 'sd-row sd-note');
+  const who = by === 'visitor' ? 'You ended the chat.' : by === 'agent' ? agentName() + ' ended the chat.' : 'This chat has ended.';
+  note.append(el('p', '', who));
+  if (!state.rated.has(conversation)) note.append(rateBox(conversation));
+  const start = button('sd-new', 'Start a new chat');
+  start.onclick = startNewChat;
+  note.append(transcriptForm(conversation), start);
+  note.sdKey = [conversation, Infinity];
+  place(note);
+};
+
+// Clear the ended chat off the screen; the next message opens a new conversation. A
+// `ready` naming it again (after a reconnect) is then no reason to show it again.
+const startNewChat = () => {
+  clearLog();
+  for (const [id, o] of state.own) if (o.state === 'sent') state.own.delete(id);
+  state.cleared = state.latest;
+  setConversation(null);
+  showAvailability();
+  focusWriting();
+};
+
+// --- nobody online: the offline message ----------------------------------------------
+// With nobody to answer and no chat going on, the one place to write is a form (name,
+// email, question) answered by email; the composer is back once an agent is, or once the
+// question waits in the queue (what is added then joins it).
+let offlineBox = null; // the form offered, until it is sent
+
+const offlineForm = () => {
+  const box = el('form', 'sd-row sd-offline');
+  box.noValidate = true;
+  box.append(el('p', '', 'No one is online right now. Leave a message and we will reply by email.'));
+  const field = (label, tag, type, max) => {
+    const f = el(tag, 'sd-field');
+    if (type) f.type = type;
+    f.maxLength = max;
+    f.placeholder = label;
+    f.setAttribute('aria-label', label);
+    box.append(f);
+    return f;
+  };
+  const name = field('Your name', 'input', 'text', 200);
+  const email = field('Your email', 'input', 'email', 254);
+  const question = field('Your question', 'textarea', null, 10000);
+  const send = el('button', 'sd-new', 'Leave message');
+  const status = el('p', 'sd-status-line');
+  status.setAttribute('role', 'status');
+  box.append(send, status);
+  box.onsubmit = async (e) => {
+    e.preventDefault();
+    const body = {
+      site_key: KEY,
+      visitor_token: state.token || undefined,
+      name: name.value.trim(),
+      email: email.value.trim(),
+      question: question.value.trim(),
+    };
+    if (!body.name || !body.email.includes('@') || !body.question) {
+      status.textContent = 'Please give your name, email and question.';
+      return;
+    }
+    send.disabled = true;
+    status.textContent = 'Sending…';
+    try {
+      const [response, data] = await post(cfg.sessions_url.replace('visitor-sessions', 'offline-messages'), body);
+      if (!response.ok) throw new Error(data.detail);
+      setToken(data.visitor_token);
+      state.visitorEmail = body.email;
+      offlineBox = null;
+      // The focus, on the button that goes, goes to the log, where the thanks is.
+      if (box.contains(document.activeElement)) ui.log.focus();
+      box.remove();
+      // Under the question it thanks for, where it stays as the chat goes on. The
+      // composer comes back with the conversation's `conversation.queued`.
+      const thanks = el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.');
+      thanks.sdKey = [data.conversation, data.seq + 0.25];
+      place(thanks);
+    } catch (err) {
+      status.textContent = 'Not sent: ' + (err.message || 'please try again.');
+      send.disabled = false;
+    }
+  };
+  ui.log.append(box);
+  scrollDown(true);
+  return box;
+};
+
+// Nobody to answer and no chat going on: the offline form instead of the composer. The
+// focus, if it was in the one, moves to the other.
+const showAvailability = () => {
+  const offline = state.agentsOnline === false && (!state.conv || state.conv.status === 'closed');
+  const focused = document.activeElement;
+  const moved = offline !== ui.form.hidden && (ui.form.contains(focused) || (offlineBox && offlineBox.contains(focused)));
+  if (offline && !offlineBox) offlineBox = offlineForm();
+  if (offlineBox) offlineBox.hidden = !offline;
+  ui.form.hidden = offline;
+  ui.privacy.hidden = offline || !state.sneakPeek;
+  if (moved) focusWriting();
+};
+
+const focusWriting = () => (ui.form.hidden ? offlineBox[0] : ui.input).focus();
+
 // --- what each server frame does -----------------------------------------------------
 const handlers = {
-  // Only a `ready` for our conversation gets here (socket.js resyncs otherwise).
+  // Only a `ready` for our conversation gets here (chat.js resyncs otherwise).
   ready(f) {
-    const c = f.conversation;
+    const c = f.conversation && f.conversation.id !== state.cleared ? f.conversation : null;
     setBanner(null);
     if (typeof f.sneak_peek === 'boolean') state.sneakPeek = f.sneak_peek;
-    ui.privacy.hidden = !state.sneakPeek;
     if (typeof f.agents_online === 'boolean') state.agentsOnline = f.agents_online;
     if (f.visitor && f.visitor.email) state.visitorEmail = f.visitor.email;
     setConversation(c);
-    if (c && c.id === state.latest) state.agentRead = Math.max(state.agentRead, c.agent_read_seq || 0);
-    if (c && c.status === 'active') addJoined(c.id, state.conv.agent, 1);
+    if (c) {
+      if (c.id === state.latest) state.agentRead = Math.max(state.agentRead, c.agent_read_seq || 0);
+      if (c.rating) state.rated.add(c.id);
+      showJoins(c);
+    }
     for (const m of f.messages || []) addMessage(m);
-    if (c && c.rating) state.rated.add(c.id);
     if (c && c.status === 'closed') addEndedNote(c.id, null);
     showAvailability();
-    flushOutbox();
+    for (const m of outbox) transmit(m.id);
     receipts();
     markRead();
     scrollDown(true);
@@ -53,14 +456,7 @@ const handlers = {
   'message.ack'(f) {
     const o = state.own.get(f.client_msg_id);
     if (!o) return;
-    addMessage({
-      conversation: f.conversation,
-      seq: f.seq,
-      sender: 'visitor',
-      body: o.body,
-      attachment: o.attachment,
-      client_msg_id: f.client_msg_id,
-    });
+    addMessage({ ...f, sender: 'visitor', body: o.body, attachment: o.attachment });
     receipts();
   },
   'conversation.queued'(f) {
@@ -71,12 +467,14 @@ const handlers = {
       queue_position: f.position,
       estimated_wait_seconds: f.estimated_wait_seconds,
     });
+    showAvailability();
   },
   'conversation.assigned'(f) {
-    staleQueueFrame(f.conversation.id, f.queue_version);
-    setConversation({ ...f.conversation, agent: f.agent || f.conversation.agent });
-    const { conv } = state;
-    if (conv && conv.id === f.conversation.id) addJoined(conv.id, conv.agent, state.topSeq);
+    const c = f.conversation;
+    staleQueueFrame(c.id, f.queue_version);
+    setConversation({ ...c, agent: f.agent || c.agent });
+    if (state.conv && state.conv.id === c.id) joined(c.id, f.agent || c.agent);
+    showAvailability();
     scrollDown(false);
   },
   'conversation.closed'(f) {
@@ -84,6 +482,7 @@ const handlers = {
     header();
     hideTyping();
     addEndedNote(f.conversation, f.by);
+    showAvailability();
     scrollDown(false);
   },
   'agents.online'(f) {
@@ -91,8 +490,19 @@ const handlers = {
     header();
     showAvailability();
   },
-  'transcript.sent': transcriptSent,
-  'conversation.rated': conversationRated,
+  'transcript.sent'(f) {
+    state.visitorEmail = state.visitorEmail || f.email;
+    if (!transcriptWait) return;
+    clearTimeout(timers.transcript);
+    transcriptWait.box.replaceWith(el('p', 'sd-thanks', 'Transcript sent to ' + f.email + '.'));
+    transcriptWait = null;
+  },
+  'conversation.rated'(f) {
+    state.rated.add(f.conversation);
+    for (const box of ui.log.querySelectorAll('.sd-rate')) {
+      if (+box.dataset.conv === f.conversation) box.replaceWith(el('p', 'sd-thanks', 'Thanks for your feedback!'));
+    }
+  },
   typing(f) {
     if (f.from !== 'agent' || !state.conv || f.conversation !== state.conv.id) return;
     if (f.active) showTyping();
@@ -104,21 +514,19 @@ const handlers = {
     receipts();
   },
   error(f) {
-    if (transcriptRefused(f)) return;
-    if (f.client_msg_id && state.own.has(f.client_msg_id)) {
+    if (transcriptWait && !f.client_msg_id && TRANSCRIPT_ERRORS[f.code]) {
+      transcriptFailed(TRANSCRIPT_ERRORS[f.code]);
+    } else if (f.client_msg_id && state.own.has(f.client_msg_id)) {
       // Busy or briefly unavailable: worth retrying. Anything else would fail again.
-      const transient = f.code === 'rate_limited' || f.code === 'unavailable';
-      fail(f.client_msg_id, f.detail, !transient);
+      fail(f.client_msg_id, f.detail, f.code !== 'rate_limited' && f.code !== 'unavailable');
     } else if (f.code === 'not_found' || f.code === 'conversation_closed') {
       // No open conversation any more (typing/read/close after it ended).
       if (state.conv && state.conv.status !== 'closed') {
         state.conv.status = 'closed';
         header();
       }
-    } else if (f.code === 'rate_limited') {
-      flashBanner('You are sending messages too fast. Please wait a moment.');
     } else {
-      flashBanner(f.detail || 'Something went wrong.');
+      flashBanner(f.code === 'rate_limited' ? 'You are sending messages too fast. Please wait a moment.' : f.detail || 'Something went wrong.');
     }
   },
 };
@@ -131,7 +539,7 @@ window.addEventListener('message', (event) => {
   const kind = event.data && event.data.supportdesk;
   if (kind === 'open') {
     state.shown = true;
-    if (event.data.focus) ui.input.focus();
+    if (event.data.focus) focusWriting();
     scrollDown(true);
     markRead();
   } else if (kind === 'close') {
@@ -139,23 +547,23 @@ window.addEventListener('message', (event) => {
   }
 });
 
-ui.form.addEventListener('submit', (event) => {
+ui.form.onsubmit = (event) => {
   event.preventDefault();
   submit();
-});
-ui.input.addEventListener('keydown', (event) => {
+};
+ui.input.onkeydown = (event) => {
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     submit();
   }
-});
-ui.input.addEventListener('input', () => {
+};
+ui.input.oninput = () => {
   autosize();
   typingInput();
-});
-ui.input.addEventListener('blur', stopTyping);
-ui.close.addEventListener('click', () => toParent({ supportdesk: 'close' }));
-ui.end.addEventListener('click', () => sendFrame({ type: 'conversation.close' }));
+};
+ui.input.onblur = stopTyping;
+ui.close.onclick = () => toParent({ supportdesk: 'close' });
+ui.end.onclick = () => sendFrame({ type: 'conversation.close' });
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape') toParent({ supportdesk: 'close' });
 });
@@ -163,12 +571,12 @@ document.addEventListener('keydown', (event) => {
 header();
 for (const m of outbox) addPending(m.id, m.body, m.attachment);
 ui.file.accept = cfg.attachment_accept || '';
-ui.attach.addEventListener('click', () => ui.file.click());
-ui.file.addEventListener('change', () => {
+ui.attach.onclick = () => ui.file.click();
+ui.file.onchange = () => {
   const file = ui.file.files[0];
   ui.file.value = '';
   uploadFile(file);
-});
+};
 receipts();
 ui.input.disabled = ui.send.disabled = ui.attach.disabled = false;
 toParent({ supportdesk: 'ready' });
@@ -176,9 +584,13 @@ startSocket({
   handlers,
   lost() {
     hideTyping();
-    typingLost();
-    holdPending();
+    typingOn = false;
+    for (const o of state.own.values()) if (o.state === 'pending') clearTimeout(o.timer);
     receipts();
   },
-  forgotten: resetView,
+  forgotten() {
+    startNewChat();
+    clearLog(true);
+    noted.clear();
+  },
 });
