@@ -189,6 +189,13 @@ class VisitorTokenRotated(Event):
     visitor_id: int
 
 
+class VisitorMoved(Event):
+    """The visitor became another device of a verified user: its token now stands for
+    the user's record, so its sockets reconnect (same token) as that visitor."""
+
+    visitor_id: int
+
+
 class VisitorContextChanged(ConversationEvent, kw_only=True):
     """What the widget reports about the visitor changed while its chat is active."""
 

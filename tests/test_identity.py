@@ -148,21 +148,29 @@ def test_a_malformed_identity_is_a_400_and_makes_no_visitor(client, personas, cl
 
 
 async def test_a_verified_user_sees_their_chat_on_another_device(client, personas, secret, sockets):
-    def two_devices():
+    def laptop_chats_and_a_phone_opens():
         laptop = session(client, personas.acme, **signed(secret, "u-42")).json()
         chat = say(visitor_of(laptop["visitor_token"]), "Where is my parcel?")
         phone = session(client, personas.acme).json()["visitor_token"]  # new, anonymous
-        linked = session(client, personas.acme, phone, **signed(secret, "u-42")).json()
-        return laptop["visitor_token"], phone, chat, linked
+        return laptop["visitor_token"], phone, chat
 
-    laptop, phone, chat, linked = await sync_to_async(two_devices)()
-    tab, ready = await sockets.visitor(personas.acme.key, phone)
+    laptop, phone, chat = await sync_to_async(laptop_chats_and_a_phone_opens)()
+    before, ready = await sockets.visitor(personas.acme.key, phone)
+    assert ready["conversation"] is None  # the phone alone knows nothing yet
+
+    linked = await sync_to_async(
+        lambda: session(client, personas.acme, phone, **signed(secret, "u-42")).json()
+    )()
 
     assert linked == {
         "visitor_token": phone,  # the phone keeps its own token
         "ws_url": "/ws/visitor/",
         "identity": "verified",
     }
+    # Its socket is told to reconnect; with the same token it is the user now.
+    closed = await before.receive_output(timeout=ws.TIMEOUT)
+    assert closed == {"type": "websocket.close", "code": 4503}
+    tab, ready = await sockets.visitor(personas.acme.key, phone)
     assert ready["conversation"]["id"] == chat["conversation"]
     assert [m["body"] for m in ready["messages"]] == ["Where is my parcel?"]
     await tab.send_json_to(
@@ -170,7 +178,6 @@ async def test_a_verified_user_sees_their_chat_on_another_device(client, persona
     )
     ack = await ws.receive_until(tab, "message.ack")
     assert ack["conversation"] == chat["conversation"]
-    # Both devices are one visitor: the laptop's token names the same one.
     same = await sync_to_async(lambda: visitor_of(phone).pk == visitor_of(laptop).pk)()
     assert same
 
@@ -204,7 +211,7 @@ def test_when_both_devices_had_an_open_chat_the_users_goes_on(
     assert not gone.is_open and gone.closed_by == "system"
     # The phone's sockets are told to come back (as the user).
     assert any(
-        g == groups.visitor_group(phone_visitor.pk) and e["type"] == groups.TOKEN_ROTATED_EVENT
+        g == groups.visitor_group(phone_visitor.pk) and e["type"] == groups.VISITOR_MOVED_EVENT
         for g, e in capture_broadcasts
     )
 

@@ -143,7 +143,7 @@ def _link(visitor: Visitor, identity: Identity) -> Visitor:
     _tell_the_agent(record)
     # Its sockets belong to a visitor that is now an alias: closed, they come back (same
     # token) as the user's record, with its chats.
-    events.emit_on_commit(events.VisitorTokenRotated(visitor_id=visitor.pk))
+    events.emit_on_commit(events.VisitorMoved(visitor_id=visitor.pk))
     logger.info(
         "visitor %s joined verified visitor %s (%s conversations moved)",
         visitor.pk,

@@ -124,6 +124,10 @@ def visitor_token_rotated(event: events.VisitorTokenRotated) -> None:
     outbox.send([visitor_group(event.visitor_id)], {"type": groups.TOKEN_ROTATED_EVENT})
 
 
+def visitor_moved(event: events.VisitorMoved) -> None:
+    outbox.send([visitor_group(event.visitor_id)], {"type": groups.VISITOR_MOVED_EVENT})
+
+
 def visitor_context_changed(event: events.VisitorContextChanged) -> None:
     frame = outbound.visitor_context(
         conversation=event.conversation_id, visitor=event.visitor_id, context=event.context
@@ -153,6 +157,7 @@ HANDLERS = {
     events.AgentsOnlineChanged: agents_online_changed,
     events.AgentDeactivated: agent_deactivated,
     events.VisitorTokenRotated: visitor_token_rotated,
+    events.VisitorMoved: visitor_moved,
     events.VisitorContextChanged: visitor_context_changed,
     events.CannedResponsesChanged: canned_responses_changed,
 }

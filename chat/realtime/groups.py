@@ -8,6 +8,7 @@ FRAME_EVENT = "chat.frame"  # forward `frame` to the client, except to `skip_cha
 QUEUE_EVENT = "chat.queue"  # a site's queue length changed; agents filter by their sites
 AGENT_GONE_EVENT = "chat.agent_gone"  # the agent was deactivated: close its sockets
 TOKEN_ROTATED_EVENT = "chat.token_rotated"  # the visitor has a new token: close old sockets
+VISITOR_MOVED_EVENT = "chat.visitor_moved"  # its token stands for another visitor now
 # An agent's canned responses changed (own: that agent's group; shared: AGENTS_GROUP):
 # each socket reads its list afresh and sends it.
 CANNED_CHANGED_EVENT = "chat.canned_changed"

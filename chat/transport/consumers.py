@@ -301,6 +301,12 @@ class VisitorConsumer(MessageSending):
         logger.info("closing visitor %s socket: token rotated", self.visitor_id)
         await self.close(code=protocol.CLOSE_UNAUTHORIZED)
 
+    async def chat_visitor_moved(self, event: dict) -> None:
+        # The token stands for a verified user's visitor now (identity verification):
+        # the client reconnects with it, as for any socket that may have missed events.
+        logger.info("closing visitor %s socket: moved to a verified user", self.visitor_id)
+        await self.close(code=protocol.CLOSE_UNAVAILABLE)
+
     async def send_frame(self, frame: Frame) -> None:
         # What this tab has been told says whether the visitor has a chat open (another
         # tab may open or close it): a first message skips the everyday send.

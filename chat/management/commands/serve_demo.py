@@ -5,6 +5,7 @@ way it does on a customer's site. Its page also sends a strict CSP of its own (n
 script or style), which the widget's loader must live with.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -73,20 +74,45 @@ def host_page_csp(app_url: str) -> str:
     )
 
 
-def serve_shop(server: PageServer, *, app_url: str, site_key: str) -> PageServer:
-    """Put the demo shop (with the widget tag for `site_key`) on `server`."""
+def serve_shop(
+    server: PageServer, *, app_url: str, site_key: str, user: dict | None = None
+) -> PageServer:
+    """Put the demo shop (with the widget tag for `site_key`) on `server`; `user`, the
+    customer who may sign in (`{user_id, user_hash, name, email}`), if any."""
     html = (
         (DEMO_DIR / "shop.html")
         .read_text(encoding="utf-8")
         .replace("__APP_URL__", app_url)
         .replace("__SITE_KEY__", site_key)
         .replace("__SHOP_ORIGIN__", server.origin)
+        # In a JSON script element: "</" may not appear in it.
+        .replace("__SHOP_USER__", json.dumps(user).replace("</", "<\\/"))
     )
     server.page("/", html, **{"Content-Security-Policy": host_page_csp(app_url)})
     server.page(
         "/shop.css", (DEMO_DIR / "shop.css").read_text(encoding="utf-8"), "text/css; charset=utf-8"
     )
+    server.page(
+        "/shop.js",
+        (DEMO_DIR / "shop.js").read_text(encoding="utf-8"),
+        "text/javascript; charset=utf-8",
+    )
     return server
+
+
+def demo_customer(site) -> dict:
+    """The shop's customer who may sign in, identified as its server would: the user id
+    signed with the site's identity secret (made for the demo if it has none)."""
+    from chat.conversations import identity
+
+    secret = site.identity_secret or identity.rotate_secret(site)
+    user_id = "kc-customer-1815"
+    return {
+        "user_id": user_id,
+        "user_hash": identity.signature(secret, user_id),
+        "name": "Ada Lovelace",
+        "email": "ada@kettle-crane.example",
+    }
 
 
 class Command(BaseCommand):
@@ -109,7 +135,7 @@ class Command(BaseCommand):
             # A custom --shop-port: let the demo site be embedded from it too.
             site.allowed_origins = [*site.allowed_origins, shop.origin]
             site.save(update_fields=["allowed_origins"])
-        serve_shop(shop, app_url=app_url, site_key=site.key).start()
+        serve_shop(shop, app_url=app_url, site_key=site.key, user=demo_customer(site)).start()
         daphne = subprocess.Popen(
             worker_command(host, port),
             cwd=REPO_ROOT,

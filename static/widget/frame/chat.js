@@ -165,11 +165,27 @@ export const post = async (url, body) => {
   return [response, await response.json().catch(() => ({}))];
 };
 
+// Who the page says the visitor is (its identify call): sent with the session, once
+// per change. A verified user on another device gets this socket closed with 4503 and
+// comes back, with the same token, as that user.
+let who = null;
+let whoSent = '';
 const openSession = async () => {
-  const [response, data] = await post(cfg.sessions_url, { site_key: KEY, visitor_token: state.token || undefined });
+  const identity = who || undefined;
+  const [response, data] = await post(cfg.sessions_url, { site_key: KEY, visitor_token: state.token || undefined, identity });
   if (response.status === 404 || response.status === 403) throw 'refused';
   if (!response.ok) throw 'session ' + response.status;
   setToken(data.visitor_token);
+  if (identity) {
+    whoSent = JSON.stringify(identity);
+    if (data.identity !== 'verified') console.warn('supportdesk: identify: user_hash does not verify this user_id');
+  }
+};
+export const identify = (given) => {
+  if (!given || typeof given !== 'object' || JSON.stringify(given) === whoSent) return;
+  who = given;
+  // Before the first session it goes with that one; after, in one of its own.
+  if (sessionChecked && state.token) openSession().catch(() => (whoSent = ''));
 };
 
 const ready = (f) => {

@@ -6,7 +6,7 @@
  * Messages typed offline wait in a localStorage outbox and go out on reconnect with the
  * same client_msg_id; the server's text reaches the DOM only through textContent. */
 import {
-  ACK_TIMEOUT, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping, joined, KEY,
+  ACK_TIMEOUT, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping, identify, joined, KEY,
   markRead, newId, notePage, outbox, parentOrigin, place, post, remember, renderMessage, scrollDown, sendFrame,
   setBanner, setConversation, setToken, showJoins, showTyping, sizeText, staleQueueFrame, startSocket, state,
   timers, toParent, ui, updateUnread,
@@ -448,6 +448,8 @@ const handlers = {
   },
   message(f) {
     if (!addMessage(f)) return;
+    // The page's on("message") handlers (the loader calls them).
+    if (f.sender !== 'visitor') toParent({ supportdesk: 'message', message: f });
     receipts();
     scrollDown(f.sender === 'visitor');
     markRead();
@@ -536,6 +538,8 @@ document.addEventListener('visibilitychange', markRead);
 window.addEventListener('message', (event) => {
   if (!parentOrigin || event.origin !== parentOrigin || event.source !== window.parent) return;
   notePage(event.data && event.data.page);
+  identify(event.data && event.data.who);
+  start();
   const kind = event.data && event.data.supportdesk;
   if (kind === 'open') {
     state.shown = true;
@@ -579,18 +583,26 @@ ui.file.onchange = () => {
 };
 receipts();
 ui.input.disabled = ui.send.disabled = ui.attach.disabled = false;
+// The loader answers `ready` at once with the page and who the visitor is (identify):
+// the first session waits for that answer, a second at most, so it goes with them.
+let started = false;
+const start = () => {
+  if (started) return;
+  started = true;
+  startSocket({
+    handlers,
+    lost() {
+      hideTyping();
+      typingOn = false;
+      for (const o of state.own.values()) if (o.state === 'pending') clearTimeout(o.timer);
+      receipts();
+    },
+    forgotten() {
+      startNewChat();
+      clearLog(true);
+      noted.clear();
+    },
+  });
+};
 toParent({ supportdesk: 'ready' });
-startSocket({
-  handlers,
-  lost() {
-    hideTyping();
-    typingOn = false;
-    for (const o of state.own.values()) if (o.state === 'pending') clearTimeout(o.timer);
-    receipts();
-  },
-  forgotten() {
-    startNewChat();
-    clearLog(true);
-    noted.clear();
-  },
-});
+setTimeout(start, parentOrigin ? 1000 : 0);
