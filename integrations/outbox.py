@@ -45,6 +45,7 @@ def dispatch(*, limit: int = 200) -> int:
                 next_attempt_at=event.created_at,
             )
             for event in events
+            if event.pk in bodies
             for endpoint in endpoints.get(event.site_id, ())
             if endpoint.hears(event.type)
         )
@@ -62,7 +63,7 @@ def _dispatcher_turn() -> bool:
 
 def _bodies(events: list[DurableEvent]) -> dict[int, str]:
     """Each event's delivery body: `{"type", "timestamp", "data"}` (Standard Webhooks),
-    as JSON text."""
+    as JSON text; none for a message deleted meanwhile."""
     conversations = Conversation.objects.select_related("visitor", "agent").in_bulk(
         {e.conversation_id for e in events if e.conversation_id}
     )
@@ -72,6 +73,8 @@ def _bodies(events: list[DurableEvent]) -> dict[int, str]:
     bodies = {}
     for event in events:
         if event.type == "message.created":
+            if event.message_id not in messages:
+                continue  # deleted (a purge, an erasure) since: nothing to tell
             data = selectors.message_dict(messages[event.message_id])
         else:
             conversation = conversations.get(event.conversation_id)
