@@ -80,6 +80,7 @@ LAYERS = [
             "chat.csp",
             "agents.models",
             "agents.errors",
+            "agents.signals",
             "integrations.models",
             "integrations.migrations",
             "chat.migrations",
