@@ -49,6 +49,10 @@ class CannedResponse(models.Model):
     owner it is shared by every agent; an agent's own snippet wins over a shared one with
     the same shortcut."""
 
+    # The body is sent as a message, so it is no longer than a message may be
+    # (chat.models.Message.MAX_BODY_CHARS; tests/test_features_canned.py holds it there).
+    MAX_BODY_CHARS = 10_000
+
     owner = models.ForeignKey(
         AgentProfile,
         on_delete=models.CASCADE,

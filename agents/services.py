@@ -1,16 +1,15 @@
 """Changes to what agents own: their canned responses (and the desk's shared ones).
 
 Plain functions with keyword-only arguments, one short transaction each. Every change
-is announced after commit (`CannedResponsesChanged`); the affected agents' sockets then
-read their lists afresh, so the database stays the only record.
+is announced (`signals.canned_responses_changed`): the chat core rings the affected
+agents' sockets after commit, and they read their lists afresh, so the database stays
+the only record.
 """
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from chat import events
-from chat.models import Message
-
+from . import signals
 from .errors import (
     BadShortcut,
     BodyTooLong,
@@ -49,8 +48,8 @@ def clean_body(value: str) -> str:
     body = value.strip()
     if not body:
         raise EmptyBody("body is empty.")
-    if len(body) > Message.MAX_BODY_CHARS:
-        raise BodyTooLong(f"body is over {Message.MAX_BODY_CHARS} characters.")
+    if len(body) > CannedResponse.MAX_BODY_CHARS:
+        raise BodyTooLong(f"body is over {CannedResponse.MAX_BODY_CHARS} characters.")
     return body
 
 
@@ -73,7 +72,7 @@ def _save(response: CannedResponse) -> None:
 
 
 def _ring(owner_id: int | None) -> None:
-    events.emit_on_commit(events.CannedResponsesChanged(owner_id=owner_id))
+    announce_canned_change(owner_ids={owner_id})
 
 
 def create_canned_response(
@@ -131,6 +130,6 @@ def delete_canned_response(*, agent_id: int, response_id: int) -> None:
 
 
 def announce_canned_change(*, owner_ids: set[int | None]) -> None:
-    """For changes made elsewhere (the admin): ring the agents whose lists changed."""
-    for owner_id in owner_ids:
-        _ring(owner_id)
+    """Say whose lists changed, inside the change's transaction: here, and for changes
+    made elsewhere (the admin)."""
+    signals.canned_responses_changed.send(sender=CannedResponse, owner_ids=owner_ids)

@@ -1,5 +1,6 @@
-"""Admin for sites, visitors and conversations. Transcripts are records: conversation
-pages are read-only, and the one change an operator makes, closing, goes through services."""
+"""Admin for sites, visitors, agent profiles and conversations. Transcripts are records:
+conversation pages are read-only, and the one change an operator makes, closing, goes
+through services."""
 
 from datetime import date, datetime, time, timedelta
 
@@ -7,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -145,6 +146,74 @@ class VisitorAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Visitors come from the widget's session API, which issues their token.
         return False
+
+
+@admin.register(AgentProfile)
+class AgentProfileAdmin(admin.ModelAdmin):
+    """Who answers chats, for which sites, how many at once. The agents app owns the rows;
+    their admin is the core's, since what it shows of an agent (its active chats, whether
+    it may be deleted) is about conversations. Presence (status, heartbeat) belongs to
+    the agent's own sockets and is shown read-only; capacity and sites are edited here,
+    and a change hands queued chats out at once (chat/receivers.py)."""
+
+    list_display = [
+        "display_name",
+        "user",
+        "capacity",
+        "active_chats",
+        "status",
+        "last_heartbeat",
+    ]
+    list_filter = ["status", "is_supervisor", "sites"]
+    list_select_related = ["user"]
+    search_fields = ["display_name", "user__username", "user__email"]
+    fields = [
+        "user",
+        "display_name",
+        "capacity",
+        "sites",
+        "is_supervisor",
+        "status",
+        "last_heartbeat",
+        "last_assigned_at",
+    ]
+    filter_horizontal = ["sites"]
+    autocomplete_fields = ["user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _active_chats=Count(
+                    "conversations",
+                    filter=Q(conversations__status=Conversation.Status.ACTIVE),
+                )
+            )
+        )
+
+    @admin.display(description="active chats", ordering="_active_chats")
+    def active_chats(self, agent: AgentProfile) -> int:
+        return agent._active_chats
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # An admin's "available" would not reach the agent's dashboard and a stale
+        # heartbeat would still keep the agent unrouted: presence is the agent's to set.
+        readonly = ["status", "last_heartbeat", "last_assigned_at"]
+        return readonly if obj is None else ["user", *readonly]
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Deleting a profile sets its conversations' agent to NULL, which an active
+        # conversation may not have (the database refuses it): close them first.
+        if obj is not None and obj.conversations.filter(status=Conversation.Status.ACTIVE).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        # The bulk delete skips the per-agent check above.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 class MessageInline(admin.TabularInline):

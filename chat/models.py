@@ -267,7 +267,7 @@ class Assignment(models.Model):
 
 class Message(models.Model):
     # A body is 1-10,000 characters once trimmed, from a socket, the offline form or a
-    # canned response alike.
+    # canned response alike (agents' CannedResponse.MAX_BODY_CHARS is no more than this).
     MAX_BODY_CHARS = 10_000
 
     # No index of its own: the unique (conversation, seq) index serves every lookup by

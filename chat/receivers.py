@@ -1,14 +1,16 @@
 """What the chat core does when rows it does not own change: an agent profile edited or
-deleted, a login switched off (Django's model signals, connected in ChatConfig.ready).
-The agents app knows nothing of chats; the chat core listens."""
+deleted, a login switched off (Django's model signals), canned responses changed (the
+agents app's own signal); connected in ChatConfig.ready. The agents app knows nothing of
+chats; the chat core listens."""
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save, pre_delete
 
-from agents.models import AgentProfile
+from agents import signals as agent_signals
+from agents.models import AgentProfile, CannedResponse
 
-from . import selectors
+from . import events, selectors
 from .conversations import closing, presence, routing
 
 
@@ -47,8 +49,20 @@ def close_sockets_of_deactivated_agent(sender, instance, **kwargs) -> None:
         presence.disconnect_agent(user_id=instance.pk)
 
 
+def ring_dashboards_after_canned_responses_changed(
+    sender, owner_ids: set[int | None], **kwargs
+) -> None:
+    # Sent inside the change's transaction: the ring waits for the commit, so a change
+    # rolled back after it was announced rings nobody.
+    for owner_id in owner_ids:
+        events.emit_on_commit(events.CannedResponsesChanged(owner_id=owner_id))
+
+
 def connect() -> None:
     post_save.connect(route_after_a_profile_was_saved, sender=AgentProfile)
     m2m_changed.connect(route_after_sites_changed, sender=AgentProfile.sites.through)
     pre_delete.connect(requeue_chats_of_deleted_agent, sender=AgentProfile)
     post_save.connect(close_sockets_of_deactivated_agent, sender=settings.AUTH_USER_MODEL)
+    agent_signals.canned_responses_changed.connect(
+        ring_dashboards_after_canned_responses_changed, sender=CannedResponse
+    )

@@ -1,9 +1,10 @@
 from django.urls import path
 
-from . import attachment_views, views, widget_views
+from . import attachment_views, dashboard_views, views, widget_views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("agent/", dashboard_views.dashboard, name="agent-dashboard"),
     path("docs/<slug:slug>", views.docs, name="docs"),
     path("api/v1/visitor-sessions", views.visitor_sessions, name="visitor-sessions"),
     path("api/v1/offline-messages", views.offline_messages, name="offline-messages"),

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "chat",
     "agents",
     "integrations",
+    # The project's own commands: the process launchers (serve_demo, run_cluster).
+    "supportdesk",
 ]
 
 MIDDLEWARE = [

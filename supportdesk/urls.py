@@ -7,7 +7,6 @@ from integrations.views import api_docs
 
 urlpatterns = [
     path("", include("chat.urls")),
-    path("", include("agents.urls")),
     # Before the API's own routes: its human page (the OpenAPI document rendered here).
     path("api/v1/docs", api_docs, name="api-docs"),
     path("api/v1/", api.urls),

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from chat.management.commands.serve_demo import PageServer, serve_shop
 from devstack import (
     BlockingPeer,
     Database,
@@ -40,6 +39,7 @@ from devstack import (
     set_presence,
     visitor_session,
 )
+from supportdesk.management.commands.serve_demo import PageServer, serve_shop
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

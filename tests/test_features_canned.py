@@ -12,6 +12,7 @@ from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.errors import CannedResponseRefused
 from agents.models import AgentProfile, CannedResponse
+from chat.models import Message
 from chat.protocol.errors import refusal
 from chat.realtime import groups
 from tests import ws
@@ -116,6 +117,11 @@ def test_empty_and_too_long_bodies_are_refused(personas):
         )
     assert (code(empty.value), code(long.value)) == ("bad_frame", "too_long")
     assert not CannedResponse.objects.exists()
+
+
+def test_a_snippet_is_never_longer_than_a_message_may_be():
+    # Expanded in the composer and sent as a message: a longer snippet could not be sent.
+    assert CannedResponse.MAX_BODY_CHARS <= Message.MAX_BODY_CHARS
 
 
 def test_a_duplicate_own_shortcut_is_refused_but_shadowing_a_shared_one_is_fine(personas):
@@ -309,6 +315,43 @@ def test_admin_lists_filters_and_searches_canned_responses(personas, capture_bro
     assert response.status_code == 302
     assert CannedResponse.objects.filter(owner=None, shortcut="thanks").exists()
     assert (groups.AGENTS_GROUP, {"type": groups.CANNED_CHANGED_EVENT}) in capture_broadcasts
+
+
+def test_admin_changes_ring_the_owners_before_and_after_and_a_bulk_delete_each_once(
+    personas, capture_broadcasts
+):
+    moved = own(personas.alice, "refund", "R")
+    own(personas.alice, "hi", "Hello")
+    shared("hours", "9-17")
+    admin = get_user_model().objects.create_superuser("root", password="root-pass")
+    client = Client()
+    client.force_login(admin)
+    ring = {"type": groups.CANNED_CHANGED_EVENT}
+    alice, bob = groups.agent_group(personas.alice.id), groups.agent_group(personas.bob.id)
+
+    # Alice's snippet handed to Bob: both lists changed.
+    response = client.post(
+        reverse("admin:agents_cannedresponse_change", args=[moved.pk]),
+        {"owner": personas.bob.pk, "shortcut": "refund", "body": "R"},
+    )
+    assert response.status_code == 302
+    assert sorted(capture_broadcasts) == sorted([(alice, ring), (bob, ring)])
+
+    # Alice's, Bob's and the shared snippet deleted at once: one ring per owner.
+    capture_broadcasts.clear()
+    response = client.post(
+        reverse("admin:agents_cannedresponse_changelist"),
+        {
+            "action": "delete_selected",
+            "post": "yes",
+            "_selected_action": list(CannedResponse.objects.values_list("pk", flat=True)),
+        },
+    )
+    assert response.status_code == 302
+    assert not CannedResponse.objects.exists()
+    assert sorted(capture_broadcasts) == sorted(
+        [(alice, ring), (bob, ring), (groups.AGENTS_GROUP, ring)]
+    )
 
 
 def test_admin_refuses_a_second_shared_snippet_with_the_same_shortcut(personas):

@@ -1,14 +1,14 @@
-"""Agent pages: the dashboard shell; everything live goes over /ws/agent/."""
+"""The agent dashboard's page: its shell; everything live goes over /ws/agent/."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from chat import attachments
-from chat.csp import policy, websocket_sources, with_csp
+from agents.models import AgentProfile
 
-from .models import AgentProfile
+from . import attachments
+from .csp import policy, websocket_sources, with_csp
 
 
 def dashboard_csp(request: HttpRequest) -> str:
