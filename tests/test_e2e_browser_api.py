@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.conversations import identity
-from chat.management.commands.serve_demo import serve_shop
+from supportdesk.management.commands.serve_demo import serve_shop
 from tests.browser import AgentSocket, LiveApp
 
 pytest_plugins = ["tests.browser"]
