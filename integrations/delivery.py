@@ -23,6 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from chat.transport.background import start_once
+
 from . import outbox
 from .models import WebhookDelivery, WebhookEndpoint
 
@@ -191,18 +193,13 @@ def send_again(delivery_ids: list[int]) -> int:
 
 # --- the loop in each worker ------------------------------------------------------
 
-_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
 
 def ensure_running() -> None:
     """Start this event loop's webhook sender once (a worker starting)."""
     interval = settings.SUPPORTDESK_WEBHOOK_INTERVAL
     if interval <= 0:
         return
-    loop = asyncio.get_running_loop()
-    task = _tasks.get(loop)
-    if task is None or task.done():
-        _tasks[loop] = loop.create_task(_run(interval))
+    start_once("webhook-delivery", lambda: _run(interval))
 
 
 async def _run(interval: float) -> None:

@@ -138,18 +138,24 @@ def report_visitor_context(
         for f in changed:
             setattr(visitor, f, fields[f])
         visitor.save(update_fields=changed)
-        active = (
-            Conversation.objects.filter(visitor_id=visitor_id, status=Conversation.Status.ACTIVE)
-            .only("id", "site_id", "visitor_id", "agent_id")
-            .first()
-        )
-        if active is not None:
-            events.emit_on_commit(
-                events.VisitorContextChanged(
-                    **events.about(active), context=selectors.visitor_context_dict(visitor)
-                )
-            )
+        _announce_context(visitor)
     return changed
+
+
+def _announce_context(visitor: Visitor) -> None:
+    """The agent of the visitor's active chat hears of its new context, after commit
+    (called inside the transaction that changed it, under the visitor's row lock)."""
+    active = (
+        Conversation.objects.filter(visitor_id=visitor.pk, status=Conversation.Status.ACTIVE)
+        .only("id", "site_id", "visitor_id", "agent_id")
+        .first()
+    )
+    if active is not None:
+        events.emit_on_commit(
+            events.VisitorContextChanged(
+                **events.about(active), context=selectors.visitor_context_dict(visitor)
+            )
+        )
 
 
 def update_visitor(
@@ -184,17 +190,7 @@ def update_visitor(
         if not changed:
             return visitor
         visitor.save(update_fields=changed)
-        active = (
-            Conversation.objects.filter(visitor_id=visitor_id, status=Conversation.Status.ACTIVE)
-            .only("id", "site_id", "visitor_id", "agent_id")
-            .first()
-        )
-        if active is not None:
-            events.emit_on_commit(
-                events.VisitorContextChanged(
-                    **events.about(active), context=selectors.visitor_context_dict(visitor)
-                )
-            )
+        _announce_context(visitor)
     return visitor
 
 

@@ -11,11 +11,10 @@ import logging
 from django.conf import settings
 
 from ..conversations import closing
+from .background import start_once
 from .broadcasting import call_service
 
 logger = logging.getLogger(__name__)
-
-_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
 def ensure_running() -> None:
@@ -23,10 +22,7 @@ def ensure_running() -> None:
     interval = settings.SUPPORTDESK_SWEEP_INTERVAL
     if interval <= 0:
         return
-    loop = asyncio.get_running_loop()
-    task = _tasks.get(loop)
-    if task is None or task.done():
-        _tasks[loop] = loop.create_task(_run(interval))
+    start_once("sweeper", lambda: _run(interval))
 
 
 async def _run(interval: float) -> None:
