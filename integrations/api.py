@@ -225,6 +225,12 @@ Body = Annotated[
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL), Text]
 
 
+# A stored row's id: a 64-bit key, so a larger number names nothing (and is refused
+# before it reaches the database, which would fail on it).
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
 class Input(Schema):
     """A request body: a JSON object (ninja's schemas would read any value's attributes)."""
 
@@ -239,13 +245,13 @@ class Input(Schema):
 class MessageIn(Input):
     body: Body
     client_msg_id: ClientMsgId = Field(description="Retries with the same id store one message.")
-    agent_id: int | None = Field(
+    agent_id: RowId | None = Field(
         None, description="The agent it is posted as: the conversation's agent if left out."
     )
 
 
 class TransferIn(Input):
-    agent_id: int | None = Field(description="An agent of the site with room; null: the queue.")
+    agent_id: RowId | None = Field(description="An agent of the site with room; null: the queue.")
 
 
 AttributeValue = (
@@ -390,14 +396,14 @@ def list_conversations(
 
 
 @api.get("/conversations/{conversation_id}", response={200: ConversationOut, **CONVERSATION_ERRORS})
-def get_conversation(request, conversation_id: int):
+def get_conversation(request, conversation_id: RowId):
     return conversation_record(_conversation(request.auth, conversation_id))
 
 
 @api.post(
     "/conversations/{conversation_id}/close", response={200: ConversationOut, **CHANGE_ERRORS}
 )
-def close_conversation(request, conversation_id: int):
+def close_conversation(request, conversation_id: RowId):
     """Close it (both sides are told it was closed by the system)."""
     conversation = _conversation(request.auth, conversation_id)
     try:
@@ -410,7 +416,7 @@ def close_conversation(request, conversation_id: int):
 @api.post(
     "/conversations/{conversation_id}/transfer", response={200: ConversationOut, **CHANGE_ERRORS}
 )
-def transfer_conversation(request, conversation_id: int, transfer: TransferIn):
+def transfer_conversation(request, conversation_id: RowId, transfer: TransferIn):
     """Hand an active conversation to another agent with room, or back to the queue."""
     conversation = _conversation(request.auth, conversation_id)
     if conversation.status != Conversation.Status.ACTIVE:
@@ -434,7 +440,7 @@ def transfer_conversation(request, conversation_id: int, transfer: TransferIn):
 @api.get(
     "/conversations/{conversation_id}/messages", response={200: MessagePage, **CONVERSATION_ERRORS}
 )
-def list_messages(request, conversation_id: int, after_seq: Annotated[int, Field(ge=0)] = 0):
+def list_messages(request, conversation_id: RowId, after_seq: Seq = 0):
     """The conversation's messages after `after_seq`, in seq order."""
     conversation = _conversation(request.auth, conversation_id)
     return {
@@ -448,7 +454,7 @@ def list_messages(request, conversation_id: int, after_seq: Annotated[int, Field
     "/conversations/{conversation_id}/messages",
     response={201: MessageOut, 200: MessageOut, **CHANGE_ERRORS},
 )
-def post_message(request, conversation_id: int, message: MessageIn):
+def post_message(request, conversation_id: RowId, message: MessageIn):
     """Post as an agent, exactly as from the dashboard: stored, and delivered live to the
     visitor and the agent's tabs. A retry with the same `client_msg_id` stores nothing and
     answers 200 with the first message."""
@@ -486,12 +492,12 @@ def _visitor(key: ApiKey, visitor_id: int) -> Visitor:
 
 
 @api.get("/visitors/{visitor_id}", response={200: VisitorOut, **CONVERSATION_ERRORS})
-def get_visitor(request, visitor_id: int):
+def get_visitor(request, visitor_id: RowId):
     return visitor_record(_visitor(request.auth, visitor_id))
 
 
 @api.patch("/visitors/{visitor_id}", response={200: VisitorOut, **CONVERSATION_ERRORS})
-def update_visitor(request, visitor_id: int, changes: VisitorIn):
+def update_visitor(request, visitor_id: RowId, changes: VisitorIn):
     """Set the visitor's name, email or custom attributes (what a CRM knows of them);
     the agent of their active chat sees the change."""
     visitor = _visitor(request.auth, visitor_id)

@@ -281,6 +281,7 @@ def test_posting_as_an_agent_who_does_not_have_the_chat_or_to_a_queued_one_is_40
         {"body": "a\u0000b", "client_msg_id": "x"},
         {"body": "a\ud800b", "client_msg_id": "x"},
         {"body": "hi", "client_msg_id": "x\u0000"},
+        {"body": "hi", "client_msg_id": "x", "agent_id": 2**63},
         ["hi", "x"],
     ],
 )
@@ -292,6 +293,14 @@ def test_a_bad_message_gets_400_json_and_stores_nothing(api, personas, body):
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request" and response.json()["detail"]
     assert Message.objects.filter(conversation=chat).count() == 1
+
+
+def test_an_id_past_64_bits_is_refused_with_400_not_a_server_error(api, personas):
+    chat = open_chat(personas.v1)
+
+    for path in (f"/conversations/{2**63}", f"/conversations/{chat.pk}/messages?after_seq={2**63}"):
+        assert api.get(path).status_code == 400, path
+    assert api.post(f"/conversations/{chat.pk}/transfer", {"agent_id": 2**70}).status_code == 400
 
 
 def test_a_body_that_is_not_json_gets_400(api, personas):
