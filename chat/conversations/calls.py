@@ -288,9 +288,7 @@ def sweep(*, now: datetime | None = None) -> None:
                 conversation.is_open and conversation.agent_id == call.agent_id
             ):
                 continue
-            _end(
-                call, conversation, reason=Reason.DISCONNECTED, by=SenderKind.SYSTEM, now=now
-            )
+            _end(call, conversation, reason=Reason.DISCONNECTED, by=SenderKind.SYSTEM, now=now)
 
 
 # --- helpers --------------------------------------------------------------------------

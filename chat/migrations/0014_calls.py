@@ -5,33 +5,105 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('agents', '0004_canned_responses_auto_away'),
-        ('chat', '0013_identity_verification'),
+        ("agents", "0004_canned_responses_auto_away"),
+        ("chat", "0013_identity_verification"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Call',
+            name="Call",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('media', models.CharField(choices=[('audio', 'Audio'), ('video', 'Video')], max_length=5)),
-                ('status', models.CharField(choices=[('ringing', 'Ringing'), ('active', 'Active'), ('ended', 'Ended')], default='ringing', max_length=7)),
-                ('agent_channel', models.CharField(max_length=200)),
-                ('visitor_channel', models.CharField(blank=True, max_length=200)),
-                ('invited_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('accepted_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('end_reason', models.CharField(blank=True, choices=[('hangup', 'Hangup'), ('declined', 'Declined'), ('timeout', 'Timeout'), ('disconnected', 'Disconnected')], max_length=12)),
-                ('ended_by', models.CharField(blank=True, choices=[('visitor', 'Visitor'), ('agent', 'Agent'), ('system', 'System')], max_length=10)),
-                ('agent', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='agents.agentprofile')),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='calls', to='chat.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "media",
+                    models.CharField(
+                        choices=[("audio", "Audio"), ("video", "Video")], max_length=5
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ringing", "Ringing"), ("active", "Active"), ("ended", "Ended")],
+                        default="ringing",
+                        max_length=7,
+                    ),
+                ),
+                ("agent_channel", models.CharField(max_length=200)),
+                ("visitor_channel", models.CharField(blank=True, max_length=200)),
+                ("invited_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("accepted_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "end_reason",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("hangup", "Hangup"),
+                            ("declined", "Declined"),
+                            ("timeout", "Timeout"),
+                            ("disconnected", "Disconnected"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "ended_by",
+                    models.CharField(
+                        blank=True,
+                        choices=[("visitor", "Visitor"), ("agent", "Agent"), ("system", "System")],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="agents.agentprofile",
+                    ),
+                ),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="calls",
+                        to="chat.conversation",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(condition=models.Q(('status__in', ['ringing', 'active'])), fields=['expires_at'], name='call_live')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['ringing', 'active'])), fields=('conversation',), name='call_one_live_per_conversation'), models.CheckConstraint(condition=models.Q(models.Q(('ended_at__isnull', False), ('status', 'ended')), models.Q(('ended_at__isnull', True), ('status__in', ['ringing', 'active'])), _connector='OR'), name='call_ended_has_ended_at')],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("status__in", ["ringing", "active"])),
+                        fields=["expires_at"],
+                        name="call_live",
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["ringing", "active"])),
+                        fields=("conversation",),
+                        name="call_one_live_per_conversation",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("ended_at__isnull", False), ("status", "ended")),
+                            models.Q(
+                                ("ended_at__isnull", True), ("status__in", ["ringing", "active"])
+                            ),
+                            _connector="OR",
+                        ),
+                        name="call_ended_has_ended_at",
+                    ),
+                ],
             },
         ),
     ]
