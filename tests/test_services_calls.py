@@ -5,9 +5,12 @@ hang-up run across workers, calls left behind by a transfer, and TURN credential
 import base64
 import hashlib
 import hmac
+import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from chat.conversations import calls, closing, routing, sending
@@ -137,3 +140,83 @@ def test_no_turn_entry_without_a_secret(settings):
     settings.SUPPORTDESK_TURN_SECRET = ""
 
     assert calls.ice_servers(1, now=timezone.now()) == [{"urls": ["stun:stun.example.com"]}]
+
+
+# Racing decisions on separate connections, as two workers' would.
+ROUNDS = 8
+WAIT = 10.0
+
+
+def race(*deciders) -> list:
+    """Run each decider on its own thread and connection, released at once; each one's
+    result, or the exception it raised."""
+    start = threading.Barrier(len(deciders))
+    results: list = [None] * len(deciders)
+
+    def run(n: int) -> None:
+        try:
+            start.wait(WAIT)
+            results[n] = deciders[n]()
+        except Exception as exc:
+            results[n] = exc
+        finally:
+            connection.close()  # this thread's own
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(deciders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    return results
+
+
+def test_an_answer_racing_the_timeout_is_decided_once(personas):
+    conversation = chat_with_alice(personas)
+    for _ in range(ROUNDS):
+        call_id = calls.invite(
+            agent_id=personas.alice.id, conversation_id=conversation, media="audio", channel="a"
+        ).call_id
+
+        answered, expired = race(
+            partial(calls.accept, visitor_id=personas.v1.id, call_id=call_id, channel="v"),
+            partial(calls.expire, call_id=call_id),
+        )
+
+        if expired is True:  # the timeout committed first: the answer found nothing
+            assert isinstance(answered, CallNotFound)
+            assert status(call_id) == ("ended", "timeout")
+        else:  # the answer committed first: the timer found the call answered
+            assert answered is None and expired is False
+            assert status(call_id) == ("active", "")
+            calls.hang_up(Actor.visitor(personas.v1.id), call_id=call_id)
+    lines = Message.objects.filter(conversation_id=conversation, sender="system")
+    assert (
+        lines.filter(body=calls.NOT_ANSWERED_LINE).count()
+        == Call.objects.filter(end_reason="timeout").count()
+    )
+    assert (
+        lines.filter(body=calls.JOINED_LINE).count()
+        == Call.objects.exclude(accepted_at=None).count()
+    )
+
+
+def test_both_sides_hanging_up_as_the_tab_closes_end_the_call_once(personas):
+    conversation = chat_with_alice(personas)
+    for _ in range(ROUNDS):
+        call_id = calls.invite(
+            agent_id=personas.alice.id, conversation_id=conversation, media="audio", channel="a"
+        ).call_id
+        calls.accept(visitor_id=personas.v1.id, call_id=call_id, channel="v")
+
+        outcomes = race(
+            partial(calls.hang_up, Actor.agent(personas.alice.id), call_id=call_id),
+            partial(calls.hang_up, Actor.visitor(personas.v1.id), call_id=call_id),
+            partial(calls.socket_gone, call_id=call_id, channel="v"),
+        )
+
+        won = [o for o in outcomes if o is None or o is True]
+        assert len(won) == 1, outcomes
+        assert all(isinstance(o, CallNotFound) or o is False for o in outcomes if o not in won)
+        assert Call.objects.get(pk=call_id).status == "ended"
+    ended = Message.objects.filter(conversation_id=conversation, body__startswith="The call ended")
+    assert ended.count() == ROUNDS
