@@ -217,3 +217,79 @@ def test_a_video_call_connects_both_ways_then_a_decline_and_a_timeout_reach_the_
     )
     expect(widget.locator(".sd-call-note")).to_have_text("Missed call.")
     expect(widget.get_by_text("The call was not answered.")).to_be_visible()
+
+
+# The screen the agent shares: Chromium's getDisplayMedia needs a person to pick a
+# screen, so the test hands the page a canvas that changes colour 20 times a second.
+FAKE_SCREEN = """
+() => {
+  navigator.mediaDevices.getDisplayMedia = async () => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 320;
+    canvas.height = 240;
+    const paint = canvas.getContext('2d');
+    let n = 0;
+    setInterval(() => {
+      paint.fillStyle = `hsl(${(n += 17) % 360} 80% 50%)`;
+      paint.fillRect(0, 0, 320, 240);
+    }, 50);
+    return canvas.captureStream(20);
+  };
+}
+"""
+
+# The shared screen's frames grow, and the voice keeps coming with them.
+SCREEN_GROWN = (
+    "() => { const now = window.__inbound;"
+    " if (!now || !now.video || !now.audio) return false;"
+    " const base = window.__statsBase;"
+    " if (!base || !base.video) { window.__statsBase = now; return false; }"
+    " return now.video.frames > base.video.frames && now.video.packets > base.video.packets"
+    "   && now.audio.packets > base.audio.packets; }"
+)
+PLAYING = (
+    "() => { const s = document.querySelector('.sd-call-remote').srcObject;"
+    " return [s.getAudioTracks().length, s.getVideoTracks().length]; }"
+)
+
+
+def test_an_audio_call_gets_the_agents_screen_and_ends_when_the_agents_tab_closes(
+    media_context, live_app: LiveApp
+):
+    agent_context = media_context()
+    dashboard = agent_context.new_page()
+    dashboard_signed_in_and_available(dashboard, live_app)
+    shop = media_context().new_page()
+    widget = open_widget(shop, live_app)
+    write(widget, "The kettle's display shows E4.")
+    pane = open_chat(dashboard, chat_entry(dashboard, "display shows E4"))
+    frame = widget_frame(shop)
+
+    pane.get_by_role("button", name="Audio call").click()
+    expect(widget.locator(".sd-call-title")).to_have_text("alice is calling you")
+    widget.get_by_role("button", name="Accept").click()
+    visitor_side = expect_media_flowing(frame, video=False)
+    expect_media_flowing(dashboard, video=False)
+    assert visitor_side["after"]["video"] is None  # an audio call: no video yet
+    expect(widget.get_by_role("button", name="Camera off")).to_be_hidden()
+
+    # alice shares her screen: a second offer adds the video, the widget answers it.
+    dashboard.evaluate(FAKE_SCREEN)
+    pane.get_by_role("button", name="Share screen").click()
+    expect(pane.get_by_role("button", name="Stop sharing")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    frame.evaluate(SAMPLE)
+    frame.wait_for_function(SCREEN_GROWN, timeout=STATS_TIMEOUT_MS, polling=100)
+    expect(widget.locator(".sd-call-media")).not_to_have_class(re.compile("sd-call-audio"))
+    assert frame.evaluate(PLAYING) == [1, 1]  # the screen beside the voice, not instead
+
+    # alice's tab closes: the server ends the call for the shopper within seconds.
+    dashboard.close()
+    expect(widget.locator(".sd-call-note")).to_have_text("The call was disconnected.")
+    frame.wait_for_function(CLOSED)
+    expect(
+        widget.get_by_text(
+            re.compile(r"^The call ended after 0:\d\d \(the connection was lost\)\.$")
+        )
+    ).to_be_visible()

@@ -354,6 +354,14 @@ export const callError = (frame) => {
     if (call) finish(call.conversation, ENDED_TEXT.hangup);
     return true;
   }
+  if (frame.code === "rate_limited" && ringing && ringing.stream) {
+    const conversation = ringing.conversation;
+    stopStream(ringing.stream);
+    ringing = null;
+    say(conversation, "Too many calls in this chat: try again in a minute.");
+    paint(conversation);
+    return true;
+  }
   if (frame.code === "not_found" && ringing && ringing.stream) {
     const conversation = ringing.conversation;
     stopStream(ringing.stream);

@@ -141,10 +141,23 @@ const connect = (current, iceServers) => {
       sendFrame({ type: 'call.signal', call_id: current.id, data: { candidate: event.candidate.toJSON() } });
     }
   };
+  // Every track the agent sends plays in one element: the voice, the camera, and a
+  // shared screen, which comes later with a stream of its own (a second offer).
+  const heard = new MediaStream();
+  const showVideo = () => media.classList.toggle('sd-call-audio', !heard.getVideoTracks().length);
+  remote.srcObject = heard;
   pc.ontrack = (event) => {
-    remote.srcObject = event.streams[0] || new MediaStream([event.track]);
-    // An audio call shows a video only once the agent shares its screen.
-    media.classList.toggle('sd-call-audio', !remote.srcObject.getVideoTracks().length);
+    const track = event.track;
+    heard.addTrack(track);
+    const drop = () => {
+      heard.removeTrack(track);
+      showVideo();
+    };
+    track.addEventListener('ended', drop);
+    for (const stream of event.streams) {
+      stream.addEventListener('removetrack', (e) => e.track === track && drop());
+    }
+    showVideo();
   };
   pc.onconnectionstatechange = () => {
     if (call !== current) return;
