@@ -17,7 +17,7 @@ import re
 import pytest
 from playwright.sync_api import Frame, Page, expect
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveApp
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, LiveApp, screenshot_path
 from tests.test_e2e_browser_chat import (
     chat_entry,
     dashboard_signed_in_and_available,
@@ -145,8 +145,8 @@ def expect_media_flowing(where, *, video: bool) -> dict:
     return grown.json_value()
 
 
-def test_a_video_call_connects_both_ways_then_a_decline_and_a_timeout_reach_the_agent(
-    media_context, live_app: LiveApp
+def test_a_video_call_connects_both_ways_then_a_decline_and_a_timeout_reach_the_agent_screenshots(
+    media_context, live_app: LiveApp, tmp_path
 ):
     live_app.stop()
     live_app.env["SUPPORTDESK_CALL_RING_TIMEOUT"] = str(RING_SECONDS)
@@ -178,6 +178,9 @@ def test_a_video_call_connects_both_ways_then_a_decline_and_a_timeout_reach_the_
     print(f"\nagent inbound: {agent_side}\nvisitor inbound: {visitor_side}")
     expect(pane.locator(".call-status")).to_have_text("In a video call with the visitor.")
     expect(widget.locator(".sd-call-note")).to_have_text("In a call with alice.")
+    # (make screenshots) The fake devices' test pattern on both sides.
+    dashboard.screenshot(path=screenshot_path("dashboard-call.png", tmp_path))
+    shop.screenshot(path=screenshot_path("widget-call.png", tmp_path))
 
     # Mute and camera off on both sides are the tracks' own switches.
     pane.get_by_role("button", name="Mute").click()

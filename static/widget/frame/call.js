@@ -123,6 +123,7 @@ accept.onclick = async () => {
   call.pc = connect(call, current.iceServers);
   local.srcObject = stream;
   sendFrame({ type: 'call.accept', call_id: current.id });
+  title.textContent = (current.media === 'video' ? 'Video call' : 'Call') + ' with ' + current.agent;
   show('connecting');
   say('Connecting…');
 };
