@@ -16,6 +16,8 @@ def dashboard_csp(request: HttpRequest) -> str:
     a signed-in agent's "Close chat" button)."""
     return policy(
         connect_src=["'self'", *websocket_sources(request)],
+        # (calls) The call's streams in <video>, from the camera and the visitor.
+        media_src=["'self'", "mediastream:", "blob:"],
         form_action=["'self'"],
         frame_ancestors=["'none'"],
     )

@@ -46,3 +46,13 @@ class AlreadyRated(Exception):
 
 class TooManyAttributes(Exception):
     """A visitor may hold at most Visitor.MAX_ATTRIBUTES custom attributes."""
+
+
+class CallNotFound(NotFound):
+    """A call frame named a call that is not the caller's to act on: someone else's, one
+    already answered or ended, one whose conversation is closed, or none at all (the
+    same answer for each, so call ids cannot be probed)."""
+
+
+class CallInProgress(Exception):
+    """An invitation into a conversation that already has a call ringing or going on."""

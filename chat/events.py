@@ -133,6 +133,38 @@ class ReadUpTo(ConversationEvent, kw_only=True):
     origin: str | None = None
 
 
+# --- calls (signaling only: chat/conversations/calls.py) -------------------------
+
+
+class CallInvited(ConversationEvent, kw_only=True):
+    """An agent (`agent_id`) rings the visitor; `agent` as visitors see it, and the ICE
+    servers (with their TURN credentials) both browsers connect through."""
+
+    call_id: int
+    media: str
+    agent: dict[str, Any]
+    ice_servers: list[dict[str, Any]]
+
+
+class CallAccepted(ConversationEvent, kw_only=True):
+    call_id: int
+
+
+class CallEnded(ConversationEvent, kw_only=True):
+    call_id: int
+    reason: str  # Call.Reason
+
+
+class CallSignalled(ConversationEvent, kw_only=True):
+    """One participant's signal (SDP or ICE candidate) for the other's call tab: `to`
+    is that side ("visitor" or "agent"), `to_channel` its socket. Relayed, never stored."""
+
+    call_id: int
+    to: str
+    to_channel: str
+    data: dict[str, Any]
+
+
 # --- the queue ------------------------------------------------------------------
 
 

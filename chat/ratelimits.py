@@ -70,6 +70,10 @@ IP_TRANSCRIPTS = Rule("ip-transcripts", "SUPPORTDESK_LIMIT_IP_TRANSCRIPTS")
 VISITOR_UPLOADS = Rule("visitor-uploads", "SUPPORTDESK_LIMIT_VISITOR_UPLOADS")
 IP_UPLOADS = Rule("ip-uploads", "SUPPORTDESK_LIMIT_IP_UPLOADS")
 AGENT_UPLOADS = Rule("agent-uploads", "SUPPORTDESK_LIMIT_AGENT_UPLOADS")
+# Calls: invitations per conversation (ringing a visitor again and again), and signals
+# per participant (each is relayed through Redis to the other side).
+CALL_INVITES = Rule("call-invites", "SUPPORTDESK_LIMIT_CALL_INVITES")
+CALL_SIGNALS = Rule("call-signals", "SUPPORTDESK_LIMIT_CALL_SIGNALS")
 
 
 class RateLimited(Exception):
@@ -289,3 +293,15 @@ class VisitorLimits:
         except RateLimited:
             self.refused_in_a_row += 1
             raise
+
+
+def call_invite(conversation_id: int) -> None:
+    """Called by `calls.invite` on the database thread once the agent may ring this
+    conversation; raising there rings nobody."""
+    count((CALL_INVITES, str(conversation_id)))
+
+
+async def call_signal(participant: str) -> None:
+    """Called by the consumer on the event loop for each `call.signal` of a participant
+    ("visitor.N" or "agent.N"), before anything is read or relayed."""
+    await count_on_loop((CALL_SIGNALS, participant))

@@ -196,6 +196,8 @@ def widget_frame(request: HttpRequest, site_key: str) -> HttpResponse:
             connect_src=["'self'", *csp.websocket_sources(request)],
             # blob: for attachment thumbnails, fetched with the visitor's token.
             img_src=["'self'", "data:", "blob:"],
+            # (calls) The call's streams in <video>, from the camera and the peer.
+            media_src=["'self'", "mediastream:", "blob:"],
             font_src=["'none'"],
             form_action=["'none'"],
             frame_ancestors=frame_ancestors(site),

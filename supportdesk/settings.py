@@ -269,6 +269,26 @@ SUPPORTDESK_LIMIT_VISITOR_UPLOADS = os.environ.get(
 SUPPORTDESK_LIMIT_IP_UPLOADS = os.environ.get("SUPPORTDESK_LIMIT_IP_UPLOADS", "30 per minute")
 SUPPORTDESK_LIMIT_AGENT_UPLOADS = os.environ.get("SUPPORTDESK_LIMIT_AGENT_UPLOADS", "30 per minute")
 
+# --- calls (chat/conversations/calls.py, docs/calls.md) ---
+# An invitation nobody answered within this many seconds ends with reason "timeout".
+SUPPORTDESK_CALL_RING_TIMEOUT = _env_float("SUPPORTDESK_CALL_RING_TIMEOUT", 30)
+# ICE servers handed to both browsers with each call (comma-separated URLs). No STUN
+# server by default: nothing here contacts a third party unless the operator says so.
+SUPPORTDESK_STUN_URLS = _env_list("SUPPORTDESK_STUN_URLS", "")
+SUPPORTDESK_TURN_URLS = _env_list("SUPPORTDESK_TURN_URLS", "")
+# coturn's `use-auth-secret` / `static-auth-secret`: each call gets a TURN username
+# "EXPIRY:supportdesk-c<conversation>" and the credential base64(HMAC-SHA1(secret,
+# username)), valid for SUPPORTDESK_TURN_TTL seconds. Without a secret no TURN entry
+# is handed out (a TURN server that needs none is an open relay).
+SUPPORTDESK_TURN_SECRET = os.environ.get("SUPPORTDESK_TURN_SECRET", "")
+SUPPORTDESK_TURN_TTL = int(os.environ.get("SUPPORTDESK_TURN_TTL", 24 * 3600))
+# Calls placed per conversation, and call signals (SDP, ICE candidates) per participant
+# across its sockets and workers (chat/ratelimits.py notation).
+SUPPORTDESK_LIMIT_CALL_INVITES = os.environ.get(
+    "SUPPORTDESK_LIMIT_CALL_INVITES", "3 per minute; 20 per hour"
+)
+SUPPORTDESK_LIMIT_CALL_SIGNALS = os.environ.get("SUPPORTDESK_LIMIT_CALL_SIGNALS", "300 per minute")
+
 # --- attachments (chat/attachments.py, docs/security.md) ---
 # Where uploaded files live. Never served as static files: every download goes through
 # the participant check in chat/attachment_views.py. Keep it out of STATIC_ROOT.

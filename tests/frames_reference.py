@@ -13,6 +13,7 @@ from chat.protocol import (
     BAD_EMAIL,
     BAD_FRAME,
     MAX_BODY_CHARS,
+    MAX_CALL_SIGNAL_BYTES,
     MAX_CLIENT_MSG_ID_CHARS,
     MAX_DRAFT_CHARS,
     MAX_EMAIL_CHARS,
@@ -244,4 +245,32 @@ def presence_status(frame: dict[str, Any]) -> str:
     value = frame.get("status")
     if value not in PRESENCE_STATUSES:
         raise ProtocolError(BAD_FRAME, 'status must be "available" or "away".')
+    return value
+
+
+def call_id(frame: dict[str, Any]) -> int:
+    """(addition) The `call_id` of a call frame."""
+    value = frame.get("call_id")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ProtocolError(BAD_FRAME, "call_id must be a call id.")
+    return value
+
+
+def call_media(frame: dict[str, Any]) -> str:
+    value = frame.get("media")
+    if value not in ("audio", "video"):
+        raise ProtocolError(BAD_FRAME, 'media must be "audio" or "video".')
+    return value
+
+
+def call_signal_data(frame: dict[str, Any]) -> dict[str, Any]:
+    """The `data` of a `call.signal`: any JSON object up to MAX_CALL_SIGNAL_BYTES as
+    compact UTF-8 JSON, relayed as it is."""
+    value = frame.get("data")
+    if not isinstance(value, dict):
+        raise ProtocolError(BAD_FRAME, "data must be an object.")
+    _refuse_unstorable("data", value)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_CALL_SIGNAL_BYTES:
+        raise ProtocolError(TOO_LONG, f"data is over {MAX_CALL_SIGNAL_BYTES} bytes.")
     return value

@@ -37,6 +37,10 @@ MODULES = (
     "tests/test_api_rest.py",
     # A verified user's record is one per site and user: a partial unique index.
     "tests/test_identity.py",
+    # One live call per conversation is a partial unique index; its decisions take the
+    # conversation's row lock (SELECT ... FOR UPDATE, a no-op on SQLite).
+    "tests/test_services_calls.py",
+    "tests/test_consumers_calls.py",
 )
 
 

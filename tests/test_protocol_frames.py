@@ -59,6 +59,11 @@ def today_visitor(text: str | None, *, sneak_peek: bool) -> tuple[str, dict[str,
         values["page"], values["timezone"] = reference.page_report(frame)
     elif kind == "transcript.email":
         values["email"] = reference.email_address(frame)
+    elif kind in ("call.accept", "call.decline", "call.end"):
+        values["call_id"] = reference.call_id(frame)
+    elif kind == "call.signal":
+        values["call_id"] = reference.call_id(frame)
+        values["data"] = reference.call_signal_data(frame)
     elif kind == "hello":
         raise ProtocolError(BAD_FRAME, "hello was already received.")
     return kind, values
@@ -111,6 +116,14 @@ def today_agent(text: str | None) -> tuple[str, dict[str, Any]]:
         values["id"] = reference.canned_response_id(frame)
     elif kind == "ping":
         values["idle_seconds"] = reference.idle_seconds(frame)
+    elif kind == "call.invite":
+        values["conversation"] = reference.conversation_id(frame)
+        values["media"] = reference.call_media(frame)
+    elif kind == "call.end":
+        values["call_id"] = reference.call_id(frame)
+    elif kind == "call.signal":
+        values["call_id"] = reference.call_id(frame)
+        values["data"] = reference.call_signal_data(frame)
     return kind, values
 
 
@@ -226,6 +239,27 @@ PAGES = [
     5,
     True,
 ]
+# `call.signal` data: what browsers send (SDP, ICE candidates), the 16 KiB edge (10
+# bytes of {"sdp":""} around the text; é is two bytes), and what is not an object.
+SIGNALS = [
+    {"type": "offer", "sdp": "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\n"},
+    {"candidate": {"candidate": "candidate:1 1 udp 2122260223 10.0.0.2 53421 typ host"}},
+    {"candidate": None},
+    {},
+    {"sdp": "x" * 16374},
+    {"sdp": "x" * 16375},
+    {"sdp": "é" * 8187},
+    {"sdp": "é" * 8188},
+    {"sdp": "\u0000"},
+    {"sdp": 5, "n": [1, 2.5, True, None]},
+    {"deep": nested(5)},
+    {"deep": nested(6)},
+    [],
+    "offer",
+    5,
+    None,
+    True,
+]
 POOLS: dict[str, list[Any]] = {
     "client_msg_id": strings_up_to(64),
     "conversation": IDS,
@@ -264,6 +298,9 @@ POOLS: dict[str, list[Any]] = {
         None,
         [],
     ],
+    "call_id": IDS,
+    "media": ["audio", "video", "Audio", "screen", "", None, 1, ["video"]],
+    "data": SIGNALS,
     "site_key": strings_up_to(64),
     "visitor_token": strings_up_to(128),
     "page": PAGES,
@@ -314,6 +351,13 @@ VALID = {
     "agent:queue.list": {},
     "agent:conversation.take": {"conversation": 52},
     "agent:ping": {"idle_seconds": 640},
+    "visitor:call.accept": {"call_id": 12},
+    "visitor:call.decline": {"call_id": 12},
+    "visitor:call.signal": {"call_id": 12, "data": SIGNALS[0]},
+    "visitor:call.end": {"call_id": 12},
+    "agent:call.invite": {"conversation": 42, "media": "video"},
+    "agent:call.signal": {"call_id": 12, "data": SIGNALS[1]},
+    "agent:call.end": {"call_id": 12},
 }
 # Fields a frame type does not have, each read by some other type, a few nested deep
 # enough to be refused (depth 9 with the frame) or just not (depth 8).

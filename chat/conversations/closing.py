@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .. import attachments, events, selectors
 from ..models import Assignment, Conversation, SenderKind
-from . import messages, presence, queue, routing
+from . import calls, messages, presence, queue, routing
 from .actors import Actor, lock_open_conversation
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def close_conversation(actor: Actor, *, conversation_id: int | None = None) -> N
 def _close(conversation: Conversation, *, by: str, now: datetime) -> str:
     """Close a locked, open conversation; returns the status it had."""
     was = conversation.status
+    # A call going on ends first: its line goes into the transcript before the close.
+    calls.end_with_conversation(conversation, by=by, now=now)
     if was == Status.ACTIVE:
         routing.end_turn(conversation, Assignment.Ended.CLOSED, now=now)
     conversation.status = Status.CLOSED
@@ -154,5 +156,7 @@ def sweep(*, now: datetime | None = None) -> None:
     # the queues' wait estimates follow the agents who came and went.
     presence.publish_agents_online(now=now)
     queue.basis_changed(None)
+    # Invitations whose worker died before their timer, calls left behind by a move.
+    calls.sweep(now=now)
     # Uploads nobody sent, with their files.
     attachments.delete_stale_pending(now=now)

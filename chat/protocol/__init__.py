@@ -50,6 +50,10 @@ BAD_SHORTCUT = "bad_shortcut"
 DUPLICATE_SHORTCUT = "duplicate_shortcut"
 TOO_MANY = "too_many"
 MAX_RATING_COMMENT_CHARS = 2000
+# Calls (addition): an invitation into a conversation that has a call already.
+CALL_IN_PROGRESS = "call_in_progress"
+# The `data` of a `call.signal` (an SDP offer or answer, an ICE candidate), as JSON.
+MAX_CALL_SIGNAL_BYTES = 16 * 1024
 # Sneak peek (addition): a visitor `typing` frame may carry the unsent draft, this long at most.
 MAX_DRAFT_CHARS = 1000
 
@@ -64,6 +68,10 @@ VISITOR_FRAME_TYPES = frozenset(
         "rating",
         "page.view",
         "transcript.email",
+        "call.accept",
+        "call.decline",
+        "call.signal",
+        "call.end",
     }
 )
 AGENT_FRAME_TYPES = frozenset(
@@ -86,6 +94,9 @@ AGENT_FRAME_TYPES = frozenset(
         "sync",
         "conversation.close",
         "ping",
+        "call.invite",
+        "call.signal",
+        "call.end",
     }
 )
 PRESENCE_STATUSES = ("available", "away")

@@ -17,6 +17,7 @@ from . import (
     ALREADY_RATED,
     BAD_FRAME,
     BAD_SHORTCUT,
+    CALL_IN_PROGRESS,
     CONVERSATION_CLOSED,
     DUPLICATE_SHORTCUT,
     FORBIDDEN,
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 # a widget can mark that message as not sent. Most specific class first.
 _ABOUT_A_MESSAGE: list[tuple[type[Exception] | tuple[type[Exception], ...], str, str]] = [
     (errors.AttachmentNotFound, NOT_FOUND, "No such attachment."),
+    (errors.CallNotFound, NOT_FOUND, "No such call."),
     (errors.NotFound, NOT_FOUND, "No such conversation."),
     (errors.ConversationClosed, CONVERSATION_CLOSED, "The conversation is closed."),
     (
@@ -48,6 +50,7 @@ _ABOUT_A_MESSAGE: list[tuple[type[Exception] | tuple[type[Exception], ...], str,
 ]
 
 _OTHERS: list[tuple[type[Exception], str, str]] = [
+    (errors.CallInProgress, CALL_IN_PROGRESS, "This conversation already has a call."),
     (errors.AlreadyRated, ALREADY_RATED, "This conversation was already rated."),
     (errors.AgentUnavailable, AGENT_UNAVAILABLE, "That agent cannot take this chat right now."),
     (

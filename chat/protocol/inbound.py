@@ -37,6 +37,7 @@ from . import (
     BAD_EMAIL,
     BAD_FRAME,
     MAX_BODY_CHARS,
+    MAX_CALL_SIGNAL_BYTES,
     MAX_CLIENT_MSG_ID_CHARS,
     MAX_DRAFT_CHARS,
     MAX_EMAIL_CHARS,
@@ -156,6 +157,35 @@ class TranscriptEmail(Frame, tag="transcript.email"):
         self.email = _email_address(self.email)
 
 
+# Calls (addition; docs/protocol.md "Calls"): signaling only, media flows peer to peer.
+
+
+class CallAccept(Frame, tag="call.accept"):
+    """The visitor takes the call: from now on this tab holds its media."""
+
+    call_id: Id
+
+
+class CallDecline(Frame, tag="call.decline"):
+    call_id: Id
+
+
+class CallSignal(Frame, tag="call.signal"):
+    """An SDP offer or answer, or an ICE candidate, for the other participant's tab:
+    relayed as it is, never read. At most MAX_CALL_SIGNAL_BYTES as JSON."""
+
+    call_id: Id
+    data: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if len(msgspec.json.encode(self.data)) > MAX_CALL_SIGNAL_BYTES:
+            raise ProtocolError(TOO_LONG, f"data is over {MAX_CALL_SIGNAL_BYTES} bytes.")
+
+
+class CallEnd(Frame, tag="call.end"):
+    call_id: Id
+
+
 # Agent socket (`/ws/agent/`).
 
 
@@ -251,6 +281,13 @@ class ConversationTake(Frame, tag="conversation.take"):
     conversation: Id
 
 
+class CallInvite(Frame, tag="call.invite"):
+    """(addition) The agent rings the conversation's visitor."""
+
+    conversation: Id
+    media: Literal["audio", "video"]
+
+
 class AgentPing(Frame, tag="ping"):
     # (addition) Seconds since the agent's last input on the dashboard, if it says.
     idle_seconds: IdleSeconds | None = None
@@ -266,6 +303,10 @@ VisitorFrame = (
     | Rating
     | PageView
     | TranscriptEmail
+    | CallAccept
+    | CallDecline
+    | CallSignal
+    | CallEnd
 )
 AgentFrame = (
     Presence
@@ -286,6 +327,9 @@ AgentFrame = (
     | QueueList
     | ConversationTake
     | AgentPing
+    | CallInvite
+    | CallSignal
+    | CallEnd
 )
 
 
@@ -333,6 +377,9 @@ FIELD_ERRORS: dict[str, tuple[str, str]] = {
     "page.referrer": (BAD_FRAME, "page.referrer must be a string or null."),
     "timezone": (BAD_FRAME, "timezone must be a string or null."),
     "email": (BAD_EMAIL, "email must be an email address."),
+    "call_id": (BAD_FRAME, "call_id must be a call id."),
+    "media": (BAD_FRAME, 'media must be "audio" or "video".'),
+    "data": (BAD_FRAME, "data must be an object."),
 }
 # The refusals that carry the frame's client_msg_id (once it is known to be valid): a
 # client matches them to the message it sent.

@@ -61,6 +61,48 @@ def error(*, code: str, detail: str, client_msg_id: str | None = None) -> Frame:
     return frame
 
 
+# --- calls (both sides; docs/protocol.md "Calls") ------------------------------
+
+
+def call_invited(
+    *,
+    conversation: int,
+    call_id: int,
+    media: str,
+    ice_servers: list[Frame],
+    agent: Frame | None = None,
+) -> Frame:
+    """A call rings: to both participants; the visitor's copy names the agent."""
+    frame = {
+        "type": "call.invited",
+        "conversation": conversation,
+        "call_id": call_id,
+        "media": media,
+        "ice_servers": ice_servers,
+    }
+    if agent is not None:
+        frame["agent"] = agent
+    return frame
+
+
+def call_accepted(*, conversation: int, call_id: int) -> Frame:
+    return {"type": "call.accepted", "conversation": conversation, "call_id": call_id}
+
+
+def call_signal(*, call_id: int, data: Frame) -> Frame:
+    """What the other participant sent, as it sent it."""
+    return {"type": "call.signal", "call_id": call_id, "data": data}
+
+
+def call_ended(*, conversation: int, call_id: int, reason: str) -> Frame:
+    return {
+        "type": "call.ended",
+        "conversation": conversation,
+        "call_id": call_id,
+        "reason": reason,
+    }
+
+
 # --- to visitors ------------------------------------------------------------------
 
 

@@ -142,6 +142,36 @@ def canned_responses_changed(event: events.CannedResponsesChanged) -> None:
     outbox.send([to], {"type": groups.CANNED_CHANGED_EVENT})
 
 
+def call_invited(event: events.CallInvited) -> None:
+    common = {
+        "conversation": event.conversation_id,
+        "call_id": event.call_id,
+        "media": event.media,
+        "ice_servers": event.ice_servers,
+    }
+    _frame([visitor_group(event.visitor_id)], outbound.call_invited(**common, agent=event.agent))
+    _frame([agent_group(event.agent_id)], outbound.call_invited(**common))
+
+
+def call_accepted(event: events.CallAccepted) -> None:
+    frame = outbound.call_accepted(conversation=event.conversation_id, call_id=event.call_id)
+    _frame(participants(event.visitor_id, event.agent_id), frame)
+
+
+def call_ended(event: events.CallEnded) -> None:
+    frame = outbound.call_ended(
+        conversation=event.conversation_id, call_id=event.call_id, reason=event.reason
+    )
+    _frame(participants(event.visitor_id, event.agent_id), frame)
+
+
+def call_signalled(event: events.CallSignalled) -> None:
+    # The other participant only: its group, and in it the one tab holding the call.
+    to = visitor_group(event.visitor_id) if event.to == "visitor" else agent_group(event.agent_id)
+    frame = outbound.call_signal(call_id=event.call_id, data=event.data)
+    outbox.send([to], frame_event(frame, only_channel=event.to_channel))
+
+
 HANDLERS = {
     events.MessageCreated: message_created,
     events.NoteCreated: note_created,
@@ -160,6 +190,10 @@ HANDLERS = {
     events.VisitorMoved: visitor_moved,
     events.VisitorContextChanged: visitor_context_changed,
     events.CannedResponsesChanged: canned_responses_changed,
+    events.CallInvited: call_invited,
+    events.CallAccepted: call_accepted,
+    events.CallEnded: call_ended,
+    events.CallSignalled: call_signalled,
 }
 
 

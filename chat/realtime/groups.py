@@ -4,7 +4,9 @@ recipients of a frame is a security decision), and the channel-layer event types
 from typing import Any
 
 # Channel-layer event types; consumers have one handler per type.
-FRAME_EVENT = "chat.frame"  # forward `frame` to the client, except to `skip_channel`
+# Forward `frame` to the client, except to `skip_channel`; with `only_channel`, to that
+# socket alone (a call's signals go to the one tab that holds the call).
+FRAME_EVENT = "chat.frame"
 QUEUE_EVENT = "chat.queue"  # a site's queue length changed; agents filter by their sites
 AGENT_GONE_EVENT = "chat.agent_gone"  # the agent was deactivated: close its sockets
 TOKEN_ROTATED_EVENT = "chat.token_rotated"  # the visitor has a new token: close old sockets
@@ -40,7 +42,14 @@ def participants(visitor_id: int, agent_id: int | None) -> tuple[str, ...]:
     return (visitor_group(visitor_id), agent_group(agent_id))
 
 
-def frame_event(frame: dict[str, Any], *, skip_channel: str | None = None) -> dict[str, Any]:
+def frame_event(
+    frame: dict[str, Any], *, skip_channel: str | None = None, only_channel: str | None = None
+) -> dict[str, Any]:
     """The channel-layer event that forwards `frame` to each socket of a group, except
-    `skip_channel` (the socket that caused it, answered otherwise)."""
-    return {"type": FRAME_EVENT, "frame": frame, "skip_channel": skip_channel}
+    `skip_channel` (the socket that caused it, answered otherwise); or, given
+    `only_channel`, to that one socket of the group (the group still decides who may
+    hear it: a channel name alone never widens the audience)."""
+    event = {"type": FRAME_EVENT, "frame": frame, "skip_channel": skip_channel}
+    if only_channel is not None:
+        event["only_channel"] = only_channel
+    return event

@@ -16,14 +16,15 @@ from agents import selectors as agent_selectors
 from agents import services as canned
 
 from .. import origins, protocol, ratelimits, selectors, transcript_email, visitor_context
-from ..conversations import closing, presence, ratings, routing, sending, sessions
+from ..conversations import calls, closing, presence, ratings, routing, sending, sessions
 from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
 from ..protocol import ProtocolError, inbound, outbound
 from ..realtime import groups, resume
 from .broadcasting import broadcasting
+from .calling import CallSignaling
 from .orm import on_database_thread
-from .socket import ChatConsumer, Frame, in_background
+from .socket import Frame, in_background
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ _CHAT_OPEN_FRAMES = frozenset(
 )
 
 
-class MessageSending(ChatConsumer):
+class MessageSending(CallSignaling):
     # Whether a message sent now likely goes into an open conversation, so the everyday
     # send is worth trying; a wrong guess only costs time.
     chat_open = True
@@ -137,7 +138,7 @@ class VisitorConsumer(MessageSending):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
         self.visitor_id = visitor.id
-        self.visitor = Actor.visitor(visitor.id)
+        self.visitor = self.actor = Actor.visitor(visitor.id)
         self.limits = ratelimits.VisitorLimits(
             visitor_id=visitor.id, client=ratelimits.scope_client(self.scope)
         )
@@ -249,6 +250,18 @@ class VisitorConsumer(MessageSending):
             return
         in_background(self.mail_transcript(transcript))
 
+    async def on_call_accept(self, frame: inbound.CallAccept) -> None:
+        await self.call(
+            calls.accept,
+            visitor_id=self.visitor_id,
+            call_id=frame.call_id,
+            channel=self.channel_name,
+        )
+        self.hold_call(frame.call_id)
+
+    async def on_call_decline(self, frame: inbound.CallDecline) -> None:
+        await self.call(calls.decline, visitor_id=self.visitor_id, call_id=frame.call_id)
+
     # Every visitor frame but `hello`, which opens the socket (a second one is refused
     # by the decoder).
     handlers = {
@@ -260,6 +273,10 @@ class VisitorConsumer(MessageSending):
         inbound.VisitorPing: on_ping,
         inbound.PageView: on_page_view,
         inbound.TranscriptEmail: on_transcript_email,
+        inbound.CallAccept: on_call_accept,
+        inbound.CallDecline: on_call_decline,
+        inbound.CallSignal: CallSignaling.on_call_signal,
+        inbound.CallEnd: CallSignaling.on_call_end,
     }
 
     async def mail_transcript(self, transcript: transcript_email.TranscriptEmail) -> None:
@@ -360,7 +377,7 @@ class AgentConsumer(MessageSending):
             await self.close(code=protocol.CLOSE_UNAUTHORIZED)
             return
         self.agent_id = agent_id
-        self.agent = Actor.agent(agent_id)
+        self.agent = self.actor = Actor.agent(agent_id)
         visitor_context.warm_up()  # ua-parser's rules, off the database thread, once
         await self.join(groups.agent_group(agent_id))
         await self.join(groups.AGENTS_GROUP)
@@ -549,6 +566,24 @@ class AgentConsumer(MessageSending):
                 presence.report_activity, agent_id=self.agent_id, idle_seconds=frame.idle_seconds
             )
 
+    async def on_call_invite(self, frame: inbound.CallInvite) -> None:
+        try:
+            placed = await self.call(
+                calls.invite,
+                agent_id=self.agent_id,
+                conversation_id=frame.conversation,
+                media=frame.media,
+                channel=self.channel_name,
+                before_ringing=ratelimits.call_invite,
+            )
+        except ratelimits.RateLimited:
+            await self.refuse(
+                ProtocolError(protocol.RATE_LIMITED, "Too many calls in this chat; try later.")
+            )
+            return
+        self.hold_call(placed.call_id)
+        self.ring_until(placed)
+
     handlers = {
         inbound.Presence: on_presence,
         inbound.AgentMessageSend: on_message_send,
@@ -568,6 +603,9 @@ class AgentConsumer(MessageSending):
         inbound.Sync: on_sync,
         inbound.AgentConversationClose: on_close,
         inbound.AgentPing: on_ping,
+        inbound.CallInvite: on_call_invite,
+        inbound.CallSignal: CallSignaling.on_call_signal,
+        inbound.CallEnd: CallSignaling.on_call_end,
     }
 
     async def send_canned_list(self) -> None:

@@ -244,6 +244,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_frame(self, event: dict) -> None:
         if event.get("skip_channel") == self.channel_name:
             return
+        only = event.get("only_channel")
+        if only is not None and only != self.channel_name:
+            return
         await self.forward(event["frame"])
 
     async def forward(self, frame: Frame) -> None:

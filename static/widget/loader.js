@@ -21,7 +21,7 @@
   const CLOSE = 'M6 6l12 12M18 6 6 18';
   const SHADOW = ';box-shadow:0 6px 24px rgba(0,0,0,.24)', Z = 'position:fixed;z-index:2147483000;';
   const mq = (q) => w.matchMedia(q);
-  const store = (f) => { try { return f(sessionStorage); } catch (e) { return null; } };
+  const store = (f) => { try { return f(sessionStorage); } catch {} };
   const add = (parent, tag, css) => {
     const e = parent.appendChild(d.createElement(tag));
     e.style.cssText = css;
@@ -71,6 +71,8 @@
         F = d.body.appendChild(d.createElement('iframe'));
         F.id = 'supportdesk-frame';
         F.title = 'Chat with us';
+        // A call's microphone and camera, asked for only when the visitor accepts one.
+        F.allow = 'camera;microphone';
         // The hash only backs up document.referrer/ancestorOrigins; the frame checks it.
         F.src = url + 'frame/' + id + '/#' + encodeURIComponent(location.origin);
         B.setAttribute('aria-controls', F.id);
@@ -93,7 +95,7 @@
     B.onclick = () => toggle(!open, true);
     // A visible focus ring that no host stylesheet can take away.
     B.onfocus = () => {
-      try { if (B.matches(':focus-visible')) B.style.boxShadow = '0 0 0 3px #fff,0 0 0 6px #111'; } catch (e) {}
+      try { if (B.matches(':focus-visible')) B.style.boxShadow = '0 0 0 3px #fff,0 0 0 6px #111'; } catch {}
     };
     B.onblur = () => { B.style.boxShadow = SHADOW.slice(12); };
     narrow.addEventListener('change', paint);

@@ -1,6 +1,14 @@
 /* Which module answers each frame the server sends on the agent socket
  * (docs/protocol.md), and `error`, whose answer depends on what it refers to. */
 
+import {
+  callError,
+  onCallAccepted,
+  onCallEnded,
+  onCallInvited,
+  onCallSignal,
+  refreshCall,
+} from "./calls.js";
 import { cannedError, onCannedDeleted, onCannedSaved } from "./canned.js";
 import { onCanned } from "./canned-suggestions.js";
 import { setQueueLength } from "./chat-list.js";
@@ -29,7 +37,7 @@ const onError = (frame) => {
     });
     if (found) return;
   }
-  if (cannedError(frame)) return;
+  if (cannedError(frame) || callError(frame)) return;
   if (frame.code === "rate_limited") {
     toast("Slow down a little: the server is refusing frames.");
   } else if (frame.code === "agent_unavailable") {
@@ -63,8 +71,15 @@ const handlers = {
   sync: onSync,
   typing: onTyping,
   read: onRead,
-  "conversation.closed": onClosed,
+  "conversation.closed": (frame) => {
+    onClosed(frame);
+    refreshCall(frame.conversation);
+  },
   "conversation.requeued": onRequeued,
+  "call.invited": onCallInvited,
+  "call.accepted": onCallAccepted,
+  "call.signal": onCallSignal,
+  "call.ended": onCallEnded,
   error: onError,
   pong: () => {},
 };

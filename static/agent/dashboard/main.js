@@ -15,6 +15,7 @@
  * ManifestStaticFilesStorage from hashing them). Importing a module only declares
  * things; everything starts here, in this order. */
 
+import { onCallSocketLost } from "./calls.js";
 import { setupCanned } from "./canned.js";
 import { refreshCounts, setupChatList } from "./chat-list.js";
 import { watchAttention } from "./conversation.js";
@@ -36,7 +37,13 @@ const start = () => {
   updatePresenceControls();
   updateNotifyButton();
   refreshCounts();
-  startSocket({ onFrame: handleFrame, onDisconnect: onSocketLost });
+  startSocket({
+    onFrame: handleFrame,
+    onDisconnect: () => {
+      onCallSocketLost();
+      onSocketLost();
+    },
+  });
 };
 
 if (root) start();

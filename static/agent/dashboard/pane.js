@@ -4,6 +4,7 @@
  * suggestions, transfer, the composer, Retry and attachments. */
 
 import { attachFiles } from "./attachments.js";
+import { attachCall } from "./calls.js";
 import { attachCanned } from "./canned-suggestions.js";
 import { removeChat } from "./chat-list.js";
 import { attachComposer } from "./composer.js";
@@ -73,6 +74,7 @@ export const buildPane = (chat) => {
   attachComposer(chat);
   attachRetry(chat);
   attachFiles(chat);
+  attachCall(chat);
   chat.pane.close.addEventListener("click", () => closeOrRemove(chat));
   chat.pane.back.addEventListener("click", () => {
     root.classList.remove("has-selection");

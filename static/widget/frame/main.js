@@ -516,7 +516,9 @@ const handlers = {
     receipts();
   },
   error(f) {
-    if (transcriptWait && !f.client_msg_id && TRANSCRIPT_ERRORS[f.code]) {
+    if (f.detail === 'No such call.') {
+      if (callCode) callCode.then((m) => m && m.onRefused(f));
+    } else if (transcriptWait && !f.client_msg_id && TRANSCRIPT_ERRORS[f.code]) {
       transcriptFailed(TRANSCRIPT_ERRORS[f.code]);
     } else if (f.client_msg_id && state.own.has(f.client_msg_id)) {
       // Busy or briefly unavailable: worth retrying. Anything else would fail again.
@@ -532,6 +534,15 @@ const handlers = {
     }
   },
 };
+
+// --- calls: their code (./call.js) loads only when a call is offered -----------------
+// A frame about a call this tab never saw ringing loads nothing.
+let callCode = null;
+const toCall = (f) => {
+  if (f.type === 'call.invited' && !callCode) callCode = import('./call.js').catch(() => (callCode = null));
+  if (callCode) callCode.then((m) => m && m.onFrame(f));
+};
+for (const type of ['call.invited', 'call.accepted', 'call.signal', 'call.ended']) handlers[type] = toCall;
 
 // --- the loader and the visitor ------------------------------------------------------
 document.addEventListener('visibilitychange', markRead);
@@ -592,6 +603,7 @@ const start = () => {
   startSocket({
     handlers,
     lost() {
+      if (callCode) callCode.then((m) => m && m.onSocketLost());
       hideTyping();
       typingOn = false;
       for (const o of state.own.values()) if (o.state === 'pending') clearTimeout(o.timer);

@@ -1,0 +1,222 @@
+"""The rules of calls against the database, no sockets: the 30-second default timeout
+and the sweep that keeps it when a worker died, the races an answer, a timeout and a
+hang-up run across workers, calls left behind by a transfer, and TURN credentials."""
+
+import base64
+import hashlib
+import hmac
+import threading
+from datetime import timedelta
+from functools import partial
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from chat.conversations import calls, closing, routing, sending
+from chat.conversations.actors import Actor
+from chat.errors import CallInProgress, CallNotFound
+from chat.models import Call, Message
+from supportdesk import settings as project_settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def chat_with_alice(personas) -> int:
+    posted = sending.post_message(Actor.visitor(personas.v1.id), client_msg_id="c1", body="Hi")
+    return posted.message["conversation"]
+
+
+def ring(personas, *, now=None) -> tuple[int, int]:
+    conversation = chat_with_alice(personas)
+    placed = calls.invite(
+        agent_id=personas.alice.id,
+        conversation_id=conversation,
+        media="video",
+        channel="agent-tab",
+        now=now,
+    )
+    return conversation, placed.call_id
+
+
+def status(call_id: int) -> tuple[str, str]:
+    call = Call.objects.get(pk=call_id)
+    return call.status, call.end_reason
+
+
+def test_an_invitation_rings_30_seconds_by_default(personas):
+    assert project_settings.SUPPORTDESK_CALL_RING_TIMEOUT == 30
+    now = timezone.now()
+
+    _conversation, call_id = ring(personas, now=now)
+
+    call = Call.objects.get(pk=call_id)
+    assert call.expires_at - call.invited_at == timedelta(seconds=30)
+    closing.sweep(now=now + timedelta(seconds=29.9))
+    assert status(call_id) == ("ringing", "")
+    closing.sweep(now=now + timedelta(seconds=30))
+    assert status(call_id) == ("ended", "timeout")
+
+
+def test_the_answer_and_the_timeout_race_and_only_the_first_counts(personas):
+    _conversation, answered = ring(personas)
+    calls.accept(visitor_id=personas.v1.id, call_id=answered, channel="visitor-tab")
+
+    assert calls.expire(call_id=answered) is False
+    assert status(answered) == ("active", "")
+
+    calls.hang_up(Actor.visitor(personas.v1.id), call_id=answered)
+    _c, unanswered = ring(personas)  # a new call in the same chat
+    assert calls.expire(call_id=unanswered) is True
+    with pytest.raises(CallNotFound):
+        calls.accept(visitor_id=personas.v1.id, call_id=unanswered, channel="visitor-tab")
+    assert status(unanswered) == ("ended", "timeout")
+
+
+def test_both_sides_hanging_up_end_the_call_once(personas):
+    conversation, call_id = ring(personas)
+    calls.accept(visitor_id=personas.v1.id, call_id=call_id, channel="visitor-tab")
+
+    calls.hang_up(Actor.agent(personas.alice.id), call_id=call_id)
+    with pytest.raises(CallNotFound):
+        calls.hang_up(Actor.visitor(personas.v1.id), call_id=call_id)
+
+    ended = Message.objects.filter(conversation_id=conversation, body__startswith="The call ended")
+    assert ended.count() == 1
+    assert Call.objects.get(pk=call_id).ended_by == "agent"
+
+
+def test_a_socket_that_does_not_hold_the_call_does_not_end_it(personas):
+    _conversation, call_id = ring(personas)
+
+    assert calls.socket_gone(call_id=call_id, channel="some-other-tab") is False
+    assert calls.socket_gone(call_id=call_id, channel="agent-tab") is True
+    assert status(call_id) == ("ended", "disconnected")
+
+
+def test_a_second_invitation_while_one_rings_is_refused(personas):
+    conversation, _call_id = ring(personas)
+
+    with pytest.raises(CallInProgress):
+        calls.invite(
+            agent_id=personas.alice.id, conversation_id=conversation, media="audio", channel="x"
+        )
+
+
+def test_a_transfer_leaves_no_call_behind_after_the_sweep(personas):
+    conversation, call_id = ring(personas)
+    calls.accept(visitor_id=personas.v1.id, call_id=call_id, channel="visitor-tab")
+
+    routing.transfer_conversation(
+        agent_id=personas.alice.id, conversation_id=conversation, to_agent_id=personas.bob.id
+    )
+    assert status(call_id) == ("active", "")
+    closing.sweep()
+
+    assert status(call_id) == ("ended", "disconnected")
+    # Alice no longer has the chat: her call frames are refused like anyone else's.
+    with pytest.raises(CallNotFound):
+        calls.hang_up(Actor.agent(personas.alice.id), call_id=call_id)
+
+
+def test_turn_credentials_are_what_coturns_use_auth_secret_checks(settings):
+    settings.SUPPORTDESK_STUN_URLS = []
+    settings.SUPPORTDESK_TURN_URLS = ["turns:turn.example.com:5349"]
+    settings.SUPPORTDESK_TURN_SECRET = "north-wind"
+    settings.SUPPORTDESK_TURN_TTL = 600
+    now = timezone.now()
+
+    (turn,) = calls.ice_servers(42, now=now)
+
+    expiry, user = turn["username"].split(":")
+    assert int(expiry) == int(now.timestamp()) + 600 and user == "supportdesk-c42"
+    expected = hmac.new(b"north-wind", turn["username"].encode(), hashlib.sha1).digest()
+    assert base64.b64decode(turn["credential"]) == expected
+
+
+def test_no_turn_entry_without_a_secret(settings):
+    settings.SUPPORTDESK_STUN_URLS = ["stun:stun.example.com"]
+    settings.SUPPORTDESK_TURN_URLS = ["turn:turn.example.com"]
+    settings.SUPPORTDESK_TURN_SECRET = ""
+
+    assert calls.ice_servers(1, now=timezone.now()) == [{"urls": ["stun:stun.example.com"]}]
+
+
+# Racing decisions on separate connections, as two workers' would.
+ROUNDS = 8
+WAIT = 10.0
+
+
+def race(*deciders) -> list:
+    """Run each decider on its own thread and connection, released at once; each one's
+    result, or the exception it raised."""
+    start = threading.Barrier(len(deciders))
+    results: list = [None] * len(deciders)
+
+    def run(n: int) -> None:
+        try:
+            start.wait(WAIT)
+            results[n] = deciders[n]()
+        except Exception as exc:
+            results[n] = exc
+        finally:
+            connection.close()  # this thread's own
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(deciders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    return results
+
+
+def test_an_answer_racing_the_timeout_is_decided_once(personas):
+    conversation = chat_with_alice(personas)
+    for _ in range(ROUNDS):
+        call_id = calls.invite(
+            agent_id=personas.alice.id, conversation_id=conversation, media="audio", channel="a"
+        ).call_id
+
+        answered, expired = race(
+            partial(calls.accept, visitor_id=personas.v1.id, call_id=call_id, channel="v"),
+            partial(calls.expire, call_id=call_id),
+        )
+
+        if expired is True:  # the timeout committed first: the answer found nothing
+            assert isinstance(answered, CallNotFound)
+            assert status(call_id) == ("ended", "timeout")
+        else:  # the answer committed first: the timer found the call answered
+            assert answered is None and expired is False
+            assert status(call_id) == ("active", "")
+            calls.hang_up(Actor.visitor(personas.v1.id), call_id=call_id)
+    lines = Message.objects.filter(conversation_id=conversation, sender="system")
+    assert (
+        lines.filter(body=calls.NOT_ANSWERED_LINE).count()
+        == Call.objects.filter(end_reason="timeout").count()
+    )
+    assert (
+        lines.filter(body=calls.JOINED_LINE).count()
+        == Call.objects.exclude(accepted_at=None).count()
+    )
+
+
+def test_both_sides_hanging_up_as_the_tab_closes_end_the_call_once(personas):
+    conversation = chat_with_alice(personas)
+    for _ in range(ROUNDS):
+        call_id = calls.invite(
+            agent_id=personas.alice.id, conversation_id=conversation, media="audio", channel="a"
+        ).call_id
+        calls.accept(visitor_id=personas.v1.id, call_id=call_id, channel="v")
+
+        outcomes = race(
+            partial(calls.hang_up, Actor.agent(personas.alice.id), call_id=call_id),
+            partial(calls.hang_up, Actor.visitor(personas.v1.id), call_id=call_id),
+            partial(calls.socket_gone, call_id=call_id, channel="v"),
+        )
+
+        won = [o for o in outcomes if o is None or o is True]
+        assert len(won) == 1, outcomes
+        assert all(isinstance(o, CallNotFound) or o is False for o in outcomes if o not in won)
+        assert Call.objects.get(pk=call_id).status == "ended"
+    ended = Message.objects.filter(conversation_id=conversation, body__startswith="The call ended")
+    assert ended.count() == ROUNDS
