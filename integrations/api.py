@@ -22,6 +22,9 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BeforeValidator,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     WithJsonSchema,
     model_validator,
 )
@@ -254,8 +257,14 @@ class TransferIn(Input):
     agent_id: RowId | None = Field(description="An agent of the site with room; null: the queue.")
 
 
+# Strict: a string stays a string ("007" is not the number 7, and a string too long
+# for the first member is refused, not read as a number by the next).
 AttributeValue = (
-    Annotated[str, Field(max_length=500, pattern=NO_NUL), Text] | int | float | bool | None
+    Annotated[str, Field(max_length=500, pattern=NO_NUL), Text]
+    | StrictInt
+    | StrictFloat
+    | StrictBool
+    | None
 )
 
 

@@ -329,12 +329,15 @@ def test_a_crm_sets_name_email_and_attributes_and_the_agent_sees_them(
         f"/visitors/{personas.v1.pk}",
         {"name": "Ada", "email": "ada@example.com", "attributes": {"plan": "pro", "seats": 5}},
     )
-    api.patch(f"/visitors/{personas.v1.pk}", {"attributes": {"seats": None, "vip": True}})
+    api.patch(
+        f"/visitors/{personas.v1.pk}",
+        {"attributes": {"seats": None, "vip": True, "zip": "007", "ratio": 0.5}},
+    )
 
     assert response.status_code == 200
     body = api.get(f"/visitors/{personas.v1.pk}").json()
     assert body["name"] == "Ada" and body["email"] == "ada@example.com"
-    assert body["attributes"] == {"plan": "pro", "vip": True}
+    assert body["attributes"] == {"plan": "pro", "vip": True, "zip": "007", "ratio": 0.5}
     told = capture_broadcasts.frames(groups.agent_group(personas.alice.pk), "visitor.context")
     assert told, "the agent of the visitor's chat hears of the change"
 
@@ -344,6 +347,7 @@ def test_bad_visitor_changes_get_400_and_change_nothing(api, personas):
         {"attributes": {"nested": {"a": 1}}},
         {"attributes": {"k" * 65: 1}},
         {"attributes": {f"k{n}": n for n in range(51)}},
+        {"attributes": {"code": "0" * 501}},
         {"name": "x" * 201},
     ):
         response = api.patch(f"/visitors/{personas.v1.pk}", changes)
