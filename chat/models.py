@@ -82,6 +82,23 @@ class Site(models.Model):
     # (HMAC-SHA256) and the widget passes the signature on; empty: off. Kept in clear,
     # like any HMAC key: both sides must hold it. `manage.py identity_secret`.
     identity_secret = models.CharField(max_length=64, blank=True, editable=False)
+    # The email channel: mail to this address opens (or continues) an email
+    # conversation, and replies to those go out from it; empty: no email channel.
+    # `create_site --inbound-email`, or the admin. One site per address.
+    inbound_email = models.EmailField(
+        blank=True,
+        help_text="Mail to this address opens a conversation (the email channel); agents' "
+        "replies are sent from it. Empty: no email channel.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["inbound_email"],
+                condition=~Q(inbound_email=""),
+                name="one_site_per_inbound_email",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -145,6 +162,13 @@ class Conversation(models.Model):
         ACTIVE = "active"
         CLOSED = "closed"
 
+    class Channel(models.TextChoices):
+        """How the visitor reaches us: the widget's socket, or email (agents' replies to
+        an email conversation are mailed to the visitor's address)."""
+
+        CHAT = "chat"
+        EMAIL = "email"
+
     OPEN_STATUSES = (Status.QUEUED, Status.ACTIVE)
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="conversations")
@@ -182,6 +206,13 @@ class Conversation(models.Model):
     visitor_read_seq = models.PositiveIntegerField(default=0)
     agent_read_seq = models.PositiveIntegerField(default=0)
     agent_unread = models.PositiveIntegerField(default=0)
+    channel = models.CharField(max_length=5, choices=Channel.choices, default=Channel.CHAT)
+    # Email conversations: the subject of the first mail, and who wrote the latest one
+    # as its From header said it ("Ann <ann@example.com>"), with whether the upstream
+    # server's SPF or DKIM check vouched for that address (else agents see it unverified).
+    subject = models.CharField(max_length=300, blank=True)
+    sender_address = models.CharField(max_length=320, blank=True)
+    sender_verified = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

@@ -650,11 +650,27 @@ def agent_conversation_dict(conversation: Conversation, *, with_messages: bool =
         "read_seq": conversation.agent_read_seq,
         "visitor_read_seq": conversation.visitor_read_seq,
         "site": conversation.site_id,
+        # (addition) "chat" or "email"; an email conversation's subject and sender.
+        "channel": conversation.channel,
+        "email": email_dict(conversation),
     }
     if with_messages:
         data["messages"] = messages_after(conversation.id, 0)
         data["notes"] = notes_of(conversation.id)
     return data
+
+
+def email_dict(conversation: Conversation) -> dict | None:
+    """An email conversation's subject and its latest mail's sender (`from`, as its
+    From header said), `from_verified` only when the upstream server's SPF or DKIM
+    check passed for it; None for a chat."""
+    if conversation.channel != Conversation.Channel.EMAIL:
+        return None
+    return {
+        "subject": conversation.subject,
+        "from": conversation.sender_address,
+        "from_verified": conversation.sender_verified,
+    }
 
 
 def visitor_conversation_dict(conversation: Conversation) -> dict:
@@ -671,4 +687,5 @@ def visitor_conversation_dict(conversation: Conversation) -> dict:
         "agent": agent.public_dict() if agent else None,
         "last_seq": conversation.last_seq,
         "agent_read_seq": conversation.agent_read_seq,
+        "channel": conversation.channel,
     }
