@@ -661,15 +661,15 @@ def agent_conversation_dict(conversation: Conversation, *, with_messages: bool =
 
 
 def email_dict(conversation: Conversation) -> dict | None:
-    """An email conversation's subject and its latest mail's sender (`from`, as its
-    From header said), `from_verified` only when the upstream server's SPF or DKIM
-    check passed for it; None for a chat."""
+    """An email conversation's subject and its latest mail's `sender` (as its From
+    header said), `sender_verified` only when the upstream server's SPF or DKIM check
+    passed for it; None for a chat."""
     if conversation.channel != Conversation.Channel.EMAIL:
         return None
     return {
         "subject": conversation.subject,
-        "from": conversation.sender_address,
-        "from_verified": conversation.sender_verified,
+        "sender": conversation.sender_address,
+        "sender_verified": conversation.sender_verified,
     }
 
 

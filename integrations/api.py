@@ -153,8 +153,8 @@ class AgentRef(Schema):
 
 class EmailDetails(Schema):
     subject: str
-    from_: str = Field(alias="from", description="The latest mail's From header.")
-    from_verified: bool = Field(
+    sender: str = Field(description="The latest mail's From header.")
+    sender_verified: bool = Field(
         description="The upstream mail server's SPF or DKIM check passed for that sender."
     )
 
