@@ -295,7 +295,7 @@ def test_the_offline_form_opens_an_email_conversation_answered_by_mail(acme):
     acme.alice.status = acme.bob.status = "away"
     for agent in (acme.alice, acme.bob):
         agent.save()
-    visitor, _token, posted = sessions.leave_offline_message(
+    _visitor, _token, posted = sessions.leave_offline_message(
         site_key=acme.acme.key,
         visitor_token=None,
         name="Ann",
