@@ -37,6 +37,9 @@ MODULES = (
     "tests/test_api_rest.py",
     # A verified user's record is one per site and user: a partial unique index.
     "tests/test_identity.py",
+    # The email channel: claims with SKIP LOCKED, the thread's row lock, partial unique
+    # constraints (one contact per address, one site per inbound address).
+    "tests/test_services_inbox.py",
 )
 
 
