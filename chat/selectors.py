@@ -564,12 +564,15 @@ def previous_conversations(conversation: Conversation) -> dict:
     rows = (
         earlier.annotate(first_message=_first_visitor_message())
         .order_by("-created_at", "-id")
-        .values("id", "status", "created_at", "closed_at", "first_message")[:PREVIOUS_SHOWN]
+        .values("id", "status", "channel", "created_at", "closed_at", "first_message")[
+            :PREVIOUS_SHOWN
+        ]
     )
     shown = [
         {
             "id": row["id"],
             "status": row["status"],
+            "channel": row["channel"],
             "created_at": row["created_at"].isoformat(),
             "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
             "first_message": _snippet(row["first_message"]),
@@ -631,6 +634,7 @@ def conversation_history(agent_id: int, conversation_id: int) -> dict:
         conversation=conversation.id,
         visitor=conversation.visitor_id,
         status=conversation.status,
+        channel=conversation.channel,
         created_at=conversation.created_at.isoformat(),
         closed_at=conversation.closed_at.isoformat() if conversation.closed_at else None,
         messages=messages_after(conversation.id, 0),
