@@ -360,3 +360,21 @@ def test_the_rest_api_shows_the_channel_subject_and_unverified_sender(acme, clie
         "sender_verified": False,
     }
     assert (other.json()["channel"], other.json()["email"]) == ("chat", None)
+
+
+def test_the_admin_lists_outbound_mails_and_sends_one_again(acme, admin_client):
+    [delivered] = deliver(inbound())
+    conversation = Conversation.objects.get(pk=delivered.conversation_id)
+    reply_as(conversation.agent, conversation.pk, "Answer")
+    send_turn()
+    mail = OutboundMail.objects.get()
+
+    page = admin_client.get("/admin/inbox/outboundmail/")
+    assert page.status_code == 200 and b"Re: Order 1234" in page.content
+    admin_client.post(
+        "/admin/inbox/outboundmail/",
+        {"action": "send_again", "_selected_action": [mail.pk]},
+    )
+    assert send_turn() == 1
+    assert len(django_mail.outbox) == 2
+    assert {m.extra_headers["Message-ID"] for m in django_mail.outbox} == {mail.message_id}
