@@ -21,6 +21,7 @@ from chat import protocol
 # Local parts that only machines write from: their mail is never a visitor's.
 MACHINE_SENDERS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "bounce", "bounces")
 AUTOMATIC_PRECEDENCE = ("bulk", "junk", "list", "auto_reply")
+MAX_ADDRESS_CHARS = 254
 
 
 class Unreadable(Exception):
@@ -63,7 +64,7 @@ def parse_message(
     Authentication-Results are trusted ("" trusts the topmost one, the closest hop)."""
     name, sender = parseaddr(_header(message, "From"))
     sender = sender.strip().lower()
-    if "@" not in sender:
+    if "@" not in sender or len(sender) > MAX_ADDRESS_CHARS:
         raise Unreadable("The mail has no sender address (From).")
     name = name.strip()
     try:
@@ -90,8 +91,16 @@ def _header(message: Message, name: str) -> str:
     try:
         value = message.get(name)
     except (ValueError, IndexError, TypeError):  # a header the policy cannot parse
-        value = message.get_all(name, failobj=[""])[0] if hasattr(message, "get_all") else ""
-    return str(value or "")
+        value = ""
+    return storable(str(value or ""))
+
+
+def storable(text: str) -> str:
+    """`text` without what no database column takes (NUL, unpaired surrogates): a mail
+    carrying them is stored without them, never refused by the database on each retry."""
+    if protocol.storable(text):
+        return text
+    return "".join(ch for ch in text if protocol.storable(ch))
 
 
 def _ids(value: str) -> list[str]:
@@ -186,7 +195,7 @@ def _content(message: Message) -> tuple[str, list[Attachment]]:
         ):
             payload = part.get_payload(decode=True)
             if payload:
-                attachments.append(Attachment(part.get_filename() or "file", payload))
+                attachments.append(Attachment(storable(part.get_filename() or "file"), payload))
             continue
         if content_type == "text/plain" and plain is None:
             plain = _decoded_text(part)
@@ -204,7 +213,7 @@ def _decoded_text(part: Message) -> str:
         text = payload.decode(charset, errors="replace")
     except LookupError:  # a charset Python does not know
         text = payload.decode("utf-8", errors="replace")
-    return text.replace("\r\n", "\n").replace("\x00", "")
+    return storable(text.replace("\r\n", "\n"))
 
 
 class _TextOfHtml(HTMLParser):
@@ -280,7 +289,7 @@ def trim_quoted(text: str) -> str:
 
 def message_body(mail: ParsedMail) -> str:
     """The text as a message body: within the message size, storable."""
-    body = "".join(ch for ch in mail.text if protocol.storable(ch)).strip()
+    body = storable(mail.text).strip()
     limit = protocol.MAX_BODY_CHARS
     if len(body) > limit:
         note = "\n[…the rest of this mail was cut]"

@@ -83,6 +83,11 @@ def _receive_at(site: Site, mail: ParsedMail, token_conversation: int | None) ->
     if mail.automatic:
         logger.info("mail from %s to site %s dropped: %s", mail.sender, site.pk, mail.automatic)
         return Delivered(site.pk, None, dropped=mail.automatic)
+    if site_for_address(mail.sender) is not None:
+        # From one of our own addresses (a reply of ours that came back): answering it
+        # would mail ourselves, round and round.
+        logger.info("mail from our own address %s to site %s dropped", mail.sender, site.pk)
+        return Delivered(site.pk, None, dropped="from one of our own addresses")
     body = message_body(mail)
     if not body and not mail.attachments:
         raise Unreadable("The mail has no text.")

@@ -81,6 +81,11 @@ class MailHandler:
         except DatabaseError:
             logger.exception("mail from %s: database unavailable", envelope.mail_from)
             return "451 4.3.0 Temporary failure, try again later"
+        except Exception:
+            # A fault of ours, not the mail's: the sending server keeps it and retries
+            # (and bounces it to its sender if that never succeeds), nothing half-stored.
+            logger.exception("mail from %s could not be stored", envelope.mail_from)
+            return "451 4.3.0 Temporary failure, try again later"
         if all(d.dropped for d in delivered):
             return "250 2.0.0 Accepted (automatic mail: not answered)"
         return "250 2.0.0 Accepted"

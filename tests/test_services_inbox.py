@@ -378,3 +378,22 @@ def test_the_admin_lists_outbound_mails_and_sends_one_again(acme, admin_client):
     assert send_turn() == 1
     assert len(django_mail.outbox) == 2
     assert {m.extra_headers["Message-ID"] for m in django_mail.outbox} == {mail.message_id}
+
+
+def test_a_mail_from_our_own_address_is_never_answered(acme):
+    [delivered] = deliver(inbound(sender=f"Acme <{INBOUND}>"), envelope_sender=INBOUND)
+    assert delivered.conversation_id is None and "own" in delivered.dropped
+    assert not Conversation.objects.exists()
+
+
+def test_characters_no_column_takes_are_dropped_not_refused_on_every_retry(acme):
+    raw = (
+        b"From: Ann <ann@example.com>\r\nTo: support@acme.example\r\n"
+        b"Subject: Bad\x00 subject\r\nMessage-ID: <nul@example.com>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello\x00 there\r\n"
+    )
+    parsed = parsing.parse_bytes(raw, envelope_sender="ann@example.com")
+    [delivered] = receiving.receive(parsed, recipients=[INBOUND])
+    conversation = Conversation.objects.get(pk=delivered.conversation_id)
+    assert conversation.subject == "Bad subject"
+    assert Message.objects.get(conversation=conversation).body == "Hello there"
