@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from devstack import RedisServer, redis_installed
 from devstack.mail import MailReceiver, MailSink
-from tests.browser import LiveApp
+from tests.browser import LiveApp, screenshot_path
 from tests.test_e2e_browser_dashboard import (
     chat_item,
     open_chat,
@@ -58,8 +58,9 @@ def mail_app(live_app: LiveApp, sink: MailSink, tmp_path):
     redis.stop()
 
 
-def test_an_email_sits_in_the_list_with_the_chats_and_the_reply_goes_by_email(
-    new_context, mail_app, sink: MailSink
+# "screenshot" in its name: `make screenshots` also takes docs/screenshots/dashboard-email.png.
+def test_an_email_sits_in_the_list_with_the_chats_and_the_reply_goes_by_email_screenshot(
+    new_context, mail_app, sink: MailSink, tmp_path
 ):
     app, receiver = mail_app
     page = new_context().new_page()
@@ -90,6 +91,7 @@ def test_an_email_sits_in_the_list_with_the_chats_and_the_reply_goes_by_email(
     expect(pane.get_by_role("textbox")).to_have_attribute(
         "placeholder", "Write a reply: it is sent by email…"
     )
+    page.screenshot(path=screenshot_path("dashboard-email.png", tmp_path))
     chat_pane = open_chat(page, chat)
     expect(chat_pane.locator(".pane-email")).to_be_hidden()
     expect(chat_pane.locator(".composer-channel")).to_be_hidden()

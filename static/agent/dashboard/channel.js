@@ -5,7 +5,14 @@
 
 import { part, text } from "./dom.js";
 
-const ICONS = { chat: "💬", email: "✉" };
+// Drawn, not emoji: a browser without an emoji font would show a blank box.
+const SVG = (paths) =>
+  `<svg viewBox="0 0 24 24" width="14" height="14" aria-hidden="true" fill="none" ` +
+  `stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${paths}</svg>`;
+const ICONS = {
+  chat: SVG('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/>'),
+  email: SVG('<rect x="3" y="5" width="18" height="14" rx="2"/><path d="m3 7 9 6 9-6"/>'),
+};
 const NAMES = { chat: "Chat", email: "Email" };
 
 const ensure = (parent, before, className, tag = "span") => {
@@ -28,7 +35,7 @@ export const showChannel = (chat, data) => {
   if (data.email !== undefined) chat.email = data.email;
   const channel = chat.channel || "chat";
   const icon = ensure(chat.item.button, chat.item.avatar.nextSibling, "item-channel");
-  text(icon, ICONS[channel] || ICONS.chat);
+  icon.innerHTML = ICONS[channel] || ICONS.chat; // constant markup, never data
   icon.title = NAMES[channel] || NAMES.chat;
   icon.setAttribute("role", "img");
   icon.setAttribute("aria-label", icon.title);
