@@ -5,6 +5,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -97,11 +98,21 @@ class Site(models.Model):
                 fields=["inbound_email"],
                 condition=~Q(inbound_email=""),
                 name="one_site_per_inbound_email",
+                violation_error_message="Another site already receives mail at this address.",
             )
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # Lowercased before the unique constraint is checked: one site per address,
+        # however it is written. The `+` part is the reply token's (chat/reply_address.py).
+        self.inbound_email = self.inbound_email.strip().lower()
+        if "+" in self.inbound_email.partition("@")[0]:
+            raise ValidationError(
+                {"inbound_email": "The address may not hold a '+': replies use it."}
+            )
 
     def allows_origin(self, origin: str) -> bool:
         return origin in self.allowed_origins

@@ -397,3 +397,20 @@ def test_characters_no_column_takes_are_dropped_not_refused_on_every_retry(acme)
     conversation = Conversation.objects.get(pk=delivered.conversation_id)
     assert conversation.subject == "Bad subject"
     assert Message.objects.get(conversation=conversation).body == "Hello there"
+
+
+def test_a_sites_inbound_address_is_checked_as_the_admin_saves_it(db):
+    from django.core.exceptions import ValidationError
+
+    from chat.models import Site
+
+    Site.objects.create(name="one", inbound_email="help@acme.example")
+    site = Site(name="two", inbound_email=" HELP@Acme.example ")
+    with pytest.raises(ValidationError) as taken:
+        site.full_clean()
+    assert "Another site already receives mail at this address." in str(taken.value)
+    with pytest.raises(ValidationError, match="may not hold"):
+        Site(name="three", inbound_email="help+x@acme.example").full_clean()
+    fine = Site(name="four", inbound_email="Sales@Acme.example")
+    fine.full_clean()
+    assert fine.inbound_email == "sales@acme.example"

@@ -46,6 +46,7 @@ class Migration(migrations.Migration):
                 condition=models.Q(("inbound_email", ""), _negated=True),
                 fields=("inbound_email",),
                 name="one_site_per_inbound_email",
+                violation_error_message="Another site already receives mail at this address.",
             ),
         ),
     ]
