@@ -92,6 +92,7 @@ class SiteAdmin(admin.ModelAdmin):
         ("Data retention", {"fields": ["retention_days"]}),
         # Open sockets keep the value they said hello with; the widget discloses it.
         ("Privacy", {"fields": ["sneak_peek"]}),
+        ("Email channel", {"fields": ["inbound_email"]}),
         ("Identity verification", {"fields": ["identity_verification"]}),
     ]
     actions = ["new_identity_secret"]
@@ -339,7 +340,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "messages_sent",
         "rating_score",
     ]
-    list_filter = ["status", "site", "agent", StartedBetweenFilter, RatingFilter]
+    list_filter = ["status", "channel", "site", "agent", StartedBetweenFilter, RatingFilter]
     list_select_related = ["site", "visitor", "agent", "rating"]
     date_hierarchy = "created_at"
     # Message bodies are searched by get_search_results (full text on PostgreSQL).

@@ -5,6 +5,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -82,9 +83,36 @@ class Site(models.Model):
     # (HMAC-SHA256) and the widget passes the signature on; empty: off. Kept in clear,
     # like any HMAC key: both sides must hold it. `manage.py identity_secret`.
     identity_secret = models.CharField(max_length=64, blank=True, editable=False)
+    # The email channel: mail to this address opens (or continues) an email
+    # conversation, and replies to those go out from it; empty: no email channel.
+    # `create_site --inbound-email`, or the admin. One site per address.
+    inbound_email = models.EmailField(
+        blank=True,
+        help_text="Mail to this address opens a conversation (the email channel); agents' "
+        "replies are sent from it. Empty: no email channel.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["inbound_email"],
+                condition=~Q(inbound_email=""),
+                name="one_site_per_inbound_email",
+                violation_error_message="Another site already receives mail at this address.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # Lowercased before the unique constraint is checked: one site per address,
+        # however it is written. The `+` part is the reply token's (chat/reply_address.py).
+        self.inbound_email = self.inbound_email.strip().lower()
+        if "+" in self.inbound_email.partition("@")[0]:
+            raise ValidationError(
+                {"inbound_email": "The address may not hold a '+': replies use it."}
+            )
 
     def allows_origin(self, origin: str) -> bool:
         return origin in self.allowed_origins
@@ -145,6 +173,13 @@ class Conversation(models.Model):
         ACTIVE = "active"
         CLOSED = "closed"
 
+    class Channel(models.TextChoices):
+        """How the visitor reaches us: the widget's socket, or email (agents' replies to
+        an email conversation are mailed to the visitor's address)."""
+
+        CHAT = "chat"
+        EMAIL = "email"
+
     OPEN_STATUSES = (Status.QUEUED, Status.ACTIVE)
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="conversations")
@@ -182,6 +217,13 @@ class Conversation(models.Model):
     visitor_read_seq = models.PositiveIntegerField(default=0)
     agent_read_seq = models.PositiveIntegerField(default=0)
     agent_unread = models.PositiveIntegerField(default=0)
+    channel = models.CharField(max_length=5, choices=Channel.choices, default=Channel.CHAT)
+    # Email conversations: the subject of the first mail, and who wrote the latest one
+    # as its From header said it ("Ann <ann@example.com>"), with whether the upstream
+    # server's SPF or DKIM check vouched for that address (else agents see it unverified).
+    subject = models.CharField(max_length=300, blank=True)
+    sender_address = models.CharField(max_length=320, blank=True)
+    sender_verified = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

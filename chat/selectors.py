@@ -564,12 +564,15 @@ def previous_conversations(conversation: Conversation) -> dict:
     rows = (
         earlier.annotate(first_message=_first_visitor_message())
         .order_by("-created_at", "-id")
-        .values("id", "status", "created_at", "closed_at", "first_message")[:PREVIOUS_SHOWN]
+        .values("id", "status", "channel", "created_at", "closed_at", "first_message")[
+            :PREVIOUS_SHOWN
+        ]
     )
     shown = [
         {
             "id": row["id"],
             "status": row["status"],
+            "channel": row["channel"],
             "created_at": row["created_at"].isoformat(),
             "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
             "first_message": _snippet(row["first_message"]),
@@ -631,6 +634,7 @@ def conversation_history(agent_id: int, conversation_id: int) -> dict:
         conversation=conversation.id,
         visitor=conversation.visitor_id,
         status=conversation.status,
+        channel=conversation.channel,
         created_at=conversation.created_at.isoformat(),
         closed_at=conversation.closed_at.isoformat() if conversation.closed_at else None,
         messages=messages_after(conversation.id, 0),
@@ -650,11 +654,27 @@ def agent_conversation_dict(conversation: Conversation, *, with_messages: bool =
         "read_seq": conversation.agent_read_seq,
         "visitor_read_seq": conversation.visitor_read_seq,
         "site": conversation.site_id,
+        # (addition) "chat" or "email"; an email conversation's subject and sender.
+        "channel": conversation.channel,
+        "email": email_dict(conversation),
     }
     if with_messages:
         data["messages"] = messages_after(conversation.id, 0)
         data["notes"] = notes_of(conversation.id)
     return data
+
+
+def email_dict(conversation: Conversation) -> dict | None:
+    """An email conversation's subject and its latest mail's `sender` (as its From
+    header said), `sender_verified` only when the upstream server's SPF or DKIM check
+    passed for it; None for a chat."""
+    if conversation.channel != Conversation.Channel.EMAIL:
+        return None
+    return {
+        "subject": conversation.subject,
+        "sender": conversation.sender_address,
+        "sender_verified": conversation.sender_verified,
+    }
 
 
 def visitor_conversation_dict(conversation: Conversation) -> dict:
@@ -671,4 +691,5 @@ def visitor_conversation_dict(conversation: Conversation) -> dict:
         "agent": agent.public_dict() if agent else None,
         "last_seq": conversation.last_seq,
         "agent_read_seq": conversation.agent_read_seq,
+        "channel": conversation.channel,
     }

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
+from . import reply_address
 from .models import Conversation, Message, SenderKind
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,14 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
     )
+    if site.inbound_email:
+        # The site has an email channel: an answer to the transcript comes back to this
+        # conversation (or, closed, opens the visitor's next one) by its reply address
+        # and Message-ID (chat/reply_address.py).
+        mail.from_email = site.inbound_email
+        mail.reply_to = [reply_address.reply_address(site.inbound_email, conversation.pk)]
+        domain = site.inbound_email.rpartition("@")[2]
+        mail.extra_headers["Message-ID"] = reply_address.message_id(conversation.pk, domain=domain)
     mail.attach_alternative(render_to_string("chat/transcript_email.html", context), "text/html")
     return TranscriptEmail(conversation_id=conversation.pk, to=to, message=mail)
 

@@ -154,10 +154,20 @@ class AgentRef(Schema):
     display_name: str
 
 
+class EmailDetails(Schema):
+    subject: str
+    sender: str = Field(description="The latest mail's From header.")
+    sender_verified: bool = Field(
+        description="The upstream mail server's SPF or DKIM check passed for that sender."
+    )
+
+
 class ConversationOut(Schema):
     id: int
     site: int
     status: Literal["queued", "active", "closed"]
+    channel: Literal["chat", "email"]
+    email: EmailDetails | None = Field(description="An email conversation's subject and sender.")
     visitor: Person
     agent: AgentRef | None
     created_at: datetime

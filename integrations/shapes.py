@@ -36,6 +36,8 @@ def conversation_record(conversation: Conversation) -> dict:
         "id": conversation.pk,
         "site": conversation.site_id,
         "status": conversation.status,
+        "channel": conversation.channel,
+        "email": selectors.email_dict(conversation),
         "visitor": {
             "id": visitor.pk,
             "name": visitor.name or None,

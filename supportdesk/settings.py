@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "chat",
     "agents",
     "integrations",
+    # The email channel: mail in (receive_mail, providers' webhooks) and replies out.
+    "anymail",
+    "inbox",
     # The project's own commands: the process launchers (serve_demo, run_cluster).
     "supportdesk",
 ]
@@ -212,6 +215,23 @@ SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # How often each worker looks for webhook deliveries due (seconds; 0: never, e.g. in
 # the in-process tests, which run the turns themselves).
 SUPPORTDESK_WEBHOOK_INTERVAL = _env_float("SUPPORTDESK_WEBHOOK_INTERVAL", 1.0)
+# The email channel (inbox/): how often each worker looks for agents' replies to mail
+# (an agent's message also wakes it at once; 0: never, e.g. in the in-process tests).
+SUPPORTDESK_MAIL_INTERVAL = _env_float("SUPPORTDESK_MAIL_INTERVAL", 2.0)
+# Bytes one inbound mail may have (receive_mail says SIZE in EHLO, answers 552 past it).
+SUPPORTDESK_MAIL_MAX_BYTES = int(os.environ.get("SUPPORTDESK_MAIL_MAX_BYTES", 25 * 1024 * 1024))
+# Whose Authentication-Results header to believe about a sender (the authserv-id your
+# mail server writes, e.g. mx.example.com); empty: the topmost one, the closest hop's.
+SUPPORTDESK_MAIL_AUTHSERV_ID = os.environ.get("SUPPORTDESK_MAIL_AUTHSERV_ID", "")
+# Inbound mails per sender address and site, and per site (a 451 past them).
+SUPPORTDESK_LIMIT_MAIL_SENDER = os.environ.get("SUPPORTDESK_LIMIT_MAIL_SENDER", "20 per hour")
+SUPPORTDESK_LIMIT_MAIL_SITE = os.environ.get("SUPPORTDESK_LIMIT_MAIL_SITE", "2000 per hour")
+# Providers' inbound webhooks (django-anymail): the Mailgun signing key, and the basic
+# auth "user:password" put in the webhook's URL (https://user:password@host/anymail/...).
+ANYMAIL = {
+    "MAILGUN_WEBHOOK_SIGNING_KEY": os.environ.get("MAILGUN_WEBHOOK_SIGNING_KEY", ""),
+    "WEBHOOK_SECRET": os.environ.get("ANYMAIL_WEBHOOK_SECRET") or None,
+}
 # Requests per minute one API key may make.
 SUPPORTDESK_LIMIT_API_KEY = os.environ.get("SUPPORTDESK_LIMIT_API_KEY", "600 per minute")
 # `make run`'s demo shop (serve_demo sets it), linked from the landing page.

@@ -11,6 +11,9 @@ urlpatterns = [
     path("api/v1/docs", api_docs, name="api-docs"),
     path("api/v1/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Providers' inbound mail webhooks (the email channel, inbox/webhooks.py), e.g.
+    # /anymail/mailgun/inbound/ and /anymail/postmark/inbound/.
+    path("anymail/", include("anymail.urls")),
     # Before admin.site.urls, whose catch-all would answer 404; admin_view makes it
     # staff only, with the admin's login redirect.
     path("admin/analytics/", admin.site.admin_view(analytics_view), name="admin-analytics"),

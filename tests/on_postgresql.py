@@ -41,6 +41,9 @@ MODULES = (
     # conversation's row lock (SELECT ... FOR UPDATE, a no-op on SQLite).
     "tests/test_services_calls.py",
     "tests/test_consumers_calls.py",
+    # The email channel: claims with SKIP LOCKED, the thread's row lock, partial unique
+    # constraints (one contact per address, one site per inbound address).
+    "tests/test_services_inbox.py",
 )
 
 

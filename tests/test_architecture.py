@@ -6,12 +6,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chat", "agents", "integrations", "supportdesk")
+PACKAGES = ("chat", "agents", "integrations", "inbox", "supportdesk")
 
 # docs/architecture.md's table, top to bottom: (layer, module prefixes). The longest
 # matching prefix decides a module's layer.
 LAYERS = [
-    (8, ["supportdesk", "chat.management", "integrations.management"]),
+    (8, ["supportdesk", "chat.management", "integrations.management", "inbox.management"]),
     (
         7,
         [
@@ -32,9 +32,12 @@ LAYERS = [
             "integrations.views",
             "integrations.admin",
             "integrations.apps",
+            "inbox.admin",
+            "inbox.apps",
+            "inbox.webhooks",
         ],
     ),
-    (6, ["chat.transport", "integrations.delivery"]),
+    (6, ["chat.transport", "integrations.delivery", "inbox.smtp", "inbox.outbound"]),
     (5, ["chat.realtime"]),
     (
         4,
@@ -45,6 +48,7 @@ LAYERS = [
             "integrations.keys",
             "integrations.endpoints",
             "integrations.outbox",
+            "inbox.receiving",
         ],
     ),
     (
@@ -66,6 +70,7 @@ LAYERS = [
             "chat.transcript_email",
             "chat.visitor_context",
             "chat.charts",
+            "inbox.parsing",
         ],
     ),
     (
@@ -77,16 +82,20 @@ LAYERS = [
             "chat.origins",
             "chat.ratelimits",
             "chat.csp",
+            "chat.reply_address",
             "agents.models",
             "agents.errors",
             "agents.signals",
             "integrations.models",
             "integrations.migrations",
+            "inbox.models",
+            "inbox.migrations",
             "chat.migrations",
             "agents.migrations",
             "chat",
             "agents",
             "integrations",
+            "inbox",
         ],
     ),
 ]

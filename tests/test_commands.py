@@ -85,6 +85,48 @@ def test_create_site_without_an_origin_is_refused():
     assert not Site.objects.exists()
 
 
+def test_create_site_with_an_inbound_email_gives_the_site_the_email_channel():
+    key = (
+        run(
+            "create_site",
+            "--name",
+            "Shop",
+            "--origin",
+            "https://shop.example",
+            "--inbound-email",
+            "Help@Support.Shop.example",
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+
+    assert Site.objects.get(key=key).inbound_email == "help@support.shop.example"
+
+
+@pytest.mark.parametrize(
+    "address, reason",
+    [
+        ("not-an-address", "Not an email address"),
+        ("help+x@support.shop.example", "may not hold"),
+        ("HELP@support.shop.example", "already receives"),
+    ],
+)
+def test_create_site_refuses_an_unusable_inbound_email_and_creates_nothing(address, reason):
+    Site.objects.create(name="Other", inbound_email="help@support.shop.example")
+    with pytest.raises(CommandError, match=reason):
+        run(
+            "create_site",
+            "--name",
+            "Shop",
+            "--origin",
+            "https://shop.example",
+            "--inbound-email",
+            address,
+        )
+
+    assert Site.objects.count() == 1
+
+
 def test_site_keys_never_start_with_a_dash_so_create_agent_site_takes_them_as_values():
     # One random key in 64 would otherwise start with "-" and `--site KEY` would fail.
     assert not [key for key in (new_site_key() for _ in range(2000)) if key.startswith("-")]

@@ -121,12 +121,15 @@ def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
 
 
 def close_idle_conversations(*, now: datetime | None = None) -> list[int]:
-    """Close open conversations nobody wrote in, and whose visitor has not been seen,
-    for the inactivity timeout, with a system message."""
+    """Close open chats nobody wrote in, and whose visitor has not been seen, for the
+    inactivity timeout, with a system message. Email conversations are left open: an
+    answer by mail may take days, and an agent closes them."""
     now = now or timezone.now()
     cutoff = now - timezone.timedelta(seconds=settings.SUPPORTDESK_INACTIVITY_TIMEOUT)
-    idle = Q(status__in=Conversation.OPEN_STATUSES, last_activity_at__lt=cutoff) & Q(
-        visitor__last_seen__lt=cutoff
+    idle = (
+        Q(status__in=Conversation.OPEN_STATUSES, last_activity_at__lt=cutoff)
+        & Q(visitor__last_seen__lt=cutoff)
+        & ~Q(channel=Conversation.Channel.EMAIL)
     )
     closed = []
     for conversation_id in Conversation.objects.filter(idle).values_list("id", flat=True):

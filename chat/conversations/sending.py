@@ -29,6 +29,17 @@ from .messages import PostedMessage
 Status = Conversation.Status
 
 
+@dataclass(frozen=True)
+class EmailOrigin:
+    """A visitor's message that came by email: the conversation it opens is an email
+    conversation with this subject; the one it goes into shows this sender (the From
+    header) and whether the upstream server's SPF/DKIM check vouched for it."""
+
+    subject: str
+    sender_address: str
+    sender_verified: bool
+
+
 def one_statement_send() -> bool:
     """Whether the everyday send may be one autocommit statement: not when a subscriber
     must write in the message's own transaction (an outbox)."""
@@ -66,6 +77,7 @@ def post_message(
     attachment_id: int | None = None,
     before_opening: Callable[[], None] | None = None,
     try_at_once: bool = True,
+    email: EmailOrigin | None = None,
 ) -> PostedMessage:
     """Store a message: a visitor's into its open conversation (opening one if none is
     open), an agent's into `conversation_id`, which must be assigned to it.
@@ -76,9 +88,15 @@ def post_message(
     nothing. `try_at_once=False`: the caller has just tried the everyday statement
     (`post_message_on_loop`), or expects this message to open a chat: it needs the full
     path, which for a visitor then starts with the visitor's row lock.
+
+    `email`: a visitor's message that came by email (the email channel's receiver, the
+    offline form of a site with an inbound address): a conversation it opens is an
+    email conversation, and the one it goes into records its sender.
     """
     now = timezone.now()
     draft = messages.Draft(sender, body, client_msg_id, conversation_id, origin)
+    if email is not None:
+        try_at_once = False  # the conversation's row changes too: the full path
     if attachment_id is None and try_at_once and one_statement_send():
         posted = messages.append_at_once(draft, now=now)
         if posted is not None:
@@ -98,7 +116,7 @@ def post_message(
                 # limit store holds them up to ratelimits.REDIS_TIMEOUT, on this rare
                 # path only.
                 before_opening()
-            conversation = opened = _open_conversation(sender.visitor_id, site_id, now)
+            conversation = opened = _open_conversation(sender.visitor_id, site_id, now, email)
         earlier = messages.sent_before(conversation)
         if earlier is not None and _wrote(sender, earlier):
             # A retry, even after an agent's chat moved on: the same ack again.
@@ -109,6 +127,8 @@ def post_message(
             raise ClientMsgIdTaken
         if conversation.status == Status.CLOSED:
             raise ConversationClosed
+        if email is not None and opened is None:
+            _record_email_sender(conversation, email)
         posted = messages.append_message(
             conversation,
             sender=sender.kind,
@@ -126,22 +146,41 @@ def post_message(
     return posted
 
 
-def _open_conversation(visitor_id: int, site_id: int, now) -> Conversation:
-    conversation = sql.insert_new(
-        Conversation(
-            site_id=site_id,
-            visitor_id=visitor_id,
-            status=Status.QUEUED,
-            created_at=now,
-            queued_at=now,
-            last_activity_at=now,
-        )
+def _open_conversation(
+    visitor_id: int, site_id: int, now, email: EmailOrigin | None = None
+) -> Conversation:
+    conversation = Conversation(
+        site_id=site_id,
+        visitor_id=visitor_id,
+        status=Status.QUEUED,
+        created_at=now,
+        queued_at=now,
+        last_activity_at=now,
     )
+    if email is not None:
+        conversation.channel = Conversation.Channel.EMAIL
+        conversation.subject = email.subject[:300]
+        conversation.sender_address = email.sender_address[:320]
+        conversation.sender_verified = email.sender_verified
+    conversation = sql.insert_new(conversation)
     conversation.earlier_message_id = None  # new: nothing sent in it yet
     events.emit_on_commit(
         events.ConversationCreated(**events.about(conversation), at=conversation.created_at)
     )
     return conversation
+
+
+def _record_email_sender(conversation: Conversation, email: EmailOrigin) -> None:
+    """The latest mail's sender, on the conversation (locked by the caller). A mail into
+    a chat makes no email conversation of it: the chat's channel stays."""
+    if conversation.channel != Conversation.Channel.EMAIL:
+        return
+    address, verified = email.sender_address[:320], email.sender_verified
+    if (conversation.sender_address, conversation.sender_verified) != (address, verified):
+        Conversation.objects.filter(pk=conversation.pk).update(
+            sender_address=address, sender_verified=verified
+        )
+        conversation.sender_address, conversation.sender_verified = address, verified
 
 
 def _wrote(sender: Actor, message) -> bool:

@@ -6,6 +6,7 @@ site A means nothing on site B.
 """
 
 from collections.abc import Callable
+from email.utils import formataddr
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +16,10 @@ from ..errors import NotFound, TooManyAttributes
 from ..models import Conversation, Site, Visitor, hash_token, new_visitor_token
 from .actors import Actor
 from .messages import PostedMessage
-from .sending import post_message
+from .sending import EmailOrigin, post_message
+
+# The subject of an email conversation the offline form opens (the reply's "Re: ...").
+OFFLINE_SUBJECT = "Your message to us"
 
 
 def create_visitor_session(
@@ -93,11 +97,19 @@ def leave_offline_message(
     )
     Visitor.objects.filter(pk=visitor.pk).update(name=name, email=email)
     visitor.name, visitor.email = name, email
+    # A site with an inbound address answers by email: the question opens an email
+    # conversation, so the agent's reply is mailed and the visitor's answer threads back.
+    email_origin = None
+    if Site.objects.filter(pk=visitor.site_id).exclude(inbound_email="").exists():
+        email_origin = EmailOrigin(
+            subject=OFFLINE_SUBJECT, sender_address=formataddr((name, email)), sender_verified=False
+        )
     posted = post_message(
         Actor.visitor(visitor.id),
         client_msg_id=f"offline-{new_visitor_token()[:16]}",
         body=question,
         before_opening=before_opening,
+        email=email_origin,
     )
     return visitor, token, posted
 

@@ -3,6 +3,7 @@
  * queue (it stays listed, greyed, until the agent removes it), and made active again
  * if the server gives it back. */
 
+import { showChannel } from "./channel.js";
 import { buildItem, lastPreview, refreshCounts, updateItem, visitorName } from "./chat-list.js";
 import { stopTyping } from "./composer.js";
 import {
@@ -103,6 +104,7 @@ export const upsertChat = (data) => {
   }
   if (data.visitor && typeof data.visitor.id === "number") chat.visitorId = data.visitor.id;
   if (data.visitor_context) showVisitorContext(chat, data.visitor_context);
+  showChannel(chat, data);
   if (typeof data.visitor_read_seq === "number") {
     chat.visitorReadSeq = Math.max(chat.visitorReadSeq, data.visitor_read_seq);
   }

@@ -2,6 +2,7 @@
  * toggle makes it an internal note only agents see), the agent's typing indicator as
  * the visitor sees it, and a reply's way into the outbox and, once acked, the log. */
 
+import { replyPlaceholder } from "./channel.js";
 import { refreshCounts, updateItem } from "./chat-list.js";
 import { addMessages, checkGaps, scrollToBottom } from "./conversation.js";
 import { toast } from "./dom.js";
@@ -107,7 +108,7 @@ export const attachComposer = (chat) => {
   noteToggle.addEventListener("change", () => {
     const noting = noteToggle.checked;
     form.classList.toggle("is-note", noting);
-    input.placeholder = noting ? "Internal note: only agents see it…" : "Write a reply…";
+    input.placeholder = noting ? "Internal note: only agents see it…" : replyPlaceholder(chat);
     if (noting) stopTyping(chat);
   });
   form.addEventListener("submit", (event) => {
