@@ -1,8 +1,9 @@
 """Rate limits shared by every worker: per visitor and per client address, on the paths
 that store rows (messages, new conversations, visitor sessions).
 
-The counts live in Redis when REDIS_URL is set, so ten workers enforce one limit, and in
-this process's memory otherwise (one worker). The per-socket token bucket
+The counts live in Redis when REDIS_URL is set (the primary, or the master Sentinel
+names), so ten workers enforce one limit, and in this process's memory otherwise (one
+worker). The per-socket token bucket
 (`protocol.TokenBucket`) stays in front: it costs nothing and stops most floods before
 anything here is asked. Limits are strings in the `limits` library's notation, read from
 settings (`SUPPORTDESK_LIMIT_*`); see docs/security.md.
@@ -28,6 +29,8 @@ from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRa
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+
+from . import redis_urls
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +92,11 @@ def _items(spec: str) -> tuple[RateLimitItem, ...]:
 @functools.cache
 def _limiter(uri: str) -> MovingWindowRateLimiter:
     options = {}
+    if uri.startswith(redis_urls.SENTINEL_SCHEME):
+        # The master Sentinel names, asked afresh after a failover (chat/redis_urls.py).
+        uri, options = redis_urls.limits_storage(uri)
     if not uri.startswith("memory"):
-        options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+        options |= {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
     return MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
 
 

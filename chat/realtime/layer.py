@@ -14,6 +14,7 @@ Built on channels-redis 4.3 internals (pinned in requirements.txt):
 import asyncio
 import logging
 import weakref
+from collections.abc import Iterable
 from typing import Protocol
 
 import redis.exceptions
@@ -89,8 +90,13 @@ class _Shard(RedisSingleShardConnection):
     async def _reconnected(self, connection) -> None:
         await type(self._pubsub).on_connect(self._pubsub, connection)
         await self._drop_stale_subscriptions()
-        logger.warning("re-subscribed to Redis; events published while away are lost")
-        subscription_restored()
+        logger.warning("re-subscribed (%r); events published while away are lost", connection)
+        subscription_restored(self)
+
+    def carries_any(self, groups: Iterable[str]) -> bool:
+        """Whether one of these groups hashes to this shard (channels-redis' hash)."""
+        layer = self.channel_layer
+        return any(layer._get_shard(layer._get_group_channel_name(g)) is self for g in groups)
 
     async def _drop_stale_subscriptions(self) -> None:
         # Unsubscribes refused while Redis was down left names that no socket of this
@@ -165,7 +171,13 @@ LAYER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 
 
 class Resyncable(Protocol):
+    joined: set[str]  # the groups the socket joined
+
     def events_may_be_lost(self) -> None: ...
+
+
+class Shard(Protocol):
+    def carries_any(self, groups: Iterable[str]) -> bool: ...
 
 
 # Sockets of this worker that joined groups. If the worker's subscription to Redis
@@ -182,11 +194,15 @@ def unwatch_subscription(socket: Resyncable) -> None:
     _subscribed_sockets.discard(socket)
 
 
-def subscription_restored() -> None:
-    """Called once the layer has subscribed again after losing Redis: every socket that
-    was subscribed may have missed events, and only the database can tell which, so
-    each is told to start over from it."""
-    sockets = list(_subscribed_sockets)
+def subscription_restored(shard: Shard | None = None) -> None:
+    """Called once the layer has subscribed again to `shard` (None: every shard) after
+    losing it: every socket that joined a group on it may have missed events, and only
+    the database can tell which, so each is told to start over from it.
+
+    Sockets whose groups all live on other shards missed nothing and stay: a socket
+    hears everything through its groups (the outbox only ever sends to groups, never to
+    a socket's own channel), so the shard of its own channel does not matter."""
+    sockets = [s for s in _subscribed_sockets if shard is None or shard.carries_any(s.joined)]
     if sockets:
         logger.warning("channel layer subscription restored: %d sockets must resync", len(sockets))
     for socket in sockets:
