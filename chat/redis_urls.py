@@ -21,6 +21,9 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio.retry
+import redis.backoff
+import redis.retry
 import redis.sentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -149,8 +152,22 @@ def split_urls(value: str) -> list[str]:
 # --- clients ----------------------------------------------------------------------------
 
 
-def _sentinel_kwargs(timeout: float) -> dict:
-    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+def _retry(*, on_loop: bool = False) -> redis.retry.Retry:
+    """One retry, at once: enough to replace a pooled connection that a failover or a
+    restart broke, without redis-py's default backoff (three retries, 1 s doubling to
+    10 s), which would hold a request or a rate-limit count for seconds while the master
+    is gone. What calls again later (the next request, the channel layer's receive
+    loop) is the real retry."""
+    retry_class = redis.asyncio.retry.Retry if on_loop else redis.retry.Retry
+    return retry_class(redis.backoff.NoBackoff(), 1)
+
+
+def _sentinel_kwargs(timeout: float, *, on_loop: bool = False) -> dict:
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": _retry(on_loop=on_loop),
+    }
 
 
 def _credentials(target: RedisTarget) -> dict:
@@ -166,8 +183,9 @@ def channel_layer_host(target: RedisTarget, **options) -> dict:
     return {
         "master_name": target.service_name,
         "sentinels": [list(pair) for pair in target.sentinels],
-        "sentinel_kwargs": _sentinel_kwargs(SENTINEL_TIMEOUT),
+        "sentinel_kwargs": _sentinel_kwargs(SENTINEL_TIMEOUT, on_loop=True),
         "db": target.db,
+        "retry": _retry(on_loop=True),
         **_credentials(target),
         **options,
     }
@@ -193,7 +211,7 @@ class CachePool:
             _sentinel_manager(target),
             db=target.db,
             **_credentials(target),
-            **options,
+            **{"retry": _retry(), **options},
         )
 
 
@@ -208,6 +226,7 @@ def limits_storage(url: str) -> tuple[str, dict]:
     options = {
         "db": target.db,
         "use_replicas": False,
+        "retry": _retry(),
         "sentinel_kwargs": _sentinel_kwargs(SENTINEL_TIMEOUT),
         **_credentials(target),
     }
@@ -230,7 +249,12 @@ def probe(target: RedisTarget, timeout: float = 1.0) -> dict:
             host, port = _sentinel_manager(target).discover_master(target.service_name)
             seen["address"] = f"{host}:{port}"
             client = redis.Redis(
-                host=host, port=port, db=target.db, **_credentials(target), **options
+                host=host,
+                port=port,
+                db=target.db,
+                retry=_retry(),
+                **_credentials(target),
+                **options,
             )
         else:
             client = redis.Redis.from_url(target.url, **options)
