@@ -12,10 +12,11 @@ import redis.sentinel
 from channels_redis.utils import create_pool
 from django.core.exceptions import ImproperlyConfigured
 
-from chat import ratelimits, redis_urls
-from chat.realtime import layer
+from chat import protocol, ratelimits, redis_urls
+from chat.realtime import groups, layer
 from devstack import RedisServer, redis_installed
 from supportdesk import redis_settings
+from tests import ws
 
 SENTINEL_URL = "redis+sentinel://:s3cret@10.0.0.3:26379,10.0.0.4,[::1]:26380/mymaster/2"
 
@@ -231,7 +232,7 @@ class FakeSocket:
         self.joined = set(groups)
         self.told = False
 
-    def events_may_be_lost(self) -> None:
+    def events_may_be_lost(self, groups: set[str] | None = None) -> None:
         self.told = True
 
 
@@ -280,3 +281,56 @@ def test_healthz_answers_503_at_once_when_no_sentinel_answers(client, settings):
     primary = answer.json()["redis_primary"]
     assert (primary["sentinel_master"], primary["status"]) == ("mymaster", "unavailable")
     assert "No master found for 'mymaster'" in primary["error"]
+
+
+# --- a socket told its shard came back --------------------------------------------------
+
+
+class ShardOf:
+    """A shard that carries exactly `groups`."""
+
+    def __init__(self, *groups: str) -> None:
+        self.groups = set(groups)
+
+    def carries(self, group: str) -> bool:
+        return group in self.groups
+
+
+async def visitor_and_alice(sockets, personas):
+    alice, _ready = await sockets.agent(personas.alice)
+    tab, _ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1))
+    return tab, alice
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_returning_shard_of_shared_groups_refreshes_their_state_without_a_reconnect(
+    personas, sockets
+):
+    tab, alice = await visitor_and_alice(sockets, personas)
+    # What the tab showed last is stale: every agent went away while the shard was away
+    # (the rows change here without the broadcast, which the shard's outage swallowed).
+    await ws.db(type(personas.alice).objects.update, status="away")
+
+    layer.subscription_restored(
+        ShardOf(groups.AGENTS_GROUP, groups.site_visitors_group(personas.acme.id))
+    )
+
+    online = await ws.receive_until(tab, "agents.online")
+    assert online["online"] is False
+    assert "responses" in await ws.receive_until(alice, "canned")
+    # Both sockets stay open and keep serving.
+    await tab.send_json_to({"type": "message.send", "client_msg_id": "after", "body": "Hi"})
+    assert (await ws.receive_until(tab, "message.ack"))["client_msg_id"] == "after"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_returning_shard_of_a_visitors_own_group_closes_that_socket_alone_with_4503(
+    personas, sockets
+):
+    tab, alice = await visitor_and_alice(sockets, personas)
+
+    layer.subscription_restored(ShardOf(groups.visitor_group(personas.v1.id)))
+
+    code, _frames = await ws.receive_close(tab)
+    assert code == protocol.CLOSE_UNAVAILABLE
+    assert [f["type"] for f in await ws.frames_before_pong(alice)] == []

@@ -14,7 +14,6 @@ Built on channels-redis 4.3 internals (pinned in requirements.txt):
 import asyncio
 import logging
 import weakref
-from collections.abc import Iterable
 from typing import Protocol
 
 import redis.exceptions
@@ -93,10 +92,10 @@ class _Shard(RedisSingleShardConnection):
         logger.warning("re-subscribed (%r); events published while away are lost", connection)
         subscription_restored(self)
 
-    def carries_any(self, groups: Iterable[str]) -> bool:
-        """Whether one of these groups hashes to this shard (channels-redis' hash)."""
+    def carries(self, group: str) -> bool:
+        """Whether `group` hashes to this shard (channels-redis' hash)."""
         layer = self.channel_layer
-        return any(layer._get_shard(layer._get_group_channel_name(g)) is self for g in groups)
+        return layer._get_shard(layer._get_group_channel_name(group)) is self
 
     async def _drop_stale_subscriptions(self) -> None:
         # Unsubscribes refused while Redis was down left names that no socket of this
@@ -173,11 +172,11 @@ LAYER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 class Resyncable(Protocol):
     joined: set[str]  # the groups the socket joined
 
-    def events_may_be_lost(self) -> None: ...
+    def events_may_be_lost(self, groups: set[str] | None = None) -> None: ...
 
 
 class Shard(Protocol):
-    def carries_any(self, groups: Iterable[str]) -> bool: ...
+    def carries(self, group: str) -> bool: ...
 
 
 # Sockets of this worker that joined groups. If the worker's subscription to Redis
@@ -196,14 +195,19 @@ def unwatch_subscription(socket: Resyncable) -> None:
 
 def subscription_restored(shard: Shard | None = None) -> None:
     """Called once the layer has subscribed again to `shard` (None: every shard) after
-    losing it: every socket that joined a group on it may have missed events, and only
-    the database can tell which, so each is told to start over from it.
+    losing it: every socket that joined a group on it may have missed that group's
+    events, and only the database can tell which, so each is told which groups
+    (`events_may_be_lost`; None: all of them).
 
-    Sockets whose groups all live on other shards missed nothing and stay: a socket
-    hears everything through its groups (the outbox only ever sends to groups, never to
-    a socket's own channel), so the shard of its own channel does not matter."""
-    sockets = [s for s in _subscribed_sockets if shard is None or shard.carries_any(s.joined)]
-    if sockets:
-        logger.warning("channel layer subscription restored: %d sockets must resync", len(sockets))
-    for socket in sockets:
-        socket.events_may_be_lost()
+    Sockets whose groups all live on other shards missed nothing and are not told: a
+    socket hears everything through its groups (the outbox only ever sends to groups,
+    never to a socket's own channel), so the shard of its own channel does not matter."""
+    told = []
+    for socket in list(_subscribed_sockets):
+        lost = None if shard is None else {g for g in socket.joined if shard.carries(g)}
+        if lost is None or lost:
+            told.append((socket, lost))
+    if told:
+        logger.warning("channel layer subscription restored: %d sockets must resync", len(told))
+    for socket, lost in told:
+        socket.events_may_be_lost(lost)
