@@ -2,8 +2,9 @@
 
 channels-redis re-subscribes by itself once Redis answers again, but whatever was
 published meanwhile is gone and nobody hears of it. This layer reports each
-re-subscription to `subscription_restored()` (below), so the worker's sockets resume
-from the database (by seq) instead of silently missing events. It also keeps the
+re-subscription, shard by shard (REDIS_CHANNEL_URLS; a Sentinel failover is one too), to
+`subscription_restored()` (below), so the sockets with a group on that shard resume from
+the database (by seq) instead of silently missing events. It also keeps the
 layer's own bookkeeping from growing while Redis refuses subscribes and unsubscribes,
 and lets a consumer unsubscribe its channel when it ends (`forget_channel`).
 

@@ -611,7 +611,9 @@ class AgentConsumer(MessageSending):
     async def refresh_shared(self) -> None:
         # The agents' group carries the queues' lengths and "shared canned responses
         # changed" alone (realtime/fanout.py). Read after the loss, so at least as new as
-        # any reading it missed.
+        # any reading it missed. Race: a reading another worker published before this
+        # read may still arrive after it (its version is newer than any this socket
+        # kept) and show a length a moment old, until the queue's next change.
         self.queue_lengths = await on_database_thread(selectors.queue_lengths)()
         await self._send_queue_length()
         await self.send_canned_list()
