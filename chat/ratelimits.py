@@ -154,7 +154,7 @@ async def count_on_loop(*checks: tuple[Rule, str | None]) -> None:
     counter = _LoopCounter.of_running_loop(uri)
     if counter is None:
         # A storage limits has no redis-py asyncio client for (memcached, MongoDB,
-        # Redis Sentinel or Cluster): counted as before, on a thread of its own.
+        # Redis Cluster): counted as before, on a thread of its own.
         await asyncio.to_thread(count, *checks)
         return
     await counter.count(checks)
@@ -175,13 +175,19 @@ class _LoopCounter:
     def __init__(self, uri: str):
         self.uri = uri
         self.resting_until = 0.0
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            uri.replace("redis+unix://", "unix://", 1),
-            max_connections=LOOP_MAX_CONNECTIONS,
-            timeout=REDIS_TIMEOUT,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-        )
+        options = {
+            "max_connections": LOOP_MAX_CONNECTIONS,
+            "timeout": REDIS_TIMEOUT,
+            "socket_timeout": REDIS_TIMEOUT,
+            "socket_connect_timeout": REDIS_TIMEOUT,
+        }
+        if uri.startswith(redis_urls.SENTINEL_SCHEME):
+            # The master Sentinel names, asked afresh at each new connection.
+            pool = redis_urls.blocking_loop_pool(redis_urls.parse(uri), **options)
+        else:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                uri.replace("redis+unix://", "unix://", 1), **options
+            )
         storage = AsyncRedisStorage(
             f"async+{uri}", implementation="redispy", connection_pool=pool, wrap_exceptions=True
         )
@@ -193,7 +199,7 @@ class _LoopCounter:
         counter = cls._by_loop.get(loop)
         if counter is not None and counter.uri == uri:
             return counter
-        if uri.split("://", 1)[0] not in ("redis", "rediss", "redis+unix"):
+        if uri.split("://", 1)[0] not in ("redis", "rediss", "redis+unix", "redis+sentinel"):
             return None
         # Loops that have closed since (tests) hold nothing anyone can use.
         for other in list(cls._by_loop):

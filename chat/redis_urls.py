@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio
 import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.backoff
 import redis.retry
 import redis.sentinel
@@ -213,6 +215,31 @@ class CachePool:
             **_credentials(target),
             **{"retry": _retry(), **options},
         )
+
+
+class _BlockingSentinelPool(
+    redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool
+):
+    """redis-py's asyncio Sentinel pool, waiting up to `timeout` for a free connection
+    past `max_connections` instead of failing at once (BlockingConnectionPool's
+    `get_connection`; the Sentinel pool overrides only where connections go)."""
+
+
+def blocking_loop_pool(target: RedisTarget, **options) -> redis.asyncio.ConnectionPool:
+    """An asyncio pool for the master `target` names (Sentinel only), that waits for a
+    free connection: the rate limits' counts on the event loop."""
+    manager = redis.asyncio.sentinel.Sentinel(
+        list(target.sentinels),
+        sentinel_kwargs=_sentinel_kwargs(SENTINEL_TIMEOUT, on_loop=True),
+    )
+    return _BlockingSentinelPool(
+        target.service_name,
+        manager,
+        db=target.db,
+        retry=_retry(on_loop=True),
+        **_credentials(target),
+        **options,
+    )
 
 
 def limits_storage(url: str) -> tuple[str, dict]:

@@ -196,6 +196,7 @@ async def test_sentinel_failover_mid_chat_resumes_every_socket_and_loses_nothing
             **report.figures(),
             "sockets": len(clients),
             "told_to_resync": told_to_resync,
+            "closes": sum(len(c.closes) for c in clients),
             "kill_to_promoted_s": round(promoted_s, 1),
             "kill_to_all_resumed_s": round(resumed_s, 1),
             "cpu": cpu_model(),
@@ -206,6 +207,7 @@ async def test_sentinel_failover_mid_chat_resumes_every_socket_and_loses_nothing
     # Every socket was told to resync (4503) once its worker reached the new master, and
     # resumed there; none was refused for good or left offline.
     assert told_to_resync == len(clients)
+    assert {code for c in clients for code in c.closes} == {CLOSE_UNAVAILABLE}
     assert all(c.online for c in clients)
 
     # Each worker's health names the promoted replica as its primary, now the master.

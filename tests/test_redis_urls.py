@@ -3,6 +3,7 @@ the channel layer), the settings built from them, and what a worker reports and 
 per shard. The failovers and shard outages themselves are in
 tests/test_chaos_redis_topologies.py (real processes, `make chaos`)."""
 
+import asyncio
 import time
 
 import pytest
@@ -14,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from chat import protocol, ratelimits, redis_urls
 from chat.realtime import groups, layer
-from devstack import RedisServer, redis_installed
+from devstack import RedisServer, SentinelServer, redis_installed, sentinel_installed
 from supportdesk import redis_settings
 from tests import ws
 
@@ -161,6 +162,53 @@ def test_rate_limits_on_an_unreachable_sentinel_fail_open(settings):
 
     for _ in range(3):
         ratelimits.new_session("192.0.2.1")  # not refused: the outage lets it through
+
+
+async def test_rate_limit_counts_on_the_loop_fail_open_at_once_without_a_sentinel(settings):
+    settings.SUPPORTDESK_RATE_LIMIT_STORAGE = "redis+sentinel://127.0.0.1:1/mymaster/0"
+    settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "1 per minute"
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = ""
+    limits = ratelimits.VisitorLimits(visitor_id=1, client="192.0.2.1")
+
+    started = time.monotonic()
+    for _ in range(3):
+        await limits.message()  # not refused: the outage lets it through
+
+    # The first count finds no master; the others rest instead of asking again.
+    assert time.monotonic() - started < ratelimits.REDIS_TIMEOUT * 2
+
+
+@pytest.fixture
+def sentinel_master(tmp_path):
+    """A redis-server and one redis-sentinel watching it as `mymaster`."""
+    if not (redis_installed() and sentinel_installed()):
+        pytest.skip("redis-server and redis-sentinel are needed (apt-get install ...)")
+    master = RedisServer.start_new(tmp_path, name="master")
+    sentinel = SentinelServer.start_new(tmp_path, "sentinel", "mymaster", master.port)
+    yield f"redis+sentinel://{sentinel.address}/mymaster/0", master
+    sentinel.stop()
+    master.stop()
+
+
+@pytest.mark.parametrize("on_loop", [True, False], ids=["event-loop", "thread"])
+async def test_rate_limits_count_on_the_master_a_sentinel_names(settings, sentinel_master, on_loop):
+    url, master = sentinel_master
+    settings.SUPPORTDESK_RATE_LIMIT_STORAGE = url
+    settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "1 per minute"
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = ""
+    client = f"192.0.2.{int(on_loop)}"
+
+    async def one_message() -> None:
+        if on_loop:
+            await ratelimits.count_on_loop((ratelimits.IP_MESSAGES, client))
+        else:
+            await asyncio.to_thread(ratelimits.count, (ratelimits.IP_MESSAGES, client))
+
+    await one_message()
+    with pytest.raises(ratelimits.RateLimited):
+        await one_message()
+    keys = redis.Redis(port=master.port).keys(f"*ip-messages/{client}*")
+    assert len(keys) == 1
 
 
 # --- what a worker reports and does per shard -------------------------------------------
