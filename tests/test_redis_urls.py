@@ -382,3 +382,47 @@ async def test_a_returning_shard_of_a_visitors_own_group_closes_that_socket_alon
     code, _frames = await ws.receive_close(tab)
     assert code == protocol.CLOSE_UNAVAILABLE
     assert [f["type"] for f in await ws.frames_before_pong(alice)] == []
+
+
+# --- one connection, one connector ---------------------------------------------------------
+
+
+class SubscriptionConnection:
+    """The shard's subscription connection, reconnecting until `done` is set."""
+
+    def __init__(self) -> None:
+        self.is_connected = False
+        self.done = asyncio.Event()
+        self.connects = 0
+
+    async def connect(self) -> None:
+        self.connects += 1
+        await self.done.wait()
+        self.is_connected = True
+
+
+async def test_no_socket_connects_the_subscription_while_the_receive_loop_reconnects_it():
+    channel_layer = layer.PubSubChannelLayer(hosts=[{"address": "redis://127.0.0.1:1/0"}])
+    shard = channel_layer._get_layer()._shards[0]
+    shard._ensure_redis()
+    connection = shard._pubsub.connection = SubscriptionConnection()
+    shard._guard_connects()
+    shard._pubsub.channels = {b"asgi__group__visitor.1": None}  # what it must restore
+    shard._subscribed_to.add("asgi__group__visitor.1")
+    shard._receive_task = asyncio.get_running_loop().create_future()  # no loop here
+
+    # Down, with subscriptions to restore: the receive loop reconnects, nobody else.
+    with pytest.raises(redis.exceptions.ConnectionError, match="re-connecting"):
+        await shard.subscribe("asgi.specific.a")
+    reconnecting = asyncio.ensure_future(connection.connect())  # as the loop does
+    await asyncio.sleep(0)  # it has started; `done` is not set yet
+    # Mid-handshake it counts as connected, and is still not to be touched.
+    connection.is_connected = True
+    with pytest.raises(redis.exceptions.ConnectionError, match="re-connecting"):
+        await shard.unsubscribe("asgi__group__visitor.1")
+    connection.done.set()
+    await reconnecting
+
+    assert connection.connects == 1
+    assert not shard._connecting
+    shard._pubsub.connection = shard._receive_task = None

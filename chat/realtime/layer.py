@@ -34,6 +34,8 @@ class _Shard(RedisSingleShardConnection):
         # Publishes waiting for the next pipeline, and the task that sends them.
         self._outgoing: list[tuple[str, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
+        # True while the subscription connection is being (re)connected (see `subscribe`).
+        self._connecting = False
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self.queue_publish(channel, message)
@@ -76,6 +78,60 @@ class _Shard(RedisSingleShardConnection):
                 for *_item, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+    async def subscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel not in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                self._refuse_while_reconnecting()
+                await self._pubsub.subscribe(channel)
+                self._guard_connects()
+                self._subscribed_to.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                self._refuse_while_reconnecting()
+                await self._pubsub.unsubscribe(channel)
+                self._subscribed_to.remove(channel)
+
+    def _refuse_while_reconnecting(self) -> None:
+        """Race: when the subscription connection breaks, the receive loop reconnects
+        it (its `get_message` does) while a socket's subscribe would connect it too. Two
+        coroutines connecting one connection read each other's handshake replies; the
+        one robbed waits out the socket timeout holding the shard's lock, and every
+        socket of the worker stalls with it (seen after a Sentinel failover: 15 s). So
+        while the receive loop owns the reconnect (the connection is down or connecting
+        and has subscriptions to restore), a subscribe or unsubscribe is refused at
+        once: the socket closes with 4503 and comes back, or leaves its name for
+        `_drop_stale_subscriptions`. With nothing subscribed, no loop reads, and the
+        subscribe itself connects."""
+        connection = self._pubsub.connection
+        if connection is None:
+            return
+        if self._connecting or (self._pubsub.subscribed and not connection.is_connected):
+            raise redis.exceptions.ConnectionError("re-connecting to Redis: try again")
+
+    def _guard_connects(self) -> None:
+        """Mark the subscription connection as connecting for as long as any
+        (re)connect of it runs (redis-py reconnects it from several places)."""
+        connection = self._pubsub.connection
+        if connection is None or getattr(connection, "_supportdesk_guarded", False):
+            return
+        connect = connection.connect
+
+        async def guarded_connect():
+            self._connecting = True
+            try:
+                return await connect()
+            finally:
+                self._connecting = False
+
+        connection.connect = guarded_connect
+        connection._supportdesk_guarded = True
 
     def _ensure_redis(self) -> None:
         fresh = self._redis is None
