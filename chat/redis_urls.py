@@ -154,21 +154,21 @@ def split_urls(value: str) -> list[str]:
 # --- clients ----------------------------------------------------------------------------
 
 
-def _retry(*, on_loop: bool = False) -> redis.retry.Retry:
+def _retry(*, on_loop: bool = False, retries: int = 1) -> redis.retry.Retry:
     """One retry, at once: enough to replace a pooled connection that a failover or a
     restart broke, without redis-py's default backoff (three retries, 1 s doubling to
     10 s), which would hold a request or a rate-limit count for seconds while the master
     is gone. What calls again later (the next request, the channel layer's receive
     loop) is the real retry."""
     retry_class = redis.asyncio.retry.Retry if on_loop else redis.retry.Retry
-    return retry_class(redis.backoff.NoBackoff(), 1)
+    return retry_class(redis.backoff.NoBackoff(), retries)
 
 
-def _sentinel_kwargs(timeout: float, *, on_loop: bool = False) -> dict:
+def _sentinel_kwargs(timeout: float, *, on_loop: bool = False, retries: int = 1) -> dict:
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
-        "retry": _retry(on_loop=on_loop),
+        "retry": _retry(on_loop=on_loop, retries=retries),
     }
 
 
@@ -193,9 +193,11 @@ def channel_layer_host(target: RedisTarget, **options) -> dict:
     }
 
 
-def _sentinel_manager(target: RedisTarget) -> redis.sentinel.Sentinel:
+def _sentinel_manager(
+    target: RedisTarget, timeout: float = SENTINEL_TIMEOUT, retries: int = 1
+) -> redis.sentinel.Sentinel:
     return redis.sentinel.Sentinel(
-        list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(SENTINEL_TIMEOUT)
+        list(target.sentinels), sentinel_kwargs=_sentinel_kwargs(timeout, retries=retries)
     )
 
 
@@ -270,16 +272,24 @@ def probe(target: RedisTarget, timeout: float = 1.0) -> dict:
     seen: dict = {"url": str(target)}
     if target.via_sentinel:
         seen["sentinel_master"] = target.service_name
-    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    # One attempt each, no retry: the answer is for now, and must come soon: the
+    # sentinels share `timeout` (asked one after the other), then the server has its own.
+    options = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": _retry(retries=0),
+    }
     try:
         if target.via_sentinel:
-            host, port = _sentinel_manager(target).discover_master(target.service_name)
+            sentinels = _sentinel_manager(
+                target, timeout=timeout / len(target.sentinels), retries=0
+            )
+            host, port = sentinels.discover_master(target.service_name)
             seen["address"] = f"{host}:{port}"
             client = redis.Redis(
                 host=host,
                 port=port,
                 db=target.db,
-                retry=_retry(),
                 **_credentials(target),
                 **options,
             )

@@ -211,6 +211,25 @@ async def test_rate_limits_count_on_the_master_a_sentinel_names(settings, sentin
     assert len(keys) == 1
 
 
+@pytest.mark.django_db
+def test_healthz_names_the_master_the_sentinels_name(client, settings, sentinel_master):
+    url, master = sentinel_master
+    settings.REDIS_URL = url
+    settings.REDIS_CHANNEL_URLS = ""
+
+    answer = client.get("/healthz")
+
+    assert answer.status_code == 200
+    primary = answer.json()["redis_primary"]
+    assert (primary["address"], primary["role"], primary["status"]) == (
+        master.address,
+        "master",
+        "ok",
+    )
+    assert (primary["sentinel_master"], primary["url"]) == ("mymaster", url)
+    assert answer.json()["redis_channel_shards"] == [{"shard": 0, **primary}]
+
+
 # --- what a worker reports and does per shard -------------------------------------------
 
 
