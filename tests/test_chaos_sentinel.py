@@ -22,6 +22,7 @@ from devstack import (
     Site,
     request,
     sentinel_installed,
+    visitor_session,
     wait_until,
 )
 from tests.chaos import (
@@ -217,8 +218,18 @@ async def test_sentinel_failover_mid_chat_resumes_every_socket_and_loses_nothing
         primary = health["redis_primary"]
         assert (primary["address"], primary["role"]) == (replica.address, "master")
         assert primary["sentinel_master"] == MASTER_NAME
-    # The rate limits counted on the new master after the kill...
-    assert newest_count(replica, "ip-messages") > killed_wall
+    # The rate limits count on the new master: a new visitor's session at once...
+    await visitor_session(daphne_workers[0], e2e_site)
+    assert newest_count(replica, "ip-sessions") > killed_wall
+    # ...and messages once their worker asks Redis again (after a failed count it lets
+    # messages through uncounted for `ratelimits.STORAGE_RETRY_AFTER`): each message
+    # is acknowledged before the next, until one was counted there.
+    talker, sent = visitors[0], 0
+    while newest_count(replica, "ip-messages") <= killed_wall:
+        assert sent < 200, "no message counted on the new master"
+        await talker.send_message(f"after-failover-{sent}", "Still there?")
+        await talker.wait_acked()
+        sent += 1
     # ...and Django's cache writes there: what the sweep keeps (the sites last told
     # "agents online") is written again by some worker once removed.
     promoted = redis.Redis(port=replica.port, socket_timeout=1)
