@@ -52,8 +52,9 @@ cluster: setup
 	$(BIN)/python manage.py collectstatic --noinput
 	$(BIN)/python manage.py run_cluster --workers $(WORKERS) --base-port $(BASE_PORT)
 
-# Fault tests on real processes (workers killed, Redis and PostgreSQL restarted, slow
-# clients, churn); skipped by `make test`. PostgreSQL restarts need root.
+# Fault tests on real processes (workers killed, Redis and PostgreSQL restarted, a Redis
+# Sentinel failover, a channel-layer shard killed, slow clients, churn); skipped by
+# `make test`. PostgreSQL restarts need root.
 chaos: setup
 	RUN_CHAOS=1 $(BIN)/python -m pytest -m chaos
 

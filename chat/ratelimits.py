@@ -1,8 +1,9 @@
 """Rate limits shared by every worker: per visitor and per client address, on the paths
 that store rows (messages, new conversations, visitor sessions).
 
-The counts live in Redis when REDIS_URL is set, so ten workers enforce one limit, and in
-this process's memory otherwise (one worker). The per-socket token bucket
+The counts live in Redis when REDIS_URL is set (the primary, or the master Sentinel
+names), so ten workers enforce one limit, and in this process's memory otherwise (one
+worker). The per-socket token bucket
 (`protocol.TokenBucket`) stays in front: it costs nothing and stops most floods before
 anything here is asked. Limits are strings in the `limits` library's notation, read from
 settings (`SUPPORTDESK_LIMIT_*`); see docs/security.md.
@@ -28,6 +29,8 @@ from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRa
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+
+from . import redis_urls
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +96,11 @@ def _items(spec: str) -> tuple[RateLimitItem, ...]:
 @functools.cache
 def _limiter(uri: str) -> MovingWindowRateLimiter:
     options = {}
+    if uri.startswith(redis_urls.SENTINEL_SCHEME):
+        # The master Sentinel names, asked afresh after a failover (chat/redis_urls.py).
+        uri, options = redis_urls.limits_storage(uri)
     if not uri.startswith("memory"):
-        options = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+        options |= {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
     return MovingWindowRateLimiter(storage_from_string(uri, wrap_exceptions=True, **options))
 
 
@@ -152,7 +158,7 @@ async def count_on_loop(*checks: tuple[Rule, str | None]) -> None:
     counter = _LoopCounter.of_running_loop(uri)
     if counter is None:
         # A storage limits has no redis-py asyncio client for (memcached, MongoDB,
-        # Redis Sentinel or Cluster): counted as before, on a thread of its own.
+        # Redis Cluster): counted as before, on a thread of its own.
         await asyncio.to_thread(count, *checks)
         return
     await counter.count(checks)
@@ -173,13 +179,19 @@ class _LoopCounter:
     def __init__(self, uri: str):
         self.uri = uri
         self.resting_until = 0.0
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            uri.replace("redis+unix://", "unix://", 1),
-            max_connections=LOOP_MAX_CONNECTIONS,
-            timeout=REDIS_TIMEOUT,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-        )
+        options = {
+            "max_connections": LOOP_MAX_CONNECTIONS,
+            "timeout": REDIS_TIMEOUT,
+            "socket_timeout": REDIS_TIMEOUT,
+            "socket_connect_timeout": REDIS_TIMEOUT,
+        }
+        if uri.startswith(redis_urls.SENTINEL_SCHEME):
+            # The master Sentinel names, asked afresh at each new connection.
+            pool = redis_urls.blocking_loop_pool(redis_urls.parse(uri), **options)
+        else:
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                uri.replace("redis+unix://", "unix://", 1), **options
+            )
         storage = AsyncRedisStorage(
             f"async+{uri}", implementation="redispy", connection_pool=pool, wrap_exceptions=True
         )
@@ -191,7 +203,7 @@ class _LoopCounter:
         counter = cls._by_loop.get(loop)
         if counter is not None and counter.uri == uri:
             return counter
-        if uri.split("://", 1)[0] not in ("redis", "rediss", "redis+unix"):
+        if uri.split("://", 1)[0] not in ("redis", "rediss", "redis+unix", "redis+sentinel"):
             return None
         # Loops that have closed since (tests) hold nothing anyone can use.
         for other in list(cls._by_loop):

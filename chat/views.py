@@ -1,11 +1,11 @@
 """HTTP endpoints of the chat core: the landing page and the docs, visitor sessions for the
 widget, and health."""
 
+import concurrent.futures
 import functools
 import json
 import logging
 
-import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -16,7 +16,7 @@ from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import offline, origins, protocol, ratelimits
+from . import offline, origins, protocol, ratelimits, redis_urls
 from .conversations import identity, sessions
 from .errors import NotFound, SiteDisabled
 from .models import Site
@@ -260,13 +260,27 @@ def offline_messages(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """For the proxy: 200 when the database (and Redis, when configured) answer, else 503."""
+    """For the proxy: 200 when the database (and every Redis this worker uses, when
+    configured) answer, else 503. Also says which Redis this worker reaches and in what
+    role: the primary (`redis_primary`: cache and rate limits; through Sentinel, the
+    master it names now) and each channel-layer shard (`redis_channel_shards`)."""
     checks = {"database": _check_database()}
+    report = {}
     if settings.REDIS_URL:
-        checks["redis"] = _check_redis(settings.REDIS_URL)
+        primary, shards = _redis_targets()
+        seen = _probe_redis(redis_urls.distinct([primary, *shards]))
+        report = {
+            "redis_primary": seen[primary],
+            "redis_channel_shards": [
+                {"shard": number, **seen[shard]} for number, shard in enumerate(shards)
+            ],
+        }
+        healthy_redis = all(answer["status"] == "ok" for answer in seen.values())
+        checks["redis"] = "ok" if healthy_redis else "unavailable"
     healthy = all(result == "ok" for result in checks.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
+        {"status": "ok" if healthy else "unavailable", **checks, **report},
+        status=200 if healthy else 503,
     )
 
 
@@ -280,13 +294,22 @@ def _check_database() -> str:
     return "ok"
 
 
-def _check_redis(url: str) -> str:
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        logger.error("healthz: redis unavailable: %s", exc)
-        return "unavailable"
-    finally:
-        client.close()
-    return "ok"
+def _redis_targets() -> tuple[redis_urls.RedisTarget, list[redis_urls.RedisTarget]]:
+    """The primary and the channel layer's shards, as settings name them now."""
+    primary = redis_urls.parse(settings.REDIS_URL)
+    shards = [redis_urls.parse(url) for url in redis_urls.split_urls(settings.REDIS_CHANNEL_URLS)]
+    return primary, shards or [primary]
+
+
+def _probe_redis(targets: list[redis_urls.RedisTarget]) -> dict[redis_urls.RedisTarget, dict]:
+    """Each target probed at once, side by side: a reply within about a second even when
+    several servers do not answer."""
+    if len(targets) == 1:
+        seen = {targets[0]: redis_urls.probe(targets[0])}
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            seen = dict(zip(targets, pool.map(redis_urls.probe, targets), strict=True))
+    for target, answer in seen.items():
+        if answer["status"] != "ok":
+            logger.error("healthz: redis %s unavailable: %s", target, answer)
+    return seen

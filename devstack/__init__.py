@@ -13,7 +13,8 @@ and the tests must not need the bench's plotting stack. So nothing here imports
 pytest; failures raise `StackError`, and the pytest fixtures stay in tests/e2e.py,
 tests/browser.py and tests/chaos.py.
 
-    processes   redis-server and daphne workers: start, wait, stop, kill, restart
+    processes   redis-server (a replica too), redis-sentinel and daphne workers:
+                start, wait, stop, kill, restart
     database    PostgreSQL or SQLite: create, clone a migrated template, query, drop
     app         the processes' environment, manage.py, create_site, create_agent, the
                 login form, visitor sessions
@@ -28,11 +29,13 @@ from .http import Response, request
 from .processes import (
     REPO_ROOT,
     RedisServer,
+    SentinelServer,
     Server,
     free_port,
     healthy,
     redis_installed,
     rss_bytes,
+    sentinel_installed,
     start_servers,
     start_workers,
     stop_process,
@@ -48,6 +51,7 @@ __all__ = [
     "Peer",
     "RedisServer",
     "Response",
+    "SentinelServer",
     "Server",
     "Signal",
     "Site",
@@ -68,6 +72,7 @@ __all__ = [
     "request",
     "rss_bytes",
     "run_blocking",
+    "sentinel_installed",
     "set_presence",
     "start_servers",
     "start_workers",

@@ -74,16 +74,25 @@ def redis_installed() -> bool:
 @dataclass
 class RedisServer:
     """A private redis-server on a loopback port, without persistence. `stop()` and
-    `start()` again keep its port, as a restart under running workers does."""
+    `start()` again keep its port, as a restart under running workers does; `kill()`
+    is SIGKILL. `replica_of`: the port of the master it replicates."""
 
     port: int
     log: Path
     max_clients: int | None = None
+    replica_of: int | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @classmethod
-    def start_new(cls, folder: Path, *, max_clients: int | None = None) -> "RedisServer":
-        server = cls(free_port(), folder / "redis.log", max_clients)
+    def start_new(
+        cls,
+        folder: Path,
+        *,
+        max_clients: int | None = None,
+        name: str = "redis",
+        replica_of: int | None = None,
+    ) -> "RedisServer":
+        server = cls(free_port(), folder / f"{name}.log", max_clients, replica_of)
         server.start()
         return server
 
@@ -91,36 +100,30 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def answers_ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return _answers_ping(self.port)
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> None:
         """Start (or start again, on the same port) and wait until it answers PING."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise StackError("redis-server is not installed (apt-get install redis-server)")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command = [_redis_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--save", "", "--appendonly", "no"]
         if self.max_clients is not None:
             command += ["--maxclients", str(self.max_clients)]
-        process = self.process = _launch(command, self.log, None)
-        try:
-            wait_until(
-                lambda: _still_running(process, "redis-server", self.log) and self.answers_ping(),
-                timeout=timeout,
-                what=lambda: f"redis-server on port {self.port} to answer PING\n{tail(self.log)}",
-            )
-        except BaseException:
-            stop_process(process)
-            raise
+        if self.replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        self.process = _launch_redis(command, self.log, self.port, "redis-server", timeout)
 
     def stop(self) -> None:
         stop_process(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients, replicas or sentinels."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT)
 
     def version(self) -> str:
         done = subprocess.run(
@@ -130,6 +133,90 @@ class RedisServer:
             check=False,
         )
         return done.stdout.strip()
+
+
+@dataclass
+class SentinelServer:
+    """A private `redis-sentinel` on a loopback port watching the master `master_name`
+    on `master_port`, quick to call it down (`down_after_ms`); quorum 2 (of three)."""
+
+    port: int
+    folder: Path
+    name: str
+    master_name: str
+    master_port: int
+    down_after_ms: int = 1000
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @classmethod
+    def start_new(
+        cls, folder: Path, name: str, master_name: str, master_port: int, **options
+    ) -> "SentinelServer":
+        server = cls(free_port(), folder, name, master_name, master_port, **options)
+        server.start()
+        return server
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.name}.log"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        # Sentinel rewrites its configuration file as it learns the others and fails
+        # over, so each has a file of its own.
+        config = self.folder / f"{self.name}.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndaemonize no\n"
+            f"sentinel monitor {self.master_name} 127.0.0.1 {self.master_port} 2\n"
+            f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.master_name} 10000\n"
+            f"sentinel parallel-syncs {self.master_name} 1\n"
+        )
+        command = [_redis_binary("redis-sentinel"), str(config)]
+        self.process = _launch_redis(command, self.log, self.port, "redis-sentinel", timeout)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def sentinel_installed() -> bool:
+    return shutil.which("redis-sentinel") is not None
+
+
+def _redis_binary(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        raise StackError(f"{name} is not installed (apt-get install {name})")
+    return binary
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _launch_redis(
+    command: list[str], log: Path, port: int, name: str, timeout: float
+) -> subprocess.Popen:
+    """Start a redis-server (or sentinel) and wait until it answers PING on `port`."""
+    process = _launch(command, log, None)
+    try:
+        wait_until(
+            lambda: _still_running(process, name, log) and _answers_ping(port),
+            timeout=timeout,
+            what=lambda: f"{name} on port {port} to answer PING\n{tail(log)}",
+        )
+    except BaseException:
+        stop_process(process)
+        raise
+    return process
 
 
 def _still_running(process: subprocess.Popen, name: str, log: Path) -> bool:

@@ -1,7 +1,8 @@
 """Project settings, read once from the environment.
 
 Environment: DATABASE_URL (default: a SQLite file), REDIS_URL (set: channels-redis
-layer; unset: in-memory layer, one process only), SECRET_KEY, ALLOWED_HOSTS, DEBUG,
+layer, shared cache and rate limits; unset: in memory, one process only),
+REDIS_CHANNEL_URLS (the channel layer's own shards), SECRET_KEY, ALLOWED_HOSTS, DEBUG,
 plus the SUPPORTDESK_* tunables below.
 """
 
@@ -10,6 +11,8 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+
+from supportdesk import redis_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -106,53 +109,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The primary Redis: a server, or a master Redis Sentinel fails over
+# (redis+sentinel://host:26379,host:26379/mymaster/0; docs/deploy.md). Unset: the
+# in-memory layer and cache, one process only.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Servers the channel layer alone spreads over (comma-separated URLs, in the same order
+# on every worker); unset: the channel layer is on REDIS_URL too.
+REDIS_CHANNEL_URLS = os.environ.get("REDIS_CHANNEL_URLS", "")
 # "pubsub" (one PUBLISH per group send, nothing to drop at a capacity) or "core"
 # (channels-redis' list-based layer); see docs/deploy.md for the measurement.
 CHANNEL_LAYER_KIND = os.environ.get("SUPPORTDESK_CHANNEL_LAYER", "pubsub")
-if REDIS_URL:
-    _redis_host = {
-        "address": REDIS_URL,
-        # redis-py 8 defaults socket_timeout to 5 s, the same as the core layer's
-        # blocking read, which makes idle consumers time out; set both explicitly.
-        "socket_timeout": 15,
-        "socket_connect_timeout": 3,
-        "health_check_interval": 15,
-        # redis-py 8 raises MaxConnectionsError past the pool size instead of
-        # waiting; the pub/sub layer uses one connection per shard, the core layer
-        # one per concurrent command, so the bound is the core layer's.
-        "max_connections": 1000,
-    }
-    # Django's cache holds small state every worker must agree on (an agent's latest
-    # input for auto-away, which sites were last announced "agents online"), so with
-    # several workers it lives in the same Redis. Without REDIS_URL: one process, the
-    # default in-memory cache.
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "supportdesk",
-            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
-        }
-    }
-    if CHANNEL_LAYER_KIND == "core":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [_redis_host], "capacity": 1000, "expiry": 30},
-            }
-        }
-    else:
-        CHANNEL_LAYERS = {
-            "default": {
-                # channels-redis' pub/sub layer, plus a report when its subscription
-                # to Redis broke, so sockets resync from the database (chat/realtime/layer.py).
-                "BACKEND": "chat.realtime.layer.PubSubChannelLayer",
-                "CONFIG": {"hosts": [_redis_host]},
-            }
-        }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The channel layer, and Django's cache on the primary (supportdesk/redis_settings.py).
+_redis = redis_settings.build(REDIS_URL, REDIS_CHANNEL_URLS, CHANNEL_LAYER_KIND)
+CHANNEL_LAYERS = _redis["CHANNEL_LAYERS"]
+if "CACHES" in _redis:
+    CACHES = _redis["CACHES"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -259,7 +230,8 @@ SUPPORTDESK_AGENT_RATE = (
 )
 # Limits shared by every worker, on top of the buckets (chat/ratelimits.py,
 # docs/security.md): "N per [M] second|minute|hour", several joined by ";"; empty = none.
-# Counted in Redis when REDIS_URL is set (one count for all workers), else in memory.
+# Counted in Redis when REDIS_URL is set (one count for all workers, on the primary even
+# when the channel layer has shards of its own), else in memory.
 SUPPORTDESK_RATE_LIMIT_STORAGE = (
     os.environ.get("SUPPORTDESK_RATE_LIMIT_STORAGE") or REDIS_URL or "memory://"
 )

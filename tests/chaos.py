@@ -49,6 +49,7 @@ from devstack import (
     connect,
     create_agent,
     login,
+    visitor_session,
 )
 
 CLOSE_UNAVAILABLE = 4503
@@ -780,3 +781,47 @@ def open_sockets(port: int) -> int:
             if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
                 count += 1
     return count
+
+
+# --- several Redis servers (tests/test_chaos_sentinel.py, tests/test_chaos_shards.py) ---
+
+
+async def start_spread_chats(
+    env: dict, workers: list[Server], site: Site, *, chats: int, agents: int
+) -> tuple[list[VisitorClient], list[AgentClient], list[Chat]]:
+    """`chats` visitors and `agents` agents with room for all of them, every other
+    client on each of two workers (reconnecting to the other only if its own is gone)."""
+    w0, w1 = workers
+    homes = [[w0, w1], [w1, w0]]
+    agent_clients = await asyncio.gather(
+        *(
+            start_agent(env, f"agent{n}", homes[n % 2], capacity=-(-chats // agents))
+            for n in range(agents)
+        )
+    )
+    tokens = await asyncio.gather(*(visitor_session(homes[n % 2][0], site) for n in range(chats)))
+    visitors = await asyncio.gather(
+        *(start_visitor(f"visitor{n}", homes[n % 2], site, t) for n, t in enumerate(tokens))
+    )
+    opened = await open_chats(visitors, agent_clients)
+    assert len(opened) == chats
+    return list(visitors), list(agent_clients), opened
+
+
+def all_resumed(clients: list[ChatClient], connections_before: dict[str, int]) -> bool:
+    """Every client is on a socket opened after `connections_before` was taken, and
+    ready on it."""
+    return all(c.online and c.connection > connections_before[c.name] for c in clients)
+
+
+def ready_frame(client: ChatClient) -> dict:
+    """The `ready` of the client's first socket."""
+    return next(frame for frame in client.frames if frame.get("type") == "ready")
+
+
+def cpu_model() -> str:
+    """This machine's CPU, for the figures a test prints."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"

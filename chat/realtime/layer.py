@@ -2,8 +2,9 @@
 
 channels-redis re-subscribes by itself once Redis answers again, but whatever was
 published meanwhile is gone and nobody hears of it. This layer reports each
-re-subscription to `subscription_restored()` (below), so the worker's sockets resume
-from the database (by seq) instead of silently missing events. It also keeps the
+re-subscription, shard by shard (REDIS_CHANNEL_URLS; a Sentinel failover is one too), to
+`subscription_restored()` (below), so the sockets with a group on that shard resume from
+the database (by seq) instead of silently missing events. It also keeps the
 layer's own bookkeeping from growing while Redis refuses subscribes and unsubscribes,
 and lets a consumer unsubscribe its channel when it ends (`forget_channel`).
 
@@ -33,6 +34,8 @@ class _Shard(RedisSingleShardConnection):
         # Publishes waiting for the next pipeline, and the task that sends them.
         self._outgoing: list[tuple[str, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
+        # True while the subscription connection is being (re)connected (see `subscribe`).
+        self._connecting = False
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self.queue_publish(channel, message)
@@ -76,6 +79,60 @@ class _Shard(RedisSingleShardConnection):
                     if not future.done():
                         future.set_result(None)
 
+    async def subscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel not in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                self._refuse_while_reconnecting()
+                await self._pubsub.subscribe(channel)
+                self._guard_connects()
+                self._subscribed_to.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                self._refuse_while_reconnecting()
+                await self._pubsub.unsubscribe(channel)
+                self._subscribed_to.remove(channel)
+
+    def _refuse_while_reconnecting(self) -> None:
+        """Race: when the subscription connection breaks, the receive loop reconnects
+        it (its `get_message` does) while a socket's subscribe would connect it too. Two
+        coroutines connecting one connection read each other's handshake replies; the
+        one robbed waits out the socket timeout holding the shard's lock, and every
+        socket of the worker stalls with it (seen after a Sentinel failover: 15 s). So
+        while the receive loop owns the reconnect (the connection is down or connecting
+        and has subscriptions to restore), a subscribe or unsubscribe is refused at
+        once: the socket closes with 4503 and comes back, or leaves its name for
+        `_drop_stale_subscriptions`. With nothing subscribed, no loop reads, and the
+        subscribe itself connects."""
+        connection = self._pubsub.connection
+        if connection is None:
+            return
+        if self._connecting or (self._pubsub.subscribed and not connection.is_connected):
+            raise redis.exceptions.ConnectionError("re-connecting to Redis: try again")
+
+    def _guard_connects(self) -> None:
+        """Mark the subscription connection as connecting for as long as any
+        (re)connect of it runs (redis-py reconnects it from several places)."""
+        connection = self._pubsub.connection
+        if connection is None or getattr(connection, "_supportdesk_guarded", False):
+            return
+        connect = connection.connect
+
+        async def guarded_connect():
+            self._connecting = True
+            try:
+                return await connect()
+            finally:
+                self._connecting = False
+
+        connection.connect = guarded_connect
+        connection._supportdesk_guarded = True
+
     def _ensure_redis(self) -> None:
         fresh = self._redis is None
         super()._ensure_redis()
@@ -89,8 +146,13 @@ class _Shard(RedisSingleShardConnection):
     async def _reconnected(self, connection) -> None:
         await type(self._pubsub).on_connect(self._pubsub, connection)
         await self._drop_stale_subscriptions()
-        logger.warning("re-subscribed to Redis; events published while away are lost")
-        subscription_restored()
+        logger.warning("re-subscribed (%r); events published while away are lost", connection)
+        subscription_restored(self)
+
+    def carries(self, group: str) -> bool:
+        """Whether `group` hashes to this shard (channels-redis' hash)."""
+        layer = self.channel_layer
+        return layer._get_shard(layer._get_group_channel_name(group)) is self
 
     async def _drop_stale_subscriptions(self) -> None:
         # Unsubscribes refused while Redis was down left names that no socket of this
@@ -165,7 +227,13 @@ LAYER_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 
 
 class Resyncable(Protocol):
-    def events_may_be_lost(self) -> None: ...
+    joined: set[str]  # the groups the socket joined
+
+    def events_may_be_lost(self, groups: set[str] | None = None) -> None: ...
+
+
+class Shard(Protocol):
+    def carries(self, group: str) -> bool: ...
 
 
 # Sockets of this worker that joined groups. If the worker's subscription to Redis
@@ -182,12 +250,21 @@ def unwatch_subscription(socket: Resyncable) -> None:
     _subscribed_sockets.discard(socket)
 
 
-def subscription_restored() -> None:
-    """Called once the layer has subscribed again after losing Redis: every socket that
-    was subscribed may have missed events, and only the database can tell which, so
-    each is told to start over from it."""
-    sockets = list(_subscribed_sockets)
-    if sockets:
-        logger.warning("channel layer subscription restored: %d sockets must resync", len(sockets))
-    for socket in sockets:
-        socket.events_may_be_lost()
+def subscription_restored(shard: Shard | None = None) -> None:
+    """Called once the layer has subscribed again to `shard` (None: every shard) after
+    losing it: every socket that joined a group on it may have missed that group's
+    events, and only the database can tell which, so each is told which groups
+    (`events_may_be_lost`; None: all of them).
+
+    Sockets whose groups all live on other shards missed nothing and are not told: a
+    socket hears everything through its groups (the outbox only ever sends to groups,
+    never to a socket's own channel), so the shard of its own channel does not matter."""
+    told = []
+    for socket in list(_subscribed_sockets):
+        lost = None if shard is None else {g for g in socket.joined if shard.carries(g)}
+        if lost is None or lost:
+            told.append((socket, lost))
+    if told:
+        logger.warning("channel layer subscription restored: %d sockets must resync", len(told))
+    for socket, lost in told:
+        socket.events_may_be_lost(lost)

@@ -138,6 +138,7 @@ class VisitorConsumer(MessageSending):
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
         self.visitor_id = visitor.id
+        self.site_id = site.id
         self.visitor = self.actor = Actor.visitor(visitor.id)
         self.limits = ratelimits.VisitorLimits(
             visitor_id=visitor.id, client=ratelimits.scope_client(self.scope)
@@ -333,6 +334,14 @@ class VisitorConsumer(MessageSending):
         elif kind == "conversation.closed":
             self.chat_open = False
         await super().send_frame(frame)
+
+    def shared_groups(self) -> set[str]:
+        return {groups.site_visitors_group(self.site_id)}
+
+    async def refresh_shared(self) -> None:
+        # The site's visitors group carries "agents online" alone (realtime/fanout.py).
+        online = await on_database_thread(selectors.agents_online)(self.site_id)
+        await self.forward(outbound.agents_online(online=online))
 
     async def forward(self, frame: Frame) -> None:
         if frame["type"] == "message":
@@ -634,6 +643,19 @@ class AgentConsumer(MessageSending):
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("no canned list for %s: %s", self.channel_name, exc)
 
+    def shared_groups(self) -> set[str]:
+        return {groups.AGENTS_GROUP}
+
+    async def refresh_shared(self) -> None:
+        # The agents' group carries the queues' lengths and "shared canned responses
+        # changed" alone (realtime/fanout.py). Read after the loss, so at least as new as
+        # any reading it missed. Race: a reading another worker published before this
+        # read may still arrive after it (its version is newer than any this socket
+        # kept) and show a length a moment old, until the queue's next change.
+        self.queue_lengths = await on_database_thread(selectors.queue_lengths)()
+        await self._send_queue_length()
+        await self.send_canned_list()
+
     async def chat_queue(self, event: dict) -> None:
         # Two workers' readings of one queue may arrive out of order: keep the newest.
         site, version = event["site"], event.get("version", 0)
@@ -641,6 +663,9 @@ class AgentConsumer(MessageSending):
             return
         self.queue_versions[site] = version
         self.queue_lengths[site] = event["length"]
+        await self._send_queue_length()
+
+    async def _send_queue_length(self) -> None:
         length = sum(
             n
             for site, n in self.queue_lengths.items()

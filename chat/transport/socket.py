@@ -142,12 +142,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.lanes.join()
         await self.leave_groups()
 
-    def events_may_be_lost(self) -> None:
-        """This worker lost Redis for a while: broadcasts meant for this socket may be
-        gone. Closing with 4503 makes the client reconnect and resume by seq, the path
-        every client already has for a dead worker."""
+    def events_may_be_lost(self, groups: set[str] | None = None) -> None:
+        """This worker lost Redis (or the shard of `groups`; None: every group) for a
+        while: broadcasts meant for this socket may be gone. Closing with 4503 makes the
+        client reconnect and resume by seq, the path every client already has for a
+        dead worker. Groups that only carry state every socket of a kind shares (which
+        `refresh_shared` reads afresh) need no reconnect."""
+        if groups is not None and groups <= self.shared_groups():
+            in_background(self._refresh_shared())
+            return
         layer.unwatch_subscription(self)
         in_background(self.close(code=protocol.CLOSE_UNAVAILABLE))
+
+    def shared_groups(self) -> set[str]:
+        """The groups this socket joined that carry only shared state, such as whether
+        agents are online, never a conversation's events (those resume by seq)."""
+        return set()
+
+    async def refresh_shared(self) -> None:
+        """Read afresh and send what the `shared_groups` carry."""
+
+    async def _refresh_shared(self) -> None:
+        try:
+            await self.refresh_shared()
+        except Exception as exc:
+            # Reconnecting reads everything afresh too: the slower way, always right.
+            logger.warning("closing %s: shared state not refreshed: %r", self.channel_name, exc)
+            await self.close(code=protocol.CLOSE_UNAVAILABLE)
 
     async def acknowledge(self, posted: PostedMessage) -> None:
         """Send the sender its ack, in seq order; for a retry, ring the other sockets
