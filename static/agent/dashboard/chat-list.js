@@ -5,17 +5,22 @@
 
 import { clockTime, duration, els, part, text } from "./dom.js";
 import { messageText } from "./files.js";
+import { authorName, visitorName } from "./people.js";
 import { root, state } from "./state.js";
 
 const TITLE = "supportdesk";
 const WAIT_TICK_MS = 5000;
 
-export const visitorName = (chat) => (chat.visitorId ? `Visitor #${chat.visitorId}` : "Visitor");
-
+/* The newest message, with its author when it is an agent's: "You: …", "Alice: …".
+   A system line ("You are now chatting with Bob.", told to the visitor) is passed over
+   for the last thing someone wrote. */
 export const lastPreview = (chat) => {
   if (!chat.seqs.length) return "";
-  const message = chat.messages.get(chat.seqs[chat.seqs.length - 1]);
-  return (message.sender === "agent" ? "You: " : "") + messageText(message).replace(/\s+/g, " ");
+  let i = chat.seqs.length - 1;
+  while (i > 0 && chat.messages.get(chat.seqs[i]).sender === "system") i -= 1;
+  const message = chat.messages.get(chat.seqs[i]);
+  const by = message.sender === "agent" ? `${authorName(chat, message)}: ` : "";
+  return by + messageText(message).replace(/\s+/g, " ");
 };
 
 /* When the visitor's oldest message since my last reply was sent, or null. */

@@ -3,9 +3,10 @@
  * queue (it stays listed, greyed, until the agent removes it), and made active again
  * if the server gives it back. */
 
-import { buildItem, lastPreview, refreshCounts, updateItem, visitorName } from "./chat-list.js";
+import { buildItem, lastPreview, refreshCounts, updateItem } from "./chat-list.js";
 import { stopTyping } from "./composer.js";
 import {
+  addJoins,
   addMessages,
   addNotes,
   checkGaps,
@@ -19,6 +20,7 @@ import { announce, els, text } from "./dom.js";
 import { askNotificationPermissionOnce, notifyDesktop } from "./notifications.js";
 import { failPending } from "./outbox.js";
 import { buildPane } from "./pane.js";
+import { visitorName } from "./people.js";
 import { root, state } from "./state.js";
 import { showTransferPanel } from "./transfer.js";
 import { requestProfile, showVisitorContext } from "./visitor-panel.js";
@@ -60,6 +62,8 @@ const createChat = (data) => {
     rows: new Map(), // seq -> <li>
     pending: new Map(), // client_msg_id -> reply on its way (outbox.js)
     notes: new Map(), // internal note id -> <li>
+    joins: [], // each agent's turn: {agent, after_seq} (`joins`)
+    joinLines: new Map(), // "index:after_seq" -> its "joined" <li>
     unread: 0,
     countedThrough: 0, // highest seq already included in `unread`
     readSeq: 0,
@@ -103,6 +107,7 @@ export const upsertChat = (data) => {
   }
   if (data.visitor && typeof data.visitor.id === "number") chat.visitorId = data.visitor.id;
   if (data.visitor_context) showVisitorContext(chat, data.visitor_context);
+  if (Array.isArray(data.joins)) chat.joins = data.joins;
   if (typeof data.visitor_read_seq === "number") {
     chat.visitorReadSeq = Math.max(chat.visitorReadSeq, data.visitor_read_seq);
   }
@@ -147,6 +152,7 @@ export const onAssigned = (frame) => {
   if (Array.isArray(data.messages)) {
     addMessages(chat, data.messages, false);
     addNotes(chat, data.notes);
+    addJoins(chat, chat.joins);
     chat.historyLoaded = true;
     checkGaps(chat);
   } else {

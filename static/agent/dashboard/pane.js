@@ -7,7 +7,7 @@ import { attachFiles } from "./attachments.js";
 import { attachCanned } from "./canned-suggestions.js";
 import { removeChat } from "./chat-list.js";
 import { attachComposer } from "./composer.js";
-import { markRead } from "./conversation.js";
+import { markRead, scrollToBottom } from "./conversation.js";
 import { els, part, text, toast } from "./dom.js";
 import { attachRetry } from "./outbox.js";
 import { send } from "./socket.js";
@@ -82,5 +82,16 @@ export const buildPane = (chat) => {
   log.addEventListener("scroll", () => {
     chat.stickToBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
   });
+  // An image grows the log when it has loaded, after the scroll its row made: an agent
+  // who was reading the end is taken to the new end. (Load events do not bubble: this
+  // listens in the capture phase.) Growing the log fires no scroll event, so
+  // stickToBottom still says where the agent was.
+  log.addEventListener(
+    "load",
+    (event) => {
+      if (event.target instanceof HTMLImageElement && chat.stickToBottom) scrollToBottom(chat);
+    },
+    true,
+  );
   els.panes.appendChild(pane);
 };
