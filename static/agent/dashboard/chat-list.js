@@ -5,7 +5,7 @@
 
 import { clockTime, duration, els, part, text } from "./dom.js";
 import { messageText } from "./files.js";
-import { authorName, visitorName } from "./people.js";
+import { authorName, visitorInitials, visitorName } from "./people.js";
 import { root, state } from "./state.js";
 
 const TITLE = "supportdesk";
@@ -93,10 +93,13 @@ const updateWait = (chat, now) => {
 export const updateItem = (chat) => {
   const item = chat.item;
   const name = visitorName(chat);
+  // A long email wraps rather than being cut; the title attribute has it whole too.
   text(item.name, name);
-  text(item.avatar, chat.visitorId ? String(chat.visitorId).slice(-2) : "V");
+  item.name.title = name;
+  text(item.avatar, visitorInitials(chat));
   item.avatar.dataset.tone = String((chat.visitorId || 0) % 6);
   text(chat.pane.title, name);
+  chat.pane.title.title = name;
   text(chat.pane.avatar, item.avatar.textContent);
   chat.pane.avatar.dataset.tone = item.avatar.dataset.tone;
   text(chat.pane.label, `Reply to ${name}`);

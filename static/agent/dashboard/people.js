@@ -4,7 +4,26 @@
 
 import { state } from "./state.js";
 
-export const visitorName = (chat) => (chat.visitorId ? `Visitor #${chat.visitorId}` : "Visitor");
+/* The name the visitor gave, else their email, else "Visitor #7". */
+export const visitorName = (chat) => {
+  const context = chat.visitorContext || {};
+  if (context.name) return context.name;
+  if (context.email) return context.email;
+  return chat.visitorId ? `Visitor #${chat.visitorId}` : "Visitor";
+};
+
+/* The avatar's letters: the name's initials, the email's first letter, else the id's
+   last two digits. */
+export const visitorInitials = (chat) => {
+  const context = chat.visitorContext || {};
+  if (context.name) {
+    const words = context.name.trim().split(/\s+/);
+    const letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : words[0][0];
+    return letters.toUpperCase();
+  }
+  if (context.email) return context.email[0].toUpperCase();
+  return chat.visitorId ? String(chat.visitorId).slice(-2) : "V";
+};
 
 /* A reply of this agent's. A message from an older server without `agent` counts as
    mine (it could only be the agent the chat is assigned to). */

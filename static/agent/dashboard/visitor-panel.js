@@ -3,6 +3,7 @@
  * All of it came from the visitor's browser and may be a lie: it is shown as text, and
  * URLs only as http(s) links that open in a new tab without a referrer or an opener. */
 
+import { updateItem } from "./chat-list.js";
 import { clockTime, newTabLink, part, renderBody, safeHref, text, toast } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
@@ -80,6 +81,7 @@ export const showVisitorContext = (chat, context) => {
   text(panel.browser, software || "Unknown");
   panel.browser.title = context.user_agent || "";
   updateLocalTime(chat);
+  updateItem(chat); // the chat is titled by the visitor's name or email
 };
 
 /* The visitor's earlier chats are asked for when a chat is first opened. */
