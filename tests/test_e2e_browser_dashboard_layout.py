@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser import LiveApp, VisitorSocket
+from tests.test_e2e_browser_api import shop_with_a_customer
 from tests.test_e2e_browser_dashboard import chat_item, open_chat, signed_in_and_available
 
 pytest_plugins = ["tests.browser"]
@@ -67,3 +68,76 @@ def test_chats_are_titled_by_the_visitors_name_or_email_and_a_long_email_is_not_
     box = title.bounding_box()
     assert box["x"] + box["width"] <= 1000
     expect(pane.get_by_role("textbox")).to_have_accessible_name(f"Reply to {LONG_EMAIL}")
+
+
+def test_the_visitor_panel_is_a_right_hand_sidebar_that_folds_away_and_stays_folded(
+    new_context, live_app
+):
+    page = new_context().new_page()
+    signed_in_and_available(page, live_app)
+    shopper = VisitorSocket(live_app, origin=live_app.shop_origin)
+    conversation = shopper.say("Which grinder for a moka pot?")["conversation"]
+    pane = open_chat(page, conversation)
+    panel = pane.get_by_role("region", name="About the visitor")
+    log = pane.get_by_role("log")
+    expect(panel).to_be_visible()
+    expect(panel.locator(".visitor-previous-count")).to_have_text("None: this is their first chat")
+    # Beside the messages, on the right, from the top of the log down: not above it.
+    panel_box, log_box = panel.bounding_box(), log.bounding_box()
+    assert panel_box["x"] >= log_box["x"] + log_box["width"]
+    assert panel_box["x"] + panel_box["width"] == 1280
+    assert abs(panel_box["y"] - log_box["y"]) < 1
+
+    toggle = pane.get_by_role("button", name="About the visitor")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    toggle.click()
+    expect(panel).to_be_hidden()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    # The log takes the room.
+    assert log.bounding_box()["width"] > log_box["width"] + panel_box["width"] - 2
+
+    # Remembered across a reload.
+    page.reload()
+    expect(page.locator("#connection-text")).to_have_text("Connected")
+    pane = open_chat(page, conversation)
+    toggle = pane.get_by_role("button", name="About the visitor")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(pane.locator(".visitor-panel")).to_be_hidden()
+    toggle.click()
+    expect(pane.get_by_role("region", name="About the visitor")).to_be_visible()
+
+
+def test_a_customer_the_shop_signs_in_mid_chat_shows_as_verified_with_their_user_id(
+    new_context, live_app, shop
+):
+    """Issue 17: a verified identity is shown on the dashboard (the demo shop's own
+    sign-in passes the signed user id with the widget's identify)."""
+    customer = shop_with_a_customer(live_app, shop)
+    dashboard = new_context().new_page()
+    signed_in_and_available(dashboard, live_app)
+    page = new_context().new_page()
+    page.goto(live_app.shop_url)
+    page.get_by_role("link", name="Help").click()
+    frame = page.frame_locator("#supportdesk-frame")
+    composer = frame.get_by_role("textbox", name="Write a message")
+    composer.fill("Has my order shipped?")
+    composer.press("Enter")
+    expect(dashboard.locator("#chat-list li")).to_have_count(1)
+    conversation = live_app.query("SELECT max(id) FROM chat_conversation")[0][0]
+    pane = open_chat(dashboard, conversation)
+    expect(pane.get_by_text("Has my order shipped?")).to_be_visible()
+    # Not vouched for yet: no badge, however the visitor calls themselves.
+    expect(pane.locator(".visitor-verified")).to_be_hidden()
+    expect(pane.locator(".pane-verified")).to_be_hidden()
+
+    # The shop signs its customer in: the page reloads and the widget identifies them.
+    page.get_by_role("link", name="Sign in").click()
+    expect(page.get_by_role("link", name="Ada Lovelace · Sign out")).to_be_visible()
+
+    panel = pane.get_by_role("region", name="About the visitor")
+    expect(panel.locator(".visitor-verified")).to_have_text(
+        f"Verified User ID {customer['user_id']}"
+    )
+    expect(pane.locator(".pane-verified")).to_be_visible()
+    expect(pane.locator(".pane-title")).to_have_text("Ada Lovelace")
+    expect(chat_item(dashboard, conversation).locator(".item-name")).to_have_text("Ada Lovelace")

@@ -108,8 +108,7 @@ def test_dashboard_screenshot_visitor_panel_and_canned_suggestions(new_context, 
     pane = open_chat(dashboard, conversation)
     expect(pane.get_by_text("Which grinder would you pick for a moka pot?")).to_be_visible()
 
-    panel = pane.locator("details.visitor-panel")
-    expect(panel).to_have_attribute("open", "")
+    expect(pane.get_by_role("region", name="About the visitor")).to_be_visible()
     expect(pane.locator(".visitor-page a")).to_have_text(SHOP_TITLE)
     expect(pane.locator(".visitor-browser")).to_have_text("Chrome 131 on Windows 10")
     expect(pane.locator(".visitor-time")).to_contain_text("(Europe/Oslo)")

@@ -25,6 +25,7 @@ import { onSocketLost } from "./resume.js";
 import { startSocket } from "./socket.js";
 import { root } from "./state.js";
 import { setupVisitorPanel } from "./visitor-panel.js";
+import { setupVisitorSidebar } from "./visitor-sidebar.js";
 
 const start = () => {
   setupChatList();
@@ -33,6 +34,7 @@ const start = () => {
   setupNotifications();
   setupCanned();
   setupVisitorPanel();
+  setupVisitorSidebar();
   updatePresenceControls();
   updateNotifyButton();
   refreshCounts();

@@ -1,7 +1,7 @@
 /* One chat's pane, built from #pane-template: its heading and buttons (back to the list
  * on a phone, close, or remove once the chat is over), the log that keeps to the bottom
  * unless the agent scrolled up, and the parts other modules wire in: the canned
- * suggestions, transfer, the composer, Retry and attachments. */
+ * suggestions, transfer, the composer, Retry, attachments and the visitor sidebar. */
 
 import { attachFiles } from "./attachments.js";
 import { attachCanned } from "./canned-suggestions.js";
@@ -13,6 +13,7 @@ import { attachRetry } from "./outbox.js";
 import { send } from "./socket.js";
 import { root } from "./state.js";
 import { attachTransfer } from "./transfer.js";
+import { attachVisitorSidebar } from "./visitor-sidebar.js";
 
 const closeOrRemove = (chat) => {
   if (chat.status !== "active") {
@@ -37,14 +38,14 @@ export const buildPane = (chat) => {
   part(pane, ".pane-title").id = titleId;
   pane.setAttribute("aria-labelledby", titleId);
   pane.dataset.conversation = String(chat.id);
-  // On a phone the open panel would take half the screen from the chat: folded there,
-  // one tap on "About the visitor" away (the breakpoint is dashboard.css's).
-  if (window.matchMedia("(max-width: 760px)").matches) part(pane, ".visitor-panel").open = false;
   chat.pane = {
     root: pane,
     avatar: part(pane, ".avatar"),
     title: part(pane, ".pane-title"),
-    sub: part(pane, ".pane-sub"),
+    sub: part(pane, ".pane-sub-text"),
+    verified: part(pane, ".pane-verified"),
+    details: part(pane, ".pane-details"),
+    visitorAside: part(pane, ".visitor-panel"),
     close: part(pane, ".pane-close"),
     back: part(pane, ".pane-back"),
     notice: part(pane, ".pane-notice"),
@@ -73,6 +74,7 @@ export const buildPane = (chat) => {
   attachComposer(chat);
   attachRetry(chat);
   attachFiles(chat);
+  attachVisitorSidebar(chat);
   chat.pane.close.addEventListener("click", () => closeOrRemove(chat));
   chat.pane.back.addEventListener("click", () => {
     root.classList.remove("has-selection");
