@@ -141,3 +141,40 @@ def test_a_customer_the_shop_signs_in_mid_chat_shows_as_verified_with_their_user
     expect(pane.locator(".pane-verified")).to_be_visible()
     expect(pane.locator(".pane-title")).to_have_text("Ada Lovelace")
     expect(chat_item(dashboard, conversation).locator(".item-name")).to_have_text("Ada Lovelace")
+
+
+DANGER_RED = "rgb(179, 38, 30)"  # base.css's --danger
+
+
+def look(pane, button: str) -> list[str]:
+    """A button's text colour, border colour and background, as drawn."""
+    return pane.get_by_role("button", name=button).evaluate(
+        "el => [getComputedStyle(el).color, getComputedStyle(el).borderColor,"
+        " getComputedStyle(el).backgroundColor]"
+    )
+
+
+def test_transfer_is_not_styled_as_destructive_and_the_note_toggle_shares_the_hints_line(
+    new_context, live_app
+):
+    shopper = VisitorSocket(live_app, origin=live_app.shop_origin)
+    for width in (1280, 1000):
+        page = new_context(viewport={"width": width, "height": 760}).new_page()
+        signed_in_and_available(page, live_app)
+        if width == 1280:
+            conversation = shopper.say("Can I change my order?")["conversation"]
+        pane = open_chat(page, conversation)
+
+        close, transfer = look(pane, "Close chat"), look(pane, "Transfer")
+        assert close[0] == DANGER_RED  # the destructive one is red
+        assert DANGER_RED not in transfer
+        assert transfer != close
+
+        # The Note toggle and the keys' hint: one line, side by side.
+        note = pane.locator(".composer-note-toggle").bounding_box()
+        hint = pane.locator(".composer-keys")
+        expect(hint).to_be_visible()
+        keys = hint.bounding_box()
+        assert abs((note["y"] + note["height"] / 2) - (keys["y"] + keys["height"] / 2)) < 2
+        assert keys["x"] > note["x"] + note["width"]
+        page.close()
