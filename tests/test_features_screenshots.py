@@ -102,7 +102,7 @@ def test_dashboard_screenshot_visitor_panel_and_canned_suggestions(new_context, 
     frame.get_by_role("button", name="End chat").click()
     frame.get_by_role("button", name="Start a new chat").click()
     write(frame, "Hello! Which grinder would you pick for a moka pot?")
-    expect(dashboard.locator("#chat-list li")).to_have_count(2)
+    expect(dashboard.locator(".chat-list li")).to_have_count(2)
     conversation = live_app.query("SELECT max(id) FROM chat_conversation")[0][0]
     expect(chat_item(dashboard, conversation)).to_be_visible()
     pane = open_chat(dashboard, conversation)

@@ -1,7 +1,9 @@
-/* The list of the agent's chats in the sidebar: each entry shows the visitor, the last
- * message, the unread badge and how long the visitor has waited for an answer (counting
- * up while nothing else changes); arrow keys move through it. Beside it the load, the
- * capacity and the queue, and in the page title the unread count. */
+/* The lists of the agent's chats in the sidebar, the open ones and below them the ended
+ * ones (closed, transferred away, back in the queue): each entry shows the visitor, the
+ * last message, the unread badge and how long the visitor has waited for an answer
+ * (counting up while nothing else changes), or how the chat ended; arrow keys move
+ * through both. Beside them the load, the capacity and the queue, and in the page title
+ * the unread count. */
 
 import { clockTime, duration, els, part, text } from "./dom.js";
 import { messageText } from "./files.js";
@@ -53,6 +55,16 @@ export const buildItem = (chat, select) => {
   els.list.appendChild(entry);
 };
 
+/* An ended chat moves to the top of the Ended list; one given back, to the open ones. */
+export const placeItem = (chat) => {
+  const entry = chat.item.entry;
+  if (chat.status === "active") {
+    if (entry.parentElement !== els.list) els.list.appendChild(entry);
+  } else if (entry.parentElement !== els.endedList) {
+    els.endedList.prepend(entry);
+  }
+};
+
 /* The chat leaves the page: its entry and its pane. */
 export const removeChat = (chat) => {
   const wasSelected = state.selected === chat.id;
@@ -63,7 +75,7 @@ export const removeChat = (chat) => {
     state.selected = null;
     els.emptyPane.hidden = false;
     root.classList.remove("has-selection");
-    const next = els.list.querySelector(".chat-item");
+    const next = els.list.querySelector(".chat-item") || els.endedList.querySelector(".chat-item");
     if (next) next.focus();
   }
   refreshCounts();
@@ -74,7 +86,7 @@ const updateWait = (chat, now) => {
   const since = chat.status === "active" ? waitingSince(chat) : null;
   if (!since || isNaN(since.getTime())) {
     if (chat.status !== "active") {
-      text(wait, chat.status === "closed" ? "Closed" : "Ended");
+      text(wait, chat.endedLabel || "Ended");
       wait.hidden = false;
       wait.dataset.level = "ended";
     } else {
@@ -107,9 +119,7 @@ export const updateItem = (chat) => {
   if (chat.seqs.length) {
     subtitle += ` · started ${clockTime(chat.messages.get(chat.seqs[0]).sent_at)}`;
   }
-  if (chat.status === "closed") subtitle += " · closed";
-  else if (chat.status === "requeued") subtitle += " · moved back to the queue";
-  else if (chat.status === "ended") subtitle += " · no longer yours";
+  if (chat.status !== "active") subtitle += ` · ${chat.endedLabel || "Ended"}`;
   text(chat.pane.sub, subtitle);
 
   if (chat.visitorTyping) {
@@ -142,7 +152,8 @@ export const refreshCounts = () => {
   });
   text(els.load, String(open));
   text(els.capacity, String(state.capacity));
-  els.listEmpty.hidden = state.chats.size > 0;
+  els.listEmpty.hidden = open > 0;
+  els.endedTitle.hidden = open === state.chats.size;
   document.title = unread > 0 ? `(${unread}) ${TITLE}` : TITLE;
 };
 
@@ -156,7 +167,9 @@ export const setQueueLength = (value) => {
 // Arrow keys move between chats in the list; Tab leaves it.
 const moveInList = (event) => {
   if (!["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
-  const buttons = [...els.list.querySelectorAll(".chat-item")];
+  const buttons = [...els.list.querySelectorAll(".chat-item")].concat([
+    ...els.endedList.querySelectorAll(".chat-item"),
+  ]);
   const index = buttons.indexOf(document.activeElement);
   if (index === -1 || buttons.length === 0) return;
   event.preventDefault();
@@ -170,6 +183,7 @@ const moveInList = (event) => {
 
 export const setupChatList = () => {
   els.list.addEventListener("keydown", moveInList);
+  els.endedList.addEventListener("keydown", moveInList);
   window.setInterval(() => {
     const now = Date.now();
     state.chats.forEach((chat) => updateWait(chat, now));

@@ -1,9 +1,9 @@
 /* A chat's life on this page: made when it is assigned (or listed by `ready`), opened
  * when the agent picks it, ended when it is closed, transferred or moved back to the
- * queue (it stays listed, greyed, until the agent removes it), and made active again
- * if the server gives it back. */
+ * queue (it moves to the Ended list, saying how, until the agent removes it), and made
+ * active again if the server gives it back. */
 
-import { buildItem, lastPreview, refreshCounts, updateItem } from "./chat-list.js";
+import { buildItem, lastPreview, placeItem, refreshCounts, updateItem } from "./chat-list.js";
 import { stopTyping } from "./composer.js";
 import {
   addJoins,
@@ -20,6 +20,7 @@ import { announce, els, text } from "./dom.js";
 import { askNotificationPermissionOnce, notifyDesktop } from "./notifications.js";
 import { failPending } from "./outbox.js";
 import { buildPane } from "./pane.js";
+import { showQueue, tookChat } from "./queue-view.js";
 import { visitorName } from "./people.js";
 import { root, state } from "./state.js";
 import { showTransferPanel } from "./transfer.js";
@@ -38,6 +39,7 @@ const selectChat = (id, byUser) => {
     }
   }
   state.selected = id;
+  showQueue(false);
   els.emptyPane.hidden = true;
   chat.pane.root.hidden = false;
   chat.item.button.setAttribute("aria-current", "true");
@@ -88,6 +90,8 @@ const createChat = (data) => {
 
 const reopenChat = (chat) => {
   chat.status = "active";
+  chat.endedLabel = null;
+  placeItem(chat);
   chat.item.entry.classList.remove("is-ended");
   chat.pane.root.classList.remove("is-ended");
   chat.pane.notice.hidden = true;
@@ -115,8 +119,12 @@ export const upsertChat = (data) => {
   return chat;
 };
 
-export const endChat = (chat, status, notice) => {
+/* The chat is over here: `label` says how in the Ended list ("Transferred to Bob"),
+   `notice` says it in the pane. */
+export const endChat = (chat, status, label, notice) => {
   chat.status = status;
+  chat.endedLabel = label;
+  placeItem(chat);
   chat.unread = 0;
   setVisitorTyping(chat, false);
   stopTyping(chat);
@@ -160,6 +168,8 @@ export const onAssigned = (frame) => {
   }
   updateItem(chat);
   refreshCounts();
+  // A chat this agent took from the queue view opens at once.
+  if (tookChat(chat.id)) selectChat(chat.id, true);
   if (!known || reopened) {
     const who = visitorName(chat);
     announce(`New chat from ${who}.`);
@@ -172,7 +182,7 @@ export const onClosed = (frame) => {
   const chat = state.chats.get(frame.conversation);
   if (!chat) return;
   const by = frame.by === "agent" ? "you" : frame.by === "visitor" ? "the visitor" : "the system";
-  endChat(chat, "closed", `This chat was closed by ${by}.`);
+  endChat(chat, "closed", "Closed", `This chat was closed by ${by}.`);
   if (frame.by !== "agent") announce(`Chat with ${visitorName(chat)} was closed by ${by}.`);
 };
 
@@ -184,6 +194,7 @@ export const onTransferred = (frame) => {
   endChat(
     chat,
     "transferred",
+    to ? `Transferred to ${to}` : "Back to the queue",
     to ? `This chat was transferred to ${to}.` : "This chat was moved back to the queue.",
   );
 };
@@ -194,6 +205,7 @@ export const onRequeued = (frame) => {
   endChat(
     chat,
     "requeued",
+    "Back to the queue",
     "This chat was moved back to the queue because your connection lapsed. Another agent may pick it up.",
   );
   announce(`Chat with ${visitorName(chat)} was moved back to the queue.`);

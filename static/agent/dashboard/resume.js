@@ -69,6 +69,7 @@ export const onReady = (frame) => {
       endChat(
         chat,
         "ended",
+        "No longer yours",
         "This chat is no longer yours: it was closed or moved back to the queue while you were offline.",
       );
     }
