@@ -32,6 +32,8 @@ export const els = {
   presence: byId("presence"),
   presenceNote: byId("presence-note"),
   notify: byId("notify"),
+  sound: byId("sound"),
+  soundState: byId("sound-state"),
   toast: byId("toast"),
   announcer: byId("announcer"),
   itemTemplate: byId("chat-item-template"),

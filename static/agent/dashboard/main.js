@@ -21,6 +21,7 @@ import { watchAttention } from "./conversation.js";
 import { handleFrame } from "./frames.js";
 import { setupNotifications, updateNotifyButton } from "./notifications.js";
 import { setupPresence, updatePresenceControls } from "./presence.js";
+import { setupSound } from "./sound.js";
 import { setupQueueView } from "./queue-view.js";
 import { onSocketLost } from "./resume.js";
 import { startSocket } from "./socket.js";
@@ -33,6 +34,7 @@ const start = () => {
   watchAttention();
   setupPresence();
   setupNotifications();
+  setupSound();
   setupCanned();
   setupQueueView();
   setupVisitorPanel();
