@@ -158,8 +158,8 @@ def test_attachment_screenshot_photo_thumbnail_in_the_widget_and_the_dashboard(
     expect(frame.locator("#sd-upload")).to_be_hidden()
     expect(own_thumb).to_be_in_viewport()
     frame_shot(shopper, "widget-attachment.png", tmp_path)
-    # Folded away, the visitor panel leaves the whole height to the chat.
-    pane.locator("summary", has_text="About the visitor").click()
+    # Folded away, the visitor sidebar leaves the whole width to the chat.
+    pane.get_by_role("button", name="About the visitor").click()
     expect(pane.locator(".visitor-facts")).to_be_hidden()
     expect(thumb).to_be_in_viewport()
     expect(pane.locator(".msg-agent .bubble").last).to_be_in_viewport()

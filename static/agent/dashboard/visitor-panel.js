@@ -81,7 +81,7 @@ export const showVisitorContext = (chat, context) => {
   chat.pane.verified.hidden = !verified;
   text(panel.verifiedText, verified && context.user_id ? `User ID ${context.user_id}` : "");
   chat.pane.verified.title = verified ? `Verified by the site: user ID ${context.user_id}` : "";
-  const who = [context.name, context.email].filter(Boolean).join(" · ");
+  const who = [context.name, context.email].filter(Boolean).join("\n"); // one a line
   panel.whoFact.hidden = !who;
   text(panel.who, who);
   showLink(panel.page, context.page_url, context.page_title, "Not reported yet");
