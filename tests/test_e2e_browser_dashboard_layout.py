@@ -7,6 +7,7 @@ Every wait is Playwright's auto-waiting `expect` or a frame arriving on a socket
 """
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from tests.browser import LiveApp, VisitorSocket
@@ -141,6 +142,14 @@ def test_a_customer_the_shop_signs_in_mid_chat_shows_as_verified_with_their_user
     expect(pane.locator(".pane-verified")).to_be_visible()
     expect(pane.locator(".pane-title")).to_have_text("Ada Lovelace")
     expect(chat_item(dashboard, conversation).locator(".item-name")).to_have_text("Ada Lovelace")
+
+    results = Axe().run(dashboard)  # the sidebar and its badges, as they are now
+    serious = [
+        (v["id"], [n["target"] for n in v["nodes"]])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], results.generate_report()
 
 
 DANGER_RED = "rgb(179, 38, 30)"  # base.css's --danger

@@ -9,6 +9,7 @@ Every wait is Playwright's auto-waiting `expect` or a frame arriving on a socket
 import re
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from tests.browser import AgentSocket, LiveApp, VisitorSocket
@@ -143,6 +144,14 @@ def test_sites_that_do_not_allow_picking_show_the_queue_without_take(new_context
     expect(entries(view)).to_have_count(1)
     expect(entries(view).first).to_contain_text("Assigned in turn")
     expect(view.get_by_role("button", name=re.compile("^Take"))).to_have_count(0)
+
+    results = Axe().run(page)
+    serious = [
+        (v["id"], [n["target"] for n in v["nodes"]])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], results.generate_report()
 
 
 def create_bob(app: LiveApp) -> None:
