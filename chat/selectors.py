@@ -192,13 +192,20 @@ def visitor_for_token(site: Site, token: str) -> Visitor:
 def joins(conversation_id: int) -> list[dict]:
     """Each agent's turn with a conversation as the visitor sees it: who joined, after
     which message (`after_seq`), in order. One query."""
-    turns = Assignment.objects.filter(conversation_id=conversation_id).values_list(
-        "agent__display_name", "after_seq"
+    return joins_of([conversation_id]).get(conversation_id, [])
+
+
+def joins_of(conversation_ids: list[int]) -> dict[int, list[dict]]:
+    """`joins` for several conversations (the agent's `ready`) in one query."""
+    turns = Assignment.objects.filter(conversation_id__in=conversation_ids).values_list(
+        "conversation_id", "agent__display_name", "after_seq"
     )
-    return [
-        {"agent": {"display_name": name} if name else None, "after_seq": after_seq}
-        for name, after_seq in turns
-    ]
+    found: dict[int, list[dict]] = {}
+    for conversation_id, name, after_seq in turns:
+        found.setdefault(conversation_id, []).append(
+            {"agent": {"display_name": name} if name else None, "after_seq": after_seq}
+        )
+    return found
 
 
 def agent_id_for_user(user_id: int) -> int | None:

@@ -63,7 +63,7 @@ def dashboard_signed_in_and_available(page: Page, app: LiveApp) -> None:
 
 def chat_entry(page: Page, first_message: str):
     """The dashboard's list entry of the chat that `first_message` started."""
-    return page.locator("#chat-list > li").filter(has_text=first_message)
+    return page.locator(".chat-list > li").filter(has_text=first_message)
 
 
 def open_chat(page: Page, entry):

@@ -81,7 +81,7 @@ def test_the_agent_sees_the_visitors_page_browser_local_time_and_earlier_chat(
 
 def listed_chat(dashboard, app, *, count: int) -> int:
     """The newest conversation's id, once the dashboard lists `count` chats."""
-    expect(dashboard.locator("#chat-list li")).to_have_count(count)
+    expect(dashboard.locator(".chat-list li")).to_have_count(count)
     conversation = newest_chat_id(app)
     expect(chat_item(dashboard, conversation)).to_be_visible()
     return conversation

@@ -58,7 +58,8 @@ def signed_in_and_available(page: Page, app: LiveApp) -> None:
 
 
 def chat_item(page: Page, conversation: int):
-    return page.locator(f'#chat-list li[data-conversation="{conversation}"]')
+    """The chat's entry, in the open chats or the ended ones."""
+    return page.locator(f'.chat-list li[data-conversation="{conversation}"]')
 
 
 def chat_pane(page: Page, conversation: int):
@@ -271,6 +272,9 @@ def test_closing_a_chat_tells_the_visitor_and_greys_it_out(new_context, live_app
     expect(pane.get_by_role("textbox")).to_be_disabled()
     expect(page.locator("#load")).to_have_text("1")
     expect(chat_item(page, done)).to_contain_text("Closed")
+    # Apart from the open ones, under "Ended".
+    expect(page.locator("#ended-list > li")).to_have_count(1)
+    expect(page.get_by_role("list", name="Ended")).to_contain_text("That's all, thanks")
 
     # The visitor may end it too.
     staying.send({"type": "conversation.close"})
@@ -280,7 +284,8 @@ def test_closing_a_chat_tells_the_visitor_and_greys_it_out(new_context, live_app
 
     other_pane.get_by_role("button", name="Remove from list").click()
     expect(chat_item(page, other)).to_have_count(0)
-    expect(page.locator("#chat-list > li")).to_have_count(1)
+    expect(page.locator("#chat-list > li")).to_have_count(0)
+    expect(page.locator("#ended-list > li")).to_have_count(1)
 
 
 def test_offline_and_back_the_dashboard_misses_nothing_and_doubles_nothing(new_context, live_app):
@@ -406,7 +411,9 @@ def test_mobile_screenshot_dashboard_shows_the_list_then_one_chat_full_width(
     assert pane.bounding_box()["width"] == 390
     # The visitor panel starts folded on a phone, leaving the screen to the chat.
     expect(pane.locator(".visitor-facts")).to_be_hidden()
-    expect(pane.get_by_text("About the visitor")).to_be_visible()
+    expect(pane.get_by_role("button", name="About the visitor")).to_have_attribute(
+        "aria-expanded", "false"
+    )
     page.screenshot(path=screenshot_path("dashboard-mobile-chat.png", tmp_path))
 
     pane.get_by_role("button", name="Back to chats").click()

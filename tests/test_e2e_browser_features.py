@@ -49,9 +49,11 @@ def test_agent_note_shows_inline_as_a_note_and_never_reaches_the_visitor(new_con
     settle(shopper)
     assert "refund approved" not in repr(shopper.frames)
     assert shopper.received("note") == []
-    # The reply comes after the note in the pane, as it was written.
-    expect(pane.locator(".messages > li")).to_have_count(3)
-    expect(pane.locator(".messages > li").nth(1)).to_have_class("msg msg-note")
+    # The reply comes after the note in the pane, as it was written (after the line
+    # saying alice joined).
+    expect(pane.locator(".messages > li")).to_have_count(4)
+    expect(pane.locator(".messages > li").nth(1)).to_have_text("alice joined the chat")
+    expect(pane.locator(".messages > li").nth(2)).to_have_class("msg msg-note")
 
 
 def sign_in_as(page, app, username: str, password: str) -> None:

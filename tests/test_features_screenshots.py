@@ -102,14 +102,13 @@ def test_dashboard_screenshot_visitor_panel_and_canned_suggestions(new_context, 
     frame.get_by_role("button", name="End chat").click()
     frame.get_by_role("button", name="Start a new chat").click()
     write(frame, "Hello! Which grinder would you pick for a moka pot?")
-    expect(dashboard.locator("#chat-list li")).to_have_count(2)
+    expect(dashboard.locator(".chat-list li")).to_have_count(2)
     conversation = live_app.query("SELECT max(id) FROM chat_conversation")[0][0]
     expect(chat_item(dashboard, conversation)).to_be_visible()
     pane = open_chat(dashboard, conversation)
     expect(pane.get_by_text("Which grinder would you pick for a moka pot?")).to_be_visible()
 
-    panel = pane.locator("details.visitor-panel")
-    expect(panel).to_have_attribute("open", "")
+    expect(pane.get_by_role("region", name="About the visitor")).to_be_visible()
     expect(pane.locator(".visitor-page a")).to_have_text(SHOP_TITLE)
     expect(pane.locator(".visitor-browser")).to_have_text("Chrome 131 on Windows 10")
     expect(pane.locator(".visitor-time")).to_contain_text("(Europe/Oslo)")
@@ -159,8 +158,8 @@ def test_attachment_screenshot_photo_thumbnail_in_the_widget_and_the_dashboard(
     expect(frame.locator("#sd-upload")).to_be_hidden()
     expect(own_thumb).to_be_in_viewport()
     frame_shot(shopper, "widget-attachment.png", tmp_path)
-    # Folded away, the visitor panel leaves the whole height to the chat.
-    pane.locator("summary", has_text="About the visitor").click()
+    # Folded away, the visitor sidebar leaves the whole width to the chat.
+    pane.get_by_role("button", name="About the visitor").click()
     expect(pane.locator(".visitor-facts")).to_be_hidden()
     expect(thumb).to_be_in_viewport()
     expect(pane.locator(".msg-agent .bubble").last).to_be_in_viewport()

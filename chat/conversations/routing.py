@@ -204,6 +204,9 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
                 **selectors.agent_conversation_dict(conversation),
                 "messages": history,
                 "notes": selectors.notes_of(conversation.id) if had_an_agent else [],
+                # (addition) Each agent's turn, this one's included: the dashboard puts
+                # "Alice joined the chat" where each began.
+                "joins": selectors.joins(conversation.id),
             },
         )
     )

@@ -49,13 +49,15 @@ def agent_ready(agent_id: int) -> tuple[dict, frozenset[int] | None, dict[int, i
     with the sites it serves (None: every site) and every site's queue length, which the
     socket keeps to sum later changes (`AgentConsumer.chat_queue`)."""
     agent = AgentProfile.objects.get(pk=agent_id)
-    conversations = (
+    conversations = list(
         Conversation.objects.filter(agent_id=agent.id, status=Status.ACTIVE)
         .select_related("visitor")
         .order_by("assigned_at", "id")
     )
     sites = selectors.agent_site_ids(agent.id)
     lengths = selectors.queue_lengths()
+    # (addition) Each conversation's turns, for the dashboard's "joined" lines: one query.
+    joins = selectors.joins_of([c.id for c in conversations])
     ready = outbound.agent_ready(
         agent={
             "id": agent.id,
@@ -65,7 +67,10 @@ def agent_ready(agent_id: int) -> tuple[dict, frozenset[int] | None, dict[int, i
             "auto_away": agent.auto_away,
             "capacity": agent.capacity,
         },
-        conversations=[selectors.agent_conversation_dict(c) for c in conversations],
+        conversations=[
+            {**selectors.agent_conversation_dict(c), "joins": joins.get(c.id, [])}
+            for c in conversations
+        ],
         queue_length=sum(n for site, n in lengths.items() if sites is None or site in sites),
     )
     return ready, sites, lengths

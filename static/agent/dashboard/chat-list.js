@@ -1,21 +1,28 @@
-/* The list of the agent's chats in the sidebar: each entry shows the visitor, the last
- * message, the unread badge and how long the visitor has waited for an answer (counting
- * up while nothing else changes); arrow keys move through it. Beside it the load, the
- * capacity and the queue, and in the page title the unread count. */
+/* The lists of the agent's chats in the sidebar, the open ones and below them the ended
+ * ones (closed, transferred away, back in the queue): each entry shows the visitor, the
+ * last message, the unread badge and how long the visitor has waited for an answer
+ * (counting up while nothing else changes), or how the chat ended; arrow keys move
+ * through both. Beside them the load, the capacity and the queue, and in the page title
+ * the unread count. */
 
 import { clockTime, duration, els, part, text } from "./dom.js";
 import { messageText } from "./files.js";
+import { authorName, visitorInitials, visitorName } from "./people.js";
 import { root, state } from "./state.js";
 
 const TITLE = "supportdesk";
 const WAIT_TICK_MS = 5000;
 
-export const visitorName = (chat) => (chat.visitorId ? `Visitor #${chat.visitorId}` : "Visitor");
-
+/* The newest message, with its author when it is an agent's: "You: …", "Alice: …".
+   A system line ("You are now chatting with Bob.", told to the visitor) is passed over
+   for the last thing someone wrote. */
 export const lastPreview = (chat) => {
   if (!chat.seqs.length) return "";
-  const message = chat.messages.get(chat.seqs[chat.seqs.length - 1]);
-  return (message.sender === "agent" ? "You: " : "") + messageText(message).replace(/\s+/g, " ");
+  let i = chat.seqs.length - 1;
+  while (i > 0 && chat.messages.get(chat.seqs[i]).sender === "system") i -= 1;
+  const message = chat.messages.get(chat.seqs[i]);
+  const by = message.sender === "agent" ? `${authorName(chat, message)}: ` : "";
+  return by + messageText(message).replace(/\s+/g, " ");
 };
 
 /* When the visitor's oldest message since my last reply was sent, or null. */
@@ -48,6 +55,16 @@ export const buildItem = (chat, select) => {
   els.list.appendChild(entry);
 };
 
+/* An ended chat moves to the top of the Ended list; one given back, to the open ones. */
+export const placeItem = (chat) => {
+  const entry = chat.item.entry;
+  if (chat.status === "active") {
+    if (entry.parentElement !== els.list) els.list.appendChild(entry);
+  } else if (entry.parentElement !== els.endedList) {
+    els.endedList.prepend(entry);
+  }
+};
+
 /* The chat leaves the page: its entry and its pane. */
 export const removeChat = (chat) => {
   const wasSelected = state.selected === chat.id;
@@ -58,7 +75,7 @@ export const removeChat = (chat) => {
     state.selected = null;
     els.emptyPane.hidden = false;
     root.classList.remove("has-selection");
-    const next = els.list.querySelector(".chat-item");
+    const next = els.list.querySelector(".chat-item") || els.endedList.querySelector(".chat-item");
     if (next) next.focus();
   }
   refreshCounts();
@@ -69,7 +86,7 @@ const updateWait = (chat, now) => {
   const since = chat.status === "active" ? waitingSince(chat) : null;
   if (!since || isNaN(since.getTime())) {
     if (chat.status !== "active") {
-      text(wait, chat.status === "closed" ? "Closed" : "Ended");
+      text(wait, chat.endedLabel || "Ended");
       wait.hidden = false;
       wait.dataset.level = "ended";
     } else {
@@ -88,10 +105,13 @@ const updateWait = (chat, now) => {
 export const updateItem = (chat) => {
   const item = chat.item;
   const name = visitorName(chat);
+  // A long email wraps rather than being cut; the title attribute has it whole too.
   text(item.name, name);
-  text(item.avatar, chat.visitorId ? String(chat.visitorId).slice(-2) : "V");
+  item.name.title = name;
+  text(item.avatar, visitorInitials(chat));
   item.avatar.dataset.tone = String((chat.visitorId || 0) % 6);
   text(chat.pane.title, name);
+  chat.pane.title.title = name;
   text(chat.pane.avatar, item.avatar.textContent);
   chat.pane.avatar.dataset.tone = item.avatar.dataset.tone;
   text(chat.pane.label, `Reply to ${name}`);
@@ -99,9 +119,7 @@ export const updateItem = (chat) => {
   if (chat.seqs.length) {
     subtitle += ` · started ${clockTime(chat.messages.get(chat.seqs[0]).sent_at)}`;
   }
-  if (chat.status === "closed") subtitle += " · closed";
-  else if (chat.status === "requeued") subtitle += " · moved back to the queue";
-  else if (chat.status === "ended") subtitle += " · no longer yours";
+  if (chat.status !== "active") subtitle += ` · ${chat.endedLabel || "Ended"}`;
   text(chat.pane.sub, subtitle);
 
   if (chat.visitorTyping) {
@@ -134,7 +152,8 @@ export const refreshCounts = () => {
   });
   text(els.load, String(open));
   text(els.capacity, String(state.capacity));
-  els.listEmpty.hidden = state.chats.size > 0;
+  els.listEmpty.hidden = open > 0;
+  els.endedTitle.hidden = open === state.chats.size;
   document.title = unread > 0 ? `(${unread}) ${TITLE}` : TITLE;
 };
 
@@ -148,7 +167,9 @@ export const setQueueLength = (value) => {
 // Arrow keys move between chats in the list; Tab leaves it.
 const moveInList = (event) => {
   if (!["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
-  const buttons = [...els.list.querySelectorAll(".chat-item")];
+  const buttons = [...els.list.querySelectorAll(".chat-item")].concat([
+    ...els.endedList.querySelectorAll(".chat-item"),
+  ]);
   const index = buttons.indexOf(document.activeElement);
   if (index === -1 || buttons.length === 0) return;
   event.preventDefault();
@@ -162,6 +183,7 @@ const moveInList = (event) => {
 
 export const setupChatList = () => {
   els.list.addEventListener("keydown", moveInList);
+  els.endedList.addEventListener("keydown", moveInList);
   window.setInterval(() => {
     const now = Date.now();
     state.chats.forEach((chat) => updateWait(chat, now));

@@ -1,12 +1,13 @@
 /* A chat's life on this page: made when it is assigned (or listed by `ready`), opened
  * when the agent picks it, ended when it is closed, transferred or moved back to the
- * queue (it stays listed, greyed, until the agent removes it), and made active again
- * if the server gives it back. */
+ * queue (it moves to the Ended list, saying how, until the agent removes it), and made
+ * active again if the server gives it back. */
 
 import { showChannel } from "./channel.js";
-import { buildItem, lastPreview, refreshCounts, updateItem, visitorName } from "./chat-list.js";
+import { buildItem, lastPreview, placeItem, refreshCounts, updateItem } from "./chat-list.js";
 import { stopTyping } from "./composer.js";
 import {
+  addJoins,
   addMessages,
   addNotes,
   checkGaps,
@@ -20,6 +21,8 @@ import { announce, els, text } from "./dom.js";
 import { askNotificationPermissionOnce, notifyDesktop } from "./notifications.js";
 import { failPending } from "./outbox.js";
 import { buildPane } from "./pane.js";
+import { showQueue, tookChat } from "./queue-view.js";
+import { visitorName } from "./people.js";
 import { root, state } from "./state.js";
 import { showTransferPanel } from "./transfer.js";
 import { requestProfile, showVisitorContext } from "./visitor-panel.js";
@@ -37,6 +40,7 @@ const selectChat = (id, byUser) => {
     }
   }
   state.selected = id;
+  showQueue(false);
   els.emptyPane.hidden = true;
   chat.pane.root.hidden = false;
   chat.item.button.setAttribute("aria-current", "true");
@@ -61,6 +65,8 @@ const createChat = (data) => {
     rows: new Map(), // seq -> <li>
     pending: new Map(), // client_msg_id -> reply on its way (outbox.js)
     notes: new Map(), // internal note id -> <li>
+    joins: [], // each agent's turn: {agent, after_seq} (`joins`)
+    joinLines: new Map(), // "index:after_seq" -> its "joined" <li>
     unread: 0,
     countedThrough: 0, // highest seq already included in `unread`
     readSeq: 0,
@@ -85,6 +91,8 @@ const createChat = (data) => {
 
 const reopenChat = (chat) => {
   chat.status = "active";
+  chat.endedLabel = null;
+  placeItem(chat);
   chat.item.entry.classList.remove("is-ended");
   chat.pane.root.classList.remove("is-ended");
   chat.pane.notice.hidden = true;
@@ -105,6 +113,7 @@ export const upsertChat = (data) => {
   if (data.visitor && typeof data.visitor.id === "number") chat.visitorId = data.visitor.id;
   if (data.visitor_context) showVisitorContext(chat, data.visitor_context);
   showChannel(chat, data);
+  if (Array.isArray(data.joins)) chat.joins = data.joins;
   if (typeof data.visitor_read_seq === "number") {
     chat.visitorReadSeq = Math.max(chat.visitorReadSeq, data.visitor_read_seq);
   }
@@ -112,8 +121,12 @@ export const upsertChat = (data) => {
   return chat;
 };
 
-export const endChat = (chat, status, notice) => {
+/* The chat is over here: `label` says how in the Ended list ("Transferred to Bob"),
+   `notice` says it in the pane. */
+export const endChat = (chat, status, label, notice) => {
   chat.status = status;
+  chat.endedLabel = label;
+  placeItem(chat);
   chat.unread = 0;
   setVisitorTyping(chat, false);
   stopTyping(chat);
@@ -149,6 +162,7 @@ export const onAssigned = (frame) => {
   if (Array.isArray(data.messages)) {
     addMessages(chat, data.messages, false);
     addNotes(chat, data.notes);
+    addJoins(chat, chat.joins);
     chat.historyLoaded = true;
     checkGaps(chat);
   } else {
@@ -156,6 +170,8 @@ export const onAssigned = (frame) => {
   }
   updateItem(chat);
   refreshCounts();
+  // A chat this agent took from the queue view opens at once.
+  if (tookChat(chat.id)) selectChat(chat.id, true);
   if (!known || reopened) {
     const who = visitorName(chat);
     announce(`New chat from ${who}.`);
@@ -168,7 +184,7 @@ export const onClosed = (frame) => {
   const chat = state.chats.get(frame.conversation);
   if (!chat) return;
   const by = frame.by === "agent" ? "you" : frame.by === "visitor" ? "the visitor" : "the system";
-  endChat(chat, "closed", `This chat was closed by ${by}.`);
+  endChat(chat, "closed", "Closed", `This chat was closed by ${by}.`);
   if (frame.by !== "agent") announce(`Chat with ${visitorName(chat)} was closed by ${by}.`);
 };
 
@@ -180,6 +196,7 @@ export const onTransferred = (frame) => {
   endChat(
     chat,
     "transferred",
+    to ? `Transferred to ${to}` : "Back to the queue",
     to ? `This chat was transferred to ${to}.` : "This chat was moved back to the queue.",
   );
 };
@@ -190,6 +207,7 @@ export const onRequeued = (frame) => {
   endChat(
     chat,
     "requeued",
+    "Back to the queue",
     "This chat was moved back to the queue because your connection lapsed. Another agent may pick it up.",
   );
   announce(`Chat with ${visitorName(chat)} was moved back to the queue.`);

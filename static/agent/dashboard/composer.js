@@ -89,6 +89,7 @@ export const onAck = (frame) => {
     conversation: chat.id,
     seq: frame.seq,
     sender: "agent",
+    agent: { id: state.agentId, display_name: state.agentName },
     body: pending.body,
     attachment: pending.attachment,
     client_msg_id: pending.id,

@@ -4,11 +4,12 @@
  * message; the visitor's typing indicator; and reading: what the agent has seen is
  * reported with `read`, which clears the unread badge. */
 
-import { refreshCounts, updateItem, visitorName } from "./chat-list.js";
+import { refreshCounts, updateItem } from "./chat-list.js";
 import { announce, clockTime, pageAttentive, part, renderBody, text } from "./dom.js";
 import { fileBlock, messageText } from "./files.js";
 import { notifyDesktop } from "./notifications.js";
 import { settlePending } from "./outbox.js";
+import { authorName, isMine, visitorName } from "./people.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
 
@@ -26,7 +27,15 @@ export const scrollToBottom = (chat) => {
 
 const messageRow = (chat, message) => {
   const li = document.createElement("li");
-  const side = ["agent", "system"].includes(message.sender) ? message.sender : "visitor";
+  // Mine on the right; the visitor's and a colleague's (before a transfer) on the left.
+  const side =
+    message.sender === "system"
+      ? "system"
+      : message.sender !== "agent"
+        ? "visitor"
+        : isMine(message)
+          ? "agent"
+          : "colleague";
   li.className = `msg msg-${side}`;
   li.dataset.seq = String(message.seq);
   if (message.sender === "system") {
@@ -35,6 +44,14 @@ const messageRow = (chat, message) => {
     text(note, message.body);
     li.appendChild(note);
     return li;
+  }
+  const author = authorName(chat, message);
+  if (side === "colleague") {
+    const by = document.createElement("p");
+    by.className = "msg-author";
+    by.setAttribute("aria-hidden", "true"); // the meta's label says it to screen readers
+    text(by, author);
+    li.appendChild(by);
   }
   const bubble = document.createElement("div");
   bubble.className = "bubble";
@@ -45,13 +62,13 @@ const messageRow = (chat, message) => {
   meta.className = "meta";
   const who = document.createElement("span");
   who.className = "sr-only";
-  text(who, message.sender === "agent" ? "You, " : `${visitorName(chat)}, `);
+  text(who, `${author}, `);
   meta.appendChild(who);
   const time = document.createElement("time");
   if (message.sent_at) time.dateTime = message.sent_at;
   text(time, clockTime(message.sent_at));
   meta.appendChild(time);
-  if (message.sender === "agent") {
+  if (side === "agent") {
     const receipt = document.createElement("span");
     receipt.className = "receipt";
     meta.appendChild(receipt);
@@ -60,21 +77,37 @@ const messageRow = (chat, message) => {
   return li;
 };
 
+/* A message row goes before the first later message and before the lines (notes,
+   joins) that follow a message it precedes: whatever order the seqs arrive in (a
+   `sync` filling a hole comes after later messages), the log reads in seq order. */
 const insertSorted = (chat, seq, row) => {
   const seqs = chat.seqs;
   // Nearly always the newest: walk back from the end.
   let i = seqs.length;
   while (i > 0 && seqs[i - 1] > seq) i -= 1;
   seqs.splice(i, 0, seq);
-  const before = i + 1 < seqs.length ? chat.rows.get(seqs[i + 1]) : null;
+  let before = null;
+  for (let el = chat.pane.list.lastElementChild; el; el = el.previousElementSibling) {
+    const later = el.dataset.seq ? Number(el.dataset.seq) > seq : Number(el.dataset.after) >= seq;
+    if (!later) break;
+    before = el;
+  }
   chat.pane.list.insertBefore(row, before);
+};
+
+/* A line that follows message `afterSeq` (a note, "Bob joined the chat"): after it and
+   after the lines already there, before any later message. */
+const insertAfterSeq = (chat, afterSeq, li) => {
+  li.dataset.after = String(afterSeq);
+  const later = chat.seqs.find((seq) => seq > afterSeq);
+  chat.pane.list.insertBefore(li, later === undefined ? null : chat.rows.get(later));
 };
 
 /* "Sent" or "Seen" under my latest message only; earlier ones are implied. */
 const updateReceipt = (chat) => {
   let lastMine = null;
   for (let i = chat.seqs.length - 1; i >= 0; i -= 1) {
-    if (chat.messages.get(chat.seqs[i]).sender === "agent") {
+    if (isMine(chat.messages.get(chat.seqs[i]))) {
       lastMine = chat.seqs[i];
       break;
     }
@@ -135,9 +168,26 @@ export const addNotes = (chat, notes) => {
     renderBody(bubble, note.body);
     li.appendChild(bubble);
     chat.notes.set(note.id, li);
-    const later = chat.seqs.find((seq) => seq > note.after_seq);
-    const before = later === undefined ? null : chat.rows.get(later);
-    chat.pane.list.insertBefore(li, before);
+    insertAfterSeq(chat, note.after_seq, li);
+  });
+  if (wasAtBottom) scrollToBottom(chat);
+};
+
+/* "Alice joined the chat" where each agent's turn began (`joins`, in order), once. */
+export const addJoins = (chat, joins) => {
+  if (!Array.isArray(joins)) return;
+  const wasAtBottom = chat.stickToBottom;
+  joins.forEach((join, index) => {
+    const key = `${index}:${join.after_seq}`;
+    if (typeof join.after_seq !== "number" || chat.joinLines.has(key)) return;
+    const li = document.createElement("li");
+    li.className = "msg msg-system msg-join";
+    const line = document.createElement("p");
+    line.className = "msg-system-text";
+    text(line, `${(join.agent && join.agent.display_name) || "An agent"} joined the chat`);
+    li.appendChild(line);
+    chat.joinLines.set(key, li);
+    insertAfterSeq(chat, join.after_seq, li);
   });
   if (wasAtBottom) scrollToBottom(chat);
 };

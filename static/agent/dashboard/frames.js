@@ -11,13 +11,13 @@ import {
 } from "./calls.js";
 import { cannedError, onCannedDeleted, onCannedSaved } from "./canned.js";
 import { onCanned } from "./canned-suggestions.js";
-import { setQueueLength } from "./chat-list.js";
 import { onAssigned, onClosed, onRequeued, onTransferred } from "./chats.js";
 import { onAck } from "./composer.js";
 import { onMessage, onNote, onRated, onRead, onTyping } from "./conversation.js";
 import { toast } from "./dom.js";
 import { failPending } from "./outbox.js";
 import { onPresence } from "./presence.js";
+import { onQueue, onTakeError } from "./queue-view.js";
 import { onReady, onSync } from "./resume.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
@@ -38,6 +38,7 @@ const onError = (frame) => {
     if (found) return;
   }
   if (cannedError(frame) || callError(frame)) return;
+  if (onTakeError(frame)) return;
   if (frame.code === "rate_limited") {
     toast("Slow down a little: the server is refusing frames.");
   } else if (frame.code === "agent_unavailable") {
@@ -53,7 +54,7 @@ const onError = (frame) => {
 const handlers = {
   ready: onReady,
   presence: onPresence,
-  queue: (frame) => setQueueLength(frame.queue_length),
+  queue: onQueue,
   "conversation.assigned": onAssigned,
   message: onMessage,
   "message.ack": onAck,

@@ -22,18 +22,24 @@ import { watchAttention } from "./conversation.js";
 import { handleFrame } from "./frames.js";
 import { setupNotifications, updateNotifyButton } from "./notifications.js";
 import { setupPresence, updatePresenceControls } from "./presence.js";
+import { setupSound } from "./sound.js";
+import { setupQueueView } from "./queue-view.js";
 import { onSocketLost } from "./resume.js";
 import { startSocket } from "./socket.js";
 import { root } from "./state.js";
 import { setupVisitorPanel } from "./visitor-panel.js";
+import { setupVisitorSidebar } from "./visitor-sidebar.js";
 
 const start = () => {
   setupChatList();
   watchAttention();
   setupPresence();
   setupNotifications();
+  setupSound();
   setupCanned();
+  setupQueueView();
   setupVisitorPanel();
+  setupVisitorSidebar();
   updatePresenceControls();
   updateNotifyButton();
   refreshCounts();

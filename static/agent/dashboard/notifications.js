@@ -1,8 +1,11 @@
-/* Desktop notifications for new chats and messages the agent is not looking at. The
- * browser's permission is asked at most once, from a click (choosing a chat or a
- * status); the sidebar's button asks again if that first question went unanswered. */
+/* Telling the agent of a new chat or message they are not looking at: a desktop
+ * notification, and a chime while the tab is in the background (the page title's
+ * unread count is chat-list.js's). The browser's permission is asked at most once, from
+ * a click (choosing a chat), never on page load; the sidebar's button asks again if
+ * that first question went unanswered. */
 
 import { els, pageAttentive } from "./dom.js";
+import { chime } from "./sound.js";
 import { state } from "./state.js";
 
 const NOTIFY_ASKED_KEY = "supportdesk.notifications-asked";
@@ -51,6 +54,7 @@ export const askNotificationPermissionOnce = () => {
 
 export const notifyDesktop = (title, body, chat) => {
   if (pageAttentive() && state.selected === chat.id) return;
+  if (!pageAttentive()) chime();
   if (!notificationsSupported() || Notification.permission !== "granted") return;
   try {
     const note = new Notification(title, {

@@ -1,19 +1,20 @@
 /* One chat's pane, built from #pane-template: its heading and buttons (back to the list
  * on a phone, close, or remove once the chat is over), the log that keeps to the bottom
  * unless the agent scrolled up, and the parts other modules wire in: the canned
- * suggestions, transfer, the composer, Retry and attachments. */
+ * suggestions, transfer, the composer, Retry, attachments and the visitor sidebar. */
 
 import { attachFiles } from "./attachments.js";
 import { attachCall } from "./calls.js";
 import { attachCanned } from "./canned-suggestions.js";
 import { removeChat } from "./chat-list.js";
 import { attachComposer } from "./composer.js";
-import { markRead } from "./conversation.js";
+import { markRead, scrollToBottom } from "./conversation.js";
 import { els, part, text, toast } from "./dom.js";
 import { attachRetry } from "./outbox.js";
 import { send } from "./socket.js";
 import { root } from "./state.js";
 import { attachTransfer } from "./transfer.js";
+import { attachVisitorSidebar } from "./visitor-sidebar.js";
 
 const closeOrRemove = (chat) => {
   if (chat.status !== "active") {
@@ -38,14 +39,14 @@ export const buildPane = (chat) => {
   part(pane, ".pane-title").id = titleId;
   pane.setAttribute("aria-labelledby", titleId);
   pane.dataset.conversation = String(chat.id);
-  // On a phone the open panel would take half the screen from the chat: folded there,
-  // one tap on "About the visitor" away (the breakpoint is dashboard.css's).
-  if (window.matchMedia("(max-width: 760px)").matches) part(pane, ".visitor-panel").open = false;
   chat.pane = {
     root: pane,
     avatar: part(pane, ".avatar"),
     title: part(pane, ".pane-title"),
-    sub: part(pane, ".pane-sub"),
+    sub: part(pane, ".pane-sub-text"),
+    verified: part(pane, ".pane-verified"),
+    details: part(pane, ".pane-details"),
+    visitorAside: part(pane, ".visitor-panel"),
     close: part(pane, ".pane-close"),
     back: part(pane, ".pane-back"),
     notice: part(pane, ".pane-notice"),
@@ -75,6 +76,7 @@ export const buildPane = (chat) => {
   attachRetry(chat);
   attachFiles(chat);
   attachCall(chat);
+  attachVisitorSidebar(chat);
   chat.pane.close.addEventListener("click", () => closeOrRemove(chat));
   chat.pane.back.addEventListener("click", () => {
     root.classList.remove("has-selection");
@@ -84,5 +86,16 @@ export const buildPane = (chat) => {
   log.addEventListener("scroll", () => {
     chat.stickToBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 48;
   });
+  // An image grows the log when it has loaded, after the scroll its row made: an agent
+  // who was reading the end is taken to the new end. (Load events do not bubble: this
+  // listens in the capture phase.) Growing the log fires no scroll event, so
+  // stickToBottom still says where the agent was.
+  log.addEventListener(
+    "load",
+    (event) => {
+      if (event.target instanceof HTMLImageElement && chat.stickToBottom) scrollToBottom(chat);
+    },
+    true,
+  );
   els.panes.appendChild(pane);
 };

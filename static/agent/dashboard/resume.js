@@ -8,6 +8,7 @@ import { reloadCanned } from "./canned.js";
 import { refreshCounts, setQueueLength, updateItem } from "./chat-list.js";
 import { endChat, upsertChat } from "./chats.js";
 import {
+  addJoins,
   addMessages,
   addNotes,
   checkGaps,
@@ -22,7 +23,9 @@ import { socketReady } from "./socket.js";
 import { state } from "./state.js";
 
 const showAgent = (agent) => {
+  if (typeof agent.id === "number") state.agentId = agent.id;
   if (agent.display_name) {
+    state.agentName = agent.display_name;
     text(els.agentName, agent.display_name);
     text(els.agentInitial, agent.display_name.slice(0, 1).toUpperCase());
   }
@@ -66,6 +69,7 @@ export const onReady = (frame) => {
       endChat(
         chat,
         "ended",
+        "No longer yours",
         "This chat is no longer yours: it was closed or moved back to the queue while you were offline.",
       );
     }
@@ -79,6 +83,7 @@ export const onSync = (frame) => {
   chat.syncing = false;
   addMessages(chat, frame.messages || [], false);
   addNotes(chat, frame.notes);
+  addJoins(chat, chat.joins);
   chat.historyLoaded = true;
   checkGaps(chat);
   updateItem(chat);

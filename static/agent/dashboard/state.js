@@ -6,6 +6,8 @@ export const root = document.getElementById("inbox");
 export const settings = root ? root.dataset : {};
 
 export const state = {
+  agentId: null, // this agent's id (`ready`): only its own messages are "You"
+  agentName: settings.agentName || "",
   status: settings.status || "away",
   presenceWanted: null, // asked for, not yet confirmed by a `presence` frame
   autoAway: false, // away because idle (server's `auto`), not by choice

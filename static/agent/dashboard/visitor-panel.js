@@ -1,8 +1,10 @@
-/* The visitor panel of a chat: what the widget reported about the visitor (page,
- * referrer, browser, time zone) and their earlier chats, each readable as a transcript.
+/* The visitor panel of a chat: whether the site vouched for the user ("Verified"), what
+ * the widget reported about the visitor (page, referrer, browser, time zone) and their
+ * earlier chats, each readable as a transcript.
  * All of it came from the visitor's browser and may be a lie: it is shown as text, and
  * URLs only as http(s) links that open in a new tab without a referrer or an opener. */
 
+import { updateItem } from "./chat-list.js";
 import { clockTime, newTabLink, part, renderBody, safeHref, text, toast } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
@@ -13,6 +15,8 @@ const visitorPanel = (chat) => {
   if (!chat.visitorPanel) {
     const pane = chat.pane.root;
     chat.visitorPanel = {
+      verified: part(pane, ".visitor-verified"),
+      verifiedText: part(pane, ".visitor-verified-text"),
       whoFact: part(pane, ".visitor-fact-who"),
       who: part(pane, ".visitor-who"),
       page: part(pane, ".visitor-page"),
@@ -71,7 +75,13 @@ export const showVisitorContext = (chat, context) => {
   if (!context || typeof context !== "object") return;
   chat.visitorContext = context;
   const panel = visitorPanel(chat);
-  const who = [context.name, context.email].filter(Boolean).join(" · ");
+  // Verified: the site's server signed this user id; nothing else here is vouched for.
+  const verified = context.verified === true;
+  panel.verified.hidden = !verified;
+  chat.pane.verified.hidden = !verified;
+  text(panel.verifiedText, verified && context.user_id ? `User ID ${context.user_id}` : "");
+  chat.pane.verified.title = verified ? `Verified by the site: user ID ${context.user_id}` : "";
+  const who = [context.name, context.email].filter(Boolean).join("\n"); // one a line
   panel.whoFact.hidden = !who;
   text(panel.who, who);
   showLink(panel.page, context.page_url, context.page_title, "Not reported yet");
@@ -80,6 +90,7 @@ export const showVisitorContext = (chat, context) => {
   text(panel.browser, software || "Unknown");
   panel.browser.title = context.user_agent || "";
   updateLocalTime(chat);
+  updateItem(chat); // the chat is titled by the visitor's name or email
 };
 
 /* The visitor's earlier chats are asked for when a chat is first opened. */
