@@ -55,6 +55,7 @@ LAYERS = [
         3,
         [
             "chat.selectors",
+            "chat.visitor_history",
             "agents.selectors",
             "chat.transcripts",
             "chat.offline",

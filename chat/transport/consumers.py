@@ -15,7 +15,15 @@ from django.db import DatabaseError, InterfaceError
 from agents import selectors as agent_selectors
 from agents import services as canned
 
-from .. import origins, protocol, ratelimits, selectors, transcript_email, visitor_context
+from .. import (
+    origins,
+    protocol,
+    ratelimits,
+    selectors,
+    transcript_email,
+    visitor_context,
+    visitor_history,
+)
 from ..conversations import calls, closing, presence, ratings, routing, sending, sessions
 from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
@@ -518,11 +526,11 @@ class AgentConsumer(MessageSending):
         )
 
     async def on_visitor_profile(self, frame: inbound.VisitorProfile) -> None:
-        read = on_database_thread(selectors.visitor_profile)
+        read = on_database_thread(visitor_history.visitor_profile)
         await self.send_frame(await read(self.agent_id, frame.conversation))
 
     async def on_conversation_history(self, frame: inbound.ConversationHistory) -> None:
-        read = on_database_thread(selectors.conversation_history)
+        read = on_database_thread(visitor_history.conversation_history)
         await self.send_frame(await read(self.agent_id, frame.conversation))
 
     async def on_agents_list(self, frame: inbound.AgentsList) -> None:
