@@ -46,3 +46,8 @@ class AlreadyRated(Exception):
 
 class TooManyAttributes(Exception):
     """A visitor may hold at most Visitor.MAX_ATTRIBUTES custom attributes."""
+
+
+class NotWithBot(Exception):
+    """The bot may no longer answer in this conversation: it was handed off to a person
+    or closed meanwhile."""

@@ -16,7 +16,7 @@ from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import offline, origins, protocol, ratelimits
+from . import health, offline, origins, protocol, ratelimits
 from .conversations import identity, sessions
 from .errors import NotFound, SiteDisabled
 from .models import Site
@@ -266,7 +266,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["redis"] = _check_redis(settings.REDIS_URL)
     healthy = all(result == "ok" for result in checks.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
+        {"status": "ok" if healthy else "unavailable", **checks, **health.reports()},
+        status=200 if healthy else 503,
     )
 
 

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "chat",
     "agents",
     "integrations",
+    "kb",
     # The project's own commands: the process launchers (serve_demo, run_cluster).
     "supportdesk",
 ]
@@ -212,6 +213,11 @@ SUPPORTDESK_AUTO_AWAY_SECONDS = _env_float("SUPPORTDESK_AUTO_AWAY_SECONDS", 600)
 # How often each worker looks for webhook deliveries due (seconds; 0: never, e.g. in
 # the in-process tests, which run the turns themselves).
 SUPPORTDESK_WEBHOOK_INTERVAL = _env_float("SUPPORTDESK_WEBHOOK_INTERVAL", 1.0)
+# The knowledge-base bot (kb/bot.py): an answer not ready within this many seconds is
+# dropped and the chat handed to a person; the sweep hands off chats whose answer was
+# lost (a worker died) after twice this.
+SUPPORTDESK_BOT_DEADLINE = _env_float("SUPPORTDESK_BOT_DEADLINE", 3.0)
+SUPPORTDESK_BOT_THREADS = int(os.environ.get("SUPPORTDESK_BOT_THREADS", 2))
 # Requests per minute one API key may make.
 SUPPORTDESK_LIMIT_API_KEY = os.environ.get("SUPPORTDESK_LIMIT_API_KEY", "600 per minute")
 # `make run`'s demo shop (serve_demo sets it), linked from the landing page.

@@ -6,12 +6,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chat", "agents", "integrations", "supportdesk")
+PACKAGES = ("chat", "agents", "integrations", "kb", "supportdesk")
 
 # docs/architecture.md's table, top to bottom: (layer, module prefixes). The longest
 # matching prefix decides a module's layer.
 LAYERS = [
-    (8, ["supportdesk", "chat.management", "integrations.management"]),
+    (8, ["supportdesk", "chat.management", "integrations.management", "kb.management"]),
     (
         7,
         [
@@ -32,9 +32,11 @@ LAYERS = [
             "integrations.views",
             "integrations.admin",
             "integrations.apps",
+            "kb.admin",
+            "kb.apps",
         ],
     ),
-    (6, ["chat.transport", "integrations.delivery"]),
+    (6, ["chat.transport", "integrations.delivery", "kb.bot"]),
     (5, ["chat.realtime"]),
     (
         4,
@@ -45,6 +47,7 @@ LAYERS = [
             "integrations.keys",
             "integrations.endpoints",
             "integrations.outbox",
+            "kb.importing",
         ],
     ),
     (
@@ -55,6 +58,8 @@ LAYERS = [
             "chat.transcripts",
             "chat.offline",
             "integrations.shapes",
+            "kb.search",
+            "kb.answering",
         ],
     ),
     (
@@ -66,6 +71,7 @@ LAYERS = [
             "chat.transcript_email",
             "chat.visitor_context",
             "chat.charts",
+            "kb.keyword",
         ],
     ),
     (
@@ -82,6 +88,13 @@ LAYERS = [
             "agents.signals",
             "integrations.models",
             "integrations.migrations",
+            "chat.health",
+            "kb.models",
+            "kb.indexing",
+            "kb.embedding",
+            "kb.text",
+            "kb.migrations",
+            "kb",
             "chat.migrations",
             "agents.migrations",
             "chat",

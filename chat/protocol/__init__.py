@@ -64,6 +64,8 @@ VISITOR_FRAME_TYPES = frozenset(
         "rating",
         "page.view",
         "transcript.email",
+        "handoff",
+        "bot.feedback",
     }
 )
 AGENT_FRAME_TYPES = frozenset(

@@ -16,7 +16,7 @@ from agents import selectors as agent_selectors
 from agents import services as canned
 
 from .. import origins, protocol, ratelimits, selectors, transcript_email, visitor_context
-from ..conversations import closing, presence, ratings, routing, sending, sessions
+from ..conversations import bots, closing, presence, ratings, routing, sending, sessions
 from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
 from ..protocol import ProtocolError, inbound, outbound
@@ -216,6 +216,17 @@ class VisitorConsumer(MessageSending):
             comment=frame.comment,
         )
 
+    async def on_handoff(self, frame: inbound.Handoff) -> None:
+        # Routed like a new chat: the visitor hears `conversation.queued` or
+        # `conversation.assigned`, as for a first message. Already with people: no-op.
+        await self.call(bots.hand_off, visitor_id=self.visitor_id)
+
+    async def on_bot_feedback(self, frame: inbound.BotFeedback) -> None:
+        await self.call(
+            bots.rate_bot_answer, visitor_id=self.visitor_id, seq=frame.seq, helpful=frame.helpful
+        )
+        await self.send_frame(outbound.bot_feedback(seq=frame.seq, helpful=frame.helpful))
+
     async def on_ping(self, frame: inbound.VisitorPing) -> None:
         await self.send_frame(outbound.pong())
         now = asyncio.get_running_loop().time()
@@ -260,6 +271,8 @@ class VisitorConsumer(MessageSending):
         inbound.VisitorPing: on_ping,
         inbound.PageView: on_page_view,
         inbound.TranscriptEmail: on_transcript_email,
+        inbound.Handoff: on_handoff,
+        inbound.BotFeedback: on_bot_feedback,
     }
 
     async def mail_transcript(self, transcript: transcript_email.TranscriptEmail) -> None:

@@ -1,0 +1,190 @@
+"""The bot at work: it hears each visitor message of a chat it has, and answers it on a
+thread pool, never on a worker's event loop.
+
+`message_created` (a domain-event subscriber, run wherever the message was stored, the
+event loop included) only hands the message to `_runner`. There a thread checks the chat
+is still the bot's, has `_compute` find the answer, and waits for it at most
+`SUPPORTDESK_BOT_DEADLINE` seconds: an answer that is late or fails hands the chat to a
+person instead. A worker that dies between a message and its answer leaves the chat
+waiting; every worker's `sweep` hands such chats off after twice the deadline.
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from chat import events
+from chat.conversations import bots
+from chat.errors import NotWithBot
+from chat.models import Conversation, Message, SenderKind
+
+from . import answering
+from .models import BotAnswer, BotSettings
+
+logger = logging.getLogger(__name__)
+
+_runner = concurrent.futures.ThreadPoolExecutor(
+    max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-bot"
+)
+_compute = concurrent.futures.ThreadPoolExecutor(
+    max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-compute"
+)
+
+
+def answers_first(site_id: int) -> bool:
+    """The first responder the core asks when a chat opens (chat.conversations.bots)."""
+    return BotSettings.objects.filter(site_id=site_id, enabled=True).exists()
+
+
+def message_created(event: events.MessageCreated) -> None:
+    # Only a visitor's message in a chat without an agent can be the bot's: a chat with
+    # an agent is never the bot's again. Queued chats also pass; the thread checks.
+    if event.agent_id is None and event.message["sender"] == SenderKind.VISITOR:
+        _runner.submit(
+            answer,
+            conversation_id=event.conversation_id,
+            site_id=event.site_id,
+            seq=event.message["seq"],
+            question=event.message["body"],
+        )
+
+
+def answer(*, conversation_id: int, site_id: int, seq: int, question: str) -> str:
+    """Answer the visitor's message `seq`, or hand the chat off. Returns what was done
+    ("answered", "handed_off", "not_the_bots"), for tests and the benchmark."""
+    close_old_connections()
+    try:
+        if not Conversation.objects.filter(
+            pk=conversation_id, status=Conversation.Status.BOT
+        ).exists():
+            return "not_the_bots"
+        future = _compute.submit(_reply_off_the_request_path, site_id, question)
+        try:
+            reply = future.result(timeout=settings.SUPPORTDESK_BOT_DEADLINE)
+        except concurrent.futures.TimeoutError:
+            logger.warning("kb: no answer within the deadline in conversation %s", conversation_id)
+            return _give_up(conversation_id, site_id, seq, None)
+        except Exception:
+            logger.exception("kb: answering failed in conversation %s", conversation_id)
+            return _give_up(conversation_id, site_id, seq, None)
+        if not reply.confident:
+            return _give_up(conversation_id, site_id, seq, reply)
+        try:
+            posted = bots.post_bot_message(
+                conversation_id=conversation_id,
+                body=reply.body,
+                sources=reply.sources,
+                client_msg_id=f"bot-{seq}",
+            )
+        except NotWithBot:
+            return "not_the_bots"  # handed off or closed while we thought
+        _record(site_id, conversation_id, posted.seq, reply, answered=True)
+        return "answered"
+    finally:
+        close_old_connections()
+
+
+def _reply_off_the_request_path(site_id: int, question: str) -> answering.Reply:
+    close_old_connections()
+    try:
+        return answering.reply_to(site_id, question)
+    finally:
+        close_old_connections()
+
+
+def _give_up(conversation_id: int, site_id: int, seq: int, reply) -> str:
+    """Say a person will come, and route the chat to one."""
+    try:
+        posted = bots.post_bot_message(
+            conversation_id=conversation_id,
+            body=answering.HANDOFF_TEXT,
+            sources=[],
+            client_msg_id=f"bot-{seq}",
+        )
+    except NotWithBot:
+        return "not_the_bots"
+    _record(site_id, conversation_id, posted.seq, reply, answered=False)
+    bots.hand_off(conversation_id=conversation_id, by="bot")
+    return "handed_off"
+
+
+def _record(site_id: int, conversation_id: int, seq: int, reply, *, answered: bool) -> None:
+    hit = reply.hit if reply is not None else None
+    # A retry of the same answer is recorded already.
+    with contextlib.suppress(IntegrityError):
+        BotAnswer.objects.create(
+            site_id=site_id,
+            conversation_id=conversation_id,
+            seq=seq,
+            article_id=hit.article_id if hit else None,
+            score=hit.score if hit else 0.0,
+            answered=answered,
+        )
+
+
+def handed_off(event: events.BotHandedOff) -> None:
+    """The chat went to a person: its last bot answer counts as handed off."""
+    last = BotAnswer.objects.filter(conversation_id=event.conversation_id).order_by("-seq").first()
+    if last is not None:
+        BotAnswer.objects.filter(pk=last.pk).update(handed_off=True)
+
+
+def answer_rated(event: events.BotAnswerRated) -> None:
+    """In the core's transaction: store the visitor's 👍/👎 with the answer."""
+    BotAnswer.objects.filter(conversation_id=event.conversation_id, seq=event.seq).update(
+        helpful=event.helpful
+    )
+
+
+# --- the sweep in each worker -----------------------------------------------------
+
+_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def sweep(now=None) -> list[int]:
+    """Hand off the bot's chats whose last message is a visitor's, unanswered for twice
+    the deadline (the worker that heard it died). Safe on every worker at once: the
+    hand-off locks the chat and acts only while it is still the bot's."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=2 * settings.SUPPORTDESK_BOT_DEADLINE)
+    last_sender = Message.objects.filter(
+        conversation_id=OuterRef("pk"), seq=OuterRef("last_seq")
+    ).values("sender")[:1]
+    stale = list(
+        Conversation.objects.filter(status=Conversation.Status.BOT, last_activity_at__lt=cutoff)
+        .annotate(last_sender=Subquery(last_sender))
+        .filter(last_sender=SenderKind.VISITOR)
+        .values_list("pk", flat=True)[:100]
+    )
+    for conversation_id in stale:
+        bots.hand_off(conversation_id=conversation_id, by="bot")
+    return stale
+
+
+def ensure_running() -> None:
+    """Start this event loop's sweep once (a worker starting)."""
+    loop = asyncio.get_running_loop()
+    task = _tasks.get(loop)
+    if task is None or task.done():
+        _tasks[loop] = loop.create_task(_sweep_forever())
+
+
+async def _sweep_forever() -> None:
+    from chat.transport.orm import on_database_thread
+
+    interval = max(1.0, settings.SUPPORTDESK_BOT_DEADLINE)
+    while True:
+        try:
+            await on_database_thread(sweep)()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("kb: sweep failed")
+        await asyncio.sleep(interval)
