@@ -9,9 +9,10 @@ from . import text
 FTS_TABLE = "kb_article_fts"
 
 
-def candidates(site_id: int, question: str, limit: int = 20) -> list[int]:
-    """Ids of the site's articles sharing a word with `question`, best match first."""
-    words = text.query_words(question)
+def candidates(site_id: int, words: list[str], limit: int = 20) -> list[int]:
+    """Ids of the site's articles sharing a word with `words` (a question's content
+    words, `text.query_words`), best match first."""
+    words = [w for w in words if text.is_plain_word(w)]
     if not words:
         return []
     if connection.vendor == "postgresql":

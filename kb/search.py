@@ -15,6 +15,7 @@ The articles' words and embeddings are read once per site and kept in memory unt
 article of the site changes (`SiteIndex`); only the question is embedded per search.
 """
 
+import difflib
 import math
 import threading
 from collections import Counter
@@ -25,12 +26,21 @@ from django.db.models import Count, Max
 from . import embedding, keyword, text
 from .models import Article
 
-# Score = MEANING_WEIGHT * meaning + (1 - MEANING_WEIGHT) * keyword, with the model.
-MEANING_WEIGHT = 0.7
-KEYWORD_THRESHOLD = 0.5
-COMBINED_THRESHOLD = 0.45
+# With the model: score = meaning + KEYWORD_WEIGHT * keyword, where meaning is the
+# weighted cosine of the question with the whole article, its closest sentence and its
+# title. Chosen on the odd-numbered half of the evaluation questions (docs/bot.md).
+WHOLE_WEIGHT = 0.5
+SENTENCE_WEIGHT = 0.5
+TITLE_WEIGHT = 0.15
+KEYWORD_WEIGHT = 0.1
+COMBINED_THRESHOLD = 0.35
+KEYWORD_THRESHOLD = 0.55
 # How many articles each signal proposes before scoring.
 CANDIDATES = 20
+FTS_RANK_BONUS = 0.1
+# A question's word that no article has is read as the closest word one has, if that
+# is this similar (difflib's ratio): "retrun" is "return", "recieved" is "received".
+SPELLING_CUTOFF = 0.86
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,10 @@ def search(
     if use_model is None:
         use_model = embedding.available()
     use_model = use_model and index.has_embeddings
-    candidate_ids = set(keyword.candidates(site_id, question, CANDIDATES))
-    query_terms = set(text.terms(question))
+    words = index.spelled_as_articles(text.query_words(question))
+    query_terms = {text.stem(word) for word in words}
+    ranked = keyword.candidates(site_id, words, CANDIDATES)
+    candidate_ids = set(ranked)
     meaning: dict[int, float] = {}
     if use_model:
         if vector is None:
@@ -82,9 +94,13 @@ def search(
         if entry is None:  # changed since the index was read: next search sees it
             continue
         kw = index.keyword_score(query_terms, entry)
+        if article_id in ranked:
+            # The database's own ranking (term frequency, title weight) breaks near-ties
+            # between articles sharing the same words.
+            kw += FTS_RANK_BONUS * (1 - ranked.index(article_id) / CANDIDATES)
         if use_model:
             m = meaning.get(article_id, 0.0)
-            score = MEANING_WEIGHT * m + (1 - MEANING_WEIGHT) * kw
+            score = m + KEYWORD_WEIGHT * kw
         else:
             m = None
             score = kw
@@ -142,10 +158,12 @@ class SiteIndex:
             )
         )
         document_frequency: Counter = Counter()
+        surface_words: set[str] = set()
         with_vectors = [r for r in rows if r[5] is not None and r[6] is not None]
         index.has_embeddings = bool(rows) and len(with_vectors) == len(rows)
         vectors, sentence_vectors, owners = [], [], []
         for article_id, title, url, body, sentences, whole, per_sentence in rows:
+            surface_words.update(text.query_words(f"{title} {body}", limit=None))
             title_terms = frozenset(text.terms(title))
             terms = title_terms | frozenset(text.terms(body))
             document_frequency.update(terms)
@@ -163,6 +181,7 @@ class SiteIndex:
             term: math.log(1 + count / frequency) for term, frequency in document_frequency.items()
         }
         index.unknown_idf = math.log(1 + count)  # a word no article has
+        index.surface_words = sorted(surface_words)
         if index.has_embeddings:
             import numpy
 
@@ -171,6 +190,17 @@ class SiteIndex:
             index.sentence_owner = numpy.array(owners)
             index.row_ids = [aid for aid, e in index.articles.items() if e.row >= 0]
         return index
+
+    def spelled_as_articles(self, words: list[str]) -> list[str]:
+        """`words` with each misspelt one (no article has it, 4 letters or more) replaced
+        by the closest word the articles use, when one is close enough."""
+        fixed = []
+        for word in words:
+            if len(word) >= 4 and text.stem(word) not in self.idf:
+                close = difflib.get_close_matches(word, self.surface_words, 1, SPELLING_CUTOFF)
+                word = close[0] if close else word
+            fixed.append(word)
+        return fixed
 
     def keyword_score(self, query_terms: set, entry: Entry) -> float:
         """The idf-weighted share of the question's words the article has; a word in
@@ -193,9 +223,14 @@ class SiteIndex:
         per_sentence = self.sentence_vectors @ vector
         best = {}
         for article_id, entry in self.articles.items():
-            start, end = entry.sentence_rows
-            top = float(per_sentence[start:end].max()) if end > start else 0.0
-            best[article_id] = 0.5 * float(whole[entry.row]) + 0.5 * top
+            start, end = entry.sentence_rows  # row `start` is the title's
+            title = float(per_sentence[start])
+            top = float(per_sentence[start + 1 : end].max()) if end > start + 1 else title
+            best[article_id] = (
+                WHOLE_WEIGHT * float(whole[entry.row])
+                + SENTENCE_WEIGHT * top
+                + TITLE_WEIGHT * title
+            )
         return best
 
     def best_sentences(self, article_id: int, question: str, vector=None) -> list[int]:

@@ -29,7 +29,7 @@ def terms(text: str) -> list[str]:
     return [stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
 
 
-def query_words(text: str, limit: int = 24) -> list[str]:
+def query_words(text: str, limit: int | None = 24) -> list[str]:
     """Distinct plain content words of a question, for a full-text query (each database
     stems them itself)."""
     seen: dict[str, None] = {}
@@ -50,3 +50,8 @@ def sentences(body: str) -> list[str]:
         line = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", line)  # [text](link)
         found.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
     return found
+
+
+def is_plain_word(word: str) -> bool:
+    """Letters and digits only: safe to write into a full-text query as it is."""
+    return bool(_WORD.fullmatch(word))
