@@ -34,7 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--misses", action="store_true", help="list the questions missed")
 
     def handle(self, *args, articles, questions, latency, misses, **options):
-        rows = list(csv.DictReader(Path(questions).open(encoding="utf-8")))
+        with Path(questions).open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
         rss_before = _rss_mb()
         try:
             with transaction.atomic():
