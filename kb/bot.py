@@ -1,17 +1,20 @@
-"""The bot at work: it hears each visitor message of a chat it has, and answers it on a
-thread pool, never on a worker's event loop.
+"""The bot at work: it hears each visitor message of a chat it has, and answers it
+without ever computing on a worker's event loop.
 
 `message_created` (a domain-event subscriber, run wherever the message was stored, the
-event loop included) only hands the message to `_runner`. There a thread checks the chat
-is still the bot's, has `_compute` find the answer, and waits for it at most
-`SUPPORTDESK_BOT_DEADLINE` seconds: an answer that is late or fails hands the chat to a
-person instead. A worker that dies between a message and its answer leaves the chat
-waiting; every worker's `sweep` hands such chats off after twice the deadline.
+event loop included) only schedules `answer` on the worker's loop. `answer` checks on an
+ORM thread that the chat is still the bot's, has the `_compute` thread pool find the
+answer, and awaits it at most `SUPPORTDESK_BOT_DEADLINE` seconds: an answer that is late
+or fails hands the chat to a person instead. It posts through the core's services
+(`call_service`), so the frames go out as every service's do. A worker that dies
+between a message and its answer leaves the chat waiting; every worker's `sweep` hands
+such chats off after twice the deadline.
 """
 
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 from datetime import timedelta
 
@@ -25,17 +28,20 @@ from chat.conversations import bots
 from chat.errors import NotWithBot
 from chat.models import Conversation, Message, SenderKind
 
-from . import answering
+from . import answering, embedding
 from .models import BotAnswer, BotSettings
 
 logger = logging.getLogger(__name__)
 
-_runner = concurrent.futures.ThreadPoolExecutor(
+# Finding an answer (search, the model) runs here, never on the event loop.
+_compute = concurrent.futures.ThreadPoolExecutor(
     max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-bot"
 )
-_compute = concurrent.futures.ThreadPoolExecutor(
-    max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-compute"
-)
+# The worker's event loop (set by `ensure_running` when the worker starts): answers are
+# awaited there, and their messages posted through the core's services on its ORM
+# threads, so their frames go out as every service's do. None: no worker here (a
+# management command, a synchronous test): answers are made on `_compute` instead.
+_loop: asyncio.AbstractEventLoop | None = None
 
 
 def answers_first(site_id: int) -> bool:
@@ -44,51 +50,98 @@ def answers_first(site_id: int) -> bool:
 
 
 def message_created(event: events.MessageCreated) -> None:
-    # Only a visitor's message in a chat without an agent can be the bot's: a chat with
-    # an agent is never the bot's again. Queued chats also pass; the thread checks.
-    if event.agent_id is None and event.message["sender"] == SenderKind.VISITOR:
-        _runner.submit(
-            answer,
-            conversation_id=event.conversation_id,
-            site_id=event.site_id,
-            seq=event.message["seq"],
-            question=event.message["body"],
-        )
+    """A subscriber: runs wherever the message was stored (an ORM thread, or the event
+    loop itself), so it only schedules the answer. Only a visitor's message in a chat
+    without an agent can be the bot's; queued chats pass too, `answer` checks."""
+    if event.agent_id is not None or event.message["sender"] != SenderKind.VISITOR:
+        return
+    job = {
+        "conversation_id": event.conversation_id,
+        "site_id": event.site_id,
+        "seq": event.message["seq"],
+        "question": event.message["body"],
+    }
+    loop = _loop
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(_start, job, context=contextvars.Context())
+    else:
+        _compute.submit(answer_now, **job)
 
 
-def answer(*, conversation_id: int, site_id: int, seq: int, question: str) -> str:
+def _start(job: dict) -> None:
+    task = asyncio.get_running_loop().create_task(answer(**job))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+_running: set[asyncio.Task] = set()
+
+
+async def answer(*, conversation_id: int, site_id: int, seq: int, question: str) -> str:
     """Answer the visitor's message `seq`, or hand the chat off. Returns what was done
     ("answered", "handed_off", "not_the_bots"), for tests and the benchmark."""
-    close_old_connections()
+    from chat.transport.broadcasting import call_service
+    from chat.transport.orm import on_database_thread
+
     try:
-        if not Conversation.objects.filter(
-            pk=conversation_id, status=Conversation.Status.BOT
-        ).exists():
+        if not await on_database_thread(_is_the_bots)(conversation_id):
             return "not_the_bots"
-        future = _compute.submit(_reply_off_the_request_path, site_id, question)
+        loop = asyncio.get_running_loop()
         try:
-            reply = future.result(timeout=settings.SUPPORTDESK_BOT_DEADLINE)
-        except concurrent.futures.TimeoutError:
+            # Race: an answer past the deadline is dropped (its thread finishes
+            # unheard); the chat goes to a person at once.
+            reply = await asyncio.wait_for(
+                loop.run_in_executor(_compute, _reply_off_the_request_path, site_id, question),
+                timeout=settings.SUPPORTDESK_BOT_DEADLINE,
+            )
+        except TimeoutError:
             logger.warning("kb: no answer within the deadline in conversation %s", conversation_id)
-            return _give_up(conversation_id, site_id, seq, None)
+            reply = None
         except Exception:
             logger.exception("kb: answering failed in conversation %s", conversation_id)
-            return _give_up(conversation_id, site_id, seq, None)
-        if not reply.confident:
-            return _give_up(conversation_id, site_id, seq, reply)
+            reply = None
+        return await call_service(_post, conversation_id, site_id, seq, reply)
+    except Exception:
+        logger.exception("kb: could not answer in conversation %s", conversation_id)
+        return "failed"
+
+
+def answer_now(*, conversation_id: int, site_id: int, seq: int, question: str) -> str:
+    """`answer` without an event loop (on `_compute`; its frames are sent at once)."""
+    close_old_connections()
+    try:
+        if not _is_the_bots(conversation_id):
+            return "not_the_bots"
         try:
-            posted = bots.post_bot_message(
-                conversation_id=conversation_id,
-                body=reply.body,
-                sources=reply.sources,
-                client_msg_id=f"bot-{seq}",
-            )
-        except NotWithBot:
-            return "not_the_bots"  # handed off or closed while we thought
-        _record(site_id, conversation_id, posted.seq, reply, answered=True)
-        return "answered"
+            reply = answering.reply_to(site_id, question)
+        except Exception:
+            logger.exception("kb: answering failed in conversation %s", conversation_id)
+            reply = None
+        return _post(conversation_id, site_id, seq, reply)
     finally:
         close_old_connections()
+
+
+def _is_the_bots(conversation_id: int) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, status=Conversation.Status.BOT).exists()
+
+
+def _post(conversation_id: int, site_id: int, seq: int, reply) -> str:
+    """Post the answer, or (no confident `reply`) say a person will come and route the
+    chat to one."""
+    if reply is None or not reply.confident:
+        return _give_up(conversation_id, site_id, seq, reply)
+    try:
+        posted = bots.post_bot_message(
+            conversation_id=conversation_id,
+            body=reply.body,
+            sources=reply.sources,
+            client_msg_id=f"bot-{seq}",
+        )
+    except NotWithBot:
+        return "not_the_bots"  # handed off or closed while we thought
+    _record(site_id, conversation_id, posted.seq, reply, answered=True)
+    return "answered"
 
 
 def _reply_off_the_request_path(site_id: int, question: str) -> answering.Reply:
@@ -168,9 +221,18 @@ def sweep(now=None) -> list[int]:
     return stale
 
 
+def listen() -> None:
+    """Answer on the running event loop from now on (a worker's, or a test's)."""
+    global _loop
+    _loop = asyncio.get_running_loop()
+
+
 def ensure_running() -> None:
-    """Start this event loop's sweep once (a worker starting)."""
+    """A worker starting: answer on its event loop from now on, start its sweep once, and
+    load the model now rather than on the first visitor's question."""
+    listen()
     loop = asyncio.get_running_loop()
+    loop.run_in_executor(_compute, embedding.available)
     task = _tasks.get(loop)
     if task is None or task.done():
         _tasks[loop] = loop.create_task(_sweep_forever())

@@ -12,6 +12,8 @@ import logging
 import os
 import threading
 
+from django.conf import settings
+
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -26,11 +28,14 @@ _missing: str | None = None
 
 
 def available() -> bool:
-    """Whether the model can be loaded here (loading it on first use)."""
-    return _load() is not None
+    """Whether the model is switched on and can be loaded here (loading it on first
+    use)."""
+    return settings.SUPPORTDESK_BOT_MODEL and _load() is not None
 
 
 def unavailable_reason() -> str | None:
+    if not settings.SUPPORTDESK_BOT_MODEL:
+        return "switched off (SUPPORTDESK_BOT_MODEL=0)"
     _load()
     return _missing
 

@@ -15,7 +15,6 @@ The articles' words and embeddings are read once per site and kept in memory unt
 article of the site changes (`SiteIndex`); only the question is embedded per search.
 """
 
-import difflib
 import math
 import threading
 from collections import Counter
@@ -38,9 +37,9 @@ KEYWORD_THRESHOLD = 0.55
 # How many articles each signal proposes before scoring.
 CANDIDATES = 20
 FTS_RANK_BONUS = 0.1
-# A question's word that no article has is read as the closest word one has, if that
-# is this similar (difflib's ratio): "retrun" is "return", "recieved" is "received".
-SPELLING_CUTOFF = 0.86
+# A question's word that no article has is read as a word one has one typo away (two
+# for long words): a letter wrong, missing, added, or two swapped ("retrun", "refnud").
+LONG_WORD = 8
 
 
 @dataclass(frozen=True)
@@ -197,8 +196,13 @@ class SiteIndex:
         fixed = []
         for word in words:
             if len(word) >= 4 and text.stem(word) not in self.idf:
-                close = difflib.get_close_matches(word, self.surface_words, 1, SPELLING_CUTOFF)
-                word = close[0] if close else word
+                allowed = 2 if len(word) >= LONG_WORD else 1
+                for known in self.surface_words:
+                    if abs(len(known) - len(word)) <= allowed and (
+                        text.typos(word, known, allowed) <= allowed
+                    ):
+                        word = known
+                        break
             fixed.append(word)
         return fixed
 

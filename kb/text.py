@@ -55,3 +55,21 @@ def sentences(body: str) -> list[str]:
 def is_plain_word(word: str) -> bool:
     """Letters and digits only: safe to write into a full-text query as it is."""
     return bool(_WORD.fullmatch(word))
+
+
+def typos(a: str, b: str, limit: int) -> int:
+    """How many single-letter edits (a letter changed, added, removed, or two neighbours
+    swapped) turn `a` into `b`; any number above `limit` is reported as limit + 1."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return min(previous[-1], limit + 1)

@@ -218,6 +218,8 @@ SUPPORTDESK_WEBHOOK_INTERVAL = _env_float("SUPPORTDESK_WEBHOOK_INTERVAL", 1.0)
 # lost (a worker died) after twice this.
 SUPPORTDESK_BOT_DEADLINE = _env_float("SUPPORTDESK_BOT_DEADLINE", 3.0)
 SUPPORTDESK_BOT_THREADS = int(os.environ.get("SUPPORTDESK_BOT_THREADS", 2))
+# 0: the bot uses keyword search alone even where requirements-ai.txt is installed.
+SUPPORTDESK_BOT_MODEL = _env_bool("SUPPORTDESK_BOT_MODEL", True)
 # Requests per minute one API key may make.
 SUPPORTDESK_LIMIT_API_KEY = os.environ.get("SUPPORTDESK_LIMIT_API_KEY", "600 per minute")
 # `make run`'s demo shop (serve_demo sets it), linked from the landing page.
