@@ -26,7 +26,7 @@ export const scrollToBottom = (chat) => {
 
 const messageRow = (chat, message) => {
   const li = document.createElement("li");
-  const side = ["agent", "system"].includes(message.sender) ? message.sender : "visitor";
+  const side = ["agent", "system", "bot"].includes(message.sender) ? message.sender : "visitor";
   li.className = `msg msg-${side}`;
   li.dataset.seq = String(message.seq);
   if (message.sender === "system") {
@@ -46,6 +46,12 @@ const messageRow = (chat, message) => {
   const who = document.createElement("span");
   who.className = "sr-only";
   text(who, message.sender === "agent" ? "You, " : `${visitorName(chat)}, `);
+  if (message.sender === "bot") {
+    // The knowledge-base bot's answer, shown as such with the articles it came from.
+    who.className = "by-bot";
+    const from = (message.sources || []).map((source) => `“${source.title}”`).join(", ");
+    text(who, from ? `Bot, from ${from} · ` : "Bot · ");
+  }
   meta.appendChild(who);
   const time = document.createElement("time");
   if (message.sent_at) time.dateTime = message.sent_at;
