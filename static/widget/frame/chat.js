@@ -513,7 +513,7 @@ export const renderMessage = (sender, body, file, author) => {
   return row;
 };
 
-const thumbs = (seq) => {
+const verdict = (seq) => {
   const box = el('div', 'sd-fb');
   for (const [label, helpful] of [['👍', true], ['👎', false]]) {
     const b = el('button', '', label);
@@ -594,7 +594,7 @@ export const addMessage = (m) => {
   } else {
     row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : m.sender === 'bot' ? 'Assistant' : 'Support');
     // The bot's answers (with their articles) take a 👍/👎.
-    if (m.sources && m.sources.length) row.append(thumbs(m.seq));
+    if (m.sources && m.sources.length) row.append(verdict(m.seq));
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {
