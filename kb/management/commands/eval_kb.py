@@ -36,7 +36,11 @@ class Command(BaseCommand):
     def handle(self, *args, articles, questions, latency, misses, **options):
         with Path(questions).open(encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
+        # A worker's share: the model's weights (loaded here, before any import) and what
+        # answering adds; an import's batches peak higher, in the import's process only.
         rss_before = _rss_mb()
+        embedding.available()
+        self.rss_model = _rss_mb() - rss_before
         try:
             with transaction.atomic():
                 site = Site.objects.create(name="kb evaluation", allowed_origins=[])
@@ -110,7 +114,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"latency ({search.mode()}): {len(times)} answers, median "
             f"{statistics.median(times):.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms; "
-            f"memory added {_rss_mb() - rss_before:.0f} MB (peak RSS {_rss_mb():.0f} MB)"
+            f"memory: model loaded +{self.rss_model:.0f} MB, after the import and the "
+            f"answers +{_rss_mb() - rss_before:.0f} MB (RSS now, over the process before "
+            f"the model); peak RSS {_peak_mb():.0f} MB (the import's batches)"
         )
 
 
@@ -122,4 +128,12 @@ def _stem_of(folder: Path, title: str) -> str:
 
 
 def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
