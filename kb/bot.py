@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections
+from django.db import IntegrityError, close_old_connections, connections
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -142,6 +142,20 @@ def _post(conversation_id: int, site_id: int, seq: int, reply) -> str:
         return "not_the_bots"  # handed off or closed while we thought
     _record(site_id, conversation_id, posted.seq, reply, answered=True)
     return "answered"
+
+
+def stop_threads() -> None:
+    """End the answer threads (their database connections close with them) and start
+    a fresh pool: a test run's end, before its database is dropped."""
+    global _compute
+    old, _compute = (
+        _compute,
+        concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-bot"
+        ),
+    )
+    old.submit(connections.close_all).result()
+    old.shutdown(wait=True)
 
 
 def _reply_off_the_request_path(site_id: int, question: str) -> answering.Reply:
