@@ -130,7 +130,7 @@ def demo_bot(site) -> str:
         mode = "keyword search + the embedding model"
     else:
         mode = "keyword search only (make ai adds the embedding model)"
-    state = "on" if on else "off (admin › Bot settings)"
+    state = "on" if on else "off (admin: Bot settings)"
     return f"  bot              {state}: {count} articles, {mode}"
 
 
