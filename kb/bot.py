@@ -65,7 +65,7 @@ def message_created(event: events.MessageCreated) -> None:
     if loop is not None and loop.is_running():
         loop.call_soon_threadsafe(_start, job, context=contextvars.Context())
     else:
-        _compute.submit(answer_now, **job)
+        _compute.submit(_on_own_connection, answer_now, **job)
 
 
 def _start(job: dict) -> None:
@@ -107,17 +107,23 @@ async def answer(*, conversation_id: int, site_id: int, seq: int, question: str)
 
 
 def answer_now(*, conversation_id: int, site_id: int, seq: int, question: str) -> str:
-    """`answer` without an event loop (on `_compute`; its frames are sent at once)."""
+    """`answer` without an event loop (a management command, a synchronous test): on
+    the calling thread, its frames sent at once."""
+    if not _is_the_bots(conversation_id):
+        return "not_the_bots"
+    try:
+        reply = answering.reply_to(site_id, question)
+    except Exception:
+        logger.exception("kb: answering failed in conversation %s", conversation_id)
+        reply = None
+    return _post(conversation_id, site_id, seq, reply)
+
+
+def _on_own_connection(function, /, **kwargs):
+    """On an answer thread: a connection that failed or aged is replaced first."""
     close_old_connections()
     try:
-        if not _is_the_bots(conversation_id):
-            return "not_the_bots"
-        try:
-            reply = answering.reply_to(site_id, question)
-        except Exception:
-            logger.exception("kb: answering failed in conversation %s", conversation_id)
-            reply = None
-        return _post(conversation_id, site_id, seq, reply)
+        return function(**kwargs)
     finally:
         close_old_connections()
 
@@ -159,11 +165,7 @@ def stop_threads() -> None:
 
 
 def _reply_off_the_request_path(site_id: int, question: str) -> answering.Reply:
-    close_old_connections()
-    try:
-        return answering.reply_to(site_id, question)
-    finally:
-        close_old_connections()
+    return _on_own_connection(answering.reply_to, site_id=site_id, question=question)
 
 
 def _give_up(conversation_id: int, site_id: int, seq: int, reply) -> str:
