@@ -6,7 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from devstack.waiting import wait_until
-from tests.browser import AgentSocket, LiveApp
+from tests.browser import LiveApp
+from tests.test_e2e_browser_dashboard import chat_item, open_chat, signed_in_and_available
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
@@ -41,8 +42,8 @@ def test_the_bot_answers_in_the_widget_and_talk_to_a_person_brings_alice(
     (folder / "shipping.md").write_text(SHIPPING)
     (folder / "gift-cards.md").write_text(GIFT_CARDS)
     assert live_app.manage("import_kb", "--site", live_app.site_key, str(folder)).split()[-1] == "2"
-    alice = AgentSocket(live_app)
-    alice.presence("available")
+    dashboard = new_context().new_page()
+    signed_in_and_available(dashboard, live_app)
     page = new_context().new_page()
     frame = open_widget(page, live_app)
 
@@ -67,11 +68,20 @@ def test_the_bot_answers_in_the_widget_and_talk_to_a_person_brings_alice(
         what="the thumbs-up stored",
     )
 
+    # Nobody was routed the chat while the bot had it.
+    expect(dashboard.locator("#chat-list li")).to_have_count(0)
+
     frame.get_by_role("button", name="Talk to a person").click()
 
-    assigned = alice.expect("conversation.assigned")
-    history = assigned["conversation"]["messages"]
-    assert [m["sender"] for m in history] == ["visitor", "bot"]
-    assert history[1]["sources"][0]["title"] == "Shipping times and costs"
     expect(frame.locator("#sd-title")).to_have_text("alice")
     expect(frame.get_by_role("button", name="Talk to a person")).to_be_hidden()
+    (conversation,) = live_app.query("SELECT id FROM chat_conversation")[0]
+    expect(chat_item(dashboard, conversation)).to_be_visible()
+    pane = open_chat(dashboard, conversation)
+    # The whole exchange, the bot's answer marked as the bot's, with its article.
+    expect(pane.locator(".msg-visitor .bubble")).to_have_text(
+        "how long does standard delivery take?"
+    )
+    bot_answer = pane.locator(".msg-bot")
+    expect(bot_answer.locator(".bubble")).to_contain_text("3 to 5 business days")
+    expect(bot_answer.locator(".by-bot")).to_have_text("Bot, from “Shipping times and costs” · ")
