@@ -7,7 +7,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.conversations import bots, sending
+from agents.models import AgentProfile
+from chat import analytics, events
+from chat.conversations import bots, closing, sending
 from chat.conversations.actors import Actor
 from chat.models import Conversation
 from kb import bot, importing
@@ -25,10 +27,17 @@ def kb(personas, settings):
     return personas
 
 
+@pytest.fixture(autouse=True)
+def _bot_deaf():
+    """Nobody hears the messages: the tests answer (or not) themselves, as when the
+    worker that heard a message died."""
+    events.unsubscribe(events.MessageCreated, bot.message_created)
+    yield
+    events.subscribe(events.MessageCreated, bot.message_created)
+
+
 def bot_chat(personas, monkeypatch, body: str = "do gift cards expire") -> int:
-    """A visitor's first message into a chat the bot has, with nobody to answer it (as
-    when the worker that heard it died)."""
-    monkeypatch.setattr(bot, "message_created", lambda event: None)
+    """A visitor's first message into a chat the bot has, with nobody to answer it."""
     posted = sending.post_message(Actor.visitor(personas.v1.id), client_msg_id="q1", body=body)
     return posted.conversation_id
 
@@ -95,3 +104,21 @@ def test_healthz_says_which_mode_the_bot_answers_in(client, settings):
     response = client.get("/healthz")
 
     assert response.json()["bot"] == {"mode": "keyword"}
+
+
+def test_a_chat_the_bot_answered_and_closed_is_not_a_missed_chat(kb, monkeypatch):
+    answered_by_bot = bot_chat(kb, monkeypatch)
+    bot.answer_now(
+        conversation_id=answered_by_bot, site_id=kb.acme.id, seq=1, question="gift cards"
+    )
+    closing.close_conversation(actor=Actor.visitor(kb.v1.id))
+    handed_off = sending.post_message(
+        Actor.visitor(kb.v2.id), client_msg_id="q2", body="a poem please"
+    ).conversation_id
+    AgentProfile.objects.update(status=AgentProfile.Status.AWAY)  # nobody takes it
+    bots.hand_off(conversation_id=handed_off, by="bot")
+    closing.close_conversation(actor=Actor.visitor(kb.v2.id))
+
+    (cell,) = analytics.count_cells(Conversation.objects.all())
+
+    assert (cell["chats"], cell["answered"], cell["missed"]) == (2, 0, 1)
