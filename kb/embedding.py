@@ -68,7 +68,7 @@ def _load():
             try:
                 _model = MiniLM.from_package()
             except ImportError as exc:
-                _missing = f"{exc.name or exc} is not installed (see requirements-ai.txt)"
+                _missing = f"not installed: make ai ({exc.name or exc} is missing)"
                 logger.info("kb: keyword search only: %s", _missing)
     return _model
 

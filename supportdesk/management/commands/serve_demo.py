@@ -129,7 +129,7 @@ def demo_bot(site) -> str:
     if embedding.available():
         mode = "keyword search + the embedding model"
     else:
-        mode = "keyword search only (make ai adds the embedding model)"
+        mode = f"keyword search only (the embedding model is {embedding.unavailable_reason()})"
     state = "on" if on else "off (admin: Bot settings)"
     return f"  bot              {state}: {count} articles, {mode}"
 
