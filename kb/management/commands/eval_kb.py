@@ -55,7 +55,7 @@ class Command(BaseCommand):
                 )
                 modes = [True, False] if embedding.available() else [False]
                 if not embedding.available():
-                    self.stdout.write(f"model: not installed ({embedding.unavailable_reason()})")
+                    self.stdout.write(f"model: {embedding.unavailable_reason()}")
                 for use_model in modes:
                     # Weights and thresholds were chosen on the odd-numbered questions
                     # (1st, 3rd, ...): the even-numbered ones are the held-out half.
