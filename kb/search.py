@@ -1,14 +1,14 @@
 """Finding the articles that answer a question: `search(site_id, question, k)`.
 
-Two signals, each in [0, 1]:
+Two signals:
 - keyword: of the question's content words (stemmed), the share found in the article,
   each weighted by how rare it is in the site's knowledge base (idf), so "refund" counts
-  more than "order". Candidates come from the database's full-text search
-  (kb/keyword.py).
+  more than "order" (0 to 1), plus a small bonus for the database's own rank.
+  Candidates come from the database's full-text search (kb/keyword.py).
 - meaning (only with the model, kb/embedding.py): the cosine of the question's
   embedding with the article's and with its closest sentence's.
 With the model the score is a weighted sum of both, else keyword alone; the bot
-answers only above `threshold()`. The weights and thresholds were chosen on the
+answers only when the best hit is `confident` (at its threshold). The weights and thresholds were chosen on the
 evaluation set (docs/bot.md says so and gives the figures).
 
 The articles' words and embeddings are read once per site and kept in memory until an
@@ -54,14 +54,16 @@ class Hit:
     keyword: float
     meaning: float | None
 
+    @property
+    def confident(self) -> bool:
+        """Good enough to answer from: at the threshold of the signals it was scored on."""
+        limit = COMBINED_THRESHOLD if self.meaning is not None else KEYWORD_THRESHOLD
+        return self.score >= limit
+
 
 def mode() -> str:
     """ "model" when answers use the embedding model too, else "keyword"."""
     return "model" if embedding.available() else "keyword"
-
-
-def threshold() -> float:
-    return COMBINED_THRESHOLD if mode() == "model" else KEYWORD_THRESHOLD
 
 
 def search(
@@ -187,7 +189,6 @@ class SiteIndex:
             index.vectors = numpy.stack(vectors)
             index.sentence_vectors = numpy.stack(sentence_vectors)
             index.sentence_owner = numpy.array(owners)
-            index.row_ids = [aid for aid, e in index.articles.items() if e.row >= 0]
         return index
 
     def spelled_as_articles(self, words: list[str]) -> list[str]:
