@@ -6,10 +6,10 @@ Two signals:
   more than "order" (0 to 1), plus a small bonus for the database's own rank.
   Candidates come from the database's full-text search (kb/keyword.py).
 - meaning (only with the model, kb/embedding.py): the cosine of the question's
-  embedding with the article's and with its closest sentence's.
-With the model the score is a weighted sum of both, else keyword alone; the bot
-answers only when the best hit is `confident` (at its threshold). The weights and thresholds were chosen on the
-evaluation set (docs/bot.md says so and gives the figures).
+  embedding with the article's, its closest sentence's and its title's.
+With the model the score is meaning plus a little keyword, else keyword alone; the bot
+answers only when the best hit is `confident` (at its threshold). The weights and
+thresholds were chosen on half the evaluation set (docs/bot.md gives the figures).
 
 The articles' words and embeddings are read once per site and kept in memory until an
 article of the site changes (`SiteIndex`); only the question is embedded per search.
