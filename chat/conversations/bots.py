@@ -61,8 +61,12 @@ def post_bot_message(
             earlier = Message.objects.filter(
                 conversation_id=conversation_id, client_msg_id=client_msg_id
             ).first()
-            if earlier is not None:
+            if earlier is not None and earlier.sender == SenderKind.BOT:
                 return messages.posted_again(earlier, conversation)
+            if earlier is not None:
+                # The visitor chose that id for a message of its own: the answer is
+                # stored without one rather than lost.
+                client_msg_id = None
         return messages.append_message(
             conversation,
             sender=SenderKind.BOT,
