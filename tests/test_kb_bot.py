@@ -122,3 +122,19 @@ def test_a_chat_the_bot_answered_and_closed_is_not_a_missed_chat(kb, monkeypatch
     (cell,) = analytics.count_cells(Conversation.objects.all())
 
     assert (cell["chats"], cell["answered"], cell["missed"]) == (2, 0, 1)
+
+
+def test_a_visitor_id_that_looks_like_the_bots_does_not_swallow_the_answer(kb):
+    posted = sending.post_message(
+        Actor.visitor(kb.v1.id), client_msg_id="bot-1", body="do gift cards expire"
+    )
+
+    outcome = bot.answer_now(
+        conversation_id=posted.conversation_id, site_id=kb.acme.id, seq=1, question="gift cards"
+    )
+
+    senders = Conversation.objects.get(pk=posted.conversation_id).messages.values_list(
+        "sender", "client_msg_id"
+    )
+    assert outcome == "answered"
+    assert list(senders) == [("visitor", "bot-1"), ("bot", None)]
