@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from devstack.waiting import wait_until
-from tests.browser import LiveApp
+from tests.browser import LiveApp, screenshot_path
 from tests.test_e2e_browser_dashboard import chat_item, open_chat, signed_in_and_available
 
 pytest_plugins = ["tests.browser"]
@@ -34,9 +34,10 @@ def open_widget(page, app: LiveApp):
     return frame
 
 
-def test_the_bot_answers_in_the_widget_and_talk_to_a_person_brings_alice(
+def test_the_bot_answers_in_the_widget_and_talk_to_a_person_brings_alice_screenshots(
     new_context, live_app, tmp_path
 ):
+    # (`make screenshots` writes widget-bot.png and dashboard-bot.png to docs/screenshots/.)
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "shipping.md").write_text(SHIPPING)
@@ -58,9 +59,11 @@ def test_the_bot_answers_in_the_widget_and_talk_to_a_person_brings_alice(
         "href", "https://shop.example/help/shipping"
     )
     expect(frame.locator("#sd-status")).to_have_text("Our assistant answers first")
+    page.screenshot(path=screenshot_path("widget-bot.png", tmp_path))
 
-    answer.get_by_role("button", name="👍").click()
-    expect(answer.get_by_role("button", name="👍")).to_have_attribute("aria-pressed", "true")
+    helpful = answer.get_by_role("button", name="Yes, this helped")
+    helpful.click()
+    expect(helpful).to_have_attribute("aria-pressed", "true")
     # Nothing on the page announces the store: look in the database.
     wait_until(
         lambda: live_app.query("SELECT helpful FROM kb_botanswer") == [(1,)],
@@ -85,3 +88,4 @@ def test_the_bot_answers_in_the_widget_and_talk_to_a_person_brings_alice(
     bot_answer = pane.locator(".msg-bot")
     expect(bot_answer.locator(".bubble")).to_contain_text("3 to 5 business days")
     expect(bot_answer.locator(".by-bot")).to_have_text("Bot, from “Shipping times and costs” · ")
+    dashboard.screenshot(path=screenshot_path("dashboard-bot.png", tmp_path))

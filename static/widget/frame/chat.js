@@ -513,12 +513,13 @@ export const renderMessage = (sender, body, file, author) => {
   return row;
 };
 
+// "Helpful? 👍 👎" under a bot answer (the visitor's verdict, stored per article).
 const verdict = (seq) => {
-  const box = el('div', 'sd-fb');
+  const box = el('div', 'sd-fb', 'Helpful?');
   for (const [label, helpful] of [['👍', true], ['👎', false]]) {
     const b = el('button', '', label);
     b.type = 'button';
-    b.title = helpful ? 'Helpful' : 'Not helpful';
+    b.setAttribute('aria-label', helpful ? 'Yes, this helped' : 'No, it did not');
     b.onclick = () => {
       sendFrame({ type: 'bot.feedback', seq, helpful });
       for (const other of box.children) other.setAttribute('aria-pressed', other === b);
