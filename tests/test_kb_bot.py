@@ -138,3 +138,15 @@ def test_a_visitor_id_that_looks_like_the_bots_does_not_swallow_the_answer(kb):
     )
     assert outcome == "answered"
     assert list(senders) == [("visitor", "bot-1"), ("bot", None)]
+
+
+def test_a_visitor_closes_a_chat_the_bot_has_without_touching_the_queue(kb, monkeypatch):
+    conversation_id = bot_chat(kb, monkeypatch)
+    readings = []
+    monkeypatch.setattr(closing.queue, "changed", lambda *args, **kwargs: readings.append(args))
+
+    closing.close_conversation(actor=Actor.visitor(kb.v1.id))
+
+    conversation = Conversation.objects.get(pk=conversation_id)
+    assert (conversation.status, conversation.closed_by) == ("closed", "visitor")
+    assert readings == []
