@@ -25,7 +25,7 @@ class Reply:
 
 def reply_to(site_id: int, question: str, *, use_model: bool | None = None) -> Reply:
     if use_model is None:
-        use_model = embedding.available()
+        use_model = embedding.ready()
     vector = embedding.encode([question])[0] if use_model else None
     hits = search.search(site_id, question, k=1, use_model=use_model, vector=vector)
     best = hits[0] if hits else None

@@ -27,6 +27,7 @@ BATCH = 32
 _lock = threading.Lock()
 _model = None
 _missing: str | None = None
+_loading = False
 
 
 def installed() -> bool:
@@ -37,6 +38,26 @@ def installed() -> bool:
     return _model is not None or all(
         importlib.util.find_spec(name) is not None for name in _PACKAGES
     )
+
+
+def ready() -> bool:
+    """Whether the model is loaded and on, for a visitor's answer: never wait for the
+    load there. Installed but not loaded yet: the load starts in the background, and
+    this answer uses keywords alone."""
+    if _model is not None:
+        return bool(settings.SUPPORTDESK_BOT_MODEL)
+    if installed():
+        _load_in_background()
+    return False
+
+
+def _load_in_background() -> None:
+    global _loading
+    with _lock:
+        if _loading:
+            return
+        _loading = True
+    threading.Thread(target=_load, name="kb-model-load", daemon=True).start()
 
 
 def available() -> bool:

@@ -76,7 +76,7 @@ def search(
     if not index.articles:
         return []
     if use_model is None:
-        use_model = embedding.available()
+        use_model = embedding.ready()
     use_model = use_model and index.has_embeddings
     words = index.spelled_as_articles(text.query_words(question))
     query_terms = {text.stem(word) for word in words}
