@@ -12,7 +12,7 @@ from chat import analytics, events
 from chat.conversations import bots, closing, sending
 from chat.conversations.actors import Actor
 from chat.models import Conversation
-from kb import bot, importing
+from kb import answering, bot, embedding, importing
 from kb.models import Article, BotAnswer
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +150,16 @@ def test_a_visitor_closes_a_chat_the_bot_has_without_touching_the_queue(kb, monk
     conversation = Conversation.objects.get(pk=conversation_id)
     assert (conversation.status, conversation.closed_by) == ("closed", "visitor")
     assert readings == []
+
+
+def test_an_answer_does_not_wait_for_the_model_to_load(kb, monkeypatch, settings):
+    settings.SUPPORTDESK_BOT_MODEL = True
+    monkeypatch.setattr(embedding, "_model", None)  # installed, not loaded yet
+    monkeypatch.setattr(embedding, "installed", lambda: True)
+    loads = []
+    monkeypatch.setattr(embedding, "_load_in_background", lambda: loads.append("started"))
+
+    reply = answering.reply_to(kb.acme.id, "do gift cards expire?")
+
+    assert reply.confident and reply.hit.meaning is None  # keywords alone, this time
+    assert loads == ["started"]
