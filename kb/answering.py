@@ -24,15 +24,14 @@ class Reply:
 
 
 def reply_to(site_id: int, question: str, *, use_model: bool | None = None) -> Reply:
+    """The bot's reply to `question` from the site's articles (`use_model=False`:
+    keyword search alone; None: the model when it is loaded)."""
     if use_model is None:
         use_model = embedding.ready()
     vector = embedding.encode([question])[0] if use_model else None
     hits = search.search(site_id, question, k=1, use_model=use_model, vector=vector)
     best = hits[0] if hits else None
-    limit = (
-        search.COMBINED_THRESHOLD if best and best.meaning is not None else search.KEYWORD_THRESHOLD
-    )
-    if best is None or best.score < limit:
+    if best is None or not best.confident:
         return Reply(HANDOFF_TEXT, False, best)
     index = search.SiteIndex.of(site_id)
     if best.meaning is None:
