@@ -3,7 +3,7 @@ without ever computing on a worker's event loop.
 
 `message_created` (a domain-event subscriber, run wherever the message was stored, the
 event loop included) only schedules `answer` on the worker's loop. `answer` checks on an
-ORM thread that the chat is still the bot's, has the `_compute` thread pool find the
+ORM thread that the chat is still the bot's, has the bot's thread pool find the
 answer, and awaits it at most `SUPPORTDESK_BOT_DEADLINE` seconds: an answer that is late
 or fails hands the chat to a person instead. It posts through the core's services
 (`call_service`), so the frames go out as every service's do. A worker that dies
@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import logging
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -33,14 +34,26 @@ from .models import BotAnswer, BotSettings
 
 logger = logging.getLogger(__name__)
 
-# Finding an answer (search, the model) runs here, never on the event loop.
-_compute = concurrent.futures.ThreadPoolExecutor(
-    max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-bot"
-)
+# Finding an answer (search, the model) runs on these threads, never on the event loop
+# (`_threads()`: made at first use, sized by SUPPORTDESK_BOT_THREADS).
+_compute: concurrent.futures.ThreadPoolExecutor | None = None
+_compute_lock = threading.Lock()
+
+
+def _threads() -> concurrent.futures.ThreadPoolExecutor:
+    global _compute
+    with _compute_lock:
+        if _compute is None:
+            _compute = concurrent.futures.ThreadPoolExecutor(
+                max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-bot"
+            )
+        return _compute
+
+
 # The worker's event loop (set by `ensure_running` when the worker starts): answers are
 # awaited there, and their messages posted through the core's services on its ORM
 # threads, so their frames go out as every service's do. None: no worker here (a
-# management command, a synchronous test): answers are made on `_compute` instead.
+# management command, a synchronous test): answers are made on those threads instead.
 _loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -65,7 +78,7 @@ def message_created(event: events.MessageCreated) -> None:
     if loop is not None and loop.is_running():
         loop.call_soon_threadsafe(_start, job, context=contextvars.Context())
     else:
-        _compute.submit(_on_own_connection, answer_now, **job)
+        _threads().submit(_on_own_connection, answer_now, **job)
 
 
 def _start(job: dict) -> None:
@@ -91,7 +104,7 @@ async def answer(*, conversation_id: int, site_id: int, seq: int, question: str)
             # Race: an answer past the deadline is dropped (its thread finishes
             # unheard); the chat goes to a person at once.
             reply = await asyncio.wait_for(
-                loop.run_in_executor(_compute, _reply_off_the_request_path, site_id, question),
+                loop.run_in_executor(_threads(), _reply_off_the_request_path, site_id, question),
                 timeout=settings.SUPPORTDESK_BOT_DEADLINE,
             )
         except TimeoutError:
@@ -151,17 +164,14 @@ def _post(conversation_id: int, site_id: int, seq: int, reply) -> str:
 
 
 def stop_threads() -> None:
-    """End the answer threads (their database connections close with them) and start
-    a fresh pool: a test run's end, before its database is dropped."""
+    """End the answer threads (their database connections close with them); the next
+    answer makes new ones. A test run's end, before its database is dropped."""
     global _compute
-    old, _compute = (
-        _compute,
-        concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.SUPPORTDESK_BOT_THREADS, thread_name_prefix="kb-bot"
-        ),
-    )
-    old.submit(connections.close_all).result()
-    old.shutdown(wait=True)
+    with _compute_lock:
+        old, _compute = _compute, None
+    if old is not None:
+        old.submit(connections.close_all).result()
+        old.shutdown(wait=True)
 
 
 def _reply_off_the_request_path(site_id: int, question: str) -> answering.Reply:
@@ -261,7 +271,7 @@ def ensure_running() -> None:
     load the model now if a site uses the bot (`_warm_up`)."""
     listen()
     loop = asyncio.get_running_loop()
-    loop.run_in_executor(_compute, _warm_up)
+    loop.run_in_executor(_threads(), _warm_up)
     task = _tasks.get(loop)
     if task is None or task.done():
         _tasks[loop] = loop.create_task(_sweep_forever())
