@@ -20,7 +20,13 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connections
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    close_old_connections,
+    connections,
+)
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -280,12 +286,16 @@ def ensure_running() -> None:
 async def _sweep_forever() -> None:
     from chat.transport.orm import on_database_thread
 
-    interval = max(1.0, settings.SUPPORTDESK_BOT_DEADLINE)
+    # A lost answer is handed off between two and four deadlines after its message.
+    interval = max(1.0, 2 * settings.SUPPORTDESK_BOT_DEADLINE)
     while True:
         try:
             await on_database_thread(sweep)()
         except asyncio.CancelledError:
             raise
+        except (DatabaseError, InterfaceError) as exc:
+            # The database is away (a restart): the next turn tries again.
+            logger.warning("kb: sweep skipped: %s", exc)
         except Exception:
             logger.exception("kb: sweep failed")
         await asyncio.sleep(interval)
