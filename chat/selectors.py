@@ -39,10 +39,12 @@ def message_wire(
     client_msg_id: str | None,
     sent_at: datetime,
     agent: dict | None = None,
+    sources: list | None = None,
 ) -> dict:
     """A message without a file as the wire carries it (docs/protocol.md), from its
     values: the send path has them without loading a `Message`. An agent's message also
-    names its author (v1.1): `agent`, from `author`."""
+    names its author (v1.1): `agent`, from `author`; a bot's, the articles it answered
+    from (v1.1): `sources`, always a list."""
     wire = {
         "conversation": conversation,
         "seq": seq,
@@ -53,6 +55,8 @@ def message_wire(
     }
     if sender == SenderKind.AGENT:
         wire["agent"] = agent
+    elif sender == SenderKind.BOT:
+        wire["sources"] = sources or []
     return wire
 
 
@@ -83,6 +87,7 @@ def message_dict(message: Message) -> dict:
         client_msg_id=message.client_msg_id,
         sent_at=message.created_at,
         agent=agent,
+        sources=message.sources,
     )
     # (addition) Only messages with a file carry `attachment`.
     attachment = loaded_attachment(message)

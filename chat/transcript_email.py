@@ -53,6 +53,8 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
             who = "You"
         elif message.sender == SenderKind.AGENT:
             who = message.sender_agent.display_name if message.sender_agent else "Agent"
+        elif message.sender == SenderKind.BOT:
+            who = f"{site.name} assistant"
         else:
             who = site.name
         lines.append(

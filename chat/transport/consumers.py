@@ -24,7 +24,7 @@ from .. import (
     visitor_context,
     visitor_history,
 )
-from ..conversations import calls, closing, presence, ratings, routing, sending, sessions
+from ..conversations import bots, calls, closing, presence, ratings, routing, sending, sessions
 from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
 from ..protocol import ProtocolError, inbound, outbound
@@ -226,6 +226,17 @@ class VisitorConsumer(MessageSending):
             comment=frame.comment,
         )
 
+    async def on_handoff(self, frame: inbound.Handoff) -> None:
+        # Routed like a new chat: the visitor hears `conversation.queued` or
+        # `conversation.assigned`, as for a first message. Already with people: no-op.
+        await self.call(bots.hand_off, visitor_id=self.visitor_id)
+
+    async def on_bot_feedback(self, frame: inbound.BotFeedback) -> None:
+        await self.call(
+            bots.rate_bot_answer, visitor_id=self.visitor_id, seq=frame.seq, helpful=frame.helpful
+        )
+        await self.send_frame(outbound.bot_feedback(seq=frame.seq, helpful=frame.helpful))
+
     async def on_ping(self, frame: inbound.VisitorPing) -> None:
         await self.send_frame(outbound.pong())
         now = asyncio.get_running_loop().time()
@@ -286,6 +297,8 @@ class VisitorConsumer(MessageSending):
         inbound.CallDecline: on_call_decline,
         inbound.CallSignal: CallSignaling.on_call_signal,
         inbound.CallEnd: CallSignaling.on_call_end,
+        inbound.Handoff: on_handoff,
+        inbound.BotFeedback: on_bot_feedback,
     }
 
     async def mail_transcript(self, transcript: transcript_email.TranscriptEmail) -> None:

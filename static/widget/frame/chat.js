@@ -63,7 +63,7 @@ export const forget = (id) => {
 };
 
 export const ui = {};
-for (const name of 'log title status avatar banner typing typist form input send close end attach file upload privacy'.split(' ')) {
+for (const name of 'log title status avatar banner typing typist form input send close end human attach file upload privacy'.split(' ')) {
   ui[name] = document.getElementById('sd-' + name);
 }
 
@@ -359,7 +359,9 @@ export const header = () => {
   const text =
     status === 'queued'
       ? queueText(conv)
-      : status === 'active'
+      : status === 'bot'
+        ? 'Our assistant answers first'
+        : status === 'active'
         ? 'Support at ' + cfg.name
         : status === 'closed'
           ? 'This chat has ended'
@@ -370,7 +372,8 @@ export const header = () => {
               : 'We usually reply in a few minutes';
   // A live region: said again only when it changed.
   if (ui.status.textContent !== text) ui.status.textContent = text;
-  ui.end.hidden = status !== 'queued' && status !== 'active';
+  ui.end.hidden = status !== 'queued' && status !== 'active' && status !== 'bot';
+  ui.human.hidden = status !== 'bot';
 };
 
 // The newest reading of the queue seen per conversation (`queue_version`): two
@@ -510,6 +513,22 @@ export const renderMessage = (sender, body, file, author) => {
   return row;
 };
 
+// "Helpful? 👍 👎" under a bot answer (the visitor's verdict, stored per article).
+const verdict = (seq) => {
+  const box = el('div', 'sd-fb', 'Helpful?');
+  for (const [label, helpful] of [['👍', true], ['👎', false]]) {
+    const b = el('button', '', label);
+    b.type = 'button';
+    b.setAttribute('aria-label', helpful ? 'Yes, this helped' : 'No, it did not');
+    b.onclick = () => {
+      sendFrame({ type: 'bot.feedback', seq, helpful });
+      for (const other of box.children) other.setAttribute('aria-pressed', other === b);
+    };
+    box.append(b);
+  }
+  return box;
+};
+
 const compare = (a, b) => a[0] - b[0] || a[1] - b[1];
 // Rows stay sorted by (conversation, seq); own messages not yet stored, and the offline
 // form, stay last.
@@ -574,7 +593,9 @@ export const addMessage = (m) => {
     Object.assign(mine, { state: 'sent', conv: m.conversation, seq: m.seq, detail: '' });
     forget(m.client_msg_id);
   } else {
-    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : 'Support');
+    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : m.sender === 'bot' ? 'Assistant' : 'Support');
+    // The bot's answers (with their articles) take a 👍/👎.
+    if (m.sources && m.sources.length) row.append(verdict(m.seq));
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {

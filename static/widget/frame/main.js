@@ -447,6 +447,8 @@ const handlers = {
     scrollDown(true);
   },
   message(f) {
+    // The bot answering is how a visitor learns its new chat is the bot's.
+    if (f.sender === 'bot' && !(state.conv && state.conv.id === f.conversation)) setConversation({ id: f.conversation, status: 'bot' });
     if (!addMessage(f)) return;
     // The page's on("message") handlers (the loader calls them).
     if (f.sender !== 'visitor') toParent({ supportdesk: 'message', message: f });
@@ -579,6 +581,7 @@ ui.input.oninput = () => {
 ui.input.onblur = stopTyping;
 ui.close.onclick = () => toParent({ supportdesk: 'close' });
 ui.end.onclick = () => sendFrame({ type: 'conversation.close' });
+ui.human.onclick = () => sendFrame({ type: 'handoff' });
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape') toParent({ supportdesk: 'close' });
 });
