@@ -48,9 +48,12 @@ bench-analytics: setup
 
 # Then the service and socket tests again on PostgreSQL when one is reachable: the send
 # and routing paths write their SQL per database (tests/on_postgresql.py).
+# Two test processes (TEST_PROCESSES), each taking whole files, so a module's costly
+# fixture (a live worker, a browser) is set up once.
+TEST_PROCESSES ?= 2
 test: setup
-	$(BIN)/python -m pytest
-	$(BIN)/python -m tests.on_postgresql
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/python -m tests.on_postgresql -n $(TEST_PROCESSES) --dist loadfile
 
 # The production shape: WORKERS daphne workers on consecutive ports from BASE_PORT, one
 # Redis (REDIS_URL, required for more than one worker) and one database (DATABASE_URL).
