@@ -116,7 +116,9 @@ async def run_storm(
         opened.visitors = [chat.visitor for chat in opened.chats]
         result["restart_s"] = round(restart_s, 1)
         if result["resumed"] == visitors:
-            result["live"] = await _check_live(opened)
+            live, last = await _check_live(opened)
+            result["live"] = live
+            result["warm"] = await _warm_storm(stack, site, opened, seen, last, jitter, rng)
         return result
     finally:
         await close_supportdesk(opened)
@@ -184,6 +186,7 @@ async def _reconnect_all(
         resumed_with_messages += bool(got)
         expected = last[chat.conversation]
         shown = holds | set(got)
+        seen[chat.conversation] = shown  # what the widget holds now
         if (
             conversation.get("id") != chat.conversation
             or conversation.get("last_seq") != expected
@@ -267,7 +270,29 @@ async def _reconnect_all(
     return result
 
 
-async def _check_live(opened: Chats) -> dict:
+async def _warm_storm(
+    stack: Stack,
+    site: Site,
+    opened: Chats,
+    seen: dict[int, set[int]],
+    last: dict[int, int],
+    jitter: float,
+    rng: random.Random,
+) -> dict:
+    """Every visitor socket drops and comes back to the same (warm) workers: the cost of
+    a resume alone, without the workers' start-up in the figures (a network blip)."""
+    for chat in opened.chats:
+        seen[chat.conversation] |= _seqs(chat.visitor)
+    await bounded(
+        opened.visitors, lambda p: p.close(), limit=256, description="drop", unit="sockets"
+    )
+    warm = await _reconnect_all(stack, site, opened, seen, last, jitter, rng, None)
+    opened.visitors = [chat.visitor for chat in opened.chats]
+    warm.pop("profile", None)
+    return warm
+
+
+async def _check_live(opened: Chats) -> tuple[dict, dict[int, int]]:
     """Each agent sends one more message per chat; every visitor gets it exactly once."""
     sent = await _agents_message(opened, "after")
     missing = 0
@@ -288,7 +313,7 @@ async def _check_live(opened: Chats) -> dict:
 
     await bounded(opened.chats, one, limit=256, description="storm: live check", unit="chats")
     note(f"  storm live check: {len(sent)} sent, {missing} missing, {duplicated} duplicated")
-    return {"sent": len(sent), "missing": missing, "duplicated": duplicated}
+    return {"sent": len(sent), "missing": missing, "duplicated": duplicated}, sent
 
 
 def describe_storm(result: dict) -> None:
@@ -300,3 +325,11 @@ def describe_storm(result: dict) -> None:
         f"retries {result['retries']}, servers {result['server_cpu_ms_per_socket']} ms CPU "
         f"per socket, live {result.get('live')}"
     )
+    warm = result.get("warm")
+    if warm:
+        note(
+            f"  storm/{result.get('variant')} warm: {warm['resumed']} resumed in "
+            f"{warm['all_resumed_s']} s, wrong {warm['wrong_resume']}, servers "
+            f"{warm['server_cpu_ms_per_socket']} ms, db {warm['database_cpu_ms_per_socket']} "
+            f"ms CPU per socket"
+        )
