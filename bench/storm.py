@@ -27,7 +27,7 @@ import random
 import time
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 import devstack
 from devstack import Peer, Site, StackError
@@ -169,7 +169,7 @@ async def _reconnect_all(
                     worker, site, token, f"storm{index}", last_seq=last_seq, **SOCKET_OPTIONS
                 )
                 break
-            except (OSError, TimeoutError, ConnectionClosed, InvalidStatus, StackError) as exc:
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, StackError) as exc:
                 if loop.time() - t0 > STORM_DEADLINE:
                     failures.append(f"visitor {index}: {type(exc).__name__}: {exc}"[:200])
                     return
@@ -212,7 +212,7 @@ async def _reconnect_all(
                     if chat.agent is old:
                         chat.agent = new
                 return
-            except (OSError, TimeoutError, ConnectionClosed, InvalidStatus, StackError):
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, StackError):
                 await asyncio.sleep(_backoff(attempt, rng))
         failures.append(f"agent {username} did not come back")
 
