@@ -49,8 +49,10 @@ from .steady import (
     open_floor,
     open_supportdesk,
 )
+from .storm import describe_storm, run_storm
 
-SCENARIOS = ("steady", "floor", "burst", "idle")
+SCENARIOS = ("steady", "floor", "burst", "idle", "storm")
+DEFAULT_SCENARIOS = ("steady", "floor", "burst", "idle")
 SITE_ORIGIN = "http://shop.bench.test"
 
 
@@ -66,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
+        default=",".join(DEFAULT_SCENARIOS),
         help=f"comma-separated subset of {','.join(SCENARIOS)}",
     )
     p.add_argument("--chats", type=int, default=200, help="main steady level (concurrent chats)")
@@ -118,6 +120,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--burst-agents", type=int, default=50)
     p.add_argument("--burst-capacity", type=int, default=5)
     p.add_argument("--idle-max", type=int, default=2000, help="idle sockets to step up to")
+    p.add_argument(
+        "--storm-visitors",
+        type=int,
+        default=1000,
+        help="storm: visitor sockets with open chats that reconnect after the restart",
+    )
+    p.add_argument(
+        "--storm-jitter",
+        type=float,
+        default=0.5,
+        help="storm: each widget's first retry waits a uniform time up to this (chat.js)",
+    )
+    p.add_argument(
+        "--storm-rounds",
+        type=int,
+        default=1,
+        help="storm: rounds, each running every variant in turn (A B A B ...)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -251,6 +271,13 @@ async def run(args: argparse.Namespace) -> dict:
             steady_logins = await create_agents(
                 env, "steady-agent-", count, args.agent_capacity, steady_site.key
             )
+        storm_site = create_site(env, "storm", SITE_ORIGIN)
+        storm_logins = []
+        if "storm" in scenarios:
+            count = math.ceil(args.storm_visitors / args.agent_capacity)
+            storm_logins = await create_agents(
+                env, "storm-agent-", count, args.agent_capacity, storm_site.key
+            )
         burst_logins = []
         if "burst" in scenarios:
             burst_logins = await create_agents(
@@ -263,6 +290,7 @@ async def run(args: argparse.Namespace) -> dict:
         stack.start_workers(*variants[0], args.workers)
         steady_cookies = await sign_in(stack, steady_logins)
         burst_cookies = await sign_in(stack, burst_logins)
+        storm_cookies = await sign_in(stack, storm_logins)
         if "floor" in scenarios:
             stack.start_floor(args.workers)
         results["setup_s"] = round(time.monotonic() - started, 1)
@@ -384,6 +412,32 @@ async def run(args: argparse.Namespace) -> dict:
             if row is not None:
                 results["steady"].append(row)
                 describe(row)
+        if "storm" in scenarios:
+            results["storm"] = []
+            for round_number in range(args.storm_rounds):
+                for label, settings in variants:
+                    if stack.variant != label:
+                        note(f"restarting the workers as {label}: {settings}")
+                        stack.start_workers(label, settings, args.workers)
+                    storm = await attempt(
+                        f"storm ({label})",
+                        run_storm(
+                            stack,
+                            storm_site,
+                            storm_cookies,
+                            visitors=args.storm_visitors,
+                            capacity=args.agent_capacity,
+                            jitter=args.storm_jitter,
+                            seed=f"storm-{round_number}",
+                            profile_to=stack.workdir / f"py-spy-storm-{label}-{round_number}.txt"
+                            if args.profile
+                            else None,
+                        ),
+                    )
+                    if storm is not None:
+                        storm.update(variant=label, round=round_number, settings=settings)
+                        results["storm"].append(storm)
+                        describe_storm(storm)
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["load_average_after"] = load_average()
         results["goals"] = report.goals(results)

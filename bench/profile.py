@@ -6,6 +6,7 @@ py-spy reads the worker's memory with ptrace: it needs root or CAP_SYS_PTRACE.
 
 import asyncio
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -51,6 +52,17 @@ KEY_FUNCTIONS = (
     "sweep",
     "_do_receiving",
     "dispatch",
+    # What a reconnecting socket does (the storm).
+    "websocket_connect",
+    "hello",
+    "identify_visitor",
+    "join",
+    "group_add",
+    "subscribe",
+    "_subscribe_to_channel",
+    "report_visitor_context",
+    "visitor_ready",
+    "agent_ready",
 )
 
 
@@ -65,7 +77,32 @@ def _binary() -> str:
 
 async def record(pid: int, seconds: float, raw_path: Path) -> subprocess.CompletedProcess:
     """py-spy record for `seconds` against `pid`, collapsed stacks per thread."""
-    process = await asyncio.create_subprocess_exec(
+    process = await start(pid, seconds, raw_path)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=seconds + 60)
+    return subprocess.CompletedProcess([], process.returncode, out, err)
+
+
+async def until_stopped(pid: int, raw_path: Path) -> "Recording":
+    """py-spy record against `pid` until `Recording.stop()` (the storm: its length is
+    not known in advance)."""
+    return Recording(await start(pid, 3600, raw_path))
+
+
+class Recording:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.started = asyncio.get_running_loop().time()
+
+    async def stop(self) -> tuple[subprocess.CompletedProcess, float]:
+        """Stop sampling (SIGINT: py-spy writes what it has); the result and seconds."""
+        seconds = asyncio.get_running_loop().time() - self.started
+        self.process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(self.process.communicate(), timeout=60)
+        return subprocess.CompletedProcess([], self.process.returncode, out, err), seconds
+
+
+async def start(pid: int, seconds: float, raw_path: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         _binary(),
         "record",
         "--pid",
@@ -87,8 +124,6 @@ async def record(pid: int, seconds: float, raw_path: Path) -> subprocess.Complet
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=seconds + 60)
-    return subprocess.CompletedProcess([], process.returncode, out, err)
 
 
 def _frames(stack: str) -> list[tuple[str, str]]:

@@ -192,6 +192,24 @@ def table(results: dict) -> str:
             )
         if idle.get("failure"):
             lines.append(f"  stopped at the first failure: {idle['failure']}")
+    storms = results.get("storm")
+    if storms:
+        lines.append("")
+        lines.append("reconnect storm (both workers restarted; t0 = both answer again)")
+        lines.append(
+            f"{'variant':>10}{'sockets':>9}{'resumed':>9}{'wrong':>7}{'lost':>6}{'all s':>8}"
+            f"{'sock/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'srv ms/sock':>13}{'db ms/sock':>12}"
+        )
+        for row in storms:
+            live = row.get("live") or {}
+            lost = live.get("missing", "?")
+            lines.append(
+                f"{row['variant']:>10}{row['visitors']:>9}{row['resumed']:>9}"
+                f"{row['wrong_resume']:>7}{lost:>6}{_fmt(row['all_resumed_s']):>8}"
+                f"{_fmt(row['sockets_per_s']):>8}{_fmt(row['t0_to_ready_ms'].get('p50')):>9}"
+                f"{_fmt(row['t0_to_ready_ms'].get('p99')):>9}"
+                f"{row['server_cpu_ms_per_socket']:>13}{row['database_cpu_ms_per_socket']:>12}"
+            )
     profile = results.get("profile")
     if profile and profile.get("by_category"):
         lines.append("")

@@ -110,6 +110,7 @@ class Stack:
     workers: list[Server] = field(default_factory=list)
     floor: list[Server] = field(default_factory=list)
     variant: str = ""
+    settings: dict[str, str] = field(default_factory=dict)  # the variant's own
 
     def database_pids(self) -> list[int]:
         if self.database.backend != "PostgreSQL":
@@ -124,6 +125,7 @@ class Stack:
             count, env, self.workdir, prefix=f"daphne-{variant}-", timeout=STARTUP_TIMEOUT
         )
         self.variant = variant
+        self.settings = settings
 
     def stop_workers(self) -> None:
         stop_servers(self.workers)

@@ -45,6 +45,8 @@ class Chats:
     agents: list[Peer]
     visitors: list[Peer]
     setup_seconds: float = 0.0
+    # (username, Cookie header) of each agent in `agents`, to sign in again.
+    agent_logins: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -235,6 +237,7 @@ async def connect_visitor(worker: Server, site: Site, name: str) -> Peer:
     """A new visitor's widget socket (session, socket, `hello` answered by `ready`)."""
     token = await devstack.visitor_session(worker, site)
     peer, _ready = await devstack.connect_visitor(worker, site, token, name, **SOCKET_OPTIONS)
+    peer.token = token  # kept to come back as the same visitor (bench/storm.py)
     return peer
 
 
@@ -291,7 +294,7 @@ async def open_supportdesk(
     if missing:
         raise BenchError(f"{len(missing)} conversations assigned but no agent was told")
     opened = [Chat(c, v, owner[c]) for c, v in by_conversation.items()]
-    return Chats(opened, agent_peers, visitors, time.monotonic() - started)
+    return Chats(opened, agent_peers, visitors, time.monotonic() - started, agents[:needed])
 
 
 async def close_supportdesk(opened: Chats) -> None:

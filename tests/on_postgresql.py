@@ -23,6 +23,8 @@ MODULES = (
     # The everyday send runs on the event loop on PostgreSQL only (chat/store/loop.py).
     "tests/test_consumers_send_on_loop.py",
     "tests/test_consumers_visitor.py",
+    # A hello's statements: the visitor with its site, the conversation with its rating.
+    "tests/test_hello_cost.py",
     "tests/test_consumers_agent.py",
     "tests/test_consumers_lanes.py",
     "tests/test_services_routing.py",

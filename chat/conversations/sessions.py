@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import events, selectors, transcript_email, visitor_context
-from ..errors import NotFound, TooManyAttributes
+from ..errors import NotFound, SiteDisabled, TooManyAttributes
 from ..models import Conversation, Site, Visitor, hash_token, new_visitor_token
 from .actors import Actor
 from .messages import PostedMessage
@@ -66,12 +66,33 @@ def create_visitor_session(
     return visitor, token
 
 
+# A visitor's `last_seen` is refreshed at most this often (seconds), by its `hello` or
+# its pings: it serves the inactivity timeout and retention, counted in minutes and
+# days, and a reconnect storm after a deploy should not be one write per socket.
+TOUCH_EVERY = 60.0
+
+
 def identify_visitor(*, site_key: str, visitor_token: str) -> tuple[Site, Visitor]:
     """A socket's `hello`: the enabled site and the visitor its token was issued for on
-    that site (`NotFound`, `SiteDisabled` otherwise), seen now."""
-    site = selectors.enabled_site(site_key)
-    visitor = selectors.visitor_for_token(site, visitor_token)
-    touch_visitor(visitor_id=visitor.id)
+    that site (`NotFound`, `SiteDisabled` otherwise), seen now (within TOUCH_EVERY).
+
+    One query on the way in (the visitor with its site and the record it was merged
+    into); the answers on the way out are `enabled_site`'s and `visitor_for_token`'s."""
+    visitor = (
+        Visitor.objects.filter(token_hash=hash_token(visitor_token), site__key=site_key)
+        .select_related("site", "merged_into")
+        .first()
+    )
+    if visitor is None:
+        selectors.enabled_site(site_key)  # NotFound or SiteDisabled, as before the token
+        raise NotFound
+    site = visitor.site
+    if not site.enabled:
+        raise SiteDisabled
+    # Another device of a verified user: the token stands for the user's record.
+    visitor = visitor.merged_into or visitor
+    if visitor.last_seen < timezone.now() - timezone.timedelta(seconds=TOUCH_EVERY):
+        touch_visitor(visitor_id=visitor.id)
     return site, visitor
 
 
@@ -131,11 +152,7 @@ def report_visitor_context(
     `known` (the visitor as `hello` just read it) saves the read when nothing changed,
     which is every reconnect on the same page.
     """
-    fields = visitor_context.clean_page(page, allowed_origins)
-    if (zone := visitor_context.clean_timezone(timezone_name)) is not None:
-        fields["timezone"] = zone
-    if user_agent is not None:
-        fields["user_agent"] = visitor_context.clean_user_agent(user_agent)
+    fields = _context_fields(allowed_origins, page, timezone_name, user_agent)
     if not fields or (known is not None and all(getattr(known, f) == v for f, v in fields.items())):
         return []
     with transaction.atomic():
@@ -152,6 +169,30 @@ def report_visitor_context(
         visitor.save(update_fields=changed)
         _announce_context(visitor)
     return changed
+
+
+def context_unchanged(
+    known: Visitor,
+    *,
+    allowed_origins: list[str],
+    page: object = None,
+    timezone_name: object = None,
+    user_agent: str | None = None,
+) -> bool:
+    """Whether `report_visitor_context` would find nothing to store for `known` (no
+    query): a `hello` then skips the trip to an ORM thread, which every reconnect on the
+    same page would otherwise make for nothing."""
+    fields = _context_fields(allowed_origins, page, timezone_name, user_agent)
+    return all(getattr(known, f) == v for f, v in fields.items())
+
+
+def _context_fields(allowed_origins, page, timezone_name, user_agent) -> dict:
+    fields = visitor_context.clean_page(page, allowed_origins)
+    if (zone := visitor_context.clean_timezone(timezone_name)) is not None:
+        fields["timezone"] = zone
+    if user_agent is not None:
+        fields["user_agent"] = visitor_context.clean_user_agent(user_agent)
+    return fields
 
 
 def _announce_context(visitor: Visitor) -> None:

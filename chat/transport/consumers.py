@@ -37,7 +37,7 @@ from .socket import Frame, in_background
 logger = logging.getLogger(__name__)
 
 # How often a visitor socket's pings may refresh the visitor's last_seen.
-VISITOR_TOUCH_EVERY = 60.0
+VISITOR_TOUCH_EVERY = sessions.TOUCH_EVERY
 # A visitor socket that has not said hello by then is closed (4400): an open socket
 # that never identifies itself only costs memory.
 HELLO_TIMEOUT = 10.0
@@ -157,16 +157,17 @@ class VisitorConsumer(MessageSending):
         self.sneak_peek = site.sneak_peek
         self.site_origins = site.allowed_origins
         # The browser's User-Agent comes from the handshake, the page from the widget;
-        # nothing is written (and no query made) when neither changed since last time.
-        await self.call(
-            sessions.report_visitor_context,
-            visitor_id=visitor.id,
-            allowed_origins=self.site_origins,
-            page=hello.page.as_dict() if hello.page else None,
-            timezone_name=hello.timezone,
-            user_agent=origins.header(self.scope, b"user-agent") or "",
-            known=visitor,
-        )
+        # nothing is written (and no ORM thread used) when neither changed since last time.
+        context = {
+            "allowed_origins": self.site_origins,
+            "page": hello.page.as_dict() if hello.page else None,
+            "timezone_name": hello.timezone,
+            "user_agent": origins.header(self.scope, b"user-agent") or "",
+        }
+        if not sessions.context_unchanged(visitor, **context):
+            await self.call(
+                sessions.report_visitor_context, visitor_id=visitor.id, known=visitor, **context
+            )
         ready = await on_database_thread(resume.visitor_ready)(
             visitor, hello.last_seq, sneak_peek=self.sneak_peek
         )
