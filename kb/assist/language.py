@@ -15,7 +15,7 @@ def _identifier():
     # Loaded once per worker, on first use (about 2 MB; a second or so).
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_pickled_model(MODEL_FILE, norm_probs=True)
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 def detect(text: str) -> dict | None:

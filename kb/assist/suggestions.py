@@ -28,8 +28,8 @@ MIN_OVERLAP = 0.5
 # How many of the agent's most recent visitor messages on the site a past answer is
 # looked for among: keeps the read one bounded query whatever the history's length.
 PAST_MESSAGES = 500
-# The visitor's latest messages read for language and mood (a language needs letters;
-# a mood is the visitor's now, so only the last message is scored).
+# The visitor's latest messages read for language and mood: a language needs letters,
+# and a visitor furious one message ago is still upset when the next one is a question.
 RECENT_MESSAGES = 3
 
 
@@ -130,7 +130,8 @@ def assist(*, agent_id: int, conversation_id: int) -> dict:
     if not recent:
         return frame
     seq, question = recent[0]
-    spoken = language.detect(" ".join(body for _seq, body in reversed(recent)))
+    said = "\n".join(body for _seq, body in reversed(recent))
+    spoken = language.detect(said)
     found = (
         from_articles(conversation.site_id, question)
         + from_canned(agent_id, question)
@@ -150,7 +151,7 @@ def assist(*, agent_id: int, conversation_id: int) -> dict:
     frame.update(
         seq=seq,
         language=spoken,
-        sentiment=sentiment.assess(question, spoken["code"] if spoken else None),
+        sentiment=sentiment.assess(said, spoken["code"] if spoken else None),
         suggestions=[s.as_frame() for s in chosen[:MAX_SUGGESTIONS]],
     )
     return frame
