@@ -1,6 +1,7 @@
 /* Which module answers each frame the server sends on the agent socket
  * (docs/protocol.md), and `error`, whose answer depends on what it refers to. */
 
+import { onAssistSuggestions, onVisitorMessage } from "./assist.js";
 import {
   callError,
   onCallAccepted,
@@ -56,7 +57,11 @@ const handlers = {
   presence: onPresence,
   queue: onQueue,
   "conversation.assigned": onAssigned,
-  message: onMessage,
+  message: (frame) => {
+    onMessage(frame);
+    onVisitorMessage(frame);
+  },
+  "assist.suggestions": onAssistSuggestions,
   "message.ack": onAck,
   note: onNote,
   "note.ack": () => {},
