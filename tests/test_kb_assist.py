@@ -1,6 +1,8 @@
 """Agent assist (kb/assist/): the three suggestion sources, the visitor's language and the
 sentiment flag, on the database; the `assist.suggest` frame over the agent socket."""
 
+import threading
+
 import pytest
 
 from agents.models import CannedResponse
@@ -140,3 +142,43 @@ async def test_assist_suggest_is_answered_over_the_agent_socket_and_refused_for_
     await other.send_json_to({"type": "assist.suggest", "conversation": current.id})
     error = await ws.receive_until(other, "error")
     assert error["code"] == "not_found"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_slow_suggestion_never_holds_up_a_send_in_the_same_chat(desk, sockets, monkeypatch):
+    from kb.assist import handler
+
+    release = threading.Event()
+    slow = suggestions.assist
+
+    def waiting_assist(**kwargs):
+        release.wait(5)
+        return slow(**kwargs)
+
+    monkeypatch.setattr(handler.suggestions, "assist", waiting_assist)
+    current = await ws.db(visitor_says, desk.v1, "how long does standard delivery take")
+    agent, _ready = await sockets.agent(desk.alice)
+    await agent.send_json_to({"type": "assist.suggest", "conversation": current.id})
+    await agent.send_json_to(
+        {"type": "message.send", "conversation": current.id, "client_msg_id": "r1", "body": "Hi"}
+    )
+    _ack, frames = await ws.receive_frames_until(agent, "message.ack")
+    assert "assist.suggestions" not in [f["type"] for f in frames]
+    release.set()
+    reply = await ws.receive_until(agent, "assist.suggestions")
+    assert reply["conversation"] == current.id
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_without_the_assist_handler_the_frame_is_refused_bad_frame(
+    desk, sockets, monkeypatch
+):
+    from chat.protocol import inbound
+    from chat.transport import socket
+
+    monkeypatch.delitem(socket._registered, inbound.AssistSuggest)
+    current = await ws.db(visitor_says, desk.v1, "how long does standard delivery take")
+    agent, _ready = await sockets.agent(desk.alice)
+    await agent.send_json_to({"type": "assist.suggest", "conversation": current.id})
+    error = await ws.receive_until(agent, "error")
+    assert (error["code"], error["detail"]) == ("bad_frame", "assist.suggest is not served.")
