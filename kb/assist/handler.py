@@ -10,8 +10,10 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import threading
 
 from django.conf import settings
+from django.db import connections
 
 from chat.selectors import conversation_for_agent
 from chat.transport.orm import on_database_thread
@@ -23,11 +25,31 @@ from . import suggestions
 logger = logging.getLogger(__name__)
 
 
-@functools.cache
+# One thread per worker (made at first use): suggestions are a convenience, never
+# allowed to take the bot's threads (kb/bot.py) or the ORM threads the sends wait on.
+_assist: concurrent.futures.ThreadPoolExecutor | None = None
+_assist_lock = threading.Lock()
+
+
 def _thread() -> concurrent.futures.ThreadPoolExecutor:
-    # One thread per worker: suggestions are a convenience, never allowed to take the
-    # bot's threads (kb/bot.py) or the ORM threads the sends wait on.
-    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-assist")
+    global _assist
+    with _assist_lock:
+        if _assist is None:
+            _assist = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="kb-assist"
+            )
+        return _assist
+
+
+def stop_thread() -> None:
+    """End the assist thread, its database connection closed first; the next request
+    makes a new one. A test run's end, before its database is dropped."""
+    global _assist
+    with _assist_lock:
+        old, _assist = _assist, None
+    if old is not None:
+        old.submit(connections.close_all).result()
+        old.shutdown(wait=True)
 
 
 async def on_assist_suggest(consumer, frame) -> None:
