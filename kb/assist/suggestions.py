@@ -12,6 +12,8 @@ Sources:
   messages of those chats are compared, by shared content words.
 """
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from agents.selectors import usable_canned_responses
@@ -31,6 +33,8 @@ PAST_MESSAGES = 500
 # The visitor's latest messages read for language and mood: a language needs letters,
 # and a visitor furious one message ago is still upset when the next one is a question.
 RECENT_MESSAGES = 3
+# Earlier messages whose terms a worker keeps (a few MB: a dozen stems each).
+PAST_CACHE = 20_000
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,38 @@ class Suggestion:
         return {"source": self.source, "text": self.text, "title": self.title, "url": self.url}
 
 
-def overlap(question_terms: set[str], other: str) -> float:
-    """The share of the question's content words `other` has (0 when it has none)."""
+def overlap(question_terms: set[str], other: str | frozenset[str]) -> float:
+    """The share of the question's content words `other` (a text, or its terms) has."""
     if not question_terms:
         return 0.0
-    return len(question_terms & set(text.terms(other))) / len(question_terms)
+    if isinstance(other, str):
+        other = frozenset(text.terms(other))
+    return len(question_terms & other) / len(question_terms)
+
+
+# (conversation, seq) → (hash of the body, the message's terms); oldest use dropped first.
+_past_terms: OrderedDict[tuple[int, int], tuple[int, frozenset[str]]] = OrderedDict()
+_past_terms_lock = threading.Lock()
+
+
+def _terms_of_message(conversation_id: int, seq: int, body: str) -> frozenset[str]:
+    """Stemming is most of a request's time: a stored message never changes, so its
+    terms are kept by (conversation, seq) for the next request. Keyed by the message,
+    not its text, so the cache holds stems, never long bodies; the body's hash is kept
+    to check it is still that message (a database recreated, as between tests, reuses
+    ids)."""
+    key, fingerprint = (conversation_id, seq), hash(body)
+    with _past_terms_lock:
+        found = _past_terms.get(key)
+        if found is not None and found[0] == fingerprint:
+            _past_terms.move_to_end(key)
+            return found[1]
+    terms = frozenset(text.terms(body))
+    with _past_terms_lock:
+        _past_terms[key] = (fingerprint, terms)
+        if len(_past_terms) > PAST_CACHE:
+            _past_terms.popitem(last=False)
+    return terms
 
 
 def from_canned(agent_id: int, question: str) -> list[Suggestion]:
@@ -89,7 +120,10 @@ def from_past_answers(
         .values_list("conversation_id", "seq", "body")[:PAST_MESSAGES]
     )
     similar = sorted(
-        ((overlap(wanted, body), conv, seq) for conv, seq, body in asked),
+        (
+            (overlap(wanted, _terms_of_message(conv, seq, body)), conv, seq)
+            for conv, seq, body in asked
+        ),
         key=lambda found: -found[0],
     )
     found: list[Suggestion] = []
