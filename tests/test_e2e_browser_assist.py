@@ -9,7 +9,7 @@ Every wait is Playwright's auto-waiting `expect` or a frame arriving on a socket
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import VisitorSocket
+from tests.browser import VisitorSocket, screenshot_path
 from tests.test_e2e_browser_canned import add_shared_canned_response, serious_violations
 from tests.test_e2e_browser_dashboard import chat_item, open_chat, signed_in_and_available
 
@@ -19,7 +19,9 @@ pytestmark = pytest.mark.browser
 REFUND = "Refunds reach your card within 5 working days of the parcel reaching us."
 
 
-def test_suggestions_appear_for_the_visitors_message_and_alt_1_inserts_one(new_context, live_app):
+def test_suggestions_appear_for_the_visitors_message_and_alt_1_inserts_one(
+    new_context, live_app, tmp_path
+):
     add_shared_canned_response(live_app, "refund", REFUND)
     page = new_context().new_page()
     signed_in_and_available(page, live_app)
@@ -51,6 +53,7 @@ def test_suggestions_appear_for_the_visitors_message_and_alt_1_inserts_one(new_c
     composer.press("Alt+1")
     expect(composer).to_have_value("Hello! " + REFUND)
     assert serious_violations(page) == []
+    page.screenshot(path=screenshot_path("dashboard-assist.png", tmp_path))
     composer.press("Enter")
     assert angry.expect("message", sender="agent")["body"] == "Hello! " + REFUND
 
