@@ -27,7 +27,17 @@ const MAX_SHOWN = 3;
 /* Ask for suggestions for the chat's latest visitor message. */
 export const requestAssist = (chat) => {
   if (chat.status !== "active") return;
-  send({ type: "assist.suggest", conversation: chat.id });
+  if (send({ type: "assist.suggest", conversation: chat.id })) chat.assistAskedAt = Date.now();
+};
+
+/* After (re)connecting: messages that came in while the socket was away arrive by
+   `sync`, not as `message` frames, so every open chat asks again, except those whose
+   pane `ready` has just built (they asked already). */
+export const refreshAssist = () => {
+  const now = Date.now();
+  state.chats.forEach((chat) => {
+    if (now - (chat.assistAskedAt || 0) > 1000) requestAssist(chat);
+  });
 };
 
 const insertSuggestion = (chat, n) => {

@@ -1,7 +1,7 @@
 /* Which module answers each frame the server sends on the agent socket
  * (docs/protocol.md), and `error`, whose answer depends on what it refers to. */
 
-import { onAssistSuggestions, onVisitorMessage } from "./assist.js";
+import { onAssistSuggestions, onVisitorMessage, refreshAssist } from "./assist.js";
 import {
   callError,
   onCallAccepted,
@@ -53,7 +53,10 @@ const onError = (frame) => {
 };
 
 const handlers = {
-  ready: onReady,
+  ready: (frame) => {
+    onReady(frame);
+    refreshAssist();
+  },
   presence: onPresence,
   queue: onQueue,
   "conversation.assigned": onAssigned,
