@@ -12,8 +12,11 @@ class KbConfig(AppConfig):
     def ready(self) -> None:
         from chat import events, health
         from chat.conversations import bots as core_bots
+        from chat.protocol import inbound
+        from chat.transport import socket
 
         from . import bot, search
+        from .assist import handler as assist
 
         core_bots.register_first_responder(bot.answers_first)
         events.subscribe(events.MessageCreated, bot.message_created)
@@ -21,3 +24,4 @@ class KbConfig(AppConfig):
         # In the core's transaction: the verdict is stored with the check, or not at all.
         events.subscribe(events.BotAnswerRated, bot.answer_rated, in_transaction=True)
         health.register("bot", lambda: {"mode": search.mode()})
+        socket.register_handler(inbound.AssistSuggest, assist.on_assist_suggest)

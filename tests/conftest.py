@@ -19,6 +19,7 @@ from chat.realtime import groups, outbox
 from chat.store import loop as loop_db
 from chat.transport import broadcasting, orm
 from kb import bot
+from kb.assist import handler as assist_handler
 from tests import ws
 
 
@@ -32,6 +33,7 @@ def _orm_threads_closed_before_teardown(django_db_setup):
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
     orm.forget_threads()
     bot.stop_threads()  # the knowledge-base bot's answer threads
+    assist_handler.stop_thread()  # agent assist's thread
     gc.collect()  # a finished thread's connection closes when collected
 
 

@@ -49,6 +49,8 @@ MODULES = (
     # The bot's keyword search is PostgreSQL full-text there, FTS5 on SQLite.
     "tests/test_kb_import.py",
     "tests/test_consumers_bot.py",
+    # Agent assist's article suggestions are that search too.
+    "tests/test_kb_assist.py",
 )
 
 

@@ -48,7 +48,17 @@ LAYERS = [
             "kb.apps",
         ],
     ),
-    (6, ["chat.transport", "integrations.delivery", "inbox.smtp", "inbox.outbound", "kb.bot"]),
+    (
+        6,
+        [
+            "chat.transport",
+            "integrations.delivery",
+            "inbox.smtp",
+            "inbox.outbound",
+            "kb.bot",
+            "kb.assist.handler",
+        ],
+    ),
     (5, ["chat.realtime"]),
     (
         4,
@@ -74,6 +84,7 @@ LAYERS = [
             "integrations.shapes",
             "kb.search",
             "kb.answering",
+            "kb.assist.suggestions",
         ],
     ),
     (

@@ -105,6 +105,7 @@ def today_agent(text: str | None) -> tuple[str, dict[str, Any]]:
         "visitor.profile",
         "conversation.history",
         "conversation.take",
+        "assist.suggest",
     ):
         values["conversation"] = reference.conversation_id(frame)
     elif kind == "canned.create":
@@ -364,6 +365,7 @@ VALID = {
     "agent:call.invite": {"conversation": 42, "media": "video"},
     "agent:call.signal": {"call_id": 12, "data": SIGNALS[1]},
     "agent:call.end": {"call_id": 12},
+    "agent:assist.suggest": {"conversation": 42},
 }
 # Fields a frame type does not have, each read by some other type, a few nested deep
 # enough to be refused (depth 9 with the frame) or just not (depth 8).
@@ -846,8 +848,13 @@ def test_every_client_frame_has_an_example_in_the_doc_and_each_example_decodes(
 
 
 def test_each_socket_has_one_handler_for_every_frame_schema_of_its_side():
+    from chat.transport import socket
     from chat.transport.consumers import AgentConsumer, VisitorConsumer
 
-    # `hello` opens the visitor socket; every other visitor frame has its handler.
+    # `hello` opens the visitor socket; every other visitor frame has its handler. A
+    # capability's frame (`assist.suggest`, kb/assist/) is registered into the tables.
     assert set(VisitorConsumer.handlers) == set(frames.VISITOR_SCHEMAS.values()) - {frames.Hello}
-    assert set(AgentConsumer.handlers) == set(frames.AGENT_SCHEMAS.values())
+    assert set(AgentConsumer.handlers) | set(socket._registered) == set(
+        frames.AGENT_SCHEMAS.values()
+    )
+    assert set(socket._registered) == {frames.AssistSuggest}

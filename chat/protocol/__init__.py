@@ -99,6 +99,7 @@ AGENT_FRAME_TYPES = frozenset(
         "call.invite",
         "call.signal",
         "call.end",
+        "assist.suggest",
     }
 )
 PRESENCE_STATUSES = ("available", "away")

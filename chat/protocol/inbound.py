@@ -292,6 +292,13 @@ class ConversationTake(Frame, tag="conversation.take"):
     conversation: Id
 
 
+class AssistSuggest(Frame, tag="assist.suggest"):
+    """(addition) Reply suggestions for the visitor's latest message. Answered by the
+    capability that registers a handler for it (kb/assist/), else refused."""
+
+    conversation: Id
+
+
 class CallInvite(Frame, tag="call.invite"):
     """(addition) The agent rings the conversation's visitor."""
 
@@ -343,6 +350,7 @@ AgentFrame = (
     | CallInvite
     | CallSignal
     | CallEnd
+    | AssistSuggest
 )
 
 

@@ -32,6 +32,18 @@ logger = logging.getLogger(__name__)
 Frame = dict[str, Any]
 Handler = Callable[[Any, inbound.Frame], Awaitable[None]]
 
+# Handlers a capability app registers for frames the core declares but does not answer
+# itself (`register_handler`), by schema; a schema is one side's, so it names the socket.
+_registered: dict[type[inbound.Frame], Handler] = {}
+
+
+def register_handler(schema: type[inbound.Frame], handler: Handler) -> None:
+    """Answer `schema`'s frames with `handler(consumer, frame)`: the seam through which a
+    capability app (kb/assist/) answers a frame without the core importing it. Called
+    from the app's ready(); registering again replaces."""
+    _registered[schema] = handler
+
+
 # Tasks started from callbacks, referenced until done (asyncio keeps only weak ones).
 _background: set[asyncio.Task] = set()
 
@@ -245,8 +257,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.closing:
             # Closed (a flood, a rotated token) while this frame waited in its lane.
             return
+        handler = self.handlers.get(type(frame)) or _registered.get(type(frame))
         try:
-            await self.handlers[type(frame)](self, frame)
+            if handler is None:
+                # Declared, but the app that answers it is not installed here.
+                raise ProtocolError(
+                    protocol.BAD_FRAME, f"{inbound.frame_type(frame)} is not served."
+                )
+            await handler(self, frame)
         except ProtocolError as exc:
             await self.refuse(exc)
         except Exception as exc:

@@ -1,6 +1,7 @@
 /* Which module answers each frame the server sends on the agent socket
  * (docs/protocol.md), and `error`, whose answer depends on what it refers to. */
 
+import { onAssistSuggestions, onVisitorMessage, refreshAssist } from "./assist.js";
 import {
   callError,
   onCallAccepted,
@@ -52,11 +53,18 @@ const onError = (frame) => {
 };
 
 const handlers = {
-  ready: onReady,
+  ready: (frame) => {
+    onReady(frame);
+    refreshAssist();
+  },
   presence: onPresence,
   queue: onQueue,
   "conversation.assigned": onAssigned,
-  message: onMessage,
+  message: (frame) => {
+    onMessage(frame);
+    onVisitorMessage(frame);
+  },
+  "assist.suggestions": onAssistSuggestions,
   "message.ack": onAck,
   note: onNote,
   "note.ack": () => {},

@@ -1,8 +1,10 @@
 /* One chat's pane, built from #pane-template: its heading and buttons (back to the list
  * on a phone, close, or remove once the chat is over), the log that keeps to the bottom
  * unless the agent scrolled up, and the parts other modules wire in: the canned
- * suggestions, transfer, the composer, Retry, attachments and the visitor sidebar. */
+ * suggestions, transfer, the composer, Retry, attachments, the visitor sidebar and
+ * agent assist. */
 
+import { attachAssist } from "./assist.js";
 import { attachFiles } from "./attachments.js";
 import { attachCall } from "./calls.js";
 import { attachCanned } from "./canned-suggestions.js";
@@ -77,6 +79,7 @@ export const buildPane = (chat) => {
   attachFiles(chat);
   attachCall(chat);
   attachVisitorSidebar(chat);
+  attachAssist(chat);
   chat.pane.close.addEventListener("click", () => closeOrRemove(chat));
   chat.pane.back.addEventListener("click", () => {
     root.classList.remove("has-selection");
