@@ -49,11 +49,15 @@ bench-analytics: setup
 # Then the service and socket tests again on PostgreSQL when one is reachable: the send
 # and routing paths write their SQL per database (tests/on_postgresql.py).
 # Two test processes (TEST_PROCESSES), each taking whole files, so a module's costly
-# fixture (a live worker, a browser) is set up once.
+# fixture (a live worker, a browser) is set up once. The browser tests run apart, after
+# the rest: Playwright's synchronous API leaves an event loop running in its process,
+# where no asyncio test may come after it.
 TEST_PROCESSES ?= 2
+PYTEST_PARALLEL = -n $(TEST_PROCESSES) --dist loadfile
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
-	$(BIN)/python -m tests.on_postgresql -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not browser"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m browser
+	$(BIN)/python -m tests.on_postgresql $(PYTEST_PARALLEL)
 
 # The production shape: WORKERS daphne workers on consecutive ports from BASE_PORT, one
 # Redis (REDIS_URL, required for more than one worker) and one database (DATABASE_URL).
