@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from . import reply_address
 from .models import Conversation, Message, SenderKind
@@ -40,6 +42,12 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
     """The mail for one conversation, not sent yet. Two queries (site and visitor with
     the conversation, then its messages with their agents' names)."""
     conversation = Conversation.objects.select_related("site", "visitor").get(pk=conversation.pk)
+    # In the language the visitor's widget spoke (Visitor.language), whoever sends it.
+    with translation.override(conversation.visitor.language or settings.LANGUAGE_CODE):
+        return _build(conversation, to=to)
+
+
+def _build(conversation: Conversation, *, to: str) -> TranscriptEmail:
     site, visitor = conversation.site, conversation.visitor
     zone = _zone(visitor.timezone)
     rows = (
@@ -50,9 +58,9 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
     lines = []
     for message in rows:
         if message.sender == SenderKind.VISITOR:
-            who = "You"
+            who = _("You")
         elif message.sender == SenderKind.AGENT:
-            who = message.sender_agent.display_name if message.sender_agent else "Agent"
+            who = message.sender_agent.display_name if message.sender_agent else _("Agent")
         else:
             who = site.name
         lines.append(
@@ -71,7 +79,7 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
         "lines": lines,
     }
     mail = EmailMultiAlternatives(
-        subject=f"Your chat with {site.name}",
+        subject=_("Your chat with %(site)s") % {"site": site.name},
         body=render_to_string("chat/transcript_email.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],
