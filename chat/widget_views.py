@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
@@ -165,7 +166,21 @@ def widget_config(request: HttpRequest, site_key: str) -> JsonResponse:
     ):
         response = JsonResponse({"error": "forbidden", "detail": "Origin not allowed."}, status=403)
     else:
-        response = JsonResponse(appearance(site))
+        language = languages.visitor_language(request, fixed=site.widget_language)
+        with translation.override(language):
+            words = {
+                # The launcher opens and closes the chat's window (not the conversation).
+                "open": pgettext("launcher", "Open chat"),
+                "close": pgettext("launcher", "Close chat"),
+                # "#" is where the loader puts the count.
+                "unread": _(", %(count)s unread") % {"count": "#"},
+                "title": _("Chat with us"),
+            }
+        # The frame's path, with the embed's data-lang when it names a shipped language.
+        words["frame"] = reverse("widget-frame", args=[site.key])
+        if fixed := languages.supported(request.GET.get("lang")):
+            words["frame"] += f"?lang={fixed}"
+        response = JsonResponse({**appearance(site), **words})
         if origin is not None:
             response["Access-Control-Allow-Origin"] = origin
     response["Vary"] = "Origin"
