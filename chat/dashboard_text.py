@@ -5,9 +5,13 @@ still written in English in the script are listed in docs/languages.md."""
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
+from .languages import system_sentences
+
 
 def dashboard_text() -> dict[str, str]:
     return {
+        # conversation.js: system messages in the agent's language, by their code
+        **system_sentences(),
         # socket.js: the connection
         "sign_in": _("Sign in"),
         "connecting": _("Connecting…"),

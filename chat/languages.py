@@ -12,6 +12,8 @@ from django.utils import translation
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
+from . import system_messages
+
 RIGHT_TO_LEFT = {"ar"}
 # What json_script escapes so the JSON cannot end its <script> element early.
 SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
@@ -47,6 +49,11 @@ def script_json(value: object) -> SafeString:
 
 def direction(code: str) -> str:
     return "rtl" if code.split("-")[0] in RIGHT_TO_LEFT else "ltr"
+
+
+def system_sentences() -> dict[str, str]:
+    """The system messages' sentences in the active language, as `sys_CODE`."""
+    return {f"sys_{code}": _(text) for code, text in system_messages.SENTENCES.items()}
 
 
 def frame_text() -> dict[str, str]:
@@ -109,8 +116,10 @@ def frame_text() -> dict[str, str]:
 
 def later_text() -> dict[str, str]:
     """What the modules the frame loads on demand say (ended.js once a chat has ended,
-    call.js when a call is offered): fetched with them, not in every frame page."""
+    call.js when a call is offered), and the system messages' sentences by code
+    (`sys_CODE`, chat.js): fetched when first needed, not in every frame page."""
     return {
+        **system_sentences(),
         # ended.js: after a chat
         "rate": _("Rate this chat"),
         "rate_question": _("How was this chat?"),

@@ -357,6 +357,11 @@ class Message(models.Model):
         related_name="+",
     )
     body = models.TextField()
+    # A system message's sentence as a code and its parameters (chat/system_messages.py),
+    # so each reader gets it in their language; `body` keeps the English. The database
+    # default serves the send path's INSERT, which names its columns (chat/store/sql.py).
+    system_code = models.CharField(max_length=32, blank=True, default="", db_default="")
+    system_params = models.JSONField(null=True, blank=True)
     # NULL, not "", for system messages, so the unique constraint ignores them.
     client_msg_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # The time the service stored it, the `sent_at` of the wire.

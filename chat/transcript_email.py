@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from . import reply_address
+from . import reply_address, system_messages
 from .models import Conversation, Message, SenderKind
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,11 @@ def _build(conversation: Conversation, *, to: str) -> TranscriptEmail:
                 "who": who,
                 "sender": message.sender,
                 "time": message.created_at.astimezone(zone),
-                "body": message.body,
+                "body": system_messages.sentence(
+                    message.system_code, message.system_params, message.body
+                )
+                if message.sender == SenderKind.SYSTEM
+                else message.body,
             }
         )
     context = {

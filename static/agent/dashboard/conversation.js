@@ -5,7 +5,7 @@
  * reported with `read`, which clears the unread badge. */
 
 import { refreshCounts, updateItem } from "./chat-list.js";
-import { announce, clockTime, pageAttentive, part, renderBody, t, text } from "./dom.js";
+import { announce, clockTime, pageAttentive, part, renderBody, systemText, t, text } from "./dom.js";
 import { fileBlock, messageText } from "./files.js";
 import { notifyDesktop } from "./notifications.js";
 import { settlePending } from "./outbox.js";
@@ -41,7 +41,7 @@ const messageRow = (chat, message) => {
   if (message.sender === "system") {
     const note = document.createElement("p");
     note.className = "msg-system-text";
-    text(note, message.body);
+    text(note, systemText(message));
     li.appendChild(note);
     return li;
   }

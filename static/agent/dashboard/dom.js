@@ -11,6 +11,9 @@ const byId = (id) => document.getElementById(id);
 // args; times and dates in the page's language.
 const TEXT = JSON.parse(byId("sd-text").textContent);
 export const t = (key, args) => TEXT[key].replace(/%\((\w+)\)s/g, (_, name) => args[name]);
+// A system message in the agent's language when its code is known here, else its body.
+export const systemText = (message) =>
+  message.code && `sys_${message.code}` in TEXT ? t(`sys_${message.code}`, message.params || {}) : message.body;
 export const LANG = document.documentElement.lang;
 
 export const els = {

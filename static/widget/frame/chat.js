@@ -582,6 +582,9 @@ export const addMessage = (m) => {
     forget(m.client_msg_id);
   } else {
     row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : t('support'));
+    // A system message in the visitor's language: its sentence comes with the on-demand
+    // strings, fetched the first time; the English body shows until then.
+    if (m.code && LANG !== 'en') moreText().then(() => TEXT['sys_' + m.code] && (row.textContent = t('sys_' + m.code, m.params)), () => {});
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {
