@@ -85,10 +85,8 @@ def message_dict(message: Message) -> dict:
         sent_at=message.created_at,
         agent=agent,
     )
-    # (addition) A system message with a code carries it and its parameters.
-    if message.system_code:
-        wire["code"] = message.system_code
-        wire["params"] = message.system_params or {}
+    if message.system_code:  # (addition) a system message's code and its parameters
+        wire.update(code=message.system_code, params=message.system_params or {})
     # (addition) Only messages with a file carry `attachment`.
     attachment = loaded_attachment(message)
     if attachment is not None:
