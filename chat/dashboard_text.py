@@ -12,6 +12,9 @@ def dashboard_text() -> dict[str, str]:
     return {
         # conversation.js: system messages in the agent's language, by their code
         **system_sentences(),
+        # sound.js: the sound toggle's state ("Sound on")
+        "sound_on": pgettext("sound", "on"),
+        "sound_off": pgettext("sound", "off"),
         # socket.js: the connection
         "sign_in": _("Sign in"),
         "connecting": _("Connecting…"),
