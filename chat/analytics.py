@@ -11,7 +11,8 @@ Definitions (also on the page and in docs/admin.md):
 - first response: assigned -> the first agent message at or after that assignment;
 - duration: assigned -> closed, for chats an agent took;
 - missed: closed while still queued (the visitor left, or the system closed it, before
-  any agent took it);
+  any agent took it); a chat the bot answered and never handed off to people was never
+  queued (`queued_at` empty) and is not missed;
 - CSAT: the visitor's 1-5 rating (`ConversationRating`).
 Percentiles interpolate like PostgreSQL's percentile_cont: rank = fraction * (n - 1),
 between the two nearest values.
@@ -47,7 +48,7 @@ ALL, SITE, AGENT = "all", "site", "agent"
 PERCENTILES = {ALL: METRICS, SITE: METRICS, AGENT: (FIRST_RESPONSE, DURATION)}
 
 ANSWERED = Q(assigned_at__isnull=False)
-MISSED = Q(status=Status.CLOSED, assigned_at__isnull=True)
+MISSED = Q(status=Status.CLOSED, assigned_at__isnull=True, queued_at__isnull=False)
 
 
 # --- expressions ----------------------------------------------------------------------

@@ -44,6 +44,9 @@ def dashboard_text() -> dict[str, str]:
         "you": _("You"),
         "former_agent": _("A former agent"),
         "an_agent": _("An agent"),
+        # the knowledge-base bot's answers (kb/), with the articles they came from
+        "bot": _("Bot · "),
+        "bot_from": _("Bot, from %(articles)s · "),
         "joined": _("%(name)s joined the chat"),
         "typing": _("%(name)s is typing…"),
         "typing_peek": _("%(name)s is typing: %(draft)s"),

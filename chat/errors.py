@@ -56,3 +56,8 @@ class CallNotFound(NotFound):
 
 class CallInProgress(Exception):
     """An invitation into a conversation that already has a call ringing or going on."""
+
+
+class NotWithBot(Exception):
+    """The bot may no longer answer in this conversation: it was handed off to a person
+    or closed meanwhile."""

@@ -98,6 +98,22 @@ class RatingGiven(ConversationEvent, kw_only=True):
     comment: str
 
 
+class BotHandedOff(ConversationEvent, kw_only=True):
+    """A chat the bot had went to people: the visitor asked (`by="visitor"`) or the bot
+    gave up (`by="bot"`: no confident answer, or too slow). It is routed as a new chat."""
+
+    by: str
+
+
+class BotAnswerRated(ConversationEvent, kw_only=True):
+    """The visitor found the bot's answer `seq` helpful or not. Emitted inside the
+    transaction that checked it, for in-transaction subscribers that store it."""
+
+    seq: int
+    message_id: int
+    helpful: bool
+
+
 # --- messages -------------------------------------------------------------------
 
 

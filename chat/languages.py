@@ -70,6 +70,12 @@ def frame_text() -> dict[str, str]:
         "queue_minutes": _("You are number %(position)s in line — about %(minutes)s min"),
         "queue_hours": _("You are number %(position)s in line — about %(hours)s hours"),
         "status_active": _("Support at %(site)s"),
+        # the knowledge-base bot (kb/): its status, its name, 👍/👎 under an answer
+        "status_bot": _("Our assistant answers first"),
+        "assistant": _("Assistant"),
+        "helpful": _("Helpful?"),
+        "helped": _("Yes, this helped"),
+        "not_helped": _("No, it did not"),
         "status_ended": _("This chat has ended"),
         "status_email": _("We reply by email"),
         "status_online": _("Agents online — we typically reply in a few minutes"),
@@ -92,17 +98,6 @@ def frame_text() -> dict[str, str]:
         "no_answer": _("no answer from the server"),
         "too_fast": _("You are sending messages too fast. Please wait a moment."),
         "went_wrong": _("Something went wrong."),
-        # main.js: files
-        "uploading": _("Uploading %(name)s…"),
-        "file_too_large": _("“%(name)s” is too large: the limit is %(limit)s."),
-        "file_type": _("“%(name)s” cannot be sent: images, PDF, text, Word and Excel files only."),
-        "file_mismatch": _("“%(name)s” cannot be sent: its name does not match what the file is."),
-        "file_no_chat": _(
-            "“%(name)s” cannot be sent yet: write a message first to start the chat."
-        ),
-        "file_rate": _("“%(name)s” was not sent: too many files. Please wait a moment."),
-        "file_failed": _("“%(name)s” was not sent: %(reason)s"),
-        "file_connection": _("“%(name)s” was not sent: the connection failed."),
         # main.js: the offline form
         "your_name": _("Your name"),
         "your_email": _("Your email"),
@@ -120,6 +115,17 @@ def later_text() -> dict[str, str]:
     (`sys_CODE`, chat.js): fetched when first needed, not in every frame page."""
     return {
         **system_sentences(),
+        # upload.js: a file the visitor sends
+        "uploading": _("Uploading %(name)s…"),
+        "file_too_large": _("“%(name)s” is too large: the limit is %(limit)s."),
+        "file_type": _("“%(name)s” cannot be sent: images, PDF, text, Word and Excel files only."),
+        "file_mismatch": _("“%(name)s” cannot be sent: its name does not match what the file is."),
+        "file_no_chat": _(
+            "“%(name)s” cannot be sent yet: write a message first to start the chat."
+        ),
+        "file_rate": _("“%(name)s” was not sent: too many files. Please wait a moment."),
+        "file_failed": _("“%(name)s” was not sent: %(reason)s"),
+        "file_connection": _("“%(name)s” was not sent: the connection failed."),
         # ended.js: after a chat
         "rate": _("Rate this chat"),
         "rate_question": _("How was this chat?"),

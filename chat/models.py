@@ -195,6 +195,9 @@ class SenderKind(models.TextChoices):
     VISITOR = "visitor"
     AGENT = "agent"
     SYSTEM = "system"
+    # A site's knowledge-base bot (the `kb` app posts its answers through
+    # conversations.sending.post_bot_message).
+    BOT = "bot"
 
 
 class Conversation(models.Model):
@@ -202,6 +205,9 @@ class Conversation(models.Model):
         QUEUED = "queued"
         ACTIVE = "active"
         CLOSED = "closed"
+        # Answered by the site's bot: neither queued nor routed until it is handed off
+        # (conversations.routing.hand_off), and then routed like a new chat.
+        BOT = "bot"
 
     class Channel(models.TextChoices):
         """How the visitor reaches us: the widget's socket, or email (agents' replies to
@@ -210,7 +216,7 @@ class Conversation(models.Model):
         CHAT = "chat"
         EMAIL = "email"
 
-    OPEN_STATUSES = (Status.QUEUED, Status.ACTIVE)
+    OPEN_STATUSES = (Status.QUEUED, Status.ACTIVE, Status.BOT)
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="conversations")
     visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="conversations")
@@ -260,12 +266,12 @@ class Conversation(models.Model):
             # Two tabs starting a chat at once must not open two conversations.
             models.UniqueConstraint(
                 fields=["visitor"],
-                condition=Q(status__in=["queued", "active"]),
+                condition=Q(status__in=["queued", "active", "bot"]),
                 name="one_open_conversation_per_visitor",
             ),
             models.CheckConstraint(
                 condition=Q(status="active", agent__isnull=False)
-                | Q(status="queued", agent__isnull=True)
+                | Q(status__in=["queued", "bot"], agent__isnull=True)
                 | Q(status="closed"),
                 name="active_has_agent_queued_has_none",
             ),
@@ -284,7 +290,7 @@ class Conversation(models.Model):
             # the table's ten indexes for every message (docs/performance.md, change 12).
             models.Index(
                 fields=["id"],
-                condition=Q(status__in=["queued", "active"]),
+                condition=Q(status__in=["queued", "active", "bot"]),
                 name="conversation_open",
             ),
             # Analytics and transcript filters select conversations by when they started.
@@ -366,6 +372,9 @@ class Message(models.Model):
     client_msg_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # The time the service stored it, the `sent_at` of the wire.
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # A bot's answer only: the articles it answered from, `[{"id", "title"}]` as they
+    # were titled then (the wire's `sources`); NULL for every other message.
+    sources = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["conversation", "seq"]

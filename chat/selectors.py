@@ -25,7 +25,6 @@ from .models import (
     Visitor,
     hash_token,
 )
-from .protocol import outbound
 from .store import sql
 
 Status = Conversation.Status
@@ -40,10 +39,12 @@ def message_wire(
     client_msg_id: str | None,
     sent_at: datetime,
     agent: dict | None = None,
+    sources: list | None = None,
 ) -> dict:
     """A message without a file as the wire carries it (docs/protocol.md), from its
     values: the send path has them without loading a `Message`. An agent's message also
-    names its author (v1.1): `agent`, from `author`."""
+    names its author (v1.1): `agent`, from `author`; a bot's, the articles it answered
+    from (v1.1): `sources`, always a list."""
     wire = {
         "conversation": conversation,
         "seq": seq,
@@ -54,6 +55,8 @@ def message_wire(
     }
     if sender == SenderKind.AGENT:
         wire["agent"] = agent
+    elif sender == SenderKind.BOT:
+        wire["sources"] = sources or []
     return wire
 
 
@@ -84,6 +87,7 @@ def message_dict(message: Message) -> dict:
         client_msg_id=message.client_msg_id,
         sent_at=message.created_at,
         agent=agent,
+        sources=message.sources,
     )
     if message.system_code:  # (addition) a system message's code and its parameters
         wire.update(code=message.system_code, params=message.system_params or {})
@@ -502,13 +506,11 @@ def visitor_context_dict(visitor: Visitor) -> dict:
     }
 
 
-# How many of a visitor's earlier conversations `visitor.profile` lists (the count is
-# of all of them), and how much of each one's first message.
-PREVIOUS_SHOWN = 5
+# How much of a conversation's first message a list shows.
 SNIPPET_CHARS = 140
 
 
-def _first_visitor_message() -> Subquery:
+def first_visitor_message() -> Subquery:
     """The start of a conversation's first visitor message, for a snippet: twice the
     snippet's length (collapsing blanks may shorten it, and then says whether it went on)."""
     return Subquery(
@@ -529,7 +531,7 @@ def queue_for_agent(agent_id: int) -> list[dict]:
     if sites is not None:
         queued = queued.filter(site_id__in=sites)
     rows = (
-        queued.annotate(first_message=_first_visitor_message())
+        queued.annotate(first_message=first_visitor_message())
         .order_by("site_id", "-queue_priority", "queued_at", "id")
         .values(
             "id",
@@ -557,97 +559,20 @@ def queue_for_agent(agent_id: int) -> list[dict]:
                     "name": row["visitor__name"] or None,
                     "email": row["visitor__email"] or None,
                 },
-                "first_message": _snippet(row["first_message"]),
+                "first_message": snippet(row["first_message"]),
                 "can_take": row["site__agents_pick_from_queue"],
             }
         )
     return entries
 
 
-def previous_conversations(conversation: Conversation) -> dict:
-    """The same visitor's conversations before this one: how many, and the latest few
-    (newest first) with their first visitor message cut short. Two queries."""
-    earlier = Conversation.objects.filter(
-        visitor_id=conversation.visitor_id, pk__lt=conversation.pk
-    )
-    rows = (
-        earlier.annotate(first_message=_first_visitor_message())
-        .order_by("-created_at", "-id")
-        .values("id", "status", "channel", "created_at", "closed_at", "first_message")[
-            :PREVIOUS_SHOWN
-        ]
-    )
-    shown = [
-        {
-            "id": row["id"],
-            "status": row["status"],
-            "channel": row["channel"],
-            "created_at": row["created_at"].isoformat(),
-            "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
-            "first_message": _snippet(row["first_message"]),
-        }
-        for row in rows
-    ]
-    count = len(shown) if len(shown) < PREVIOUS_SHOWN else earlier.count()
-    return {"count": count, "conversations": shown}
-
-
-def _snippet(body: str | None) -> str | None:
+def snippet(body: str | None) -> str | None:
     if body is None:
         return None
     text = " ".join(body[: 2 * SNIPPET_CHARS].split())
     if len(text) <= SNIPPET_CHARS and len(body) <= 2 * SNIPPET_CHARS:
         return text
     return text[: SNIPPET_CHARS - 1] + "…"
-
-
-def visitor_profile(agent_id: int, conversation_id: int) -> dict:
-    """The `visitor.profile` answer for a conversation this agent may read: the
-    visitor's context and earlier conversations."""
-    conversation = conversation_for_agent(agent_id, conversation_id, read_only=True)
-    visitor = Visitor.objects.get(pk=conversation.visitor_id)
-    return outbound.visitor_profile(
-        conversation=conversation.id,
-        visitor=visitor.id,
-        context=visitor_context_dict(visitor),
-        previous=previous_conversations(conversation),
-    )
-
-
-def earlier_conversation_for_agent(agent_id: int, conversation_id: int) -> Conversation:
-    """A conversation this agent may read as a visitor's history: one of a site the
-    agent serves now (an agent without sites serves every site), whose visitor has
-    had a conversation assigned to this agent. Else `NotFound`, the same answer whether
-    it exists or not: an agent reads the past of the visitors they serve, never browses
-    a site's (or another site's) transcripts by id. One query."""
-    agent = AgentProfile.objects.filter(pk=agent_id, user__is_active=True)
-    serves_site = Exists(agent.filter(sites__isnull=True)) | Exists(
-        agent.filter(sites=OuterRef("site_id"))
-    )
-    served_visitor = Exists(
-        Conversation.objects.filter(visitor_id=OuterRef("visitor_id"), agent_id=agent_id)
-    )
-    conversation = Conversation.objects.filter(
-        serves_site, served_visitor, pk=conversation_id
-    ).first()
-    if conversation is None:
-        raise NotFound
-    return conversation
-
-
-def conversation_history(agent_id: int, conversation_id: int) -> dict:
-    """The `conversation.history` answer: an earlier conversation of a visitor, read
-    only, messages only (its internal notes stay with the agents who wrote them)."""
-    conversation = earlier_conversation_for_agent(agent_id, conversation_id)
-    return outbound.conversation_history(
-        conversation=conversation.id,
-        visitor=conversation.visitor_id,
-        status=conversation.status,
-        channel=conversation.channel,
-        created_at=conversation.created_at.isoformat(),
-        closed_at=conversation.closed_at.isoformat() if conversation.closed_at else None,
-        messages=messages_after(conversation.id, 0),
-    )
 
 
 def agent_conversation_dict(conversation: Conversation, *, with_messages: bool = False) -> dict:

@@ -61,6 +61,8 @@ def _build(conversation: Conversation, *, to: str) -> TranscriptEmail:
             who = _("You")
         elif message.sender == SenderKind.AGENT:
             who = message.sender_agent.display_name if message.sender_agent else _("Agent")
+        elif message.sender == SenderKind.BOT:
+            who = _("%(site)s assistant") % {"site": site.name}
         else:
             who = site.name
         lines.append(

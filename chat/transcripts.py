@@ -30,7 +30,7 @@ EXPORT_CHUNK = 2000
 class Entry:
     """A line of the timeline: a message (`kind` is the sender) or an event."""
 
-    kind: str  # "visitor", "agent", "system", or "event"
+    kind: str  # "visitor", "agent", "system", "bot", or "event"
     at: datetime
     text: str
     author: str = ""
@@ -113,6 +113,7 @@ def timeline(
                     SenderKind.VISITOR: visitor,
                     SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else "Agent",
                     SenderKind.SYSTEM: "System",
+                    SenderKind.BOT: "Bot",
                 }.get(m.sender, m.sender),
                 seq=m.seq,
                 attachment=loaded_attachment(m),

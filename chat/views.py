@@ -16,7 +16,7 @@ from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import languages, offline, origins, protocol, ratelimits, redis_urls
+from . import health, languages, offline, origins, protocol, ratelimits, redis_urls
 from .conversations import identity, sessions
 from .errors import NotFound, SiteDisabled
 from .models import Site
@@ -283,7 +283,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["redis"] = "ok" if healthy_redis else "unavailable"
     healthy = all(result == "ok" for result in checks.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", **checks, **report},
+        {"status": "ok" if healthy else "unavailable", **checks, **report, **health.reports()},
         status=200 if healthy else 503,
     )
 

@@ -165,7 +165,7 @@ class EmailDetails(Schema):
 class ConversationOut(Schema):
     id: int
     site: int
-    status: Literal["queued", "active", "closed"]
+    status: Literal["queued", "active", "closed", "bot"]
     channel: Literal["chat", "email"]
     email: EmailDetails | None = Field(description="An email conversation's subject and sender.")
     visitor: Person
@@ -192,14 +192,22 @@ class AttachmentOut(Schema):
     thumbnail_url: str | None
 
 
+class ArticleRef(Schema):
+    id: int
+    title: str
+
+
 class MessageOut(Schema):
     conversation: int
     seq: int
-    sender: Literal["visitor", "agent", "system"]
+    sender: Literal["visitor", "agent", "system", "bot"]
     body: str
     client_msg_id: str | None
     sent_at: datetime
     agent: AgentRef | None = Field(None, description="An agent's message: its author.")
+    sources: list[ArticleRef] | None = Field(
+        None, description="A bot's message: the articles it answered from."
+    )
     attachment: AttachmentOut | None = None
 
 
@@ -385,7 +393,7 @@ def _in_utc(value: datetime | None) -> datetime | None:
 @api.get("/conversations", response={200: ConversationPage, **CONVERSATION_ERRORS})
 def list_conversations(
     request,
-    status: Literal["queued", "active", "closed"] | None = None,
+    status: Literal["queued", "active", "closed", "bot"] | None = None,
     updated_after: Annotated[
         AwareDatetime | None,
         BeforeValidator(_iso_8601),

@@ -19,6 +19,7 @@ from chat.transport.consumers import AgentConsumer, VisitorConsumer  # noqa: E40
 from chat.transport.outage import CloseOnOutage  # noqa: E402
 from inbox import outbound  # noqa: E402
 from integrations import delivery  # noqa: E402
+from kb import bot  # noqa: E402
 from supportdesk.daphne_forms import stop_twisted_parsing_forms  # noqa: E402
 from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
 
@@ -55,9 +56,10 @@ application = ProtocolTypeRouter(
 
 def start_worker_jobs() -> None:
     """A worker's own background work, started once its event loop runs
-    (supportdesk/serve.py): the periodic sweep, the webhook deliveries and the replies to
-    mail. Safe on every worker at once: each acts only on what the database says is
-    due, under row locks."""
+    (supportdesk/serve.py): the periodic sweep, the webhook deliveries, the replies to
+    mail, and the bot's answers and sweep. Safe on every worker at once: each acts only
+    on what the database says is due, under row locks."""
     sweeper.ensure_running()
     delivery.ensure_running()
     outbound.ensure_running()
+    bot.ensure_running()

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     # The email channel: mail in (receive_mail, providers' webhooks) and replies out.
     "anymail",
     "inbox",
+    "kb",
     # The project's own commands: the process launchers (serve_demo, run_cluster).
     "supportdesk",
 ]
@@ -218,6 +219,13 @@ ANYMAIL = {
     "MAILGUN_WEBHOOK_SIGNING_KEY": os.environ.get("MAILGUN_WEBHOOK_SIGNING_KEY", ""),
     "WEBHOOK_SECRET": os.environ.get("ANYMAIL_WEBHOOK_SECRET") or None,
 }
+# The knowledge-base bot (kb/bot.py): an answer not ready within this many seconds is
+# dropped and the chat handed to a person; the sweep hands off chats whose answer was
+# lost (a worker died) after twice this.
+SUPPORTDESK_BOT_DEADLINE = _env_float("SUPPORTDESK_BOT_DEADLINE", 3.0)
+SUPPORTDESK_BOT_THREADS = int(os.environ.get("SUPPORTDESK_BOT_THREADS", 2))
+# 0: the bot uses keyword search alone even where requirements-ai.txt is installed.
+SUPPORTDESK_BOT_MODEL = _env_bool("SUPPORTDESK_BOT_MODEL", True)
 # Requests per minute one API key may make.
 SUPPORTDESK_LIMIT_API_KEY = os.environ.get("SUPPORTDESK_LIMIT_API_KEY", "600 per minute")
 # `make run`'s demo shop (serve_demo sets it), linked from the landing page.

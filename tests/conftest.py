@@ -18,6 +18,7 @@ from chat.models import Site, Visitor
 from chat.realtime import groups, outbox
 from chat.store import loop as loop_db
 from chat.transport import broadcasting, orm
+from kb import bot
 from tests import ws
 
 
@@ -30,6 +31,7 @@ def _orm_threads_closed_before_teardown(django_db_setup):
     # database_sync_to_async's own thread (tests/ws.py), and the consumers' pool.
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
     orm.forget_threads()
+    bot.stop_threads()  # the knowledge-base bot's answer threads
     gc.collect()  # a finished thread's connection closes when collected
 
 

@@ -6,12 +6,21 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chat", "agents", "integrations", "inbox", "supportdesk")
+PACKAGES = ("chat", "agents", "integrations", "inbox", "kb", "supportdesk")
 
 # docs/architecture.md's table, top to bottom: (layer, module prefixes). The longest
 # matching prefix decides a module's layer.
 LAYERS = [
-    (8, ["supportdesk", "chat.management", "integrations.management", "inbox.management"]),
+    (
+        8,
+        [
+            "supportdesk",
+            "chat.management",
+            "integrations.management",
+            "inbox.management",
+            "kb.management",
+        ],
+    ),
     (
         7,
         [
@@ -35,9 +44,11 @@ LAYERS = [
             "inbox.admin",
             "inbox.apps",
             "inbox.webhooks",
+            "kb.admin",
+            "kb.apps",
         ],
     ),
-    (6, ["chat.transport", "integrations.delivery", "inbox.smtp", "inbox.outbound"]),
+    (6, ["chat.transport", "integrations.delivery", "inbox.smtp", "inbox.outbound", "kb.bot"]),
     (5, ["chat.realtime"]),
     (
         4,
@@ -49,16 +60,20 @@ LAYERS = [
             "integrations.endpoints",
             "integrations.outbox",
             "inbox.receiving",
+            "kb.importing",
         ],
     ),
     (
         3,
         [
             "chat.selectors",
+            "chat.visitor_history",
             "agents.selectors",
             "chat.transcripts",
             "chat.offline",
             "integrations.shapes",
+            "kb.search",
+            "kb.answering",
         ],
     ),
     (
@@ -71,6 +86,7 @@ LAYERS = [
             "chat.visitor_context",
             "chat.charts",
             "inbox.parsing",
+            "kb.keyword",
         ],
     ),
     (
@@ -90,6 +106,13 @@ LAYERS = [
             "integrations.migrations",
             "inbox.models",
             "inbox.migrations",
+            "chat.health",
+            "kb.models",
+            "kb.indexing",
+            "kb.embedding",
+            "kb.text",
+            "kb.migrations",
+            "kb",
             "chat.migrations",
             "agents.migrations",
             "chat",

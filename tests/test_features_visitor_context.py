@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import AgentProfile
-from chat import errors, selectors, visitor_context
+from chat import errors, selectors, visitor_context, visitor_history
 from chat.conversations import closing, sending, sessions
 from chat.conversations.actors import Actor
 from chat.models import Conversation, Site, Visitor
@@ -218,7 +218,7 @@ def test_earlier_chats_are_counted_and_the_latest_five_listed_with_their_first_w
     current = chat(personas.v1, "And now?")
     chat(personas.v2, "Someone else's chat", close=True)
 
-    profile = selectors.visitor_profile(personas.alice.id, current)
+    profile = visitor_history.visitor_profile(personas.alice.id, current)
 
     assert profile["visitor"] == {"id": personas.v1.id}
     previous = profile["previous"]
@@ -235,7 +235,7 @@ def test_earlier_chats_are_counted_and_the_latest_five_listed_with_their_first_w
 
 def test_a_first_chat_has_no_earlier_ones(personas):
     current = chat(personas.v1)
-    assert selectors.visitor_profile(personas.alice.id, current)["previous"] == {
+    assert visitor_history.visitor_profile(personas.alice.id, current)["previous"] == {
         "count": 0,
         "conversations": [],
     }
@@ -249,7 +249,7 @@ def test_an_agent_reads_an_earlier_chat_of_a_visitor_they_serve_without_its_note
     closing.close_conversation(Actor.visitor(personas.v1.id))
     chat(personas.v1, "Back again")
 
-    history = selectors.conversation_history(personas.alice.id, earlier)
+    history = visitor_history.conversation_history(personas.alice.id, earlier)
 
     assert history["conversation"] == earlier
     assert [m["body"] for m in history["messages"]] == ["My kettle leaks"]
@@ -262,7 +262,7 @@ def test_an_agent_of_another_site_cannot_read_the_visitors_earlier_chats(persona
     personas.alice.sites.set([globex])  # alice now serves only globex
 
     with pytest.raises(errors.NotFound):
-        selectors.conversation_history(personas.alice.id, earlier)
+        visitor_history.conversation_history(personas.alice.id, earlier)
 
 
 def test_an_agent_who_never_served_the_visitor_cannot_read_its_chats(personas):
@@ -270,11 +270,11 @@ def test_an_agent_who_never_served_the_visitor_cannot_read_its_chats(personas):
     assert Conversation.objects.get(pk=earlier).agent_id == personas.alice.id
 
     with pytest.raises(errors.NotFound):
-        selectors.conversation_history(personas.bob.id, earlier)
+        visitor_history.conversation_history(personas.bob.id, earlier)
     with pytest.raises(errors.NotFound):
-        selectors.visitor_profile(personas.bob.id, earlier)
+        visitor_history.visitor_profile(personas.bob.id, earlier)
     with pytest.raises(errors.NotFound):
-        selectors.conversation_history(personas.alice.id, earlier + 1000)
+        visitor_history.conversation_history(personas.alice.id, earlier + 1000)
 
 
 # --- sockets -----------------------------------------------------------------------

@@ -64,6 +64,9 @@ def today_visitor(text: str | None, *, sneak_peek: bool) -> tuple[str, dict[str,
     elif kind == "call.signal":
         values["call_id"] = reference.call_id(frame)
         values["data"] = reference.call_signal_data(frame)
+    elif kind == "bot.feedback":
+        values["seq"] = reference.non_negative_int(frame, "seq")
+        values["helpful"] = reference.boolean(frame, "helpful")
     elif kind == "hello":
         raise ProtocolError(BAD_FRAME, "hello was already received.")
     return kind, values
@@ -272,6 +275,7 @@ POOLS: dict[str, list[Any]] = {
     "score": [1, 3, 5, 0, 6, -1, True, 4.0, "4", None, []],
     "body": BODIES,
     "active": [True, False, 0, 1, "true", None, []],
+    "helpful": [True, False, 0, 1, "true", None, []],
     "shared": [True, False, 0, 1, "false", None, {}],
     "text": ["", "draft", "x" * 1000, "x" * 1001, "😀" * 1000, "😀" * 1001, " " * 1001, 5, None],
     "status": ["available", "away", "Available", "busy", "", None, 1, ["away"]],
@@ -333,6 +337,8 @@ VALID = {
     "visitor:rating": {"score": 4, "comment": "Quick and friendly."},
     "visitor:page.view": {"page": PAGES[2], "timezone": "Europe/Oslo"},
     "visitor:transcript.email": {"email": "dana@example.com"},
+    "visitor:handoff": {},
+    "visitor:bot.feedback": {"seq": 3, "helpful": True},
     "agent:presence": {"status": "available"},
     "agent:message.send": {"conversation": 42, "client_msg_id": "a-7", "body": "It left."},
     "agent:note.send": {"conversation": 42, "client_msg_id": "n-7", "body": "Refund approved."},

@@ -70,7 +70,7 @@ def test_the_migration_gives_rows_stored_before_codes_theirs(personas):
     Message.objects.filter(conversation=conversation, seq=1).update(
         body="You are now chatting with a visitor's own words."
     )
-    migration = importlib.import_module("chat.migrations.0017_system_message_codes")
+    migration = importlib.import_module("chat.migrations.0019_system_message_codes")
     from django.apps import apps
 
     migration.code_existing_rows(apps, None)

@@ -60,8 +60,8 @@ def _after_close(conversation: Conversation, *, was_status: str) -> None:
         queue.forget_basis(conversation.site_id)
         routing.assign_queued(site_ids=selectors.agent_site_ids(conversation.agent_id))
         queue.basis_changed([conversation.site_id])
-    else:
-        # Everyone behind it moved up one.
+    elif was_status == Status.QUEUED:
+        # Everyone behind it moved up one. (A chat the bot had was in no queue.)
         queue.changed(conversation.site_id)
 
 

@@ -22,7 +22,7 @@ from ..errors import (
 )
 from ..models import Conversation, Note, SenderKind
 from ..store import loop, sql
-from . import messages, routing
+from . import bots, messages, routing
 from .actors import Actor, lock_open_conversation
 from .messages import PostedMessage
 
@@ -140,8 +140,9 @@ def post_message(
             now=now,
             attachment_id=attachment_id,
         )
-        placed = opened is not None and routing.assign_at_once(opened, now=now)
-    if opened is not None and not placed:
+        routed = opened is not None and opened.status == Status.QUEUED
+        placed = routed and routing.assign_at_once(opened, now=now)
+    if routed and not placed:
         routing.route_new_conversation(opened, now=now)
     return posted
 
@@ -149,12 +150,15 @@ def post_message(
 def _open_conversation(
     visitor_id: int, site_id: int, now, email: EmailOrigin | None = None
 ) -> Conversation:
+    # With the site's bot on, the bot answers a chat first: it is neither queued nor
+    # routed until it is handed off (bots.hand_off). Mail goes to people.
+    with_bot = email is None and bots.answers_first(site_id)
     conversation = Conversation(
         site_id=site_id,
         visitor_id=visitor_id,
-        status=Status.QUEUED,
+        status=Status.BOT if with_bot else Status.QUEUED,
         created_at=now,
-        queued_at=now,
+        queued_at=None if with_bot else now,
         last_activity_at=now,
     )
     if email is not None:

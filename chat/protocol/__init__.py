@@ -72,6 +72,8 @@ VISITOR_FRAME_TYPES = frozenset(
         "call.decline",
         "call.signal",
         "call.end",
+        "handoff",
+        "bot.feedback",
     }
 )
 AGENT_FRAME_TYPES = frozenset(

@@ -144,6 +144,17 @@ class Rating(Frame, tag="rating"):
         self.comment = _rating_comment(self.comment)
 
 
+class Handoff(Frame, tag="handoff"):
+    """(v1.1) The visitor asks for a person instead of the bot."""
+
+
+class BotFeedback(Frame, tag="bot.feedback"):
+    """(addition) 👍 (`helpful: true`) or 👎 on the bot's answer `seq`."""
+
+    seq: Seq
+    helpful: bool
+
+
 class PageView(Frame, tag="page.view"):
     page: Page | None = None
     timezone: str | None = None
@@ -307,6 +318,8 @@ VisitorFrame = (
     | CallDecline
     | CallSignal
     | CallEnd
+    | Handoff
+    | BotFeedback
 )
 AgentFrame = (
     Presence
@@ -360,6 +373,7 @@ FIELD_ERRORS: dict[str, tuple[str, str]] = {
     "after_seq": (BAD_FRAME, "after_seq must be a non-negative integer."),
     "last_seq": (BAD_FRAME, "last_seq must be a non-negative integer."),
     "active": (BAD_FRAME, "active must be true or false."),
+    "helpful": (BAD_FRAME, "helpful must be true or false."),
     "shared": (BAD_FRAME, "shared must be true or false."),
     "text": (BAD_FRAME, "text must be a string."),
     "status": (BAD_FRAME, 'status must be "available" or "away".'),

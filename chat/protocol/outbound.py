@@ -54,6 +54,11 @@ def pong() -> Frame:
     return {"type": "pong"}
 
 
+def bot_feedback(*, seq: int, helpful: bool) -> Frame:
+    """(addition) The visitor's verdict on a bot answer was stored."""
+    return {"type": "bot.feedback", "seq": seq, "helpful": helpful}
+
+
 def error(*, code: str, detail: str, client_msg_id: str | None = None) -> Frame:
     frame = {"type": "error", "code": code, "detail": detail}
     if client_msg_id is not None:

@@ -180,7 +180,10 @@ def lock_conversation_with_earlier_send(
     row lock nobody else can store that client_msg_id in the conversation meanwhile (and
     the unique constraint backs it)."""
     if visitor_id is not None:
-        where, params = "c.visitor_id = %s AND c.status IN (%s, %s)", [visitor_id, *OPEN]
+        where, params = (
+            f"c.visitor_id = %s AND c.status IN ({placeholders(OPEN)})",
+            [visitor_id, *OPEN],
+        )
         author = "NULL"
     else:
         where, params = "c.id = %s", [conversation_id]
@@ -287,11 +290,11 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
     """`AppendAtOnce`'s SQL for a visitor's send or an agent's, built once: (the UPDATE,
     the UPDATE and INSERT in one statement, the INSERT after the UPDATE)."""
     if by_visitor:
-        where = "visitor_id = %s AND status IN (%s, %s)"
+        where = f"visitor_id = %s AND status IN ({placeholders(OPEN)})"
         counters = "agent_unread = agent_unread + 1"
         author = "NULL"
     else:
-        where = "id = %s AND agent_id = %s AND status IN (%s, %s)"
+        where = f"id = %s AND agent_id = %s AND status IN ({placeholders(OPEN)})"
         # Answering means having read everything before the answer.
         counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
         # The message names its author as stored now (v1.1).

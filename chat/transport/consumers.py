@@ -15,8 +15,16 @@ from django.db import DatabaseError, InterfaceError
 from agents import selectors as agent_selectors
 from agents import services as canned
 
-from .. import origins, protocol, ratelimits, selectors, transcript_email, visitor_context
-from ..conversations import calls, closing, presence, ratings, routing, sending, sessions
+from .. import (
+    origins,
+    protocol,
+    ratelimits,
+    selectors,
+    transcript_email,
+    visitor_context,
+    visitor_history,
+)
+from ..conversations import bots, calls, closing, presence, ratings, routing, sending, sessions
 from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
 from ..protocol import ProtocolError, inbound, outbound
@@ -218,6 +226,17 @@ class VisitorConsumer(MessageSending):
             comment=frame.comment,
         )
 
+    async def on_handoff(self, frame: inbound.Handoff) -> None:
+        # Routed like a new chat: the visitor hears `conversation.queued` or
+        # `conversation.assigned`, as for a first message. Already with people: no-op.
+        await self.call(bots.hand_off, visitor_id=self.visitor_id)
+
+    async def on_bot_feedback(self, frame: inbound.BotFeedback) -> None:
+        await self.call(
+            bots.rate_bot_answer, visitor_id=self.visitor_id, seq=frame.seq, helpful=frame.helpful
+        )
+        await self.send_frame(outbound.bot_feedback(seq=frame.seq, helpful=frame.helpful))
+
     async def on_ping(self, frame: inbound.VisitorPing) -> None:
         await self.send_frame(outbound.pong())
         now = asyncio.get_running_loop().time()
@@ -278,6 +297,8 @@ class VisitorConsumer(MessageSending):
         inbound.CallDecline: on_call_decline,
         inbound.CallSignal: CallSignaling.on_call_signal,
         inbound.CallEnd: CallSignaling.on_call_end,
+        inbound.Handoff: on_handoff,
+        inbound.BotFeedback: on_bot_feedback,
     }
 
     async def mail_transcript(self, transcript: transcript_email.TranscriptEmail) -> None:
@@ -518,11 +539,11 @@ class AgentConsumer(MessageSending):
         )
 
     async def on_visitor_profile(self, frame: inbound.VisitorProfile) -> None:
-        read = on_database_thread(selectors.visitor_profile)
+        read = on_database_thread(visitor_history.visitor_profile)
         await self.send_frame(await read(self.agent_id, frame.conversation))
 
     async def on_conversation_history(self, frame: inbound.ConversationHistory) -> None:
-        read = on_database_thread(selectors.conversation_history)
+        read = on_database_thread(visitor_history.conversation_history)
         await self.send_frame(await read(self.agent_id, frame.conversation))
 
     async def on_agents_list(self, frame: inbound.AgentsList) -> None:

@@ -27,10 +27,11 @@ export const scrollToBottom = (chat) => {
 
 const messageRow = (chat, message) => {
   const li = document.createElement("li");
-  // Mine on the right; the visitor's and a colleague's (before a transfer) on the left.
+  // Mine on the right; the visitor's and a colleague's (before a transfer) on the left;
+  // the knowledge-base bot's on the agents' side, marked as the bot's.
   const side =
-    message.sender === "system"
-      ? "system"
+    message.sender === "system" || message.sender === "bot"
+      ? message.sender
       : message.sender !== "agent"
         ? "visitor"
         : isMine(message)
@@ -62,7 +63,14 @@ const messageRow = (chat, message) => {
   meta.className = "meta";
   const who = document.createElement("span");
   who.className = "sr-only";
-  text(who, `${author}, `);
+  if (message.sender === "bot") {
+    // The knowledge-base bot's answer, shown as such with the articles it came from.
+    who.className = "by-bot";
+    const from = (message.sources || []).map((source) => `“${source.title}”`).join(", ");
+    text(who, from ? t("bot_from", { articles: from }) : t("bot"));
+  } else {
+    text(who, `${author}, `);
+  }
   meta.appendChild(who);
   const time = document.createElement("time");
   if (message.sent_at) time.dateTime = message.sent_at;

@@ -77,7 +77,7 @@ export const forget = (id) => {
 };
 
 export const ui = {};
-for (const name of 'log title status avatar banner typing typist form input send close end attach file upload privacy'.split(' ')) {
+for (const name of 'log title status avatar banner typing typist form input send close end human attach file upload privacy'.split(' ')) {
   ui[name] = document.getElementById('sd-' + name);
 }
 
@@ -369,7 +369,9 @@ export const header = () => {
   const text =
     status === 'queued'
       ? queueText(conv)
-      : status === 'active'
+      : status === 'bot'
+        ? t('status_bot')
+        : status === 'active'
         ? t('status_active', { site: cfg.name })
         : status === 'closed'
           ? t('status_ended')
@@ -380,7 +382,8 @@ export const header = () => {
               : t('status_default');
   // A live region: said again only when it changed.
   if (ui.status.textContent !== text) ui.status.textContent = text;
-  ui.end.hidden = status !== 'queued' && status !== 'active';
+  ui.end.hidden = status !== 'queued' && status !== 'active' && status !== 'bot';
+  ui.human.hidden = status !== 'bot';
 };
 
 // The newest reading of the queue seen per conversation (`queue_version`): two
@@ -517,6 +520,22 @@ export const renderMessage = (sender, body, file, author) => {
   return row;
 };
 
+// "Helpful? 👍 👎" under a bot answer (the visitor's verdict, stored per article).
+const verdict = (seq) => {
+  const box = el('div', 'sd-fb', t('helpful'));
+  for (const [label, helpful] of [['👍', true], ['👎', false]]) {
+    const b = el('button', '', label);
+    b.type = 'button';
+    b.setAttribute('aria-label', t(helpful ? 'helped' : 'not_helped'));
+    b.onclick = () => {
+      sendFrame({ type: 'bot.feedback', seq, helpful });
+      for (const other of box.children) other.setAttribute('aria-pressed', other === b);
+    };
+    box.append(b);
+  }
+  return box;
+};
+
 const compare = (a, b) => a[0] - b[0] || a[1] - b[1];
 // Rows stay sorted by (conversation, seq); own messages not yet stored, and the offline
 // form, stay last.
@@ -581,10 +600,12 @@ export const addMessage = (m) => {
     Object.assign(mine, { state: 'sent', conv: m.conversation, seq: m.seq, detail: '' });
     forget(m.client_msg_id);
   } else {
-    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : t('support'));
+    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : t(m.sender === 'bot' ? 'assistant' : 'support'));
+    // The bot's answers (with their articles) take a 👍/👎.
+    if (m.sources && m.sources.length) row.append(verdict(m.seq));
     // A system message in the visitor's language: its sentence comes with the on-demand
     // strings, fetched the first time; the English body shows until then.
-    if (m.code && LANG !== 'en') moreText().then(() => TEXT['sys_' + m.code] && (row.textContent = t('sys_' + m.code, m.params)), () => {});
+    if (m.sender === 'system' && m.code && LANG !== 'en') moreText().then(() => TEXT['sys_' + m.code] && (row.textContent = t('sys_' + m.code, m.params)), () => {});
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {

@@ -8,7 +8,7 @@
 import {
   ACK_TIMEOUT, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping, identify, joined, KEY,
   markRead, newId, notePage, outbox, parentOrigin, place, post, remember, renderMessage, scrollDown, sendFrame,
-  num, setBanner, setConversation, setToken, showJoins, showTyping, sizeText, staleQueueFrame, startSocket, state, t,
+  setBanner, setConversation, setToken, showJoins, showTyping, staleQueueFrame, startSocket, state, t,
   timers, toParent, ui, updateUnread,
 } from './chat.js';
 
@@ -163,58 +163,12 @@ const submit = () => {
   sendOwn(body);
 };
 
-// --- uploading a file ----------------------------------------------------------------
-// Error code -> the key of its sentence, which names the file.
-const UPLOAD_ERRORS = {
-  too_large: 'file_too_large',
-  unsupported_type: 'file_type',
-  type_mismatch: 'file_mismatch',
-  no_conversation: 'file_no_chat',
-  rate_limited: 'file_rate',
-};
-
-const setUploadStatus = (text, isError) => {
-  ui.upload.hidden = !text;
-  ui.upload.textContent = text || '';
-  ui.upload.classList.toggle('sd-error', !!isError);
-};
-
-// An uploaded file is sent as a message of its own, through the outbox like any other.
+// --- uploading a file: its code (./upload.js) loads with the first file picked ------
+let uploadCode = null;
 const uploadFile = (file) => {
   if (!file) return;
-  const args = { name: file.name, limit: sizeText(cfg.attachment_max_bytes) };
-  const refused = (key) => setUploadStatus(t(key, args), true);
-  const { conv } = state;
-  if (!state.token || !conv || conv.status === 'closed') return refused('file_no_chat');
-  if (file.size > cfg.attachment_max_bytes) return refused('file_too_large');
-  const form = new FormData();
-  form.append('file', file);
-  // XMLHttpRequest, not fetch: only it reports upload progress.
-  const xhr = new XMLHttpRequest();
-  xhr.open('POST', cfg.attachments_url);
-  xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
-  xhr.responseType = 'json';
-  ui.attach.disabled = true;
-  const uploading = t('uploading', args);
-  setUploadStatus(uploading);
-  xhr.upload.onprogress = (e) => {
-    if (e.lengthComputable) setUploadStatus(uploading + ' ' + num(e.loaded / e.total, { style: 'percent' }));
-  };
-  xhr.onload = () => {
-    ui.attach.disabled = state.stopped;
-    const data = xhr.response || {};
-    if (xhr.status !== 201) {
-      args.reason = data.detail || t('http_error', { status: xhr.status });
-      return refused(UPLOAD_ERRORS[data.error] || 'file_failed');
-    }
-    setUploadStatus(null);
-    sendOwn('', data);
-  };
-  xhr.onerror = () => {
-    ui.attach.disabled = state.stopped;
-    refused('file_connection');
-  };
-  xhr.send(form);
+  if (!uploadCode) uploadCode = import('./upload.js').catch(() => (uploadCode = null));
+  uploadCode.then((m) => (m ? m.uploadFile(file, sendOwn) : flashBanner(t('went_wrong'))));
 };
 
 // --- after a chat: its code (./ended.js) loads once a chat has ended ----------------
@@ -349,6 +303,8 @@ const handlers = {
     scrollDown(true);
   },
   message(f) {
+    // The bot answering is how a visitor learns its new chat is the bot's.
+    if (f.sender === 'bot' && !(state.conv && state.conv.id === f.conversation)) setConversation({ id: f.conversation, status: 'bot' });
     if (!addMessage(f)) return;
     // The page's on("message") handlers (the loader calls them).
     if (f.sender !== 'visitor') toParent({ supportdesk: 'message', message: f });
@@ -476,6 +432,7 @@ ui.input.oninput = () => {
 ui.input.onblur = stopTyping;
 ui.close.onclick = () => toParent({ supportdesk: 'close' });
 ui.end.onclick = () => sendFrame({ type: 'conversation.close' });
+ui.human.onclick = () => sendFrame({ type: 'handoff' });
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape') toParent({ supportdesk: 'close' });
 });

@@ -115,6 +115,25 @@ def demo_customer(site) -> dict:
     }
 
 
+def demo_bot(site) -> str:
+    """The demo site's knowledge base (the evaluation set's outdoor-shop articles),
+    imported once with the bot on; the line `make run` prints about the bot."""
+    from kb import embedding, importing
+    from kb.models import Article, BotSettings
+
+    if not Article.objects.filter(site=site).exists():
+        articles = REPO_ROOT / "kb" / "eval" / "articles"
+        importing.import_articles(site, importing.read_path(articles))
+    on = BotSettings.objects.filter(site=site, enabled=True).exists()
+    count = Article.objects.filter(site=site).count()
+    if embedding.installed():
+        mode = "keyword search + the embedding model"
+    else:
+        mode = f"keyword search only (the embedding model is {embedding.unavailable_reason()})"
+    state = "on" if on else "off (admin: Bot settings)"
+    return f"  bot              {state}: {count} articles, {mode}"
+
+
 class Command(BaseCommand):
     help = "Serve the app (daphne) and a demo shop on another port that embeds the widget."
 
@@ -130,6 +149,7 @@ class Command(BaseCommand):
         app_url = f"http://{host}:{port}"
         call_command("seed_demo", base_url=app_url, stdout=self.stdout, stderr=self.stderr)
         site = Site.objects.get(name=DEMO_SITE)
+        self.stdout.write(demo_bot(site))
         shop = PageServer(shop_port, host)
         if shop.origin not in site.allowed_origins:
             # A custom --shop-port: let the demo site be embedded from it too.

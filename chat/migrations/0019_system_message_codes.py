@@ -57,7 +57,7 @@ def code_existing_rows(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0016_languages"),
+        ("chat", "0018_languages"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0015_email_channel"),
+        ("chat", "0017_call_ended_by_choices"),
     ]
 
     operations = [
