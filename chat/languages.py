@@ -117,15 +117,15 @@ def later_text() -> dict[str, str]:
         **system_sentences(),
         # upload.js: a file the visitor sends
         "uploading": _("Uploading %(name)s…"),
-        "file_too_large": _("“%(name)s” is too large: the limit is %(limit)s."),
-        "file_type": _("“%(name)s” cannot be sent: images, PDF, text, Word and Excel files only."),
-        "file_mismatch": _("“%(name)s” cannot be sent: its name does not match what the file is."),
+        "file_too_large": _('"%(name)s" is too large: the limit is %(limit)s.'),
+        "file_type": _('"%(name)s" cannot be sent: images, PDF, text, Word and Excel files only.'),
+        "file_mismatch": _('"%(name)s" cannot be sent: its name does not match what the file is.'),
         "file_no_chat": _(
-            "“%(name)s” cannot be sent yet: write a message first to start the chat."
+            '"%(name)s" cannot be sent yet: write a message first to start the chat.'
         ),
-        "file_rate": _("“%(name)s” was not sent: too many files. Please wait a moment."),
-        "file_failed": _("“%(name)s” was not sent: %(reason)s"),
-        "file_connection": _("“%(name)s” was not sent: the connection failed."),
+        "file_rate": _('"%(name)s" was not sent: too many files. Please wait a moment.'),
+        "file_failed": _('"%(name)s" was not sent: %(reason)s'),
+        "file_connection": _('"%(name)s" was not sent: the connection failed.'),
         # ended.js: after a chat
         "rate": _("Rate this chat"),
         "rate_question": _("How was this chat?"),
