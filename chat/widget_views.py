@@ -190,7 +190,8 @@ def widget_config(request: HttpRequest, site_key: str) -> JsonResponse:
 
 @require_GET
 def widget_text(request: HttpRequest, language: str) -> HttpResponse:
-    """The strings of the frame's on-demand modules (ended.js, call.js) in `language`:
+    """The strings of the frame's on-demand modules (ended.js, upload.js, call.js) and
+    the system messages' sentences in `language`:
     the same for every site, so browsers and proxies keep them a day."""
     if languages.supported(language) != language:
         raise Http404("No such language.")
@@ -244,7 +245,7 @@ def _render_frame(request: HttpRequest, site: Site, language: str) -> HttpRespon
         "attachments_url": reverse("attachments"),
         "attachment_max_bytes": settings.SUPPORTDESK_ATTACHMENT_MAX_BYTES,
         "attachment_accept": attachments.ACCEPT,
-        # The strings ended.js and call.js fetch when they load (widget_text).
+        # The strings the on-demand modules fetch when they load (widget_text).
         "text_url": reverse("widget-text", args=[language]),
     }
     texts = widget_texts(site, language)
