@@ -92,6 +92,39 @@ def dashboard_text() -> dict[str, str]:
             "Another agent may pick it up."
         ),
         "requeued_announce": _("Chat with %(name)s was moved back to the queue."),
+        # transfer.js: the colleagues a chat may go to
+        "transfer_option": _("%(name)s (%(why)s, %(load)s/%(capacity)s)"),
+        "agent_available": pgettext("agent", "available"),
+        "agent_away": pgettext("agent", "away"),
+        "agent_full": pgettext("agent", "full"),
+        "agent_offline": pgettext("agent", "offline"),
+        "loading_agents": _("Loading agents…"),
+        "transfer_offline": _(
+            "Not connected: the chat can be transferred once the connection is back."
+        ),
+        # visitor-panel.js: the visitor sidebar
+        "unknown": _("Unknown"),
+        "not_reported": _("Not reported yet"),
+        "direct": _("Direct, or not reported"),
+        "user_id": _("User ID %(id)s"),
+        "verified_user": _("Verified by the site: user ID %(id)s"),
+        "no_earlier_chats": _("None: this is their first chat"),
+        "one_earlier_chat": _("1 earlier chat"),
+        "earlier_chats": _("%(count)s earlier chats"),
+        "agent": _("Agent"),
+        "system": _("System"),
+        # canned.js: canned responses
+        "new_response": _("New response"),
+        "edit_shortcut": _("Edit /%(shortcut)s"),
+        "delete_shortcut": _("Delete /%(shortcut)s"),
+        "save_changes": _("Save changes"),
+        "add_response": _("Add response"),
+        "delete_confirm": _("Delete the canned response /%(shortcut)s?"),
+        "saved_shortcut": _("Saved /%(shortcut)s."),
+        "canned_deleted": _("Canned response deleted."),
+        "write_text": _("Write the text of the response."),
+        "cannot_save": _("The server cannot save this right now; try again shortly."),
+        "save_offline": _("Not connected: save again once the connection is back."),
         # queue-view.js
         "take_gone": _(
             "That chat is no longer waiting: another agent took it, or the visitor left."
