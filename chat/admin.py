@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.translation import gettext_lazy as _
 
 from agents.models import AgentProfile
 
@@ -20,7 +21,7 @@ from . import analytics, charts, csp, origins, transcripts
 from .conversations import closing, identity
 from .conversations.actors import Actor
 from .errors import ConversationClosed, NotFound
-from .models import Assignment, AuditLogEntry, Conversation, Message, Site, Visitor
+from .models import Assignment, AuditLogEntry, Conversation, Message, Site, SiteText, Visitor
 from .templatetags.reports import seconds
 
 
@@ -44,6 +45,7 @@ class SiteForm(forms.ModelForm):
             "widget_color",
             "widget_greeting",
             "widget_position",
+            "widget_language",
             "retention_days",
             "sneak_peek",
         ]
@@ -69,8 +71,8 @@ class SiteForm(forms.ModelForm):
 
 
 # The admin says whose it is.
-admin.site.site_header = "supportdesk administration"
-admin.site.site_title = "supportdesk admin"
+admin.site.site_header = _("supportdesk administration")
+admin.site.site_title = _("supportdesk admin")
 
 
 def _count(n: int, noun: str) -> str:
@@ -78,16 +80,36 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+class SiteTextInline(admin.TabularInline):
+    """The site's own greeting and offline text per language (chat/languages.py)."""
+
+    model = SiteText
+    extra = 0
+    verbose_name = _("widget text in one language")
+    verbose_name_plural = _("widget texts per language (empty fields keep the default)")
+
+
 @admin.register(Site)
 class SiteAdmin(admin.ModelAdmin):
     form = SiteForm
+    inlines = [SiteTextInline]
     list_display = ["name", "key", "enabled", "origins", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "=key"]
     readonly_fields = ["key", "created_at", "identity_verification"]
     fieldsets = [
         (None, {"fields": ["name", "key", "allowed_origins", "enabled", "created_at"]}),
-        ("Widget", {"fields": ["widget_color", "widget_greeting", "widget_position"]}),
+        (
+            _("Widget"),
+            {
+                "fields": [
+                    "widget_color",
+                    "widget_greeting",
+                    "widget_position",
+                    "widget_language",
+                ]
+            },
+        ),
         ("Queue", {"fields": ["typical_chat_minutes", "agents_pick_from_queue"]}),
         ("Data retention", {"fields": ["retention_days"]}),
         # Open sockets keep the value they said hello with; the widget discloses it.

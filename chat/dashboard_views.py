@@ -7,8 +7,9 @@ from django.shortcuts import render
 
 from agents.models import AgentProfile
 
-from . import attachments
+from . import attachments, languages
 from .csp import policy, websocket_sources, with_csp
+from .dashboard_text import dashboard_text
 
 
 def dashboard_csp(request: HttpRequest) -> str:
@@ -37,6 +38,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 # Checked again by the server; the dashboard says it before uploading.
                 "attachment_max_bytes": settings.SUPPORTDESK_ATTACHMENT_MAX_BYTES,
                 "attachment_accept": attachments.ACCEPT,
+                # The script's strings in the agent's language (t() in dom.js).
+                "text_json": languages.script_json(dashboard_text()),
             },
         )
     return with_csp(response, dashboard_csp(request))

@@ -53,6 +53,14 @@ class Site(models.Model):
     widget_position = models.CharField(
         max_length=5, choices=WidgetPosition.choices, default=WidgetPosition.RIGHT
     )
+    # Empty: each visitor's widget follows their browser (or the embed's data-lang).
+    widget_language = models.CharField(
+        max_length=8,
+        choices=settings.LANGUAGES,
+        blank=True,
+        help_text="Always show the widget in this language. Empty: the visitor's browser "
+        "language, or the embed tag's data-lang (docs/languages.md).",
+    )
     # `manage.py purge_transcripts` deletes this site's closed conversations older than
     # this; empty keeps them forever.
     retention_days = models.PositiveIntegerField(
@@ -118,6 +126,26 @@ class Site(models.Model):
         return origin in self.allowed_origins
 
 
+class SiteText(models.Model):
+    """A site's own widget texts in one language, in place of the defaults (an empty
+    field keeps the default; docs/languages.md)."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="texts")
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    greeting = models.CharField(max_length=200, blank=True)
+    offline_text = models.CharField(
+        max_length=300, blank=True, help_text="Above the offline form when no agent is online."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "language"], name="site_text_one_per_language")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site} ({self.language})"
+
+
 class Visitor(models.Model):
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="visitors")
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -132,6 +160,8 @@ class Visitor(models.Model):
     referrer = models.URLField(max_length=2000, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     timezone = models.CharField(max_length=64, blank=True)
+    # The language the widget last spoke to this visitor (their transcript email's).
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, blank=True)
     # What another system (a CRM, through the REST API) knows of the visitor: a flat
     # object of short strings, numbers and booleans (integrations/api.py checks it).
     attributes = models.JSONField(default=dict, blank=True)
@@ -333,6 +363,11 @@ class Message(models.Model):
         related_name="+",
     )
     body = models.TextField()
+    # A system message's sentence as a code and its parameters (chat/system_messages.py),
+    # so each reader gets it in their language; `body` keeps the English. The database
+    # default serves the send path's INSERT, which names its columns (chat/store/sql.py).
+    system_code = models.CharField(max_length=32, blank=True, default="", db_default="")
+    system_params = models.JSONField(null=True, blank=True)
     # NULL, not "", for system messages, so the unique constraint ignores them.
     client_msg_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # The time the service stored it, the `sent_at` of the wire.

@@ -89,6 +89,8 @@ def message_dict(message: Message) -> dict:
         agent=agent,
         sources=message.sources,
     )
+    if message.system_code:  # (addition) a system message's code and its parameters
+        wire.update(code=message.system_code, params=message.system_params or {})
     # (addition) Only messages with a file carry `attachment`.
     attachment = loaded_attachment(message)
     if attachment is not None:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 
-from . import reply_address
+from . import reply_address, system_messages
 from .models import Conversation, Message, SenderKind
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,12 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
     """The mail for one conversation, not sent yet. Two queries (site and visitor with
     the conversation, then its messages with their agents' names)."""
     conversation = Conversation.objects.select_related("site", "visitor").get(pk=conversation.pk)
+    # In the language the visitor's widget spoke (Visitor.language), whoever sends it.
+    with translation.override(conversation.visitor.language or settings.LANGUAGE_CODE):
+        return _build(conversation, to=to)
+
+
+def _build(conversation: Conversation, *, to: str) -> TranscriptEmail:
     site, visitor = conversation.site, conversation.visitor
     zone = _zone(visitor.timezone)
     rows = (
@@ -50,11 +58,11 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
     lines = []
     for message in rows:
         if message.sender == SenderKind.VISITOR:
-            who = "You"
+            who = _("You")
         elif message.sender == SenderKind.AGENT:
-            who = message.sender_agent.display_name if message.sender_agent else "Agent"
+            who = message.sender_agent.display_name if message.sender_agent else _("Agent")
         elif message.sender == SenderKind.BOT:
-            who = f"{site.name} assistant"
+            who = _("%(site)s assistant") % {"site": site.name}
         else:
             who = site.name
         lines.append(
@@ -62,7 +70,11 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
                 "who": who,
                 "sender": message.sender,
                 "time": message.created_at.astimezone(zone),
-                "body": message.body,
+                "body": system_messages.sentence(
+                    message.system_code, message.system_params, message.body
+                )
+                if message.sender == SenderKind.SYSTEM
+                else message.body,
             }
         )
     context = {
@@ -73,7 +85,7 @@ def build(conversation: Conversation, *, to: str) -> TranscriptEmail:
         "lines": lines,
     }
     mail = EmailMultiAlternatives(
-        subject=f"Your chat with {site.name}",
+        subject=_("Your chat with %(site)s") % {"site": site.name},
         body=render_to_string("chat/transcript_email.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[to],

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from . import system_messages
 from .models import Assignment, Attachment, Conversation, Message, Note, SenderKind
 from .selectors import loaded_attachment
 
@@ -104,7 +105,10 @@ def timeline(
             Entry(
                 kind=m.sender,
                 at=m.created_at,
-                text=m.body,
+                # A system line in the reader's language (chat/system_messages.py).
+                text=system_messages.sentence(m.system_code, m.system_params, m.body)
+                if m.sender == SenderKind.SYSTEM
+                else m.body,
                 author={
                     SenderKind.VISITOR: visitor,
                     SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else "Agent",

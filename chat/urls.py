@@ -19,4 +19,5 @@ urlpatterns = [
     path("widget.js", widget_views.widget_js, name="widget-js"),
     path("widget/config/<str:site_key>/", widget_views.widget_config, name="widget-config"),
     path("widget/frame/<str:site_key>/", widget_views.widget_frame, name="widget-frame"),
+    path("widget/text/<str:language>.json", widget_views.widget_text, name="widget-text"),
 ]

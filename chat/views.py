@@ -16,7 +16,7 @@ from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import health, offline, origins, protocol, ratelimits, redis_urls
+from . import health, languages, offline, origins, protocol, ratelimits, redis_urls
 from .conversations import identity, sessions
 from .errors import NotFound, SiteDisabled
 from .models import Site
@@ -168,12 +168,16 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
         return refusal.response
     # Behind a proxy this is the X-Forwarded-For address only if daphne runs with
     # --proxy-headers (docs/security.md); the header itself is never read here.
+    language = payload.get("language")
+    if language is not None and languages.supported(language) != language:
+        return error(400, "bad_request", "language must be one of the shipped language codes.")
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
         visitor, token = sessions.create_visitor_session(
             site_key=site_key,
             visitor_token=token,
             rotate=rotate,
+            language=language or "",
             before_issuing=lambda: ratelimits.new_session(client),
         )
     except (NotFound, SiteDisabled):

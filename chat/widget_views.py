@@ -10,15 +10,21 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
-from . import attachments, csp, origins, selectors
+from . import attachments, csp, languages, origins, selectors
 from .errors import NotFound, SiteDisabled
-from .models import Site
+from .models import Site, SiteText
 
 DARK_INK = "#111111"
 DEFAULT_COLOUR = Site._meta.get_field("widget_color").default
+# A greeting left at its default is the product's sentence, shown in the visitor's language;
+# one the owner wrote is theirs, shown as written unless a SiteText overrides it.
+DEFAULT_GREETING = Site._meta.get_field("widget_greeting").default
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 LOADER_PATH = Path(settings.BASE_DIR) / "static" / "widget" / "loader.js"
 # Sites embed an unversioned URL forever: browsers keep the loader a few minutes and
@@ -160,7 +166,21 @@ def widget_config(request: HttpRequest, site_key: str) -> JsonResponse:
     ):
         response = JsonResponse({"error": "forbidden", "detail": "Origin not allowed."}, status=403)
     else:
-        response = JsonResponse(appearance(site))
+        language = languages.visitor_language(request, fixed=site.widget_language)
+        with translation.override(language):
+            words = {
+                # The launcher opens and closes the chat's window (not the conversation).
+                "open": pgettext("launcher", "Open chat"),
+                "close": pgettext("launcher", "Close chat"),
+                # "#" is where the loader puts the count.
+                "unread": _(", %(count)s unread") % {"count": "#"},
+                "title": _("Chat with us"),
+            }
+        # The frame's path, with the embed's data-lang when it names a shipped language.
+        words["frame"] = reverse("widget-frame", args=[site.key])
+        if fixed := languages.supported(request.GET.get("lang")):
+            words["frame"] += f"?lang={fixed}"
+        response = JsonResponse({**appearance(site), **words})
         if origin is not None:
             response["Access-Control-Allow-Origin"] = origin
     response["Vary"] = "Origin"
@@ -169,14 +189,52 @@ def widget_config(request: HttpRequest, site_key: str) -> JsonResponse:
 
 
 @require_GET
+def widget_text(request: HttpRequest, language: str) -> HttpResponse:
+    """The strings of the frame's on-demand modules (ended.js, upload.js, call.js) and
+    the system messages' sentences in `language`:
+    the same for every site, so browsers and proxies keep them a day."""
+    if languages.supported(language) != language:
+        raise Http404("No such language.")
+    with translation.override(language):
+        body = languages.script_json(languages.later_text())
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+def widget_texts(site: Site, language: str) -> dict[str, str]:
+    """The greeting and offline text in `language`, active: the site's own for that
+    language where it set one, else its greeting as written, else the defaults."""
+    own = SiteText.objects.filter(site=site, language=language).first()
+    greeting = site.widget_greeting
+    if greeting == DEFAULT_GREETING:
+        greeting = _("Hi! How can we help you today?")
+    return {
+        "greeting": (own and own.greeting) or greeting,
+        "offline_text": (own and own.offline_text)
+        or _("No one is online right now. Leave a message and we will reply by email."),
+    }
+
+
+@require_GET
 @xframe_options_exempt  # framed by design; CSP frame-ancestors decides who may embed it
 def widget_frame(request: HttpRequest, site_key: str) -> HttpResponse:
     site = _enabled_site(site_key)
+    language = languages.visitor_language(request, fixed=site.widget_language)
+    # The page is in the visitor's language whatever LocaleMiddleware chose from the
+    # request alone: the site's setting and data-lang are not in the request's headers.
+    with translation.override(language):
+        response = _render_frame(request, site, language)
+    # LocaleMiddleware adds `Vary: Accept-Language`; setdefault keeps this one.
+    response["Content-Language"] = language
+    return response
+
+
+def _render_frame(request: HttpRequest, site: Site, language: str) -> HttpResponse:
     config = {
         "site_key": site.key,
         "name": site.name,
         **appearance(site),
-        "greeting": site.widget_greeting,
         # The privacy line shows the sneak-peek notice from the first paint; the
         # socket's `ready.sneak_peek` then says what that socket actually does.
         "sneak_peek": site.sneak_peek,
@@ -187,8 +245,22 @@ def widget_frame(request: HttpRequest, site_key: str) -> HttpResponse:
         "attachments_url": reverse("attachments"),
         "attachment_max_bytes": settings.SUPPORTDESK_ATTACHMENT_MAX_BYTES,
         "attachment_accept": attachments.ACCEPT,
+        # The strings the on-demand modules fetch when they load (widget_text).
+        "text_url": reverse("widget-text", args=[language]),
     }
-    response = render(request, "widget/frame.html", {"site": site, "config": config})
+    texts = widget_texts(site, language)
+    # The greeting is in the page's HTML only; the script shows the offline text.
+    text = {**languages.frame_text(), "offline_intro": texts["offline_text"]}
+    context = {
+        "site": site,
+        "greeting": texts["greeting"],
+        "config": config,
+        "language": language,
+        "direction": languages.direction(language),
+        "text": text,
+        "text_json": languages.script_json(text),
+    }
+    response = render(request, "widget/frame.html", context)
     response["Cache-Control"] = "no-cache"
     return csp.with_csp(
         response,

@@ -25,6 +25,10 @@ class VisitorSessionIn(BaseModel):
         None, max_length=128, pattern=NO_NUL, description="Resume this visitor."
     )
     rotate: bool = Field(False, description="Issue a new token for the same visitor.")
+    # The shipped languages (settings.LANGUAGES; docs/languages.md lists this place).
+    language: Literal["en", "de", "fr", "es", "pt", "ar"] | None = Field(
+        None, description="The widget's language: the visitor's transcript email is in it."
+    )
 
 
 class VisitorSessionOut(BaseModel):

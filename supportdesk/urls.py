@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/v1/docs", api_docs, name="api-docs"),
     path("api/v1/", api.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    # set_language: an agent's dashboard language, kept in the language cookie.
+    path("i18n/", include("django.conf.urls.i18n")),
     # Providers' inbound mail webhooks (the email channel, inbox/webhooks.py), e.g.
     # /anymail/mailgun/inbound/ and /anymail/postmark/inbound/.
     path("anymail/", include("anymail.urls")),

@@ -107,6 +107,9 @@ def test_site_origins_typed_one_per_line_are_stored_normalised_and_deduplicated(
             "widget_greeting": "Hello from Shop",
             "widget_position": "left",
             "typical_chat_minutes": "5",
+            # The per-language texts' inline, empty, as the admin page sends it.
+            "texts-TOTAL_FORMS": "0",
+            "texts-INITIAL_FORMS": "0",
         },
     )
 

@@ -174,6 +174,9 @@ def test_retention_is_set_per_site_in_the_admin(admin_client, personas):
             "widget_position": "right",
             "typical_chat_minutes": "5",
             "retention_days": "90",
+            # The per-language texts' inline, empty, as the admin page sends it.
+            "texts-TOTAL_FORMS": "0",
+            "texts-INITIAL_FORMS": "0",
         },
     )
 

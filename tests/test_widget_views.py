@@ -94,7 +94,9 @@ def test_frame_config_carries_the_sites_look_and_keeps_the_greeting_inert(client
     assert config["color"] == "#ffd400"
     assert config["ink"] == "#111111"  # dark text on a yellow brand colour
     assert config["position"] == "left"
-    assert config["greeting"] == "</script><script>alert(1)</script> Hi!"
+    # The greeting is in the page once, as text (chat/languages.py keeps it out of config).
+    assert "greeting" not in config
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; Hi!" in response.text
     assert config["allowed_origins"] == [ACME]
     assert "<script>alert(1)" not in response.text
 
@@ -115,7 +117,16 @@ def test_launcher_config_is_readable_by_the_sites_origins_only(client, personas)
     allowed = client.get(url, HTTP_ORIGIN=ACME)
     assert allowed.status_code == 200
     assert allowed["Access-Control-Allow-Origin"] == ACME
-    assert allowed.json() == {"color": "#2456d6", "ink": "#ffffff", "position": "right"}
+    assert allowed.json() == {
+        "color": "#2456d6",
+        "ink": "#ffffff",
+        "position": "right",
+        "open": "Open chat",
+        "close": "Close chat",
+        "unread": ", # unread",
+        "title": "Chat with us",
+        "frame": f"/widget/frame/{personas.acme.key}/",
+    }
 
     foreign = client.get(url, HTTP_ORIGIN="https://evil.example")
     assert foreign.status_code == 403
@@ -160,3 +171,54 @@ def test_served_loader_reads_as_its_source(source, served):
 )
 def test_text_on_the_brand_colour_uses_the_ink_that_contrasts_more(background, ink):
     assert ink_for(background) == ink
+
+
+def test_launcher_and_frame_speak_the_embeds_data_lang_then_the_sites_then_the_browsers(
+    client, personas
+):
+    config = f"/widget/config/{personas.acme.key}/"
+    frame = f"/widget/frame/{personas.acme.key}/"
+    # The browser's language when nothing else is set.
+    german = client.get(config, {"lang": ""}, HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9")
+    assert german.json()["open"] == "Chat öffnen"
+    assert german.json()["frame"] == frame
+    page = client.get(frame, HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9")
+    assert '<html lang="de" dir="ltr">' in page.text
+    assert "Guten Tag! Wie können wir Ihnen heute helfen?" in page.text
+    # The site's fixed language wins over the browser's.
+    personas.acme.widget_language = "fr"
+    personas.acme.save()
+    page = client.get(frame, HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9")
+    assert '<html lang="fr" dir="ltr">' in page.text
+    # The embed's data-lang wins over both, and rides along to the frame.
+    arabic = client.get(config, {"lang": "ar"}, HTTP_ACCEPT_LANGUAGE="de")
+    assert arabic.json()["frame"] == f"{frame}?lang=ar"
+    page = client.get(arabic.json()["frame"], HTTP_ACCEPT_LANGUAGE="de")
+    assert '<html lang="ar" dir="rtl">' in page.text
+    assert page["Content-Language"] == "ar"
+    # A language not shipped is no language: the site's.
+    assert '<html lang="fr"' in client.get(frame, {"lang": "xx"}).text
+
+
+def test_a_site_text_replaces_the_greeting_and_offline_text_in_its_language_only(client, personas):
+    from chat.models import SiteText
+
+    SiteText.objects.create(
+        site=personas.acme, language="de", greeting="Moin! Was können wir tun?", offline_text=""
+    )
+    frame = f"/widget/frame/{personas.acme.key}/"
+    german = client.get(frame, {"lang": "de"}).text
+    assert "Moin! Was können wir tun?" in german
+    # The offline text left empty keeps the default, translated.
+    assert "Im Moment ist niemand online." in german
+    spanish = client.get(frame, {"lang": "es"}).text
+    assert "Moin!" not in spanish
+    assert "¡Hola! ¿En qué podemos ayudarle hoy?" in spanish
+
+
+def test_the_on_demand_strings_are_served_per_language_and_unknown_ones_are_not_found(client):
+    french = client.get("/widget/text/fr.json")
+    assert french.status_code == 200
+    assert french.json()["new_chat"] == "Commencer une nouvelle conversation"
+    assert "max-age" in french["Cache-Control"]
+    assert client.get("/widget/text/xx.json").status_code == 404

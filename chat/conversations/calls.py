@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import events
+from .. import events, system_messages
 from ..errors import CallInProgress, CallNotFound, ConversationClosed, NotFound
 from ..models import Call, Conversation, SenderKind
 from . import messages
@@ -67,34 +67,44 @@ def ice_servers(conversation_id: int, *, now: datetime) -> list[dict]:
 # --- the transcript's lines (system messages: both sides read them) ------------------
 
 
-def _started_line(agent_name: str, media: str) -> str:
-    return f"{agent_name} started {'a video' if media == Call.Media.VIDEO else 'an audio'} call."
+# Each line as (code, parameters): chat/system_messages.py says it in English for `body`
+# and in each reader's language.
+def _started_line(agent_name: str, media: str) -> tuple[str, dict]:
+    video = media == Call.Media.VIDEO
+    return ("call_started_video" if video else "call_started_audio"), {"name": agent_name}
 
 
-JOINED_LINE = "The visitor joined the call."
-DECLINED_LINE = "The visitor declined the call."
-NOT_ANSWERED_LINE = "The call was not answered."
-CANCELLED_LINE = "The call ended before it was answered."
+JOINED_LINE = system_messages.english("call_joined")
+DECLINED_LINE = system_messages.english("call_declined")
+NOT_ANSWERED_LINE = system_messages.english("call_not_answered")
+CANCELLED_LINE = system_messages.english("call_cancelled")
 
 
-def _ended_line(call: Call, reason: str, now: datetime) -> str:
+def _ended_line(call: Call, reason: str, now: datetime) -> tuple[str, dict]:
     if reason == Reason.DECLINED:
-        return DECLINED_LINE
+        return "call_declined", {}
     if reason == Reason.TIMEOUT:
-        return NOT_ANSWERED_LINE
+        return "call_not_answered", {}
     if call.accepted_at is None:
-        return CANCELLED_LINE
+        return "call_cancelled", {}
     seconds = max(0, int((now - call.accepted_at).total_seconds()))
     duration = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     if seconds < 3600:
         duration = f"{seconds // 60}:{seconds % 60:02d}"
-    lost = " (the connection was lost)" if reason == Reason.DISCONNECTED else ""
-    return f"The call ended after {duration}{lost}."
+    return ("call_lost" if reason == Reason.DISCONNECTED else "call_ended"), {"duration": duration}
 
 
-def _say(conversation: Conversation, text: str, now: datetime) -> None:
+def _say(conversation: Conversation, line: tuple[str, dict], now: datetime) -> None:
+    code, params = line
     if conversation.is_open:  # a closed transcript takes no more lines
-        messages.append_message(conversation, sender=SenderKind.SYSTEM, body=text, now=now)
+        messages.append_message(
+            conversation,
+            sender=SenderKind.SYSTEM,
+            body=system_messages.english(code, **params),
+            now=now,
+            code=code,
+            params=params,
+        )
 
 
 # --- the decisions ------------------------------------------------------------------
@@ -161,7 +171,7 @@ def accept(*, visitor_id: int, call_id: int, channel: str, now: datetime | None 
         call.visitor_channel = channel
         call.accepted_at = now
         call.save(update_fields=["status", "visitor_channel", "accepted_at"])
-        _say(conversation, JOINED_LINE, now)
+        _say(conversation, ("call_joined", {}), now)
         events.emit_on_commit(
             events.CallAccepted(**_about(call, conversation), call_id=call.id, at=now)
         )

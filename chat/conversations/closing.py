@@ -100,7 +100,11 @@ def _requeue_where(condition: Q, *, now: datetime, reason: str) -> list[int]:
                 continue
             former_agent_id = conversation.agent_id
             routing.back_to_queue(
-                conversation, text=REQUEUED_TEXT, now=now, ended=Assignment.Ended.REQUEUED
+                conversation,
+                text=REQUEUED_TEXT,
+                code="requeued",
+                now=now,
+                ended=Assignment.Ended.REQUEUED,
             )
             events.emit_on_commit(
                 events.ConversationRequeued(
@@ -140,7 +144,11 @@ def close_idle_conversations(*, now: datetime | None = None) -> list[int]:
             if conversation is None:
                 continue
             messages.append_message(
-                conversation, sender=SenderKind.SYSTEM, body=IDLE_CLOSED_TEXT, now=now
+                conversation,
+                sender=SenderKind.SYSTEM,
+                body=IDLE_CLOSED_TEXT,
+                now=now,
+                code="idle_closed",
             )
             was = _close(conversation, by=SenderKind.SYSTEM, now=now)
         _after_close(conversation, was_status=was)

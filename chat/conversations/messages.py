@@ -145,10 +145,13 @@ def append_message(
     origin: str | None = None,
     attachment_id: int | None = None,
     sources: list[dict] | None = None,
+    code: str = "",
+    params: dict | None = None,
 ) -> PostedMessage:
     """Append to a conversation whose row the caller has locked (the full path). An
     agent's message names its author: `author_name`, the agent's display name; a bot's
-    the articles it answered from, `sources`.
+    the articles it answered from, `sources`. A system message's `code` and `params` say
+    its `body` for readers of other languages (chat/system_messages.py).
 
     The row lock taken by the caller is what makes `seq` gapless and ordered: two
     workers appending at once queue on it, and each reads the other's last_seq.
@@ -180,6 +183,8 @@ def append_message(
             client_msg_id=client_msg_id,
             created_at=now,
             sources=sources,
+            system_code=code,
+            system_params=params or None,
         )
     )
     durable.record_message(

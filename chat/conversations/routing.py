@@ -227,6 +227,7 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
             back_to_queue(
                 conversation,
                 text=TRANSFERRED_TO_QUEUE_TEXT,
+                code="transferring",
                 now=now,
                 handed_back_by=agent_id,
                 ended=Assignment.Ended.HANDED_BACK,
@@ -243,6 +244,8 @@ def transfer_conversation(*, agent_id: int, conversation_id: int, to_agent_id: i
                 sender=SenderKind.SYSTEM,
                 body=TRANSFERRED_TEXT.format(name=target.display_name),
                 now=now,
+                code="transferred",
+                params={"name": target.display_name},
             )
             _assign(conversation, target, now=now)
         events.emit_on_commit(
@@ -303,6 +306,7 @@ def back_to_queue(
     now: datetime,
     ended: str,
     handed_back_by: int | None = None,
+    code: str = "",
 ) -> None:
     """Put a locked, active conversation back at the front of its site's queue, and tell
     the visitor why with a system message. The caller tells the agent it left."""
@@ -312,7 +316,7 @@ def back_to_queue(
     conversation.queue_priority = 1
     conversation.handed_back_by_id = handed_back_by
     conversation.save(update_fields=["status", "agent", "queue_priority", "handed_back_by"])
-    messages.append_message(conversation, sender=SenderKind.SYSTEM, body=text, now=now)
+    messages.append_message(conversation, sender=SenderKind.SYSTEM, body=text, now=now, code=code)
 
 
 def _lock_agent_taking(

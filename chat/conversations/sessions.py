@@ -28,12 +28,15 @@ def create_visitor_session(
     visitor_token: str | None,
     rotate: bool = False,
     before_issuing: Callable[[], None] | None = None,
+    language: str = "",
 ) -> tuple[Visitor, str]:
     """The visitor behind a known token of this site (token unchanged), else a new one.
 
     `rotate` gives a known token's visitor a new token; the old one stops working and
     the sockets that said hello with it are closed. `before_issuing` runs before any new
     token is made (the per-address limit); raising there issues and stores nothing.
+    `language` (a shipped language code, or "" for unknown) is the widget's language, what
+    the visitor's transcript email is written in.
     """
     site = selectors.enabled_site(site_key)
     if visitor_token:
@@ -46,7 +49,7 @@ def create_visitor_session(
         # The token's own row, or (another device of a verified user) the user's record.
         visitor = holder and (holder.merged_into or holder)
         if visitor is not None and not rotate:
-            touch_visitor(visitor_id=visitor.pk)
+            touch_visitor(visitor_id=visitor.pk, language=language)
             return visitor, visitor_token
         if visitor is not None:
             if before_issuing is not None:
@@ -62,7 +65,7 @@ def create_visitor_session(
     if before_issuing is not None:
         before_issuing()
     token = new_visitor_token()
-    visitor = Visitor.objects.create(site=site, token_hash=hash_token(token))
+    visitor = Visitor.objects.create(site=site, token_hash=hash_token(token), language=language)
     return visitor, token
 
 
@@ -96,8 +99,10 @@ def identify_visitor(*, site_key: str, visitor_token: str) -> tuple[Site, Visito
     return site, visitor
 
 
-def touch_visitor(*, visitor_id: int) -> None:
-    Visitor.objects.filter(pk=visitor_id).update(last_seen=timezone.now())
+def touch_visitor(*, visitor_id: int, language: str = "") -> None:
+    # The language the widget speaks now: the last one wins (one UPDATE either way).
+    changes = {"language": language} if language else {}
+    Visitor.objects.filter(pk=visitor_id).update(last_seen=timezone.now(), **changes)
 
 
 def leave_offline_message(

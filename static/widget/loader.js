@@ -7,6 +7,8 @@
  * B launcher button, F frame, P icon path, N badge. Loader <-> frame messages are
  * {supportdesk: "ready" | "open" | "close" | "unread" | "message", count, focus, message},
  * origin-checked; the loader's also carry the page and `who` (the identify call's data).
+ * The config's open, close, unread ("#" the count) and title are the launcher's words,
+ * and frame the chat's path in the language the config was asked for.
  * The page's API (docs/api.md): window.supportdesk = window.supportdesk || [], then
  * supportdesk.push(["open"] | ["close"] | ["hide"] | ["show"] | ["identify", {...}] |
  * ["on", "message" | "open" | "close", fn]); commands pushed before load run in order. */
@@ -15,8 +17,10 @@
   const me = d.currentScript || d.querySelector('script[data-site][src$="/widget.js"]');
   if (!me || w.supportdeskLoaded) return;
   w.supportdeskLoaded = 1;
-  const H = new URL(me.src).origin, id = encodeURIComponent(me.dataset.site);
-  const url = H + '/widget/', SK = 'supportdesk-open:' + id;
+  // L: the embed's data-lang for config and frame; [undefined] joins as '' (no data-lang:
+  // the visitor's browser language).
+  const H = new URL(me.src).origin, id = encodeURIComponent(me.dataset.site), L = '/?lang=' + [me.dataset.lang];
+  const SK = 'supportdesk-open:' + id;
   const CHAT = 'M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2z';
   const CLOSE = 'M6 6l12 12M18 6 6 18';
   const SHADOW = ';box-shadow:0 6px 24px rgba(0,0,0,.24)', Z = 'position:fixed;z-index:2147483000;';
@@ -57,7 +61,7 @@
       N.textContent = unread > 9 ? '9+' : unread;
       N.style.display = shown ? 'block' : 'none';
       B.setAttribute('aria-expanded', open);
-      B.setAttribute('aria-label', (open ? 'Close chat' : 'Open chat') + (shown ? ', ' + unread + ' unread' : ''));
+      B.setAttribute('aria-label', (open ? c.close : c.open) + (shown ? c.unread.replace('#', unread) : ''));
       B.style.display = hide || open && full ? 'none' : 'grid';
       if (F) F.style.cssText = Z + 'border:0;background:#fff;color-scheme:normal;' + (full
         ? 'inset:0;width:100%;height:100%'
@@ -70,11 +74,11 @@
       if (open && !F) {
         F = d.body.appendChild(d.createElement('iframe'));
         F.id = 'supportdesk-frame';
-        F.title = 'Chat with us';
+        F.title = c.title;
         // A call's microphone and camera, asked for only when the visitor accepts one.
         F.allow = 'camera;microphone';
         // The hash only backs up document.referrer/ancestorOrigins; the frame checks it.
-        F.src = url + 'frame/' + id + '/#' + encodeURIComponent(location.origin);
+        F.src = H + c.frame + '#' + encodeURIComponent(location.origin);
         B.setAttribute('aria-controls', F.id);
       }
       store((s) => (open ? s.setItem(SK, 1) : s.removeItem(SK)));
@@ -118,5 +122,5 @@
   };
 
   // Unknown or disabled site, or a page the site does not allow: no launcher at all.
-  fetch(url + 'config/' + id + '/').then((r) => (r.ok ? r.json() : Promise.reject())).then(build, () => {});
+  fetch(H + '/widget/config/' + id + L).then((r) => (r.ok ? r.json() : Promise.reject())).then(build, () => {});
 })();

@@ -4,7 +4,7 @@
  * the server rings every affected socket), so expanding `/shortcut` in a reply
  * (canned-suggestions.js) never waits for the network. */
 
-import { announce, part, text, toast } from "./dom.js";
+import { announce, part, t, text, toast } from "./dom.js";
 import { send } from "./socket.js";
 
 const CANNED_ERROR_CODES = [
@@ -54,17 +54,17 @@ const setEditing = (response) => {
   canned.shortcut.value = response ? response.shortcut : "";
   canned.body.value = response ? response.body : "";
   canned.shared.checked = false;
-  text(canned.formTitle, response ? `Edit /${response.shortcut}` : "New response");
-  text(canned.save, response ? "Save changes" : "Add response");
+  text(canned.formTitle, response ? t("edit_shortcut", { shortcut: response.shortcut }) : t("new_response"));
+  text(canned.save, t(response ? "save_changes" : "add_response"));
   canned.cancel.hidden = !response;
   canned.sharedToggle.hidden = !canned.canEditShared || Boolean(response);
   showCannedError("");
 };
 
 const deleteCanned = (response) => {
-  if (!window.confirm(`Delete the canned response /${response.shortcut}?`)) return;
+  if (!window.confirm(t("delete_confirm", { shortcut: response.shortcut }))) return;
   if (!send({ type: "canned.delete", id: response.id })) {
-    toast("Not connected: try again once the connection is back.");
+    toast(t("take_offline"));
     return;
   }
   canned.awaiting = "delete";
@@ -80,8 +80,8 @@ const cannedItem = (response) => {
   text(part(item, ".canned-item-body"), response.body);
   const edit = part(item, ".canned-edit");
   const remove = part(item, ".canned-delete");
-  edit.setAttribute("aria-label", `Edit /${response.shortcut}`);
-  remove.setAttribute("aria-label", `Delete /${response.shortcut}`);
+  edit.setAttribute("aria-label", t("edit_shortcut", { shortcut: response.shortcut }));
+  remove.setAttribute("aria-label", t("delete_shortcut", { shortcut: response.shortcut }));
   if (!response.editable) {
     edit.hidden = true;
     remove.hidden = true;
@@ -129,13 +129,13 @@ export const onCannedSaved = (frame) => {
   canned.save.disabled = false;
   const shortcut = frame.response ? frame.response.shortcut : "";
   setEditing(null);
-  announce(`Saved /${shortcut}.`);
+  announce(t("saved_shortcut", { shortcut }));
 };
 
 export const onCannedDeleted = () => {
   if (canned.awaiting !== "delete") return;
   canned.awaiting = null;
-  announce("Canned response deleted.");
+  announce(t("canned_deleted"));
 };
 
 /* An `error` answering this tab's canned request; true if it was one. The server
@@ -146,9 +146,9 @@ export const cannedError = (frame) => {
   canned.awaiting = null;
   canned.save.disabled = false;
   let detail = frame.detail || frame.code;
-  if (frame.code === "bad_frame" && what === "save") detail = "Write the text of the response.";
+  if (frame.code === "bad_frame" && what === "save") detail = t("write_text");
   if (frame.code === "unavailable") {
-    detail = "The server cannot save this right now; try again shortly.";
+    detail = t("cannot_save");
   }
   if (what === "save" && canned.dialog.open) {
     showCannedError(detail);
@@ -174,7 +174,7 @@ const saveCanned = (event) => {
   }
   // The server checks everything; the form only says what it answers.
   if (!send(frame)) {
-    showCannedError("Not connected: save again once the connection is back.");
+    showCannedError(t("save_offline"));
     return;
   }
   showCannedError("");

@@ -5,7 +5,7 @@
  * through both. Beside them the load, the capacity and the queue, and in the page title
  * the unread count. */
 
-import { clockTime, duration, els, part, text } from "./dom.js";
+import { clockTime, duration, els, part, t, text } from "./dom.js";
 import { messageText } from "./files.js";
 import { authorName, visitorInitials, visitorName } from "./people.js";
 import { root, state } from "./state.js";
@@ -86,7 +86,7 @@ const updateWait = (chat, now) => {
   const since = chat.status === "active" ? waitingSince(chat) : null;
   if (!since || isNaN(since.getTime())) {
     if (chat.status !== "active") {
-      text(wait, chat.endedLabel || "Ended");
+      text(wait, chat.endedLabel || t("ended"));
       wait.hidden = false;
       wait.dataset.level = "ended";
     } else {
@@ -95,8 +95,8 @@ const updateWait = (chat, now) => {
     return;
   }
   const ms = now - since.getTime();
-  text(wait, `Waiting ${duration(ms)}`);
-  wait.title = `Waiting for a reply since ${clockTime(since.toISOString())}`;
+  text(wait, t("waiting_for", { time: duration(ms) }));
+  wait.title = t("waiting_since", { time: clockTime(since.toISOString()) });
   wait.dataset.level = ms >= 5 * 60000 ? "urgent" : ms >= 2 * 60000 ? "warn" : "ok";
   wait.hidden = false;
 };
@@ -114,19 +114,19 @@ export const updateItem = (chat) => {
   chat.pane.title.title = name;
   text(chat.pane.avatar, item.avatar.textContent);
   chat.pane.avatar.dataset.tone = item.avatar.dataset.tone;
-  text(chat.pane.label, `Reply to ${name}`);
-  let subtitle = `Chat #${chat.id}`;
+  text(chat.pane.label, t("reply_to", { name }));
+  let subtitle = t("chat_number", { id: chat.id });
   if (chat.seqs.length) {
-    subtitle += ` · started ${clockTime(chat.messages.get(chat.seqs[0]).sent_at)}`;
+    subtitle += " · " + t("started", { time: clockTime(chat.messages.get(chat.seqs[0]).sent_at) });
   }
-  if (chat.status !== "active") subtitle += ` · ${chat.endedLabel || "Ended"}`;
+  if (chat.status !== "active") subtitle += ` · ${chat.endedLabel || t("ended")}`;
   text(chat.pane.sub, subtitle);
 
   if (chat.visitorTyping) {
     text(item.preview, "typing…");
     item.preview.classList.add("is-typing");
   } else {
-    text(item.preview, lastPreview(chat) || (chat.historyLoaded ? "No messages" : "Loading…"));
+    text(item.preview, lastPreview(chat) || t(chat.historyLoaded ? "no_messages" : "loading"));
     item.preview.classList.remove("is-typing");
   }
   if (chat.unread > 0 && chat.status === "active") {

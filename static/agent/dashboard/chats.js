@@ -17,7 +17,7 @@ import {
   scrollToBottom,
   setVisitorTyping,
 } from "./conversation.js";
-import { announce, els, text } from "./dom.js";
+import { announce, els, t, text } from "./dom.js";
 import { askNotificationPermissionOnce, notifyDesktop } from "./notifications.js";
 import { failPending } from "./outbox.js";
 import { buildPane } from "./pane.js";
@@ -100,7 +100,7 @@ const reopenChat = (chat) => {
   chat.pane.sendButton.disabled = false;
   chat.pane.attach.disabled = false;
   chat.pane.close.disabled = false;
-  text(chat.pane.close, "Close chat");
+  text(chat.pane.close, t("close_chat"));
   chat.pane.transfer.disabled = false;
 };
 
@@ -130,7 +130,7 @@ export const endChat = (chat, status, label, notice) => {
   chat.unread = 0;
   setVisitorTyping(chat, false);
   stopTyping(chat);
-  chat.pending.forEach((pending) => failPending(chat, pending, "The chat is over."));
+  chat.pending.forEach((pending) => failPending(chat, pending, t("chat_over")));
   chat.item.entry.classList.add("is-ended");
   chat.pane.root.classList.add("is-ended");
   text(chat.pane.notice, notice);
@@ -139,7 +139,7 @@ export const endChat = (chat, status, label, notice) => {
   chat.pane.sendButton.disabled = true;
   chat.pane.attach.disabled = true;
   chat.pane.close.disabled = false;
-  text(chat.pane.close, "Remove from list");
+  text(chat.pane.close, t("remove"));
   chat.pane.transfer.disabled = true;
   showTransferPanel(chat, false);
   updateItem(chat);
@@ -174,8 +174,8 @@ export const onAssigned = (frame) => {
   if (tookChat(chat.id)) selectChat(chat.id, true);
   if (!known || reopened) {
     const who = visitorName(chat);
-    announce(`New chat from ${who}.`);
-    notifyDesktop(`New chat from ${who}`, lastPreview(chat), chat);
+    announce(t("new_chat", { name: who }) + ".");
+    notifyDesktop(t("new_chat", { name: who }), lastPreview(chat), chat);
   }
   markRead(chat);
 };
@@ -183,9 +183,9 @@ export const onAssigned = (frame) => {
 export const onClosed = (frame) => {
   const chat = state.chats.get(frame.conversation);
   if (!chat) return;
-  const by = frame.by === "agent" ? "you" : frame.by === "visitor" ? "the visitor" : "the system";
-  endChat(chat, "closed", "Closed", `This chat was closed by ${by}.`);
-  if (frame.by !== "agent") announce(`Chat with ${visitorName(chat)} was closed by ${by}.`);
+  const by = frame.by === "agent" ? "you" : frame.by === "visitor" ? "visitor" : "system";
+  endChat(chat, "closed", t("closed"), t(`closed_by_${by}`));
+  if (frame.by !== "agent") announce(t(`${by}_closed`, { name: visitorName(chat) }));
 };
 
 export const onTransferred = (frame) => {
@@ -196,8 +196,8 @@ export const onTransferred = (frame) => {
   endChat(
     chat,
     "transferred",
-    to ? `Transferred to ${to}` : "Back to the queue",
-    to ? `This chat was transferred to ${to}.` : "This chat was moved back to the queue.",
+    to ? t("transferred_to", { name: to }) : t("requeued"),
+    to ? t("transferred_notice", { name: to }) : t("requeued_notice"),
   );
 };
 
@@ -207,8 +207,8 @@ export const onRequeued = (frame) => {
   endChat(
     chat,
     "requeued",
-    "Back to the queue",
-    "This chat was moved back to the queue because your connection lapsed. Another agent may pick it up.",
+    t("requeued"),
+    t("requeued_lapsed"),
   );
-  announce(`Chat with ${visitorName(chat)} was moved back to the queue.`);
+  announce(t("requeued_announce", { name: visitorName(chat) }));
 };

@@ -5,7 +5,7 @@
  * reported with `read`, which clears the unread badge. */
 
 import { refreshCounts, updateItem } from "./chat-list.js";
-import { announce, clockTime, pageAttentive, part, renderBody, text } from "./dom.js";
+import { announce, clockTime, pageAttentive, part, renderBody, systemText, t, text } from "./dom.js";
 import { fileBlock, messageText } from "./files.js";
 import { notifyDesktop } from "./notifications.js";
 import { settlePending } from "./outbox.js";
@@ -42,7 +42,7 @@ const messageRow = (chat, message) => {
   if (message.sender === "system") {
     const note = document.createElement("p");
     note.className = "msg-system-text";
-    text(note, message.body);
+    text(note, systemText(message));
     li.appendChild(note);
     return li;
   }
@@ -67,7 +67,7 @@ const messageRow = (chat, message) => {
     // The knowledge-base bot's answer, shown as such with the articles it came from.
     who.className = "by-bot";
     const from = (message.sources || []).map((source) => `“${source.title}”`).join(", ");
-    text(who, from ? `Bot, from ${from} · ` : "Bot · ");
+    text(who, from ? t("bot_from", { articles: from }) : t("bot"));
   } else {
     text(who, `${author}, `);
   }
@@ -132,7 +132,7 @@ const updateReceipt = (chat) => {
   if (!row) return;
   const receipt = part(row, ".receipt");
   const seen = chat.visitorReadSeq >= lastMine;
-  text(receipt, seen ? "Seen" : "Sent");
+  text(receipt, t(seen ? "seen" : "sent"));
   receipt.classList.toggle("is-seen", seen);
 };
 
@@ -169,7 +169,7 @@ export const addNotes = (chat, notes) => {
     li.dataset.note = String(note.id);
     const label = document.createElement("p");
     label.className = "note-label";
-    text(label, `Note${note.author ? ` by ${note.author}` : ""} · only agents see this`);
+    text(label, note.author ? t("note_by", { name: note.author }) : t("note"));
     li.appendChild(label);
     const bubble = document.createElement("div");
     bubble.className = "bubble";
@@ -192,7 +192,7 @@ export const addJoins = (chat, joins) => {
     li.className = "msg msg-system msg-join";
     const line = document.createElement("p");
     line.className = "msg-system-text";
-    text(line, `${(join.agent && join.agent.display_name) || "An agent"} joined the chat`);
+    text(line, t("joined", { name: (join.agent && join.agent.display_name) || t("an_agent") }));
     li.appendChild(line);
     chat.joinLines.set(key, li);
     insertAfterSeq(chat, join.after_seq, li);
@@ -280,7 +280,7 @@ export const setVisitorTyping = (chat, active, draft) => {
   const name = visitorName(chat);
   text(
     chat.pane.typingText,
-    !chat.visitorTyping ? "" : peek !== null ? `${name} is typing: ${peek}` : `${name} is typing…`,
+    !chat.visitorTyping ? "" : peek !== null ? t("typing_peek", { name, draft: peek }) : t("typing", { name }),
   );
   if (chat.visitorTyping) {
     chat.visitorTypingTimer = window.setTimeout(
@@ -308,7 +308,7 @@ export const onMessage = (frame) => {
     if (!watching && !counted) {
       chat.unread += 1;
       if (state.selected !== chat.id) {
-        announce(`New message from ${visitorName(chat)}: ${messageText(frame).slice(0, 140)}`);
+        announce(t("new_message", { name: visitorName(chat), text: messageText(frame).slice(0, 140) }));
       }
       notifyDesktop(visitorName(chat), messageText(frame), chat);
     }
@@ -352,9 +352,8 @@ export const onRead = (frame) => {
 export const onRated = (frame) => {
   const chat = state.chats.get(frame.conversation);
   if (!chat || chat.status === "active") return;
-  const said = frame.comment ? `: “${frame.comment}”` : ".";
-  text(
-    chat.pane.notice,
-    `${chat.pane.notice.textContent} The visitor rated it ${frame.score}/5${said}`,
-  );
+  const said = frame.comment
+    ? t("rated_saying", { score: frame.score, comment: frame.comment })
+    : t("rated", { score: frame.score });
+  text(chat.pane.notice, `${chat.pane.notice.textContent} ${said}`);
 };

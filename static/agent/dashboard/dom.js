@@ -7,6 +7,15 @@
 
 const byId = (id) => document.getElementById(id);
 
+// The agent's language's strings by key (chat/dashboard_text.py), `%(name)s` filled from
+// args; times and dates in the page's language.
+const TEXT = JSON.parse(byId("sd-text").textContent);
+export const t = (key, args) => TEXT[key].replace(/%\((\w+)\)s/g, (_, name) => args[name]);
+// A system message in the agent's language when its code is known here, else its body.
+export const systemText = (message) =>
+  message.code && `sys_${message.code}` in TEXT ? t(`sys_${message.code}`, message.params || {}) : message.body;
+export const LANG = document.documentElement.lang;
+
 export const els = {
   list: byId("chat-list"),
   listEmpty: byId("list-empty"),
@@ -50,7 +59,7 @@ export const part = (parent, selector) => parent.querySelector(selector);
 export const clockTime = (iso) => {
   const date = iso ? new Date(iso) : new Date();
   if (isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return date.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit" });
 };
 
 export const duration = (ms) => {

@@ -3,7 +3,7 @@
  * comes back; after a reconnect it goes again with the same client_msg_id (the server
  * keeps one copy); with no answer in time, or an error, it offers Retry. */
 
-import { part, renderBody, text } from "./dom.js";
+import { part, renderBody, t, text } from "./dom.js";
 import { fileBlock } from "./files.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
@@ -28,7 +28,7 @@ const pendingRow = (pending) => {
   retry.className = "retry";
   retry.dataset.clientMsgId = pending.id;
   retry.hidden = true;
-  text(retry, "Retry");
+  text(retry, t("retry"));
   meta.appendChild(retry);
   li.appendChild(meta);
   return li;
@@ -40,10 +40,10 @@ const setPendingState = (chat, pending, kind, detail) => {
   const status = part(pending.row, ".send-state");
   const retry = part(pending.row, ".retry");
   if (kind === "failed") {
-    text(status, `Not sent${detail ? `: ${detail}` : "."}`);
+    text(status, detail ? t("not_sent_because", { reason: detail }) : t("not_sent"));
     retry.hidden = chat.status !== "active";
   } else {
-    text(status, state.connected ? "Sending…" : "Waiting for connection…");
+    text(status, t(state.connected ? "sending" : "waiting"));
     retry.hidden = true;
   }
 };
@@ -83,7 +83,7 @@ export const transmit = (chat, pending) => {
   if (!send(frame)) return;
   pending.timer = window.setTimeout(() => {
     if (chat.pending.get(pending.id) === pending) {
-      failPending(chat, pending, "No answer from the server.");
+      failPending(chat, pending, t("no_answer"));
     }
   }, ACK_TIMEOUT_MS);
 };

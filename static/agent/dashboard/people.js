@@ -2,6 +2,7 @@
  * each message. Only this agent's own replies are "You"; a colleague's (before a
  * transfer) keep the colleague's name, from the message's `agent` (protocol v1.1). */
 
+import { t } from "./dom.js";
 import { state } from "./state.js";
 
 /* The name the visitor gave, else their email, else "Visitor #7". */
@@ -9,7 +10,7 @@ export const visitorName = (chat) => {
   const context = chat.visitorContext || {};
   if (context.name) return context.name;
   if (context.email) return context.email;
-  return chat.visitorId ? `Visitor #${chat.visitorId}` : "Visitor";
+  return chat.visitorId ? t("visitor_number", { id: chat.visitorId }) : t("visitor");
 };
 
 /* The avatar's letters: the name's initials, the email's first letter, else the id's
@@ -36,6 +37,6 @@ export const isMine = (message) =>
 export const authorName = (chat, message) => {
   if (message.sender === "visitor") return visitorName(chat);
   if (message.sender !== "agent") return null;
-  if (isMine(message)) return "You";
-  return (message.agent && message.agent.display_name) || "A former agent";
+  if (isMine(message)) return t("you");
+  return (message.agent && message.agent.display_name) || t("former_agent");
 };

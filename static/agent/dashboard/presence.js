@@ -2,18 +2,16 @@
  * confirms), the note under them, and auto-away: input in the page is noted (idle.js),
  * and the first input after being put away for idleness pings at once, to come back. */
 
-import { els, text } from "./dom.js";
+import { els, t, text } from "./dom.js";
 import { recordInput } from "./idle.js";
 import { askNotificationPermissionOnce } from "./notifications.js";
 import { ping, send } from "./socket.js";
 import { root, state } from "./state.js";
 
 const presenceNote = () => {
-  if (state.presenceWanted) return `Switching to ${state.presenceWanted}…`;
-  if (state.status === "available") return "You are taking new chats.";
-  return state.autoAway
-    ? "Away while you were idle: no new chats. You are back as soon as you use this page."
-    : "Away: no new chats come to you.";
+  if (state.presenceWanted) return t(state.presenceWanted === "away" ? "switching_away" : "switching_available");
+  if (state.status === "available") return t("taking_chats");
+  return t(state.autoAway ? "away_idle" : "away");
 };
 
 export const updatePresenceControls = () => {

@@ -5,7 +5,7 @@
  * why, in the view; one it accepts opens the chat (chats.js, onAssigned). */
 
 import { setQueueLength } from "./chat-list.js";
-import { clockTime, duration, els, text } from "./dom.js";
+import { clockTime, duration, els, t, text } from "./dom.js";
 import { send } from "./socket.js";
 import { root, state } from "./state.js";
 
@@ -13,10 +13,9 @@ const WAIT_TICK_MS = 1000;
 
 // Why a take was refused (docs/protocol.md, `conversation.take`), in the agent's words.
 const TAKE_ERRORS = {
-  not_found: "That chat is no longer waiting: another agent took it, or the visitor left.",
-  forbidden: "This site does not let agents take chats from the queue; they are assigned in turn.",
-  agent_unavailable:
-    "You cannot take a chat right now: you are at your capacity, or your connection lapsed. Close a chat, or reconnect, and try again.",
+  not_found: t("take_gone"),
+  forbidden: t("take_forbidden"),
+  agent_unavailable: t("take_full"),
 };
 
 let shown = false;
@@ -27,12 +26,12 @@ let tickTimer = null;
 const waitedText = (entry, now) => {
   const since = new Date(entry.queued_at);
   if (isNaN(since.getTime())) return "";
-  return `Waiting ${duration(now - since.getTime())}`;
+  return t("waiting_for", { time: duration(now - since.getTime()) });
 };
 
 const waitingName = (entry) => {
   const visitor = entry.visitor || {};
-  return visitor.name || visitor.email || `Visitor #${visitor.id}`;
+  return visitor.name || visitor.email || t("visitor_number", { id: visitor.id });
 };
 
 const showError = (message) => {
@@ -44,7 +43,7 @@ const take = (entry, button) => {
   if (taking !== null) return;
   showError("");
   if (!send({ type: "conversation.take", conversation: entry.id })) {
-    showError("Not connected: try again once the connection is back.");
+    showError(t("take_offline"));
     return;
   }
   taking = entry.id;
@@ -65,21 +64,21 @@ const entryRow = (entry, now) => {
   name.title = name.textContent;
   const wait = text(document.createElement("span"), waitedText(entry, now));
   wait.className = "queue-wait";
-  wait.title = `In the queue since ${clockTime(entry.queued_at)}`;
+  wait.title = t("in_queue_since", { time: clockTime(entry.queued_at) });
   top.append(place, name, wait);
-  const said = text(document.createElement("p"), entry.first_message || "No message yet");
+  const said = text(document.createElement("p"), entry.first_message || t("no_message_yet"));
   said.className = "queue-said";
   li.append(top, said);
   if (entry.can_take) {
-    const button = text(document.createElement("button"), "Take");
+    const button = text(document.createElement("button"), t("take"));
     button.type = "button";
     button.className = "button button-small queue-take";
-    button.setAttribute("aria-label", `Take the chat with ${waitingName(entry)}`);
+    button.setAttribute("aria-label", t("take_chat_with", { name: waitingName(entry) }));
     button.disabled = taking !== null;
     button.addEventListener("click", () => take(entry, button));
     li.appendChild(button);
   } else {
-    const note = text(document.createElement("p"), "Assigned in turn");
+    const note = text(document.createElement("p"), t("assigned_in_turn"));
     note.className = "queue-auto";
     li.appendChild(note);
   }
@@ -102,7 +101,7 @@ const tick = () => {
 };
 
 const ask = () => {
-  if (!send({ type: "queue.list" })) showError("Not connected: the queue shows once the connection is back.");
+  if (!send({ type: "queue.list" })) showError(t("queue_offline"));
 };
 
 export const showQueue = (open) => {

@@ -5,7 +5,7 @@
  * Frames go to the handler main.js passes to startSocket; `send` works only once `ready`
  * came (resume.js calls socketReady). A lost socket is reported to the same caller. */
 
-import { els, text } from "./dom.js";
+import { els, t, text } from "./dom.js";
 import { idleSeconds } from "./idle.js";
 import { settings, state } from "./state.js";
 
@@ -38,7 +38,7 @@ const showBanner = (message, withLogin) => {
   if (withLogin) {
     const link = document.createElement("a");
     link.href = "/accounts/login/?next=/agent/";
-    link.textContent = "Sign in";
+    link.textContent = t("sign_in");
     els.banner.appendChild(document.createTextNode(" "));
     els.banner.appendChild(link);
   }
@@ -48,7 +48,7 @@ const showBanner = (message, withLogin) => {
 const connect = () => {
   window.clearTimeout(reconnectTimer);
   reconnectTimer = null;
-  showConnection("connecting", attempt ? "Reconnecting…" : "Connecting…");
+  showConnection("connecting", t(attempt ? "reconnecting" : "connecting"));
   let socket;
   try {
     socket = new WebSocket(socketUrl());
@@ -83,14 +83,11 @@ const scheduleReconnect = () => {
   attempt += 1;
   const seconds = Math.max(1, Math.round(delay / 1000));
   if (navigator.onLine === false) {
-    showConnection("offline", "Offline");
-    showBanner("You are offline. Replies you write now are sent when the network is back.", false);
+    showConnection("offline", t("offline"));
+    showBanner(t("offline_banner"), false);
   } else {
-    showConnection("offline", "Reconnecting…");
-    showBanner(
-      `Connection lost. Trying again in ${seconds}s. Replies you write now are sent when it is back.`,
-      false,
-    );
+    showConnection("offline", t("reconnecting"));
+    showBanner(t("lost_banner", { seconds }), false);
   }
   reconnectTimer = window.setTimeout(connect, delay);
 };
@@ -103,8 +100,8 @@ const onSocketClosed = (code) => {
   onLost();
   if (code === 4401) {
     signedOut = true;
-    showConnection("offline", "Signed out");
-    showBanner("Your session ended. Sign in again to keep chatting.", true);
+    showConnection("offline", t("signed_out"));
+    showBanner(t("session_ended"), true);
     return;
   }
   scheduleReconnect();
@@ -149,7 +146,7 @@ export const ping = () => {
 export const socketReady = () => {
   state.connected = true;
   attempt = 0;
-  showConnection("online", "Connected");
+  showConnection("online", t("connected"));
   els.banner.hidden = true;
   window.clearInterval(pingTimer);
   pingTimer = window.setInterval(ping, PING_EVERY_MS);

@@ -4,7 +4,7 @@
  * on the agent's first click or key; the sidebar's Sound button turns it off and on,
  * remembered in this browser. */
 
-import { els, text } from "./dom.js";
+import { els, t, text } from "./dom.js";
 
 const SOUND_KEY = "supportdesk.sound";
 const NOTES = [
@@ -26,7 +26,7 @@ const readEnabled = () => {
 
 const showButton = () => {
   els.sound.setAttribute("aria-pressed", enabled ? "true" : "false");
-  text(els.soundState, enabled ? "on" : "off");
+  text(els.soundState, t(enabled ? "sound_on" : "sound_off"));
 };
 
 /* Made or woken by a user gesture: only then may it play later, from a frame. */

@@ -2,7 +2,7 @@
  * from `agents` with who is online and whether they are free, away or full. The chat
  * ends here when the server says it was transferred (chats.js, onTransferred). */
 
-import { part, text, toast } from "./dom.js";
+import { part, t, text, toast } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
 
@@ -17,7 +17,7 @@ const agentOption = (agent) => {
   option.value = String(agent.id);
   const free = agent.online && agent.status === "available" && agent.load < agent.capacity;
   const why = availability(agent, free);
-  text(option, `${agent.display_name} (${why}, ${agent.load}/${agent.capacity})`);
+  text(option, t("transfer_option", { name: agent.display_name, why: t(`agent_${why}`), load: agent.load, capacity: agent.capacity }));
   option.disabled = !free;
   return option;
 };
@@ -30,7 +30,7 @@ export const onAgents = (frame) => {
     select.textContent = "";
     const queue = document.createElement("option");
     queue.value = "";
-    text(queue, "Back to the queue");
+    text(queue, t("requeued"));
     select.appendChild(queue);
     (frame.agents || []).forEach((agent) => select.appendChild(agentOption(agent)));
     const firstFree = select.querySelector("option:not([value='']):not(:disabled)");
@@ -46,10 +46,10 @@ export const showTransferPanel = (chat, open) => {
   chat.pane.transferSubmit.disabled = true;
   chat.pane.transferSelect.textContent = "";
   const loading = document.createElement("option");
-  text(loading, "Loading agents…");
+  text(loading, t("loading_agents"));
   chat.pane.transferSelect.appendChild(loading);
   if (!send({ type: "agents.list" })) {
-    toast("Not connected: try again once the connection is back.");
+    toast(t("take_offline"));
   }
   chat.pane.transferSelect.focus();
 };
@@ -72,6 +72,6 @@ export const attachTransfer = (chat) => {
       to_agent: value ? Number(value) : null,
     };
     if (send(frame)) transferSubmit.disabled = true;
-    else toast("Not connected: the chat can be transferred once the connection is back.");
+    else toast(t("transfer_offline"));
   });
 };

@@ -5,7 +5,7 @@
  * URLs only as http(s) links that open in a new tab without a referrer or an opener. */
 
 import { updateItem } from "./chat-list.js";
-import { clockTime, newTabLink, part, renderBody, safeHref, text, toast } from "./dom.js";
+import { clockTime, LANG, newTabLink, part, renderBody, safeHref, t, text, toast } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
 
@@ -56,11 +56,11 @@ const updateLocalTime = (chat) => {
   const zone = chat.visitorContext && chat.visitorContext.timezone;
   const el = visitorPanel(chat).time;
   if (!zone) {
-    text(el, "Unknown");
+    text(el, t("unknown"));
     return;
   }
   try {
-    const time = new Date().toLocaleTimeString([], {
+    const time = new Date().toLocaleTimeString(LANG, {
       timeZone: zone,
       hour: "2-digit",
       minute: "2-digit",
@@ -79,15 +79,15 @@ export const showVisitorContext = (chat, context) => {
   const verified = context.verified === true;
   panel.verified.hidden = !verified;
   chat.pane.verified.hidden = !verified;
-  text(panel.verifiedText, verified && context.user_id ? `User ID ${context.user_id}` : "");
-  chat.pane.verified.title = verified ? `Verified by the site: user ID ${context.user_id}` : "";
+  text(panel.verifiedText, verified && context.user_id ? t("user_id", { id: context.user_id }) : "");
+  chat.pane.verified.title = verified ? t("verified_user", { id: context.user_id }) : "";
   const who = [context.name, context.email].filter(Boolean).join("\n"); // one a line
   panel.whoFact.hidden = !who;
   text(panel.who, who);
-  showLink(panel.page, context.page_url, context.page_title, "Not reported yet");
-  showLink(panel.referrer, context.referrer, null, "Direct, or not reported");
+  showLink(panel.page, context.page_url, context.page_title, t("not_reported"));
+  showLink(panel.referrer, context.referrer, null, t("direct"));
   const software = [context.browser, context.os].filter(Boolean).join(" on ");
-  text(panel.browser, software || "Unknown");
+  text(panel.browser, software || t("unknown"));
   panel.browser.title = context.user_agent || "";
   updateLocalTime(chat);
   updateItem(chat); // the chat is titled by the visitor's name or email
@@ -102,12 +102,12 @@ export const requestProfile = (chat) => {
 const dateLabel = (iso) => {
   const date = new Date(iso);
   if (isNaN(date.getTime())) return "";
-  return date.toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" });
+  return date.toLocaleDateString(LANG, { day: "numeric", month: "short", year: "numeric" });
 };
 
 const previousCountText = (count) => {
-  if (count === 0) return "None: this is their first chat";
-  return count === 1 ? "1 earlier chat" : `${count} earlier chats`;
+  if (count === 0) return t("no_earlier_chats");
+  return count === 1 ? t("one_earlier_chat") : t("earlier_chats", { count });
 };
 
 const earlierChatItem = (chat, earlier) => {
@@ -120,7 +120,7 @@ const earlierChatItem = (chat, earlier) => {
   button.addEventListener("click", () => {
     chat.historyWanted = earlier.id;
     if (!send({ type: "conversation.history", conversation: earlier.id })) {
-      toast("Not connected: try again once the connection is back.");
+      toast(t("take_offline"));
     }
   });
   li.appendChild(button);
@@ -133,7 +133,7 @@ const historyMessage = (message) => {
   const who = document.createElement("span");
   who.className = "visitor-history-who";
   const name =
-    message.sender === "visitor" ? "Visitor" : message.sender === "agent" ? "Agent" : "System";
+    t(message.sender === "visitor" ? "visitor" : message.sender === "agent" ? "agent" : "system");
   text(who, `${name} · ${clockTime(message.sent_at)}: `);
   li.appendChild(who);
   renderBody(li, message.body);

@@ -6,7 +6,9 @@
  * before that click, and then the browser asks too. The agent's tab makes the offers;
  * this tab answers them. Media goes browser to browser, never through the server.
  * Another tab of the visitor shows that the call was answered elsewhere. */
-import { el, scrollDown, sendFrame, ui } from './chat.js';
+import { el, moreText, scrollDown, sendFrame, t, ui } from './chat.js';
+
+await moreText();
 
 const css = document.createElement('link');
 css.rel = 'stylesheet';
@@ -14,10 +16,10 @@ css.href = new URL('../call.css', import.meta.url).href;
 document.head.appendChild(css);
 
 const ENDED = {
-  hangup: 'Call ended.',
-  declined: 'You declined the call.',
-  timeout: 'Missed call.',
-  disconnected: 'The call was disconnected.',
+  hangup: t('call_ended'),
+  declined: t('call_declined'),
+  timeout: t('call_missed'),
+  disconnected: t('call_lost'),
 };
 
 let offer = null; // the invitation on screen: {id, media, agent, iceServers}
@@ -25,7 +27,7 @@ let call = null; // the call this tab answered: {id, media, pc, stream, queued, 
 let hideTimer = null;
 
 const box = el('section', 'sd-call');
-box.setAttribute('aria-label', 'Call');
+box.setAttribute('aria-label', t('call'));
 box.hidden = true;
 const title = el('p', 'sd-call-title');
 const note = el('p', 'sd-call-note');
@@ -42,11 +44,11 @@ const button = (className, label) => {
   b.type = 'button';
   return b;
 };
-const accept = button('sd-call-accept', 'Accept');
-const decline = button('sd-call-decline', 'Decline');
-const mute = button('sd-call-mute', 'Mute');
-const camera = button('sd-call-camera', 'Camera off');
-const hangUp = button('sd-call-hangup', 'Hang up');
+const accept = button('sd-call-accept', t('accept'));
+const decline = button('sd-call-decline', t('decline'));
+const mute = button('sd-call-mute', t('mute'));
+const camera = button('sd-call-camera', t('camera_off'));
+const hangUp = button('sd-call-hangup', t('hang_up'));
 buttons.append(accept, decline, mute, camera, hangUp);
 box.append(title, note, media, buttons);
 ui.log.before(box);
@@ -88,14 +90,13 @@ const invited = (f) => {
   offer = {
     id: f.call_id,
     media: f.media === 'video' ? 'video' : 'audio',
-    agent: (f.agent && f.agent.display_name) || 'Support',
+    agent: (f.agent && f.agent.display_name) || t('support'),
     iceServers: Array.isArray(f.ice_servers) ? f.ice_servers : [],
   };
-  title.textContent = offer.agent + (offer.media === 'video' ? ' is video calling you' : ' is calling you');
+  const video = offer.media === 'video';
+  title.textContent = t(video ? 'video_calling' : 'calling', { name: offer.agent });
   show('ringing');
-  say(offer.media === 'video'
-    ? 'Your camera and microphone turn on only if you accept.'
-    : 'Your microphone turns on only if you accept.');
+  say(t(video ? 'call_video_note' : 'call_audio_note'));
   scrollDown(false);
   accept.focus();
 };
@@ -104,14 +105,14 @@ accept.onclick = async () => {
   const current = offer;
   if (!current) return;
   accept.disabled = decline.disabled = true;
-  say('Allow the ' + (current.media === 'video' ? 'camera and microphone' : 'microphone') + ' to answer…');
+  const video = current.media === 'video';
+  say(t(video ? 'allow_video' : 'allow_audio'));
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: current.media === 'video' });
   } catch (error) {
     accept.disabled = decline.disabled = false;
-    say('The call needs your ' + (current.media === 'video' ? 'camera and microphone' : 'microphone') +
-      ' (' + (error.name === 'NotAllowedError' ? 'not allowed' : 'not available') + '). Accept again or decline.');
+    say(t(video ? 'need_video' : 'need_audio'));
     return;
   }
   accept.disabled = decline.disabled = false;
@@ -123,9 +124,9 @@ accept.onclick = async () => {
   call.pc = connect(call, current.iceServers);
   local.srcObject = stream;
   sendFrame({ type: 'call.accept', call_id: current.id });
-  title.textContent = (current.media === 'video' ? 'Video call' : 'Call') + ' with ' + current.agent;
+  title.textContent = t(video ? 'video_call_with' : 'call_with', { name: current.agent });
   show('connecting');
-  say('Connecting…');
+  say(t('connecting'));
 };
 
 decline.onclick = () => {
@@ -164,7 +165,7 @@ const connect = (current, iceServers) => {
     if (call !== current) return;
     if (pc.connectionState === 'connected') {
       show('active');
-      say('In a call with ' + current.agent + '.');
+      say(t('in_call', { name: current.agent }));
     } else if (pc.connectionState === 'failed') {
       sendFrame({ type: 'call.end', call_id: current.id });
       finish(ENDED.disconnected);
@@ -200,7 +201,7 @@ mute.onclick = () => {
   const on = mute.getAttribute('aria-pressed') !== 'true';
   call.stream.getAudioTracks().forEach((track) => (track.enabled = !on));
   mute.setAttribute('aria-pressed', String(on));
-  mute.textContent = on ? 'Unmute' : 'Mute';
+  mute.textContent = t(on ? 'unmute' : 'mute');
 };
 
 camera.onclick = () => {
@@ -208,7 +209,7 @@ camera.onclick = () => {
   const off = camera.getAttribute('aria-pressed') !== 'true';
   call.stream.getVideoTracks().forEach((track) => (track.enabled = !off));
   camera.setAttribute('aria-pressed', String(off));
-  camera.textContent = off ? 'Camera on' : 'Camera off';
+  camera.textContent = t(off ? 'camera_on' : 'camera_off');
 };
 
 hangUp.onclick = () => {
@@ -225,7 +226,7 @@ export const onFrame = (f) => {
     // Answered in another tab of this visitor: nothing to do here but say so.
     if (offer && offer.id === f.call_id && !call) {
       offer = null;
-      finish('Answered in another tab.');
+      finish(t('answered_elsewhere'));
     }
   } else if (f.type === 'call.ended') {
     if ((call && call.id === f.call_id) || (offer && offer.id === f.call_id)) {

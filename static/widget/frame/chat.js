@@ -7,6 +7,20 @@
  * http(s) URLs only. */
 export const cfg = JSON.parse(document.getElementById('sd-config').textContent);
 export const KEY = cfg.site_key;
+// The visitor's language's strings by key (chat/languages.py), `%(name)s` filled from args.
+const TEXT = JSON.parse(document.getElementById('sd-text').textContent);
+export const LANG = document.documentElement.lang;
+export const t = (key, args) => TEXT[key].replace(/%\((\w+)\)s/g, (_, name) => args[name]);
+// The on-demand modules' strings, fetched once by the first of them (`await moreText()`).
+let moreLoad = null;
+export const moreText = () =>
+  (moreLoad = moreLoad || fetch(cfg.text_url).then((r) => r.json()).then((more) => Object.assign(TEXT, more)))
+    .catch((error) => {
+      moreLoad = null;
+      throw error;
+    });
+// Numbers in the visitor's digits and grouping (Arabic-Indic digits in Arabic).
+export const num = (n, options) => new Intl.NumberFormat(LANG, options).format(n);
 const TOKEN_KEY = 'supportdesk:' + KEY + ':token';
 const OUTBOX_KEY = 'supportdesk:' + KEY + ':outbox';
 
@@ -119,7 +133,7 @@ const PING_EVERY = 25000;
 const PONG_TIMEOUT = 10000; // a socket that does not answer a ping is dead
 const BACKOFF_FIRST = 500;
 const BACKOFF_MAX = 30000;
-const OFFLINE = 'You are offline. Messages will be sent when you are back online.';
+const OFFLINE = t('offline');
 
 let ws = null;
 let connecting = false;
@@ -172,7 +186,7 @@ let who = null;
 let whoSent = '';
 const openSession = async () => {
   const identity = who || undefined;
-  const [response, data] = await post(cfg.sessions_url, { site_key: KEY, visitor_token: state.token || undefined, identity });
+  const [response, data] = await post(cfg.sessions_url, { site_key: KEY, visitor_token: state.token || undefined, identity, language: LANG });
   if (response.status === 404 || response.status === 403) throw 'refused';
   if (!response.ok) throw 'session ' + response.status;
   setToken(data.visitor_token);
@@ -292,14 +306,14 @@ const down = (code) => {
 const retryLater = () => {
   const ceiling = Math.min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt);
   attempt += 1;
-  setBanner(navigator.onLine ? 'Connection lost. Reconnecting…' : OFFLINE);
+  setBanner(navigator.onLine ? t('reconnecting') : OFFLINE);
   clearTimeout(timers.retry);
   timers.retry = setTimeout(connect, ceiling / 2 + Math.random() * (ceiling / 2));
 };
 
 const stop = () => {
   state.stopped = true;
-  setBanner('Chat is not available on this site.');
+  setBanner(t('unavailable'));
   ui.input.disabled = ui.send.disabled = ui.attach.disabled = true;
 };
 
@@ -336,18 +350,14 @@ const restartSeqs = () => {
 };
 restartSeqs();
 
-export const agentName = () => (state.conv && state.conv.agent) || 'Support';
+export const agentName = () => (state.conv && state.conv.agent) || t('support');
 
 // "You are number 2 in line — about 4 min"; without an estimate, the place alone.
 const queueText = ({ position, wait }) => {
-  const text = 'You are number ' + position + ' in line';
-  if (typeof wait !== 'number') return text;
   const minutes = Math.round(wait / 60);
-  return (
-    text +
-    ' — ' +
-    (wait < 60 ? 'less than a minute' : minutes < 90 ? 'about ' + minutes + ' min' : 'about ' + Math.round(minutes / 60) + ' hours')
-  );
+  const args = { position: num(position), minutes: num(minutes), hours: num(Math.round(minutes / 60)) };
+  if (typeof wait !== 'number') return t('queue', args);
+  return t(wait < 60 ? 'queue_soon' : minutes < 90 ? 'queue_minutes' : 'queue_hours', args);
 };
 
 export const header = () => {
@@ -360,16 +370,16 @@ export const header = () => {
     status === 'queued'
       ? queueText(conv)
       : status === 'bot'
-        ? 'Our assistant answers first'
+        ? t('status_bot')
         : status === 'active'
-        ? 'Support at ' + cfg.name
+        ? t('status_active', { site: cfg.name })
         : status === 'closed'
-          ? 'This chat has ended'
+          ? t('status_ended')
           : agentsOnline === false
-            ? 'We reply by email'
+            ? t('status_email')
             : agentsOnline
-              ? 'Agents online — we typically reply in a few minutes'
-              : 'We usually reply in a few minutes';
+              ? t('status_online')
+              : t('status_default');
   // A live region: said again only when it changed.
   if (ui.status.textContent !== text) ui.status.textContent = text;
   ui.end.hidden = status !== 'queued' && status !== 'active' && status !== 'bot';
@@ -392,7 +402,7 @@ export const hideTyping = () => {
   ui.typing.hidden = true;
 };
 export const showTyping = () => {
-  ui.typist.textContent = agentName() + ' is typing…';
+  ui.typist.textContent = t('typing', { name: agentName() });
   ui.typing.hidden = false;
   clearTimeout(timers.typingShown);
   timers.typingShown = setTimeout(hideTyping, TYPING_SHOWN);
@@ -402,17 +412,14 @@ export const showTyping = () => {
 // --- files in messages ---------------------------------------------------------------
 // Files go up and come down with the visitor's token in a header (then a blob: URL
 // shows or saves them): no URL by itself ever opens a file.
+const unit = (n, name) => num(n, { style: 'unit', unit: name, maximumFractionDigits: 1 });
 export const sizeText = (bytes) =>
-  bytes >= 1048576
-    ? (bytes / 1048576).toFixed(1).replace(/\.0$/, '') + ' MB'
-    : bytes >= 1024
-      ? Math.round(bytes / 1024) + ' KB'
-      : bytes + ' B';
+  bytes >= 1048576 ? unit(bytes / 1048576, 'megabyte') : bytes >= 1024 ? unit(Math.round(bytes / 1024), 'kilobyte') : unit(bytes, 'byte');
 const thumbs = new Map(); // thumbnail url -> promise of its blob: URL, fetched once per page
 
 const fetchFile = async (url) => {
   const response = await fetch(url, { headers: { Authorization: 'Bearer ' + state.token }, credentials: 'omit' });
-  if (!response.ok) throw new Error(response.status === 404 ? 'it is no longer available' : 'error ' + response.status);
+  if (!response.ok) throw new Error(response.status === 404 ? t('file_gone') : t('http_error', { status: response.status }));
   return URL.createObjectURL(await response.blob());
 };
 
@@ -426,7 +433,7 @@ const download = async (file) => {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(a.href), 60000);
   } catch (err) {
-    flashBanner('Could not download ' + file.name + ': ' + err.message + '.');
+    flashBanner(t('download_failed', { name: file.name, reason: err.message }));
   }
 };
 
@@ -443,7 +450,7 @@ const svg = (className, d) => {
 const fileBox = (file) => {
   const box = el('button', 'sd-file');
   box.type = 'button';
-  box.setAttribute('aria-label', 'Download ' + file.name + ', ' + sizeText(file.size));
+  box.setAttribute('aria-label', t('download', { name: file.name, size: sizeText(file.size) }));
   box.onclick = () => download(file);
   const url = file.thumbnail_url;
   if (!url) {
@@ -501,7 +508,7 @@ export const renderMessage = (sender, body, file, author) => {
   const mine = sender === 'visitor';
   const row = el('div', 'sd-row sd-' + (mine ? 'me' : 'them'));
   const bubble = el('div', 'sd-bubble');
-  bubble.append(el('span', 'sd-vh', (mine ? 'You' : author) + ': '), ...linkify(body));
+  bubble.append(el('span', 'sd-vh', (mine ? t('you') : author) + ': '), ...linkify(body));
   if (file) bubble.append(fileBox(file));
   if (!mine) {
     row.sdBy = author;
@@ -515,11 +522,11 @@ export const renderMessage = (sender, body, file, author) => {
 
 // "Helpful? 👍 👎" under a bot answer (the visitor's verdict, stored per article).
 const verdict = (seq) => {
-  const box = el('div', 'sd-fb', 'Helpful?');
+  const box = el('div', 'sd-fb', t('helpful'));
   for (const [label, helpful] of [['👍', true], ['👎', false]]) {
     const b = el('button', '', label);
     b.type = 'button';
-    b.setAttribute('aria-label', helpful ? 'Yes, this helped' : 'No, it did not');
+    b.setAttribute('aria-label', t(helpful ? 'helped' : 'not_helped'));
     b.onclick = () => {
       sendFrame({ type: 'bot.feedback', seq, helpful });
       for (const other of box.children) other.setAttribute('aria-pressed', other === b);
@@ -593,9 +600,12 @@ export const addMessage = (m) => {
     Object.assign(mine, { state: 'sent', conv: m.conversation, seq: m.seq, detail: '' });
     forget(m.client_msg_id);
   } else {
-    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : m.sender === 'bot' ? 'Assistant' : 'Support');
+    row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : t(m.sender === 'bot' ? 'assistant' : 'support'));
     // The bot's answers (with their articles) take a 👍/👎.
     if (m.sources && m.sources.length) row.append(verdict(m.seq));
+    // A system message in the visitor's language: its sentence comes with the on-demand
+    // strings, fetched the first time; the English body shows until then.
+    if (m.sender === 'system' && m.code && LANG !== 'en') moreText().then(() => TEXT['sys_' + m.code] && (row.textContent = t('sys_' + m.code, m.params)), () => {});
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {
@@ -624,10 +634,10 @@ export const addMessage = (m) => {
 
 // "alice joined the chat", after the message that was the last one when she did.
 const addJoin = (conversation, after, agent) => {
-  const name = agent ? agent.display_name : 'Support';
+  const name = agent ? agent.display_name : t('support');
   const key = [conversation, after, name].join(':');
   if (joins.has(key)) return;
-  const line = el('div', 'sd-row sd-sys', name + ' joined the chat');
+  const line = el('div', 'sd-row sd-sys', t('joined', { name }));
   line.sdKey = [conversation, after + 0.5];
   joins.set(key, line);
   place(line);

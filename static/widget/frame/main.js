@@ -8,7 +8,7 @@
 import {
   ACK_TIMEOUT, addMessage, agentName, cfg, clearLog, el, flashBanner, forget, header, hideTyping, identify, joined, KEY,
   markRead, newId, notePage, outbox, parentOrigin, place, post, remember, renderMessage, scrollDown, sendFrame,
-  setBanner, setConversation, setToken, showJoins, showTyping, sizeText, staleQueueFrame, startSocket, state,
+  setBanner, setConversation, setToken, showJoins, showTyping, staleQueueFrame, startSocket, state, t,
   timers, toParent, ui, updateUnread,
 } from './chat.js';
 
@@ -33,10 +33,10 @@ const receipts = () => {
   }
   for (const [id, o] of state.own) {
     let text = '';
-    if (o.state === 'pending') text = state.live ? 'Sending…' : 'Waiting for connection…';
+    if (o.state === 'pending') text = t(state.live ? 'sending' : 'waiting');
     else if (o.state === 'failed') text = 'failed';
-    else if (o === lastSeen) text = 'Seen';
-    else if (o === lastSent) text = 'Sent';
+    else if (o === lastSeen) text = t('seen');
+    else if (o === lastSent) text = t('sent');
     const key = text === 'failed' ? 'failed:' + o.detail : text;
     const meta = o.row.querySelector('.sd-meta');
     if (!meta || meta.dataset.shows === key) continue;
@@ -47,10 +47,10 @@ const receipts = () => {
       meta.textContent = text;
       continue;
     }
-    const retry = el('button', 'sd-retry', 'Retry');
+    const retry = el('button', 'sd-retry', t('retry'));
     retry.type = 'button';
     retry.onclick = () => retrySend(id);
-    meta.replaceChildren('Not sent' + (o.detail ? ': ' + o.detail + ' ' : '. '), retry);
+    meta.replaceChildren(o.detail ? t('not_sent_because', { reason: o.detail }) + ' ' : t('not_sent') + ' ', retry);
   }
 };
 
@@ -64,7 +64,7 @@ const transmit = (id) => {
     const frame = { type: 'message.send', client_msg_id: id, body: o.body };
     if (o.attachment) frame.attachment = o.attachment.id;
     sendFrame(frame);
-    o.timer = setTimeout(() => fail(id, 'no answer from the server', false), ACK_TIMEOUT);
+    o.timer = setTimeout(() => fail(id, t('no_answer'), false), ACK_TIMEOUT);
   }
   receipts();
 };
@@ -163,173 +163,28 @@ const submit = () => {
   sendOwn(body);
 };
 
-// --- uploading a file ----------------------------------------------------------------
-const UPLOAD_ERRORS = {
-  too_large: 'is too large: the limit is ' + sizeText(cfg.attachment_max_bytes) + '.',
-  unsupported_type: 'cannot be sent: images, PDF, text, Word and Excel files only.',
-  type_mismatch: 'cannot be sent: its name does not match what the file is.',
-  no_conversation: 'cannot be sent yet: write a message first to start the chat.',
-  rate_limited: 'was not sent: too many files. Please wait a moment.',
-};
-
-const setUploadStatus = (text, isError) => {
-  ui.upload.hidden = !text;
-  ui.upload.textContent = text || '';
-  ui.upload.classList.toggle('sd-error', !!isError);
-};
-
-// An uploaded file is sent as a message of its own, through the outbox like any other.
+// --- uploading a file: its code (./upload.js) loads with the first file picked ------
+let uploadCode = null;
 const uploadFile = (file) => {
   if (!file) return;
-  const quoted = '"' + file.name + '" ';
-  const { conv } = state;
-  if (!state.token || !conv || conv.status === 'closed') return setUploadStatus(quoted + UPLOAD_ERRORS.no_conversation, true);
-  if (file.size > cfg.attachment_max_bytes) return setUploadStatus(quoted + UPLOAD_ERRORS.too_large, true);
-  const form = new FormData();
-  form.append('file', file);
-  // XMLHttpRequest, not fetch: only it reports upload progress.
-  const xhr = new XMLHttpRequest();
-  xhr.open('POST', cfg.attachments_url);
-  xhr.setRequestHeader('Authorization', 'Bearer ' + state.token);
-  xhr.responseType = 'json';
-  ui.attach.disabled = true;
-  const uploading = 'Uploading ' + file.name + '…';
-  setUploadStatus(uploading);
-  xhr.upload.onprogress = (e) => {
-    if (e.lengthComputable) setUploadStatus(uploading + ' ' + Math.round((e.loaded * 100) / e.total) + '%');
-  };
-  xhr.onload = () => {
-    ui.attach.disabled = state.stopped;
-    const data = xhr.response || {};
-    if (xhr.status !== 201) {
-      return setUploadStatus(quoted + (UPLOAD_ERRORS[data.error] || 'was not sent: ' + (data.detail || 'error ' + xhr.status)), true);
-    }
-    setUploadStatus(null);
-    sendOwn('', data);
-  };
-  xhr.onerror = () => {
-    ui.attach.disabled = state.stopped;
-    setUploadStatus(quoted + 'was not sent: the connection failed.', true);
-  };
-  xhr.send(form);
+  if (!uploadCode) uploadCode = import('./upload.js').catch(() => (uploadCode = null));
+  uploadCode.then((m) => (m ? m.uploadFile(file, sendOwn) : flashBanner(t('went_wrong'))));
 };
 
-// --- after a chat: the rating first, a transcript by email, then a new chat -------------
+// --- after a chat: its code (./ended.js) loads once a chat has ended ----------------
 const noted = new Set(); // conversations whose "ended" panel was shown
-
-const button = (className, text) => {
-  const b = el('button', className, text);
-  b.type = 'button';
-  return b;
-};
-
-// CSAT once the chat is over: 1 to 5 stars and an optional comment, once.
-const rateBox = (conversation) => {
-  const box = el('form', 'sd-rate');
-  box.dataset.conv = conversation;
-  const stars = el('div', 'sd-stars');
-  stars.setAttribute('role', 'group');
-  stars.setAttribute('aria-label', 'Rate this chat');
-  const comment = el('textarea', 'sd-field');
-  comment.maxLength = 2000;
-  comment.rows = 2;
-  comment.placeholder = 'Anything to add? (optional)';
-  comment.setAttribute('aria-label', 'Comment (optional)');
-  const send = el('button', 'sd-new', 'Send rating');
-  send.disabled = true;
-  let score = 0;
-  for (let i = 1; i <= 5; i++) {
-    const star = button('sd-star', '\u2605');
-    star.setAttribute('aria-label', i + ' out of 5');
-    star.setAttribute('aria-pressed', 'false');
-    star.onclick = () => {
-      score = i;
-      [...stars.children].forEach((s, n) => {
-        s.classList.toggle('sd-on', n < i);
-        s.setAttribute('aria-pressed', n === i - 1);
-      });
-      send.disabled = false;
-    };
-    stars.append(star);
-  }
-  box.append(el('p', '', 'How was this chat?'), stars, comment, send);
-  box.onsubmit = (e) => {
-    e.preventDefault();
-    if (!score || !state.live) return;
-    sendFrame({ type: 'rating', score, comment: comment.value.trim() });
-    send.disabled = true;
-  };
-  return box;
-};
-
-// A copy of the chat by email, on request: `transcript.email`, answered by
-// `transcript.sent` or an error (the server limits how often).
-const TRANSCRIPT_ERRORS = {
-  bad_email: 'That does not look like an email address.',
-  rate_limited: 'Too many requests. Please try again later.',
-  not_found: 'There is no chat to send yet.',
-  unavailable: 'The transcript could not be sent. Please try again later.',
-};
-
-let transcriptWait = null; // {send, status, box} of the request waiting for an answer
-
-const transcriptForm = (conversation) => {
-  const box = el('form', 'sd-transcript');
-  box.noValidate = true;
-  const input = el('input', 'sd-field');
-  input.type = 'email';
-  input.id = 'sd-transcript-' + conversation;
-  input.maxLength = 254;
-  input.autocomplete = 'email';
-  input.placeholder = 'you@example.com';
-  input.value = state.visitorEmail || '';
-  const label = el('label', '', 'Email me the transcript');
-  label.htmlFor = input.id;
-  const send = el('button', 'sd-new', 'Send transcript');
-  const status = el('p', 'sd-status-line');
-  status.setAttribute('role', 'status');
-  box.append(label, input, send, status);
-  box.onsubmit = (e) => {
-    e.preventDefault();
-    const email = input.value.trim();
-    if (!email.includes('@')) {
-      status.textContent = 'Please enter your email address.';
-      return;
-    }
-    if (!state.live) {
-      status.textContent = 'Not connected. Please try again in a moment.';
-      return;
-    }
-    send.disabled = true;
-    status.textContent = 'Sending…';
-    transcriptWait = { send, status, box };
-    clearTimeout(timers.transcript);
-    timers.transcript = setTimeout(() => transcriptFailed('No answer from the server. Please try again.'), ACK_TIMEOUT * 2);
-    sendFrame({ type: 'transcript.email', email });
-  };
-  return box;
-};
-
-const transcriptFailed = (text) => {
-  if (!transcriptWait) return;
-  clearTimeout(timers.transcript);
-  transcriptWait.status.textContent = text;
-  transcriptWait.send.disabled = false;
-  transcriptWait = null;
-};
-
+let ended = null; // the module, once loaded
+let endedCode = null;
 const addEndedNote = (conversation, by) => {
   if (noted.has(conversation)) return;
   noted.add(conversation);
-  const note = el('div', 'sd-row sd-note');
-  const who = by === 'visitor' ? 'You ended the chat.' : by === 'agent' ? agentName() + ' ended the chat.' : 'This chat has ended.';
-  note.append(el('p', '', who));
-  if (!state.rated.has(conversation)) note.append(rateBox(conversation));
-  const start = button('sd-new', 'Start a new chat');
-  start.onclick = startNewChat;
-  note.append(transcriptForm(conversation), start);
-  note.sdKey = [conversation, Infinity];
-  place(note);
+  const name = agentName();
+  if (!endedCode) endedCode = import('./ended.js').then((m) => (ended = m)).catch(() => (endedCode = null));
+  endedCode.then((m) => {
+    // Forgotten meanwhile (a new visitor): nothing to show. Not loaded: next time.
+    if (!m) noted.delete(conversation);
+    else if (noted.has(conversation)) m.endedNote(conversation, by, name, startNewChat);
+  });
 };
 
 // Clear the ended chat off the screen; the next message opens a new conversation. A
@@ -352,7 +207,8 @@ let offlineBox = null; // the form offered, until it is sent
 const offlineForm = () => {
   const box = el('form', 'sd-row sd-offline');
   box.noValidate = true;
-  box.append(el('p', '', 'No one is online right now. Leave a message and we will reply by email.'));
+  // The site's own text for this language when it has one (chat/languages.py).
+  box.append(el('p', '', t('offline_intro')));
   const field = (label, tag, type, max) => {
     const f = el(tag, 'sd-field');
     if (type) f.type = type;
@@ -362,10 +218,10 @@ const offlineForm = () => {
     box.append(f);
     return f;
   };
-  const name = field('Your name', 'input', 'text', 200);
-  const email = field('Your email', 'input', 'email', 254);
-  const question = field('Your question', 'textarea', null, 10000);
-  const send = el('button', 'sd-new', 'Leave message');
+  const name = field(t('your_name'), 'input', 'text', 200);
+  const email = field(t('your_email'), 'input', 'email', 254);
+  const question = field(t('your_question'), 'textarea', null, 10000);
+  const send = el('button', 'sd-new', t('leave_message'));
   const status = el('p', 'sd-status-line');
   status.setAttribute('role', 'status');
   box.append(send, status);
@@ -379,11 +235,11 @@ const offlineForm = () => {
       question: question.value.trim(),
     };
     if (!body.name || !body.email.includes('@') || !body.question) {
-      status.textContent = 'Please give your name, email and question.';
+      status.textContent = t('give_all');
       return;
     }
     send.disabled = true;
-    status.textContent = 'Sending…';
+    status.textContent = t('sending');
     try {
       const [response, data] = await post(cfg.sessions_url.replace('visitor-sessions', 'offline-messages'), body);
       if (!response.ok) throw new Error(data.detail);
@@ -395,11 +251,11 @@ const offlineForm = () => {
       box.remove();
       // Under the question it thanks for, where it stays as the chat goes on. The
       // composer comes back with the conversation's `conversation.queued`.
-      const thanks = el('p', 'sd-row sd-sys', 'Thanks! We will reply to ' + body.email + '.');
+      const thanks = el('p', 'sd-row sd-sys', t('offline_thanks', { email: body.email }));
       thanks.sdKey = [data.conversation, data.seq + 0.25];
       place(thanks);
     } catch (err) {
-      status.textContent = 'Not sent: ' + (err.message || 'please try again.');
+      status.textContent = t('not_sent_because', { reason: err.message || t('try_again') });
       send.disabled = false;
     }
   };
@@ -496,16 +352,11 @@ const handlers = {
   },
   'transcript.sent'(f) {
     state.visitorEmail = state.visitorEmail || f.email;
-    if (!transcriptWait) return;
-    clearTimeout(timers.transcript);
-    transcriptWait.box.replaceWith(el('p', 'sd-thanks', 'Transcript sent to ' + f.email + '.'));
-    transcriptWait = null;
+    if (ended) ended.transcriptSent(f);
   },
   'conversation.rated'(f) {
     state.rated.add(f.conversation);
-    for (const box of ui.log.querySelectorAll('.sd-rate')) {
-      if (+box.dataset.conv === f.conversation) box.replaceWith(el('p', 'sd-thanks', 'Thanks for your feedback!'));
-    }
+    if (ended) ended.rated(f);
   },
   typing(f) {
     if (f.from !== 'agent' || !state.conv || f.conversation !== state.conv.id) return;
@@ -520,8 +371,8 @@ const handlers = {
   error(f) {
     if (f.detail === 'No such call.') {
       if (callCode) callCode.then((m) => m && m.onRefused(f));
-    } else if (transcriptWait && !f.client_msg_id && TRANSCRIPT_ERRORS[f.code]) {
-      transcriptFailed(TRANSCRIPT_ERRORS[f.code]);
+    } else if (ended && ended.transcriptError(f)) {
+      // said under the transcript form
     } else if (f.client_msg_id && state.own.has(f.client_msg_id)) {
       // Busy or briefly unavailable: worth retrying. Anything else would fail again.
       fail(f.client_msg_id, f.detail, f.code !== 'rate_limited' && f.code !== 'unavailable');
@@ -532,7 +383,7 @@ const handlers = {
         header();
       }
     } else {
-      flashBanner(f.code === 'rate_limited' ? 'You are sending messages too fast. Please wait a moment.' : f.detail || 'Something went wrong.');
+      flashBanner(f.code === 'rate_limited' ? t('too_fast') : f.detail || t('went_wrong'));
     }
   },
 };
