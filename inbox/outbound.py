@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from chat import reply_address
 from chat.models import Attachment, Conversation, Message, SenderKind
+from chat.transport.background import start_once
 
 from .models import EmailThread, OutboundMail
 
@@ -217,7 +218,6 @@ def record(mail: OutboundMail, error: str, *, now: datetime | None = None) -> No
 # --- the loop in each worker ------------------------------------------------------------
 
 _doorbells: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
-_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
 
 def ring(event) -> None:
@@ -234,11 +234,13 @@ def ensure_running() -> None:
     interval = settings.SUPPORTDESK_MAIL_INTERVAL
     if interval <= 0:
         return
-    loop = asyncio.get_running_loop()
-    task = _tasks.get(loop)
-    if task is None or task.done():
-        _doorbells[loop] = asyncio.Event()
-        _tasks[loop] = loop.create_task(_run(interval, _doorbells[loop]))
+
+    def run():
+        # A new doorbell for the loop whose sender starts (a test's loop is new each time).
+        doorbell = _doorbells[asyncio.get_running_loop()] = asyncio.Event()
+        return _run(interval, doorbell)
+
+    start_once("mail-sender", run)
 
 
 async def _run(interval: float, doorbell: asyncio.Event) -> None:

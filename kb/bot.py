@@ -34,6 +34,7 @@ from chat import events
 from chat.conversations import bots
 from chat.errors import NotWithBot
 from chat.models import Conversation, Message, SenderKind
+from chat.transport.background import start_once
 
 from . import answering, embedding
 from .models import BotAnswer, BotSettings
@@ -230,8 +231,6 @@ def answer_rated(event: events.BotAnswerRated) -> None:
 
 # --- the sweep in each worker -----------------------------------------------------
 
-_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
 
 def sweep(now=None) -> list[int]:
     """Hand off the bot's chats whose last message is a visitor's, unanswered for twice
@@ -278,9 +277,7 @@ def ensure_running() -> None:
     listen()
     loop = asyncio.get_running_loop()
     loop.run_in_executor(_threads(), _warm_up)
-    task = _tasks.get(loop)
-    if task is None or task.done():
-        _tasks[loop] = loop.create_task(_sweep_forever())
+    start_once("bot-sweep", _sweep_forever)
 
 
 async def _sweep_forever() -> None:
