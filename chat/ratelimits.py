@@ -212,6 +212,16 @@ class _LoopCounter:
         counter = cls._by_loop[loop] = cls(uri)
         return counter
 
+    async def _hit(self, item, *identifiers) -> bool:
+        try:
+            return await self.strategy.hit(item, NAMESPACE, *identifiers)
+        except RuntimeError as exc:
+            # uvloop's answer to a write on a connection Redis closed under us (a master
+            # killed in a Sentinel failover) is RuntimeError("... the handler is closed"),
+            # not the ConnectionError limits wraps: the storage is unavailable all the
+            # same, and the count fails open instead of failing the socket (1011).
+            raise StorageError(exc) from exc
+
     async def count(self, checks: tuple[tuple[Rule, str | None], ...]) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() < self.resting_until:
@@ -223,7 +233,7 @@ class _LoopCounter:
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
                 for rule, identity, item in _hits(checks):
-                    if not await self.strategy.hit(item, NAMESPACE, rule.name, identity):
+                    if not await self._hit(item, rule.name, identity):
                         raise _refusal(rule, identity, item)
         except (StorageError, TimeoutError) as exc:
             # Fail open, as `count` does; and rest, so the next messages do not each

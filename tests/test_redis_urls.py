@@ -445,3 +445,20 @@ async def test_no_socket_connects_the_subscription_while_the_receive_loop_reconn
     assert connection.connects == 1
     assert not shard._connecting
     shard._pubsub.connection = shard._receive_task = None
+
+
+async def test_a_count_on_a_connection_closed_under_it_fails_open_and_rests(settings):
+    """uvloop answers a write on a connection a killed master closed with RuntimeError,
+    not ConnectionError: the message is still taken (fail open), not its socket failed."""
+    settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "1 per minute"
+
+    class ClosedUnderUs:
+        async def hit(self, *args):
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    counter = ratelimits._LoopCounter("redis://127.0.0.1:1/0")
+    counter.strategy = ClosedUnderUs()
+
+    await counter.count(((ratelimits.IP_MESSAGES, "192.0.2.9"),))
+
+    assert counter.resting_until > asyncio.get_running_loop().time()
