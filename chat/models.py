@@ -191,6 +191,25 @@ class Visitor(models.Model):
         return self.name or self.email or f"Visitor #{self.pk}"
 
 
+class VisitorSocket(models.Model):
+    """One open widget socket of a visitor, on whichever worker holds it: the visitor's
+    presence across workers (chat/conversations/visitor_sockets.py). A heartbeat, not
+    "a row exists": the worker refreshes `seen_at` while the socket lives and deletes the
+    row when it closes; a row of a worker killed with kill -9 stops being refreshed and
+    no longer counts once `seen_at` is SUPPORTDESK_VISITOR_SOCKET_TTL old."""
+
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="+")
+    # The socket's channel name (unique per socket, across workers).
+    channel = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["visitor", "seen_at"], name="visitor_socket_seen")]
+
+    def __str__(self) -> str:
+        return f"visitor {self.visitor_id} socket {self.channel}"
+
+
 class SenderKind(models.TextChoices):
     VISITOR = "visitor"
     AGENT = "agent"
