@@ -1,20 +1,39 @@
 """What both sockets do about calls (docs/protocol.md "Calls"): relay a signal, hang up,
-and end the calls a socket holds when it goes away. The frames only one side sends
-(`call.invite` from the agent; `call.accept` and `call.decline` from the visitor) are
-in that side's table (chat/transport/consumers.py), built on this.
+and end the calls a socket holds when it goes away; for a visitor socket, count it in
+the visitor's presence across workers (an invitation with no widget left to answer it
+ends at once) and show it a call that rings as it connects. The frames only one side
+sends (`call.invite` from the agent; `call.accept` and `call.decline` from the visitor)
+are in that side's table (chat/transport/consumers.py), built on this.
 """
 
 import asyncio
 import logging
+import weakref
+
+from django.conf import settings
 
 from .. import protocol, ratelimits
-from ..conversations import calls
+from ..conversations import calls, visitor_sockets
 from ..conversations.actors import Actor
-from ..protocol import ProtocolError, inbound
+from ..protocol import ProtocolError, inbound, outbound
+from .background import start_once
 from .broadcasting import call_service
+from .orm import on_database_thread
 from .socket import ChatConsumer, in_background
 
 logger = logging.getLogger(__name__)
+
+# The visitor sockets open on each event loop (one per worker): the heartbeat refreshes
+# these, and only these, so a row whose delete failed stops counting after the TTL.
+_visitor_sockets_here: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _open_here() -> set[str]:
+    loop = asyncio.get_running_loop()
+    channels = _visitor_sockets_here.get(loop)
+    if channels is None:
+        channels = _visitor_sockets_here[loop] = set()
+    return channels
 
 
 class CallSignaling(ChatConsumer):
@@ -24,6 +43,12 @@ class CallSignaling(ChatConsumer):
     # with reason "disconnected", when it closes.
     calls_held: set[int] | None = None
 
+    # A visitor socket counted in its visitor's presence (`visitor_socket_opened`).
+    counted_as_visitor_socket = False
+    # The invitation this visitor socket showed right after `ready`: the same call's
+    # `call.invited` broadcast, which may arrive after it, is not shown twice.
+    invitation_shown: int | None = None
+
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
@@ -31,6 +56,7 @@ class CallSignaling(ChatConsumer):
             # Whatever way the socket ended (closed, dropped, crashed, the worker
             # stopping): the other side must not wait for media that cannot come.
             await self.end_held_calls()
+            await self.visitor_socket_gone()
 
     def hold_call(self, call_id: int) -> None:
         if self.calls_held is None:
@@ -46,6 +72,57 @@ class CallSignaling(ChatConsumer):
                 # The database is away: the other side's browser sees the media stop
                 # and hangs up, or the conversation's sweep ends the call.
                 logger.exception("call %s not ended after %s closed", call_id, self.channel_name)
+
+    async def visitor_socket_opened(self) -> None:
+        """After a visitor's `ready`: this socket counts as one of the visitor's open
+        widgets on every worker until it closes, and a call ringing for the visitor is
+        shown to it (`call.invited`), as to the tabs that were open when it was placed.
+
+        Counted before the call is read, in that order: a close of the visitor's other
+        last tab on another worker either counts this one (the call keeps ringing and
+        is shown here) or ended the call first (this socket, in the visitor's group
+        since before `ready`, reads no call or hears `call.ended`)."""
+        self.counted_as_visitor_socket = True  # set first: a lost answer still deletes
+        _open_here().add(self.channel_name)
+        interval = settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT
+        if interval > 0:
+            start_once("visitor-sockets", lambda: _refresh_visitor_sockets(interval))
+        invitation = await on_database_thread(_visitor_socket_opened)(
+            visitor_id=self.actor.visitor_id, channel=self.channel_name
+        )
+        if invitation is not None:
+            self.invitation_shown = invitation.call_id
+            await self.send_frame(
+                outbound.call_invited(
+                    conversation=invitation.conversation_id,
+                    call_id=invitation.call_id,
+                    media=invitation.media,
+                    ice_servers=invitation.ice_servers,
+                    agent=invitation.agent,
+                )
+            )
+
+    async def visitor_socket_gone(self) -> None:
+        """This visitor socket closed: it no longer counts, and if it was the visitor's
+        last one on any worker, a call ringing for the visitor ends ("disconnected")."""
+        if not self.counted_as_visitor_socket:
+            return
+        self.counted_as_visitor_socket = False
+        _open_here().discard(self.channel_name)
+        try:
+            await call_service(
+                _visitor_socket_closed, visitor_id=self.actor.visitor_id, channel=self.channel_name
+            )
+        except Exception:
+            # The database is away: this worker no longer refreshes the row, so it stops
+            # counting after the TTL, and the sweep ends an invitation nobody can answer.
+            logger.exception("visitor socket %s not forgotten", self.channel_name)
+
+    async def chat_frame(self, event: dict) -> None:
+        frame = event["frame"]
+        if frame["type"] == "call.invited" and frame["call_id"] == self.invitation_shown:
+            return  # shown after `ready` already (race: the invite committed as we read)
+        await super().chat_frame(event)
 
     async def on_call_signal(self, frame: inbound.CallSignal) -> None:
         try:
@@ -84,3 +161,30 @@ async def _time_out(call_id: int) -> None:
         await call_service(calls.expire, call_id=call_id)
     except Exception:
         logger.exception("call %s: the timeout failed; the sweep will end it", call_id)
+
+
+def _visitor_socket_opened(*, visitor_id: int, channel: str) -> calls.Invitation | None:
+    visitor_sockets.opened(visitor_id=visitor_id, channel=channel)
+    return calls.invitation_for_visitor(visitor_id=visitor_id)
+
+
+def _visitor_socket_closed(*, visitor_id: int, channel: str) -> None:
+    visitor_sockets.closed(channel=channel)
+    calls.visitor_left(visitor_id=visitor_id)
+
+
+async def _refresh_visitor_sockets(interval: float) -> None:
+    """This worker's heartbeat for its visitor sockets, every `interval` seconds."""
+    channels = _open_here()
+    while True:
+        await asyncio.sleep(interval)
+        if not channels:
+            continue
+        try:
+            await on_database_thread(visitor_sockets.heartbeat)(channels=list(channels))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database is away: the rows may lapse, and then an invitation ringing
+            # for one of these visitors ends ("disconnected") at the next sweep.
+            logger.exception("visitor sockets' heartbeat failed")

@@ -181,6 +181,7 @@ class VisitorConsumer(MessageSending):
             through = max([chat["last_seq"], *(m["seq"] for m in ready["messages"])])
             self.delivery.shown_in(chat["id"]).cover(through)
         await self.send_frame(ready)
+        await self.visitor_socket_opened()
 
     def decode(self, text_data: str | None) -> inbound.VisitorFrame:
         # The site's setting decides whether a `typing` frame's draft is read at all.
