@@ -23,9 +23,10 @@ HEARTBEAT_BATCH = 500
 
 
 def opened(*, visitor_id: int, channel: str, now: datetime | None = None) -> None:
-    """A visitor socket said hello: it counts from now on, on every worker."""
-    VisitorSocket.objects.update_or_create(
-        channel=channel, defaults={"visitor_id": visitor_id, "seen_at": now or timezone.now()}
+    """A visitor socket said hello: it counts from now on, on every worker. One INSERT
+    (a channel name is new for every socket: there is no row to update)."""
+    VisitorSocket.objects.create(
+        visitor_id=visitor_id, channel=channel, seen_at=now or timezone.now()
     )
 
 

@@ -16,6 +16,7 @@ from .. import protocol, ratelimits
 from ..conversations import calls, visitor_sockets
 from ..conversations.actors import Actor
 from ..protocol import ProtocolError, inbound, outbound
+from ..realtime import resume
 from .background import start_once
 from .broadcasting import call_service
 from .orm import on_database_thread
@@ -48,6 +49,7 @@ class CallSignaling(ChatConsumer):
     # The invitation this visitor socket showed right after `ready`: the same call's
     # `call.invited` broadcast, which may arrive after it, is not shown twice.
     invitation_shown: int | None = None
+    pending_invitation: calls.Invitation | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -73,10 +75,12 @@ class CallSignaling(ChatConsumer):
                 # and hangs up, or the conversation's sweep ends the call.
                 logger.exception("call %s not ended after %s closed", call_id, self.channel_name)
 
-    async def visitor_socket_opened(self) -> None:
-        """After a visitor's `ready`: this socket counts as one of the visitor's open
-        widgets on every worker until it closes, and a call ringing for the visitor is
-        shown to it (`call.invited`), as to the tabs that were open when it was placed.
+    async def visitor_socket_ready(self, visitor, last_seq: int, sneak_peek: bool) -> dict:
+        """The `ready` of `visitor` (as `sessions.identify_visitor` found it; see
+        chat/realtime/resume.py), read in one trip to an ORM
+        thread with what goes with it: this socket counts as one of the visitor's open
+        widgets on every worker from now until it closes, and a call ringing for the
+        visitor is kept for `show_invitation`, right after `ready`.
 
         Counted before the call is read, in that order: a close of the visitor's other
         last tab on another worker either counts this one (the call keeps ringing and
@@ -87,20 +91,27 @@ class CallSignaling(ChatConsumer):
         interval = settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT
         if interval > 0:
             start_once("visitor-sockets", lambda: _refresh_visitor_sockets(interval))
-        invitation = await on_database_thread(_visitor_socket_opened)(
-            visitor_id=self.actor.visitor_id, channel=self.channel_name
+        ready, self.pending_invitation = await on_database_thread(_counted_and_resumed)(
+            visitor, last_seq, channel=self.channel_name, sneak_peek=sneak_peek
         )
-        if invitation is not None:
-            self.invitation_shown = invitation.call_id
-            await self.send_frame(
-                outbound.call_invited(
-                    conversation=invitation.conversation_id,
-                    call_id=invitation.call_id,
-                    media=invitation.media,
-                    ice_servers=invitation.ice_servers,
-                    agent=invitation.agent,
-                )
+        return ready
+
+    async def show_invitation(self) -> None:
+        """Send the call that rang as this socket said `hello`, as the visitor's tabs
+        got it when it was placed (the widget loads its call code for it)."""
+        invitation, self.pending_invitation = self.pending_invitation, None
+        if invitation is None:
+            return
+        self.invitation_shown = invitation.call_id
+        await self.send_frame(
+            outbound.call_invited(
+                conversation=invitation.conversation_id,
+                call_id=invitation.call_id,
+                media=invitation.media,
+                ice_servers=invitation.ice_servers,
+                agent=invitation.agent,
             )
+        )
 
     async def visitor_socket_gone(self) -> None:
         """This visitor socket closed: it no longer counts, and if it was the visitor's
@@ -163,9 +174,15 @@ async def _time_out(call_id: int) -> None:
         logger.exception("call %s: the timeout failed; the sweep will end it", call_id)
 
 
-def _visitor_socket_opened(*, visitor_id: int, channel: str) -> calls.Invitation | None:
-    visitor_sockets.opened(visitor_id=visitor_id, channel=channel)
-    return calls.invitation_for_visitor(visitor_id=visitor_id)
+def _counted_and_resumed(
+    visitor, last_seq: int, *, channel: str, sneak_peek: bool
+) -> tuple[dict, calls.Invitation | None]:
+    visitor_sockets.opened(visitor_id=visitor.id, channel=channel)
+    ready = resume.visitor_ready(visitor, last_seq, sneak_peek=sneak_peek)
+    chat = ready["conversation"]
+    # A call rings only in a chat with its agent: any other hello reads nothing more.
+    ringing = chat is not None and chat["status"] == "active"
+    return ready, calls.invitation_for_visitor(visitor_id=visitor.id) if ringing else None
 
 
 def _visitor_socket_closed(*, visitor_id: int, channel: str) -> None:
