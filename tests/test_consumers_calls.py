@@ -4,6 +4,8 @@ timeout, a call tab closing, the visitor's last tab closing while it rings, a ta
 opened while it rings, and the refusals: a third party, a closed chat, an oversize
 signal, a flood."""
 
+import asyncio
+
 import pytest
 from channels.layers import get_channel_layer
 from django.test import override_settings
@@ -12,6 +14,7 @@ from chat.conversations import closing, sending
 from chat.conversations.actors import Actor
 from chat.models import Call, Message, VisitorSocket
 from chat.realtime import groups
+from chat.transport import socket as transport_socket
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -324,3 +327,36 @@ async def test_another_visitors_tab_neither_sees_the_call_nor_keeps_it_ringing(p
     ended = await ws.receive_until(agent, "call.ended")
     assert (ended["call_id"], ended["reason"]) == (invited["call_id"], "disconnected")
     assert await call_frames(stranger) == []
+
+
+async def rows_left(expected: int) -> None:
+    """Wait until `expected` visitor sockets are counted, then for the close's check
+    that deleted the row to finish: a closed socket's row goes when its grace ends, a
+    background task announced to no client."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ws.TIMEOUT
+    while (count := await ws.db(VisitorSocket.objects.count)) != expected:
+        assert loop.time() < deadline, f"{count} visitor sockets counted, not {expected}"
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(asyncio.gather(*transport_socket._background), ws.TIMEOUT)
+
+
+async def test_a_reload_within_the_grace_is_shown_the_call_which_rings_on(
+    personas, sockets, settings
+):
+    settings.SUPPORTDESK_VISITOR_SOCKET_GRACE = 2
+    agent, visitor, invited, _conversation = await ringing(sockets, personas)
+
+    # The only tab reloads: its socket closes, the next page's opens.
+    await visitor.disconnect(timeout=ws.TIMEOUT)
+    reloaded = await sockets.visitor_connected()
+    await reloaded.send_json_to(ws.hello(personas.acme.key, personas.token(personas.v1)))
+    assert await ws.receive_until(reloaded, "call.invited") == invited
+    await rows_left(1)  # the old socket's grace is over: the reloaded page counted
+
+    assert await call_frames(agent) == []
+    assert await ws.db(Call.objects.filter(pk=invited["call_id"], status="ringing").exists)
+    # Closed for good: the call ends once the grace is over, not at the timeout.
+    await reloaded.disconnect(timeout=ws.TIMEOUT)
+    ended = await ws.receive_until(agent, "call.ended", timeout=ws.TIMEOUT + 2)
+    assert ended["reason"] == "disconnected"

@@ -3,8 +3,9 @@ one worker, the visitor on the other. Signals cross between them to the call tab
 a third party on either worker is refused, a call tab closing on one worker ends the
 call on the other, and an invitation whose worker was killed still times out. While a
 call rings, the visitor's tabs are counted across both workers: it keeps ringing while
-one is open anywhere, ends ("disconnected") when the last one closes or its worker is
-killed, and a tab opened on either worker is shown the invitation."""
+one is open anywhere (a reload's next page on the other worker included), ends
+("disconnected") when the last one closes or its worker is killed, and a tab opened on
+either worker is shown the invitation."""
 
 import asyncio
 
@@ -173,9 +174,10 @@ async def test_a_ringing_call_ends_when_the_visitors_last_tab_on_either_worker_c
     assert alice.of_type("call.ended") == []
     assert call_state(e2e_database, call_id) == ("ringing", "")
 
-    # The last one closes on w0: the call ends for the agent at once, not at the timeout.
+    # The last one closes on w0: the call ends for the agent once the closed socket's
+    # grace (3 s) is over, not at the timeout.
     await other_tab.close()
-    ended = await alice.recv_until("call.ended", call_id=call_id, timeout=5)
+    ended = await alice.recv_until("call.ended", call_id=call_id, timeout=10)
     assert ended["reason"] == "disconnected"
     assert call_state(e2e_database, call_id) == ("ended", "disconnected")
 
@@ -235,3 +237,26 @@ async def test_a_ringing_call_ends_when_the_visitors_only_worker_is_killed(
     assert ended["reason"] == "disconnected"
     assert call_state(e2e_database, call_id) == ("ended", "disconnected")
     await sockets_counted(e2e_database, 0)
+
+
+async def test_a_reload_onto_the_other_worker_while_a_call_rings_shows_it_and_it_rings_on(
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
+):
+    w0, w1 = daphne_workers
+    alice = await agent_on(e2e_env, w0, "alice")
+    visitor, token, conversation = await visitor_chatting(w1, e2e_site, "v1")
+    call_id = await ring(alice, visitor, conversation, media="audio")
+
+    # The only tab reloads: its socket on w1 closes, the new page's opens on w0 within
+    # the closed socket's grace.
+    await visitor.close()
+    reloaded, _ready = await connect_visitor(w0, e2e_site, token, "v1-reloaded")
+    await reloaded.recv_until("call.invited", call_id=call_id)
+    await sockets_counted(e2e_database, 1)  # w1 forgot the old socket: the grace is over
+    await alice.round_trip()
+    assert alice.of_type("call.ended") == []
+    assert call_state(e2e_database, call_id) == ("ringing", "")
+
+    await reloaded.send({"type": "call.accept", "call_id": call_id})
+    await alice.recv_until("call.accepted", call_id=call_id)
+    assert call_state(e2e_database, call_id) == ("active", "")

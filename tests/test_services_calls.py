@@ -236,9 +236,8 @@ def widget_open(personas, channel: str, *, visitor=None, now=None) -> str:
 
 
 def widget_closed(personas, channel: str) -> bool:
-    """What a worker does when a visitor socket closes (chat/transport/calling.py)."""
-    visitor_sockets.closed(channel=channel)
-    return calls.visitor_left(visitor_id=personas.v1.id)
+    """What a worker does once a visitor socket closed (chat/transport/calling.py)."""
+    return calls.visitor_socket_closed(visitor_id=personas.v1.id, channel=channel)
 
 
 def test_the_visitors_last_tab_closing_ends_a_ringing_call_at_once(personas):

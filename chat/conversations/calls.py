@@ -269,9 +269,20 @@ def socket_gone(*, call_id: int, channel: str, now: datetime | None = None) -> b
     return True
 
 
+def visitor_socket_closed(*, visitor_id: int, channel: str, now: datetime | None = None) -> bool:
+    """A visitor's widget socket is gone for good (its grace over): it no longer counts,
+    and `visitor_left` decides about a ringing call, in one transaction, so the row is
+    seen gone only with the decision made. Whether it ended a call."""
+    with transaction.atomic():
+        visitor_sockets.closed(channel=channel)
+        return visitor_left(visitor_id=visitor_id, now=now)
+
+
 def visitor_left(*, visitor_id: int, now: datetime | None = None) -> bool:
     """One of the visitor's widget sockets closed (its `VisitorSocket` row already
-    deleted): if no other socket of the visitor lives on any worker, a call still
+    deleted, SUPPORTDESK_VISITOR_SOCKET_GRACE seconds after the close, so that a
+    reload's next page counts first): if no other socket of the visitor lives on any
+    worker, a call still
     ringing for it has nobody left to answer, and ends now for both with reason
     "disconnected" instead of ringing out. Whether it ended one.
 

@@ -114,20 +114,23 @@ class CallSignaling(ChatConsumer):
         )
 
     async def visitor_socket_gone(self) -> None:
-        """This visitor socket closed: it no longer counts, and if it was the visitor's
-        last one on any worker, a call ringing for the visitor ends ("disconnected")."""
+        """This visitor socket closed: after SUPPORTDESK_VISITOR_SOCKET_GRACE seconds it
+        no longer counts, and if it was the visitor's last one on any worker then, a call
+        ringing for the visitor ends ("disconnected"). Until then its row stays (no
+        longer refreshed): a reload's next page, or a link followed on the site, says
+        `hello` meanwhile and is shown the call, which rings on."""
         if not self.counted_as_visitor_socket:
             return
         self.counted_as_visitor_socket = False
         _open_here().discard(self.channel_name)
-        try:
-            await call_service(
-                _visitor_socket_closed, visitor_id=self.actor.visitor_id, channel=self.channel_name
-            )
-        except Exception:
-            # The database is away: this worker no longer refreshes the row, so it stops
-            # counting after the TTL, and the sweep ends an invitation nobody can answer.
-            logger.exception("visitor socket %s not forgotten", self.channel_name)
+        gone = _visitor_socket_forgotten(self.actor.visitor_id, self.channel_name)
+        grace = settings.SUPPORTDESK_VISITOR_SOCKET_GRACE
+        if grace > 0:
+            # A worker that dies (or stops) within the grace forgets nothing: the row
+            # lapses after the TTL, and the sweep ends an invitation nobody can answer.
+            asyncio.get_running_loop().call_later(grace, in_background, gone)
+        else:
+            await gone
 
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]
@@ -185,9 +188,13 @@ def _counted_and_resumed(
     return ready, calls.invitation_for_visitor(visitor_id=visitor.id) if ringing else None
 
 
-def _visitor_socket_closed(*, visitor_id: int, channel: str) -> None:
-    visitor_sockets.closed(channel=channel)
-    calls.visitor_left(visitor_id=visitor_id)
+async def _visitor_socket_forgotten(visitor_id: int, channel: str) -> None:
+    try:
+        await call_service(calls.visitor_socket_closed, visitor_id=visitor_id, channel=channel)
+    except Exception:
+        # The database is away: this worker no longer refreshes the row, so it stops
+        # counting after the TTL, and the sweep ends an invitation nobody can answer.
+        logger.exception("visitor socket %s not forgotten", channel)
 
 
 async def _refresh_visitor_sockets(interval: float) -> None:
