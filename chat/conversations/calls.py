@@ -279,21 +279,21 @@ def visitor_socket_closed(*, visitor_id: int, channel: str, now: datetime | None
 
 
 def visitor_left(*, visitor_id: int, now: datetime | None = None) -> bool:
-    """One of the visitor's widget sockets closed (its `VisitorSocket` row already
-    deleted, SUPPORTDESK_VISITOR_SOCKET_GRACE seconds after the close, so that a
-    reload's next page counts first): if no other socket of the visitor lives on any
-    worker, a call still
-    ringing for it has nobody left to answer, and ends now for both with reason
+    """One of the visitor's widget sockets is gone (its `VisitorSocket` row deleted,
+    SUPPORTDESK_VISITOR_SOCKET_GRACE seconds after it closed, so that a reload's next
+    page counts first): if no other socket of the visitor lives on any worker, a call
+    still ringing for it has nobody left to answer, and ends now for both with reason
     "disconnected" instead of ringing out. Whether it ended one.
 
     Races, each decided under the conversation's lock by what is committed then:
-    - two last tabs closing at once on two workers: both may count none left; the
-      second finds the call ended (not found) and does nothing;
-    - a tab closing while another opens elsewhere: the new tab's row is committed
+    - the last two tabs' rows going at once on two workers: each delete commits with
+      its check, so the check that locks second sees both rows gone and ends the call
+      (the first may still count the other's row); one `call.ended`;
+    - a tab's row going as another tab opens elsewhere: the new tab's row is committed
       before it reads the call (`invitation_for_visitor`); counted here → the call
       keeps ringing and that tab shows it; not yet → the call ends, and the new tab
       (already in the visitor's group) gets `call.ended`, or reads no call at all;
-    - the last tab closing while the agent's invitation is placed: if this check
+    - the last tab's row going while the agent's invitation is placed: if this check
       locked first it saw no call, and the invitation rings with nobody to answer;
       the sweep ends it (no live socket) within SUPPORTDESK_SWEEP_INTERVAL."""
     now = now or timezone.now()

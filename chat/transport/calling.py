@@ -1,7 +1,7 @@
 """What both sockets do about calls (docs/protocol.md "Calls"): relay a signal, hang up,
 and end the calls a socket holds when it goes away; for a visitor socket, count it in
 the visitor's presence across workers (an invitation with no widget left to answer it
-ends at once) and show it a call that rings as it connects. The frames only one side
+ends within seconds) and show it a call that rings as it connects. The frames only one side
 sends (`call.invite` from the agent; `call.accept` and `call.decline` from the visitor)
 are in that side's table (chat/transport/consumers.py), built on this.
 """
@@ -44,7 +44,7 @@ class CallSignaling(ChatConsumer):
     # with reason "disconnected", when it closes.
     calls_held: set[int] | None = None
 
-    # A visitor socket counted in its visitor's presence (`visitor_socket_opened`).
+    # A visitor socket counted in its visitor's presence (`visitor_socket_ready`).
     counted_as_visitor_socket = False
     # The invitation this visitor socket showed right after `ready`: the same call's
     # `call.invited` broadcast, which may arrive after it, is not shown twice.
@@ -77,10 +77,10 @@ class CallSignaling(ChatConsumer):
 
     async def visitor_socket_ready(self, visitor, last_seq: int, sneak_peek: bool) -> dict:
         """The `ready` of `visitor` (as `sessions.identify_visitor` found it; see
-        chat/realtime/resume.py), read in one trip to an ORM
-        thread with what goes with it: this socket counts as one of the visitor's open
-        widgets on every worker from now until it closes, and a call ringing for the
-        visitor is kept for `show_invitation`, right after `ready`.
+        chat/realtime/resume.py), read in one trip to an ORM thread with what goes with
+        it: this socket counts as one of the visitor's open widgets on every worker from
+        now until it closes, and a call ringing for the visitor is kept for
+        `show_invitation`, right after `ready`.
 
         Counted before the call is read, in that order: a close of the visitor's other
         last tab on another worker either counts this one (the call keeps ringing and
@@ -123,14 +123,16 @@ class CallSignaling(ChatConsumer):
             return
         self.counted_as_visitor_socket = False
         _open_here().discard(self.channel_name)
-        gone = _visitor_socket_forgotten(self.actor.visitor_id, self.channel_name)
+        visitor_id, channel = self.actor.visitor_id, self.channel_name
         grace = settings.SUPPORTDESK_VISITOR_SOCKET_GRACE
         if grace > 0:
             # A worker that dies (or stops) within the grace forgets nothing: the row
             # lapses after the TTL, and the sweep ends an invitation nobody can answer.
-            asyncio.get_running_loop().call_later(grace, in_background, gone)
+            asyncio.get_running_loop().call_later(
+                grace, lambda: in_background(_visitor_socket_forgotten(visitor_id, channel))
+            )
         else:
-            await gone
+            await _visitor_socket_forgotten(visitor_id, channel)
 
     async def chat_frame(self, event: dict) -> None:
         frame = event["frame"]
