@@ -218,13 +218,19 @@ async def test_a_ringing_call_ends_when_the_visitors_only_worker_is_killed(
     alice = await agent_on(e2e_env, w1, "alice")
     visitor, _token, conversation = await visitor_chatting(w0, e2e_site, "v1")
     call_id = await ring(alice, visitor, conversation)
+
     # The heartbeat keeps the socket counted past its TTL while its worker lives.
-    ((first_seen,),) = e2e_database.query("SELECT max(seen_at) FROM chat_visitorsocket")
+    def w0_seen_at():
+        ((seen_at,),) = e2e_database.query(
+            "SELECT w.seen_at FROM chat_socketworker w "
+            "JOIN chat_visitorsocket s ON s.worker_id = w.name"
+        )
+        return seen_at
+
+    first_seen = w0_seen_at()
     await asyncio.to_thread(
         wait_until,
-        lambda: (
-            e2e_database.query("SELECT min(seen_at) FROM chat_visitorsocket")[0][0] > first_seen
-        ),
+        lambda: w0_seen_at() > first_seen,
         timeout=5,
         what="w0's heartbeat refreshing its visitor socket",
     )

@@ -61,7 +61,7 @@ def statements(work, /, *args, **kwargs) -> list[str]:
     return [q["sql"].split()[0] for q in captured.captured_queries]
 
 
-def test_counting_the_socket_costs_one_insert_and_in_a_chat_with_its_agent_one_read(personas):
+def test_counting_the_socket_costs_two_inserts_and_in_a_chat_with_its_agent_one_read(personas):
     """The socket's row (chat/conversations/visitor_sockets.py) rides on `ready`'s trip;
     the ringing call is looked for only where one can ring: a chat with its agent."""
     sending.post_message(Actor.visitor(personas.v1.pk), client_msg_id="a", body="Hi")  # alice's
@@ -78,7 +78,8 @@ def test_counting_the_socket_costs_one_insert_and_in_a_chat_with_its_agent_one_r
             channel=f"{visitor.pk}-tab",
             sneak_peek=site.sneak_peek,
         )
-        assert counted[0] == "INSERT"
-        assert counted[1 : 1 + len(ready_alone)] == ready_alone
-        extra = counted[1 + len(ready_alone) :]
+        # The worker's beat (an upsert) and the socket's row.
+        assert counted[:2] == ["INSERT", "INSERT"]
+        assert counted[2 : 2 + len(ready_alone)] == ready_alone
+        extra = counted[2 + len(ready_alone) :]
         assert extra == (["SELECT"] if visitor == personas.v1 else []), visitor

@@ -17,7 +17,7 @@ from django.utils import timezone
 from chat.conversations import calls, closing, routing, sending, visitor_sockets
 from chat.conversations.actors import Actor
 from chat.errors import CallInProgress, CallNotFound
-from chat.models import Call, Message, VisitorSocket
+from chat.models import Call, Message, SocketWorker, VisitorSocket
 from supportdesk import settings as project_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +50,9 @@ def test_an_invitation_rings_30_seconds_by_default(personas):
     now = timezone.now()
     # The visitor's widget stays open, its worker's heartbeat refreshing it.
     visitor_sockets.opened(visitor_id=personas.v1.id, channel="visitor-tab", now=now)
-    visitor_sockets.heartbeat(channels=["visitor-tab"], now=now + timedelta(seconds=29))
+    visitor_sockets.heartbeat(
+        sockets={"visitor-tab": personas.v1.id}, now=now + timedelta(seconds=29)
+    )
 
     _conversation, call_id = ring(personas, now=now)
 
@@ -279,6 +281,23 @@ def test_an_answered_call_is_not_ended_by_a_tab_that_does_not_hold_it(personas):
     # The other tab closing, even as the last but one, leaves the call to its holder.
     assert widget_closed(personas, second) is False
     assert status(call_id) == ("active", "")
+
+
+def test_a_worker_back_from_a_long_database_outage_counts_its_open_widgets_again(personas):
+    now = timezone.now()
+    widget_open(personas, "v1-tab", now=now)
+    widget_open(personas, "v2-tab", visitor=personas.v2, now=now)
+    # The worker could not beat for longer than the TTL: a sweep forgot it and its sockets.
+    closing.sweep(now=now + timedelta(seconds=16))
+    assert not visitor_sockets.has_live_socket(personas.v1.id, now=now + timedelta(seconds=16))
+
+    # Back, its next heartbeat puts back the widgets it still holds, and only those.
+    later = now + timedelta(seconds=17)
+    visitor_sockets.heartbeat(sockets={"v1-tab": personas.v1.id}, now=later)
+    assert visitor_sockets.has_live_socket(personas.v1.id, now=later)
+    assert not visitor_sockets.has_live_socket(personas.v2.id, now=later)
+    # A worker's beat is one row, however many widgets it holds.
+    assert SocketWorker.objects.count() == 1
 
 
 def test_a_killed_workers_socket_stops_counting_after_the_ttl_and_the_sweep_ends_the_call(

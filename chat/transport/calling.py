@@ -24,17 +24,21 @@ from .socket import ChatConsumer, in_background
 
 logger = logging.getLogger(__name__)
 
-# The visitor sockets open on each event loop (one per worker): the heartbeat refreshes
-# these, and only these, so a row whose delete failed stops counting after the TTL.
+# The visitor sockets open on each event loop (one per worker), channel name → visitor
+# id: the heartbeat keeps these counted, and puts their rows back if a sweep deleted
+# them while the worker was away from the database (visitor_sockets.heartbeat).
 _visitor_sockets_here: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The closed ones whose row could not be deleted (the database away): retried with
+# each heartbeat, since the worker's beat would otherwise keep them counted.
+_unforgotten_here: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _open_here() -> set[str]:
-    loop = asyncio.get_running_loop()
-    channels = _visitor_sockets_here.get(loop)
-    if channels is None:
-        channels = _visitor_sockets_here[loop] = set()
-    return channels
+def _open_here() -> dict[str, int]:
+    return _visitor_sockets_here.setdefault(asyncio.get_running_loop(), {})
+
+
+def _unforgotten() -> dict[str, int]:
+    return _unforgotten_here.setdefault(asyncio.get_running_loop(), {})
 
 
 class CallSignaling(ChatConsumer):
@@ -87,7 +91,7 @@ class CallSignaling(ChatConsumer):
         is shown here) or ended the call first (this socket, in the visitor's group
         since before `ready`, reads no call or hears `call.ended`)."""
         self.counted_as_visitor_socket = True  # set first: a lost answer still deletes
-        _open_here().add(self.channel_name)
+        _open_here()[self.channel_name] = visitor.id
         interval = settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT
         if interval > 0:
             start_once("visitor-sockets", lambda: _refresh_visitor_sockets(interval))
@@ -122,7 +126,7 @@ class CallSignaling(ChatConsumer):
         if not self.counted_as_visitor_socket:
             return
         self.counted_as_visitor_socket = False
-        _open_here().discard(self.channel_name)
+        _open_here().pop(self.channel_name, None)
         visitor_id, channel = self.actor.visitor_id, self.channel_name
         grace = settings.SUPPORTDESK_VISITOR_SOCKET_GRACE
         if grace > 0:
@@ -194,23 +198,28 @@ async def _visitor_socket_forgotten(visitor_id: int, channel: str) -> None:
     try:
         await call_service(calls.visitor_socket_closed, visitor_id=visitor_id, channel=channel)
     except Exception:
-        # The database is away: this worker no longer refreshes the row, so it stops
-        # counting after the TTL, and the sweep ends an invitation nobody can answer.
-        logger.exception("visitor socket %s not forgotten", channel)
+        # The database is away: the row stays, and this worker's beat would keep it
+        # counted; the heartbeat tries again, and meanwhile an invitation to this visitor
+        # rings on (at worst until its timeout).
+        _unforgotten()[channel] = visitor_id
+        logger.exception("visitor socket %s not forgotten; retried with the heartbeat", channel)
 
 
 async def _refresh_visitor_sockets(interval: float) -> None:
     """This worker's heartbeat for its visitor sockets, every `interval` seconds."""
-    channels = _open_here()
+    sockets, unforgotten = _open_here(), _unforgotten()
     while True:
         await asyncio.sleep(interval)
-        if not channels:
-            continue
+        for channel, visitor_id in list(unforgotten.items()):
+            del unforgotten[channel]
+            await _visitor_socket_forgotten(visitor_id, channel)
         try:
-            await on_database_thread(visitor_sockets.heartbeat)(channels=list(channels))
+            # The ORM thread copies `sockets` at once (dict(), atomic under the GIL)
+            # while this loop goes on opening and closing them.
+            await on_database_thread(visitor_sockets.heartbeat)(sockets=sockets)
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The database is away: the rows may lapse, and then an invitation ringing
+            # The database is away: the beat may lapse, and then an invitation ringing
             # for one of these visitors ends ("disconnected") at the next sweep.
             logger.exception("visitor sockets' heartbeat failed")
