@@ -191,6 +191,47 @@ class Visitor(models.Model):
         return self.name or self.email or f"Visitor #{self.pk}"
 
 
+class SocketWorker(models.Model):
+    """A worker process holding visitor sockets, with its heartbeat: its sockets count as
+    open while `seen_at` is younger than SUPPORTDESK_VISITOR_SOCKET_TTL. One row per
+    worker, so a heartbeat is one statement however many widgets the worker holds."""
+
+    # A name the process draws at start (chat/conversations/visitor_sockets.WORKER).
+    name = models.CharField(max_length=32, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"worker {self.name}"
+
+
+class VisitorSocket(models.Model):
+    """One open widget socket of a visitor, on whichever worker holds it: the visitor's
+    presence across workers (chat/conversations/visitor_sockets.py). A heartbeat, not
+    "a row exists": the row is deleted when the socket closes, and counts only while its
+    worker's heartbeat is fresh, so a worker killed with kill -9 leaves none counted
+    once SUPPORTDESK_VISITOR_SOCKET_TTL has passed."""
+
+    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="+")
+    # The socket's channel name (unique per socket, across workers).
+    channel = models.CharField(max_length=200, unique=True)
+    # No database constraint: the sweep deletes a dead worker's row, then its sockets,
+    # and a worker back from a long database outage puts its row back beside sockets
+    # that may still be there; neither order may fail a visitor's hello.
+    worker = models.ForeignKey(
+        SocketWorker,
+        to_field="name",
+        db_constraint=False,
+        on_delete=models.DO_NOTHING,
+        related_name="sockets",
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["visitor"], name="visitor_socket_visitor")]
+
+    def __str__(self) -> str:
+        return f"visitor {self.visitor_id} socket {self.channel}"
+
+
 class SenderKind(models.TextChoices):
     VISITOR = "visitor"
     AGENT = "agent"

@@ -284,6 +284,17 @@ SUPPORTDESK_LIMIT_VISITOR_UPLOADS = os.environ.get(
 SUPPORTDESK_LIMIT_IP_UPLOADS = os.environ.get("SUPPORTDESK_LIMIT_IP_UPLOADS", "30 per minute")
 SUPPORTDESK_LIMIT_AGENT_UPLOADS = os.environ.get("SUPPORTDESK_LIMIT_AGENT_UPLOADS", "30 per minute")
 
+# A visitor socket counts as open while its worker refreshed it this recently; its
+# worker refreshes all its visitor sockets every SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT
+# seconds (0: never, for tests). A worker killed with kill -9 stops refreshing, so its
+# sockets stop counting after the TTL (chat/conversations/visitor_sockets.py).
+SUPPORTDESK_VISITOR_SOCKET_TTL = _env_float("SUPPORTDESK_VISITOR_SOCKET_TTL", 15)
+SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT = _env_float("SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT", 5)
+# A closed visitor socket still counts this many seconds: the next page of a reload, or
+# of a link followed on the site, says hello within them, and a call ringing for the
+# visitor rings on into it. After them, a visitor with no socket left is gone.
+SUPPORTDESK_VISITOR_SOCKET_GRACE = _env_float("SUPPORTDESK_VISITOR_SOCKET_GRACE", 3)
+
 # --- calls (chat/conversations/calls.py, docs/calls.md) ---
 # An invitation nobody answered within this many seconds ends with reason "timeout".
 SUPPORTDESK_CALL_RING_TIMEOUT = _env_float("SUPPORTDESK_CALL_RING_TIMEOUT", 30)

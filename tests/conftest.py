@@ -64,6 +64,10 @@ def _quiet_background(settings):
     settings.SUPPORTDESK_WEBHOOK_INTERVAL = 0
     # Nor a mail sender: tests run its turns themselves (inbox/outbound.py).
     settings.SUPPORTDESK_MAIL_INTERVAL = 0
+    # Nor the visitor sockets' heartbeat: a test's sockets count for the whole TTL. A
+    # closed one stops counting at once unless a test gives it a grace period.
+    settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT = 0
+    settings.SUPPORTDESK_VISITOR_SOCKET_GRACE = 0
     # Hashing the personas' passwords properly is most of each test's setup time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -1,14 +1,20 @@
 """Calls through the real sockets (docs/protocol.md "Calls"): ringing, answering,
 signals relayed to the other participant's call tab only, hanging up, declining, the
-timeout, a call tab closing, and the refusals: a third party, a closed chat, an
-oversize signal, a flood."""
+timeout, a call tab closing, the visitor's last tab closing while it rings, a tab
+opened while it rings, and the refusals: a third party, a closed chat, an oversize
+signal, a flood."""
+
+import asyncio
 
 import pytest
+from channels.layers import get_channel_layer
 from django.test import override_settings
 
 from chat.conversations import closing, sending
 from chat.conversations.actors import Actor
-from chat.models import Call, Message
+from chat.models import Call, Message, VisitorSocket
+from chat.realtime import groups
+from chat.transport import socket as transport_socket
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -254,3 +260,103 @@ async def test_a_signal_from_a_tab_that_does_not_hold_the_call_is_refused(person
     # ... and a second tab cannot answer a call already answered.
     await other_visitor_tab.send_json_to({"type": "call.accept", "call_id": call_id})
     assert (await ws.receive_until(other_visitor_tab, "error"))["code"] == "not_found"
+
+
+async def call_frames(socket) -> list[dict]:
+    return [f for f in await ws.frames_before_pong(socket) if f["type"].startswith("call.")]
+
+
+async def test_the_visitors_only_tab_closing_ends_a_ringing_call_for_the_agent(personas, sockets):
+    agent, visitor, invited, conversation = await ringing(sockets, personas)
+
+    await visitor.disconnect(timeout=ws.TIMEOUT)
+
+    ended = await ws.receive_until(agent, "call.ended")
+    assert ended == {
+        "type": "call.ended",
+        "conversation": conversation,
+        "call_id": invited["call_id"],
+        "reason": "disconnected",
+    }
+    assert (await system_lines(conversation))[-1] == "The call ended before it was answered."
+    assert await ws.db(VisitorSocket.objects.count) == 0
+
+
+async def test_a_ringing_call_keeps_ringing_while_the_visitor_has_another_tab(personas, sockets):
+    agent, visitor, invited, _conversation = await ringing(sockets, personas)
+    other_tab = await visitor_socket(sockets, personas, personas.v1)
+
+    # `disconnect` returns once the socket's close has run (its row deleted, the check).
+    await visitor.disconnect(timeout=ws.TIMEOUT)
+
+    assert await call_frames(agent) == []
+    assert await ws.db(Call.objects.filter(pk=invited["call_id"], status="ringing").exists)
+    await other_tab.disconnect(timeout=ws.TIMEOUT)
+    assert (await ws.receive_until(agent, "call.ended"))["reason"] == "disconnected"
+
+
+async def test_a_tab_opened_while_a_call_rings_gets_the_invitation_right_after_ready(
+    personas, sockets
+):
+    _agent, _visitor, invited, _conversation = await ringing(sockets, personas)
+
+    new_tab = await sockets.visitor_connected()
+    await new_tab.send_json_to(ws.hello(personas.acme.key, personas.token(personas.v1)))
+    shown, before = await ws.receive_frames_until(new_tab, "call.invited")
+
+    assert [f["type"] for f in before] == ["ready"]
+    assert shown == invited
+    # The invitation's broadcast, arriving late (the race with `ready`), is not shown twice.
+    await get_channel_layer().group_send(
+        groups.visitor_group(personas.v1.id), groups.frame_event(invited)
+    )
+    assert await call_frames(new_tab) == []
+    # ... and the tab may answer it.
+    await new_tab.send_json_to({"type": "call.accept", "call_id": invited["call_id"]})
+    assert (await ws.receive_until(new_tab, "call.accepted"))["call_id"] == invited["call_id"]
+
+
+async def test_another_visitors_tab_neither_sees_the_call_nor_keeps_it_ringing(personas, sockets):
+    agent, visitor, invited, _conversation = await ringing(sockets, personas)
+    await open_chat(personas.v2)
+
+    stranger = await visitor_socket(sockets, personas, personas.v2)
+
+    assert await call_frames(stranger) == []
+    await visitor.disconnect(timeout=ws.TIMEOUT)
+    ended = await ws.receive_until(agent, "call.ended")
+    assert (ended["call_id"], ended["reason"]) == (invited["call_id"], "disconnected")
+    assert await call_frames(stranger) == []
+
+
+async def rows_left(expected: int) -> None:
+    """Wait until `expected` visitor sockets are counted, then for the close's check
+    that deleted the row to finish: a closed socket's row goes when its grace ends, a
+    background task announced to no client."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ws.TIMEOUT
+    while (count := await ws.db(VisitorSocket.objects.count)) != expected:
+        assert loop.time() < deadline, f"{count} visitor sockets counted, not {expected}"
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(asyncio.gather(*transport_socket._background), ws.TIMEOUT)
+
+
+async def test_a_reload_within_the_grace_is_shown_the_call_which_rings_on(
+    personas, sockets, settings
+):
+    settings.SUPPORTDESK_VISITOR_SOCKET_GRACE = 2
+    agent, visitor, invited, _conversation = await ringing(sockets, personas)
+
+    # The only tab reloads: its socket closes, the next page's opens.
+    await visitor.disconnect(timeout=ws.TIMEOUT)
+    reloaded = await sockets.visitor_connected()
+    await reloaded.send_json_to(ws.hello(personas.acme.key, personas.token(personas.v1)))
+    assert await ws.receive_until(reloaded, "call.invited") == invited
+    await rows_left(1)  # the old socket's grace is over: the reloaded page counted
+
+    assert await call_frames(agent) == []
+    assert await ws.db(Call.objects.filter(pk=invited["call_id"], status="ringing").exists)
+    # Closed for good: the call ends once the grace is over, not at the timeout.
+    await reloaded.disconnect(timeout=ws.TIMEOUT)
+    ended = await ws.receive_until(agent, "call.ended", timeout=ws.TIMEOUT + 2)
+    assert ended["reason"] == "disconnected"

@@ -7,7 +7,9 @@ The call connects and each side's RTCPeerConnection `getStats()` shows inbound a
 video with packets and frames received growing; hanging up ends it for both; a decline
 and an unanswered call (the ring timeout shortened to a few seconds; the 30 s default
 is tests/test_services_calls.py's) are shown to the agent. Nothing in the widget asks
-for a device before the visitor clicks Accept.
+for a device before the visitor clicks Accept. A shop page reloaded while a call rings
+shows the invitation again and can answer it; the shop tab closing while a call rings
+ends it for the agent within seconds, long before the ring timeout.
 
 Every wait is for an event with a deadline (`expect`, `wait_for_function`); nothing sleeps.
 """
@@ -296,3 +298,36 @@ def test_an_audio_call_gets_the_agents_screen_and_ends_when_the_agents_tab_close
             re.compile(r"^The call ended after 0:\d\d \(the connection was lost\)\.$")
         )
     ).to_be_visible()
+
+
+def test_a_reload_while_alice_rings_shows_the_call_again_and_closing_the_shop_ends_it(
+    media_context, live_app: LiveApp
+):
+    dashboard = media_context().new_page()
+    dashboard_signed_in_and_available(dashboard, live_app)
+    shop = media_context().new_page()
+    widget = open_widget(shop, live_app)
+    write(widget, "Does the kettle come in blue?")
+    pane = open_chat(dashboard, chat_entry(dashboard, "come in blue"))
+    status = pane.locator(".call-status")
+
+    # alice calls; the shopper reloads the page before answering: the new page's widget
+    # (its socket on the server within the closed one's grace) shows the call again.
+    pane.get_by_role("button", name="Audio call").click()
+    expect(widget.locator(".sd-call-title")).to_have_text("alice is calling you")
+    shop.reload()
+    widget = shop.frame_locator("#supportdesk-frame")
+    expect(widget.locator(".sd-call-title")).to_have_text("alice is calling you")
+    expect(status).to_have_text("Ringing… waiting for the visitor to answer.")
+    widget.get_by_role("button", name="Accept").click()
+    expect_media_flowing(widget_frame(shop), video=False)
+    pane.get_by_role("button", name="Hang up").click()
+    expect(widget.locator(".sd-call-note")).to_have_text("Call ended.")
+
+    # Another call; the shop's only tab closes before an answer: alice is told within
+    # seconds (the closed socket's grace, 3 s), not at the 30 s ring timeout.
+    pane.get_by_role("button", name="Video call").click()
+    expect(widget.locator(".sd-call-title")).to_have_text("alice is video calling you")
+    shop.close()
+    expect(status).to_have_text("The call was disconnected.", timeout=10_000)
+    expect(pane.get_by_text("The call ended before it was answered.")).to_be_visible()

@@ -1,7 +1,11 @@
 """Calls across two real daphne workers sharing one Redis and one database: the agent on
 one worker, the visitor on the other. Signals cross between them to the call tabs only,
 a third party on either worker is refused, a call tab closing on one worker ends the
-call on the other, and an invitation whose worker was killed still times out."""
+call on the other, and an invitation whose worker was killed still times out. While a
+call rings, the visitor's tabs are counted across both workers: it keeps ringing while
+one is open anywhere (a reload's next page on the other worker included), ends
+("disconnected") when the last one closes or its worker is killed, and a tab opened on
+either worker is shown the invitation."""
 
 import asyncio
 
@@ -18,6 +22,7 @@ from devstack import (
     login,
     set_presence,
     visitor_session,
+    wait_until,
 )
 
 pytest_plugins = ["tests.e2e"]
@@ -134,3 +139,130 @@ async def test_an_invitation_whose_worker_was_killed_still_times_out(
     ended = await visitor.recv_until("call.ended", call_id=call_id, timeout=10)
     assert ended["reason"] == "timeout"
     assert call_state(e2e_database, call_id) == ("ended", "timeout")
+
+
+def visitor_sockets(database: Database) -> int:
+    ((count,),) = database.query("SELECT count(*) FROM chat_visitorsocket")
+    return count
+
+
+async def sockets_counted(database: Database, expected: int) -> None:
+    """Wait until the workers count `expected` visitor sockets (a close runs after the
+    client's side of it returns, so there is no frame to wait for)."""
+    await asyncio.to_thread(
+        wait_until,
+        lambda: visitor_sockets(database) == expected,
+        timeout=10,
+        what=lambda: f"{expected} visitor sockets counted (now {visitor_sockets(database)})",
+    )
+
+
+async def test_a_ringing_call_ends_when_the_visitors_last_tab_on_either_worker_closes(
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
+):
+    w0, w1 = daphne_workers
+    alice = await agent_on(e2e_env, w0, "alice")
+    visitor, token, conversation = await visitor_chatting(w1, e2e_site, "v1")
+    other_tab, _ready = await connect_visitor(w0, e2e_site, token, "v1-tab2")
+    call_id = await ring(alice, visitor, conversation)
+    await other_tab.recv_until("call.invited", call_id=call_id)
+
+    # One tab closes on w1: the tab on w0 still counts, so the call rings on.
+    await visitor.close()
+    await sockets_counted(e2e_database, 1)
+    await alice.round_trip()
+    assert alice.of_type("call.ended") == []
+    assert call_state(e2e_database, call_id) == ("ringing", "")
+
+    # The last one closes on w0: the call ends for the agent once the closed socket's
+    # grace (3 s) is over, not at the timeout.
+    await other_tab.close()
+    ended = await alice.recv_until("call.ended", call_id=call_id, timeout=10)
+    assert ended["reason"] == "disconnected"
+    assert call_state(e2e_database, call_id) == ("ended", "disconnected")
+
+
+async def test_a_tab_opened_on_either_worker_while_a_call_rings_is_shown_it_and_no_stranger_is(
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
+):
+    w0, w1 = daphne_workers
+    alice = await agent_on(e2e_env, w0, "alice")
+    visitor, token, conversation = await visitor_chatting(w1, e2e_site, "v1")
+    call_id = await ring(alice, visitor, conversation, media="audio")
+    invited = visitor.of_type("call.invited")[0]
+
+    for worker in (w0, w1):  # a reload: the new page's socket, on either worker
+        reloaded, ready = await connect_visitor(worker, e2e_site, token, f"v1@{worker.name}")
+        shown = await reloaded.recv_until("call.invited", call_id=call_id)
+        assert shown == invited
+        assert reloaded.frames.index(shown) == reloaded.frames.index(ready) + 1
+    stranger, _token, _conversation = await visitor_chatting(w0, e2e_site, "v2")
+    await stranger.round_trip()
+    assert [f for f in stranger.frames if f["type"].startswith("call.")] == []
+
+    # The reloaded page answers it, on its worker.
+    await reloaded.send({"type": "call.accept", "call_id": call_id})
+    await alice.recv_until("call.accepted", call_id=call_id)
+    assert call_state(e2e_database, call_id) == ("active", "")
+
+
+@pytest.mark.parametrize(
+    "e2e_overrides",
+    [{"SUPPORTDESK_VISITOR_SOCKET_TTL": "2", "SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT": "0.5"}],
+    ids=["ttl2s"],
+)
+async def test_a_ringing_call_ends_when_the_visitors_only_worker_is_killed(
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
+):
+    w0, w1 = daphne_workers
+    alice = await agent_on(e2e_env, w1, "alice")
+    visitor, _token, conversation = await visitor_chatting(w0, e2e_site, "v1")
+    call_id = await ring(alice, visitor, conversation)
+
+    # The heartbeat keeps the socket counted past its TTL while its worker lives.
+    def w0_seen_at():
+        ((seen_at,),) = e2e_database.query(
+            "SELECT w.seen_at FROM chat_socketworker w "
+            "JOIN chat_visitorsocket s ON s.worker_id = w.name"
+        )
+        return seen_at
+
+    first_seen = w0_seen_at()
+    await asyncio.to_thread(
+        wait_until,
+        lambda: w0_seen_at() > first_seen,
+        timeout=5,
+        what="w0's heartbeat refreshing its visitor socket",
+    )
+
+    # kill -9: no close runs; the row stops being refreshed and w1's sweep ends the call
+    # once the TTL has passed, long before the 30 s timeout.
+    w0.kill()
+
+    ended = await alice.recv_until("call.ended", call_id=call_id, timeout=10)
+    assert ended["reason"] == "disconnected"
+    assert call_state(e2e_database, call_id) == ("ended", "disconnected")
+    await sockets_counted(e2e_database, 0)
+
+
+async def test_a_reload_onto_the_other_worker_while_a_call_rings_shows_it_and_it_rings_on(
+    daphne_workers: list[Server], e2e_env: dict, e2e_site: Site, e2e_database: Database
+):
+    w0, w1 = daphne_workers
+    alice = await agent_on(e2e_env, w0, "alice")
+    visitor, token, conversation = await visitor_chatting(w1, e2e_site, "v1")
+    call_id = await ring(alice, visitor, conversation, media="audio")
+
+    # The only tab reloads: its socket on w1 closes, the new page's opens on w0 within
+    # the closed socket's grace.
+    await visitor.close()
+    reloaded, _ready = await connect_visitor(w0, e2e_site, token, "v1-reloaded")
+    await reloaded.recv_until("call.invited", call_id=call_id)
+    await sockets_counted(e2e_database, 1)  # w1 forgot the old socket: the grace is over
+    await alice.round_trip()
+    assert alice.of_type("call.ended") == []
+    assert call_state(e2e_database, call_id) == ("ringing", "")
+
+    await reloaded.send({"type": "call.accept", "call_id": call_id})
+    await alice.recv_until("call.accepted", call_id=call_id)
+    assert call_state(e2e_database, call_id) == ("active", "")

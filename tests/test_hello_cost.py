@@ -12,6 +12,7 @@ from chat.conversations.actors import Actor
 from chat.conversations.sessions import identify_visitor
 from chat.models import Visitor
 from chat.realtime.resume import visitor_ready
+from chat.transport import calling
 
 
 def resume(personas, visitor, last_seq):
@@ -52,3 +53,33 @@ def test_hello_refreshes_last_seen_only_when_over_a_minute_old(personas):
         resume(personas, personas.v1, 0)
     assert not any(q["sql"].startswith("UPDATE") for q in statements.captured_queries)
     assert Visitor.objects.get(pk=personas.v1.pk).last_seen == seen
+
+
+def statements(work, /, *args, **kwargs) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        work(*args, **kwargs)
+    return [q["sql"].split()[0] for q in captured.captured_queries]
+
+
+def test_counting_the_socket_costs_two_inserts_and_in_a_chat_with_its_agent_one_read(personas):
+    """The socket's row (chat/conversations/visitor_sockets.py) rides on `ready`'s trip;
+    the ringing call is looked for only where one can ring: a chat with its agent."""
+    sending.post_message(Actor.visitor(personas.v1.pk), client_msg_id="a", body="Hi")  # alice's
+    for visitor in (personas.v1, personas.v2):  # v2 never wrote: no chat
+        resume(personas, visitor, 0)
+        site, found = identify_visitor(
+            site_key=personas.acme.key, visitor_token=personas.token(visitor)
+        )
+        ready_alone = statements(visitor_ready, found, 1, sneak_peek=site.sneak_peek)
+        counted = statements(
+            calling._counted_and_resumed,
+            found,
+            1,
+            channel=f"{visitor.pk}-tab",
+            sneak_peek=site.sneak_peek,
+        )
+        # The worker's beat (an upsert) and the socket's row.
+        assert counted[:2] == ["INSERT", "INSERT"]
+        assert counted[2 : 2 + len(ready_alone)] == ready_alone
+        extra = counted[2 + len(ready_alone) :]
+        assert extra == (["SELECT"] if visitor == personas.v1 else []), visitor

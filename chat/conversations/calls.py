@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 import msgspec
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from .. import events, system_messages
 from ..errors import CallInProgress, CallNotFound, ConversationClosed, NotFound
 from ..models import Call, Conversation, SenderKind
-from . import messages
+from . import messages, visitor_sockets
 from .actors import Actor, lock_open_conversation
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,16 @@ class PlacedCall(msgspec.Struct, frozen=True, gc=False):
 
     call_id: int
     ring_seconds: float
+
+
+class Invitation(msgspec.Struct, frozen=True, gc=False):
+    """A call ringing for a visitor, as its widget shows it (`call.invited`)."""
+
+    conversation_id: int
+    call_id: int
+    media: str
+    agent: dict
+    ice_servers: list[dict]
 
 
 def ice_servers(conversation_id: int, *, now: datetime) -> list[dict]:
@@ -259,6 +269,51 @@ def socket_gone(*, call_id: int, channel: str, now: datetime | None = None) -> b
     return True
 
 
+def visitor_socket_closed(*, visitor_id: int, channel: str, now: datetime | None = None) -> bool:
+    """A visitor's widget socket is gone for good (its grace over): it no longer counts,
+    and `visitor_left` decides about a ringing call, in one transaction, so the row is
+    seen gone only with the decision made. Whether it ended a call."""
+    with transaction.atomic():
+        visitor_sockets.closed(channel=channel)
+        return visitor_left(visitor_id=visitor_id, now=now)
+
+
+def visitor_left(*, visitor_id: int, now: datetime | None = None) -> bool:
+    """One of the visitor's widget sockets is gone (its `VisitorSocket` row deleted,
+    SUPPORTDESK_VISITOR_SOCKET_GRACE seconds after it closed, so that a reload's next
+    page counts first): if no other socket of the visitor lives on any worker, a call
+    still ringing for it has nobody left to answer, and ends now for both with reason
+    "disconnected" instead of ringing out. Whether it ended one.
+
+    Races, each decided under the conversation's lock by what is committed then:
+    - the last two tabs' rows going at once on two workers: each delete commits with
+      its check, so the check that locks second sees both rows gone and ends the call
+      (the first may still count the other's row); one `call.ended`;
+    - a tab's row going as another tab opens elsewhere: the new tab's row is committed
+      before it reads the call (`invitation_for_visitor`); counted here → the call
+      keeps ringing and that tab shows it; not yet → the call ends, and the new tab
+      (already in the visitor's group) gets `call.ended`, or reads no call at all;
+    - the last tab's row going while the agent's invitation is placed: if this check
+      locked first it saw no call, and the invitation rings with nobody to answer;
+      the sweep ends it (no live socket) within SUPPORTDESK_SWEEP_INTERVAL."""
+    now = now or timezone.now()
+    ringing = Call.objects.filter(status=Status.RINGING, conversation__visitor_id=visitor_id)
+    ended = False
+    for call_id in ringing.values_list("id", flat=True):
+        with transaction.atomic():
+            try:
+                call, conversation = _lock_call(Actor.visitor(visitor_id), call_id)
+            except CallNotFound:
+                continue  # ended (or the chat closed) meanwhile
+            if call.status != Status.RINGING or visitor_sockets.has_live_socket(
+                visitor_id, now=now
+            ):
+                continue  # answered meanwhile, or another tab is still open
+            _end(call, conversation, reason=Reason.DISCONNECTED, by=SenderKind.VISITOR, now=now)
+            ended = True
+    return ended
+
+
 def end_with_conversation(conversation: Conversation, *, by: str, now: datetime) -> None:
     """The conversation (locked by the caller) is closing: its call, if any, ends with
     it, before the close, so the transcript says so in order."""
@@ -278,6 +333,16 @@ def sweep(*, now: datetime | None = None) -> None:
         "id", flat=True
     ):
         expire(call_id=call_id, now=now)
+    # Invitations nobody can answer: the visitor's last socket was on a worker killed
+    # with kill -9 (its row stopped being refreshed), or closed as the invitation was
+    # being placed (`visitor_left` ran first and saw no call).
+    visitor_online = visitor_sockets.live(now=now).filter(
+        visitor_id=OuterRef("conversation__visitor_id")
+    )
+    unanswerable = live.filter(status=Status.RINGING).exclude(Exists(visitor_online))
+    for visitor_id in unanswerable.values_list("conversation__visitor_id", flat=True):
+        visitor_left(visitor_id=visitor_id, now=now)
+    visitor_sockets.forget_stale(now=now)
     stranded = live.filter(
         ~Q(conversation__agent_id=F("agent_id"))
         | Q(conversation__agent__isnull=True)
@@ -299,6 +364,29 @@ def sweep(*, now: datetime | None = None) -> None:
             ):
                 continue
             _end(call, conversation, reason=Reason.DISCONNECTED, by=SenderKind.SYSTEM, now=now)
+
+
+# --- reads --------------------------------------------------------------------------
+
+
+def invitation_for_visitor(*, visitor_id: int, now: datetime | None = None) -> Invitation | None:
+    """The call ringing for the visitor, if one does: what a widget tab that connects
+    while it rings shows (the invitation it missed), with ICE servers made afresh."""
+    call = (
+        Call.objects.filter(status=Status.RINGING, conversation__visitor_id=visitor_id)
+        .exclude(conversation__status=Conversation.Status.CLOSED)
+        .select_related("agent")
+        .first()
+    )
+    if call is None or call.agent is None:
+        return None
+    return Invitation(
+        conversation_id=call.conversation_id,
+        call_id=call.id,
+        media=call.media,
+        agent=call.agent.public_dict(),
+        ice_servers=ice_servers(call.conversation_id, now=now or timezone.now()),
+    )
 
 
 # --- helpers --------------------------------------------------------------------------

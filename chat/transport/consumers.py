@@ -168,9 +168,8 @@ class VisitorConsumer(MessageSending):
             await self.call(
                 sessions.report_visitor_context, visitor_id=visitor.id, known=visitor, **context
             )
-        ready = await on_database_thread(resume.visitor_ready)(
-            visitor, hello.last_seq, sneak_peek=self.sneak_peek
-        )
+        # Counted as the visitor's open widget (chat/transport/calling.py) in the same trip.
+        ready = await self.visitor_socket_ready(visitor, hello.last_seq, self.sneak_peek)
         self.agents_online = ready["agents_online"]
         chat = ready["conversation"]
         self.chat_open = chat is not None and chat["status"] != "closed"
@@ -181,6 +180,7 @@ class VisitorConsumer(MessageSending):
             through = max([chat["last_seq"], *(m["seq"] for m in ready["messages"])])
             self.delivery.shown_in(chat["id"]).cover(through)
         await self.send_frame(ready)
+        await self.show_invitation()  # a call that rings now, right after `ready`
 
     def decode(self, text_data: str | None) -> inbound.VisitorFrame:
         # The site's setting decides whether a `typing` frame's draft is read at all.

@@ -240,7 +240,13 @@ export const onRefused = () => {
   if (call || offer) finish(ENDED.hangup);
 };
 
-// The socket dropped: the server ends a call this tab held, so end it here too.
+// The socket dropped: the server ends a call this tab held, so end it here too. An
+// invitation on screen is put away: the reconnected socket is sent it again (right
+// after `ready`) if it still rings, and nothing if it ended meanwhile.
 export const onSocketLost = () => {
   if (call) finish(ENDED.disconnected);
+  else if (offer) {
+    offer = null;
+    box.hidden = true;
+  }
 };
