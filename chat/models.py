@@ -192,12 +192,11 @@ class Visitor(models.Model):
 
 
 class SocketWorker(models.Model):
-    """A worker process holding visitor sockets, with its heartbeat: its sockets count as
-    open while `seen_at` is younger than SUPPORTDESK_VISITOR_SOCKET_TTL. One row per
-    worker, so a heartbeat is one statement however many widgets the worker holds."""
+    """A worker holding visitor sockets, with its heartbeat: its sockets count as open
+    while `seen_at` is younger than SUPPORTDESK_VISITOR_SOCKET_TTL (one beat a worker,
+    however many widgets it holds: chat/conversations/visitor_sockets.py)."""
 
-    # A name the process draws at start (chat/conversations/visitor_sockets.WORKER).
-    name = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=32, unique=True)  # drawn by the process at start
     seen_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -205,24 +204,17 @@ class SocketWorker(models.Model):
 
 
 class VisitorSocket(models.Model):
-    """One open widget socket of a visitor, on whichever worker holds it: the visitor's
-    presence across workers (chat/conversations/visitor_sockets.py). A heartbeat, not
-    "a row exists": the row is deleted when the socket closes, and counts only while its
-    worker's heartbeat is fresh, so a worker killed with kill -9 leaves none counted
-    once SUPPORTDESK_VISITOR_SOCKET_TTL has passed."""
+    """One open widget socket of a visitor, on whichever worker holds it: deleted when
+    the socket closes, and counted only while its worker's heartbeat is fresh, so a
+    worker killed with kill -9 leaves none counted once the TTL has passed."""
 
     visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="+")
-    # The socket's channel name (unique per socket, across workers).
-    channel = models.CharField(max_length=200, unique=True)
+    channel = models.CharField(max_length=200, unique=True)  # unique across workers
     # No database constraint: the sweep deletes a dead worker's row, then its sockets,
-    # and a worker back from a long database outage puts its row back beside sockets
-    # that may still be there; neither order may fail a visitor's hello.
+    # and a worker back from a long database outage beats beside rows that may still
+    # be there; neither order may fail a visitor's hello.
     worker = models.ForeignKey(
-        SocketWorker,
-        to_field="name",
-        db_constraint=False,
-        on_delete=models.DO_NOTHING,
-        related_name="sockets",
+        SocketWorker, to_field="name", db_constraint=False, on_delete=models.DO_NOTHING
     )
 
     class Meta:

@@ -46,7 +46,6 @@ class Migration(migrations.Migration):
                     models.ForeignKey(
                         db_constraint=False,
                         on_delete=django.db.models.deletion.DO_NOTHING,
-                        related_name="sockets",
                         to="chat.socketworker",
                         to_field="name",
                     ),
