@@ -80,7 +80,10 @@ def search(
     use_model = use_model and index.has_embeddings
     words = index.spelled_as_articles(text.query_words(question))
     query_terms = {text.stem(word) for word in words}
-    ranked = keyword.candidates(site_id, words, CANDIDATES)
+    # The database's stemmers do not know irregular forms either: "bought" asks for
+    # "buy" too.
+    lemmas = [text.lemma(word) for word in words]
+    ranked = keyword.candidates(site_id, list(dict.fromkeys(words + lemmas)), CANDIDATES)
     candidate_ids = set(ranked)
     meaning: dict[int, float] = {}
     if use_model:
