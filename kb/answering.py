@@ -28,8 +28,11 @@ def reply_to(site_id: int, question: str, *, use_model: bool | None = None) -> R
     keyword search alone; None: the model when it is loaded)."""
     if use_model is None:
         use_model = embedding.ready()
-    vector = embedding.encode([question])[0] if use_model else None
-    hits = search.search(site_id, question, k=1, use_model=use_model, vector=vector)
+    vector = pieces = None
+    if use_model:
+        vectors, all_pieces = embedding.encode_with_pieces([question])
+        vector, pieces = vectors[0], all_pieces[0]
+    hits = search.search(site_id, question, k=1, use_model=use_model, vector=vector, pieces=pieces)
     best = hits[0] if hits else None
     if best is None or not best.confident:
         return Reply(HANDOFF_TEXT, False, best)

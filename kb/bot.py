@@ -36,7 +36,7 @@ from chat.errors import NotWithBot
 from chat.models import Conversation, Message, SenderKind
 from chat.transport.background import start_once
 
-from . import answering, embedding
+from . import answering, embedding, text
 from .models import BotAnswer, BotSettings
 
 logger = logging.getLogger(__name__)
@@ -253,12 +253,14 @@ def sweep(now=None) -> list[int]:
 
 
 def _warm_up() -> None:
-    """Load the model now if some site's bot is on, rather than make the first visitor
-    wait for it (seconds: past the deadline). Workers of a desk without the bot never
-    load it."""
+    """Load the model (and the lemmatiser's table) now if some site's bot is on, rather
+    than make the first visitor wait for it (seconds: past the deadline). Workers of a
+    desk without the bot never load it."""
     try:
-        if embedding.installed() and BotSettings.objects.filter(enabled=True).exists():
-            embedding.available()
+        if BotSettings.objects.filter(enabled=True).exists():
+            text.lemma("bought")  # loads the lemmatiser's table (0.5 s)
+            if embedding.installed():
+                embedding.available()
     except Exception:
         logger.exception("kb: warming the model up failed")
     finally:

@@ -88,6 +88,24 @@ def encode(texts: list[str]):
     )
 
 
+def encode_with_pieces(texts: list[str]):
+    """`encode(texts)`, and for each text the unit vectors of its word pieces (the
+    network's last layer, [CLS] and [SEP] left out): a float32 array of one row per
+    piece, from the same forward pass, for comparing a question with an article piece by
+    piece (kb/search.py's re-ranking)."""
+    model = _load()
+    if model is None:
+        raise RuntimeError(f"the embedding model is not installed: {_missing}")
+    import numpy
+
+    vectors, pieces = [], []
+    for i in range(0, max(len(texts), 1), BATCH):
+        batch_vectors, batch_pieces = model.encode(texts[i : i + BATCH], pieces=True)
+        vectors.append(batch_vectors)
+        pieces.extend(batch_pieces)
+    return numpy.concatenate(vectors), pieces
+
+
 def _load():
     global _model, _missing
     if _model is not None or _missing is not None:
@@ -134,10 +152,11 @@ class MiniLM:
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         return cls(load_file(str(folder / "model.safetensors")), tokenizer)
 
-    def encode(self, texts: list[str]):
+    def encode(self, texts: list[str], *, pieces: bool = False):
         np = self.np
         if not texts:
-            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+            empty = np.zeros((0, DIMENSIONS), dtype=np.float32)
+            return (empty, []) if pieces else empty
         batch = self.tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in batch], dtype=np.int64)
         mask = np.array([e.attention_mask for e in batch], dtype=np.float32)
@@ -147,7 +166,15 @@ class MiniLM:
         summed = (hidden * mask[:, :, None]).sum(axis=1)
         pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        vectors = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        if not pieces:
+            return vectors
+        per_text = []
+        for row, length in zip(hidden, mask.sum(axis=1).astype(int), strict=True):
+            inner = row[1 : length - 1]  # without [CLS] and [SEP]
+            norms = np.linalg.norm(inner, axis=1, keepdims=True)
+            per_text.append((inner / np.clip(norms, 1e-12, None)).astype(np.float32))
+        return vectors, per_text
 
     def _forward(self, ids, mask):
         np, w = self.np, self.w

@@ -39,6 +39,9 @@ class Article(models.Model):
     sentences = models.JSONField(default=list, editable=False)
     embedding = models.BinaryField(null=True, editable=False)
     sentence_embeddings = models.BinaryField(null=True, editable=False)
+    # float16 unit vectors, one per word piece of the title and of each sentence, for
+    # re-ranking the best few articles piece by piece (kb/search.py).
+    piece_embeddings = models.BinaryField(null=True, editable=False)
     embedding_model = models.CharField(max_length=100, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -7,7 +7,8 @@ Two signals:
   Candidates come from the database's full-text search (kb/keyword.py).
 - meaning (only with the model, kb/embedding.py): the cosine of the question's
   embedding with the article's, its closest sentence's and its title's.
-With the model the score is meaning plus a little keyword, else keyword alone; the bot
+With the model the score is meaning plus a little keyword, else keyword alone; with the
+model the best few are then re-ranked word piece by word piece (`late`). The bot
 answers only when the best hit is `confident` (at its threshold). The weights and
 thresholds were chosen on half the evaluation set (docs/bot.md gives the figures).
 
@@ -18,7 +19,7 @@ article of the site changes (`SiteIndex`); only the question is embedded per sea
 import math
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db.models import Count, Max
 
@@ -34,6 +35,17 @@ TITLE_WEIGHT = 0.15
 KEYWORD_WEIGHT = 0.1
 COMBINED_THRESHOLD = 0.35
 KEYWORD_THRESHOLD = 0.55
+# Late interaction: the best LATE_CANDIDATES by that score are re-ranked by score +
+# LATE_WEIGHT * late, where late is the mean over the question's word pieces of each
+# one's best cosine with the article's pieces (title and sentences, stored at import).
+# A bi-encoder squeezes each text into one vector first; this compares them piece by
+# piece ("cheaper ... website" with price matching), with the model's own vectors.
+# Chosen on the odd-numbered half (docs/bot.md); 0.35 applies where the articles have
+# no piece vectors yet (embedded before they existed: saving or importing again adds
+# them).
+LATE_CANDIDATES = 5
+LATE_WEIGHT = 1.5
+LATE_THRESHOLD = 1.05
 # How many articles each signal proposes before scoring.
 CANDIDATES = 20
 FTS_RANK_BONUS = 0.1
@@ -53,11 +65,17 @@ class Hit:
     score: float
     keyword: float
     meaning: float | None
+    late: float | None = None
 
     @property
     def confident(self) -> bool:
         """Good enough to answer from: at the threshold of the signals it was scored on."""
-        limit = COMBINED_THRESHOLD if self.meaning is not None else KEYWORD_THRESHOLD
+        if self.late is not None:
+            limit = LATE_THRESHOLD
+        elif self.meaning is not None:
+            limit = COMBINED_THRESHOLD
+        else:
+            limit = KEYWORD_THRESHOLD
         return self.score >= limit
 
 
@@ -67,11 +85,18 @@ def mode() -> str:
 
 
 def search(
-    site_id: int, question: str, k: int = 3, *, use_model: bool | None = None, vector=None
+    site_id: int,
+    question: str,
+    k: int = 3,
+    *,
+    use_model: bool | None = None,
+    vector=None,
+    pieces=None,
 ) -> list[Hit]:
     """The site's `k` best articles for `question`, best first (possibly fewer, none for
     an empty knowledge base). `use_model=False` forces keyword search alone; `vector`
-    is the question's embedding if the caller has it already."""
+    and `pieces` are the question's embedding and word-piece vectors
+    (`embedding.encode_with_pieces`) if the caller has them already."""
     index = SiteIndex.of(site_id)
     if not index.articles:
         return []
@@ -80,12 +105,16 @@ def search(
     use_model = use_model and index.has_embeddings
     words = index.spelled_as_articles(text.query_words(question))
     query_terms = {text.stem(word) for word in words}
-    ranked = keyword.candidates(site_id, words, CANDIDATES)
+    # The database's stemmers do not know irregular forms either: "bought" asks for
+    # "buy" too.
+    lemmas = [text.lemma(word) for word in words]
+    ranked = keyword.candidates(site_id, list(dict.fromkeys(words + lemmas)), CANDIDATES)
     candidate_ids = set(ranked)
     meaning: dict[int, float] = {}
     if use_model:
         if vector is None:
-            vector = embedding.encode([question])[0]
+            vectors, all_pieces = embedding.encode_with_pieces([question])
+            vector, pieces = vectors[0], all_pieces[0]
         meaning = index.meaning(vector)
         best_by_meaning = sorted(meaning, key=meaning.get, reverse=True)[:CANDIDATES]
         candidate_ids.update(best_by_meaning)
@@ -107,6 +136,10 @@ def search(
             score = kw
         hits.append(Hit(article_id, entry.title, entry.url, score, kw, m))
     hits.sort(key=lambda hit: (-hit.score, hit.article_id))
+    if use_model and pieces is not None and index.has_pieces:
+        best = [index.late(hit, pieces) for hit in hits[:LATE_CANDIDATES]]
+        best.sort(key=lambda hit: (-hit.score, hit.article_id))
+        hits[:LATE_CANDIDATES] = best
     return hits[:k]
 
 
@@ -137,6 +170,8 @@ class SiteIndex:
         self.vectors = None
         self.sentence_vectors = None
         self.sentence_owner = None
+        self.has_pieces = False
+        self.pieces: dict = {}
 
     @classmethod
     def of(cls, site_id: int) -> "SiteIndex":
@@ -155,15 +190,23 @@ class SiteIndex:
         index = cls(site_id, stamp)
         rows = list(
             Article.objects.filter(site_id=site_id).values_list(
-                "id", "title", "url", "body", "sentences", "embedding", "sentence_embeddings"
+                "id",
+                "title",
+                "url",
+                "body",
+                "sentences",
+                "embedding",
+                "sentence_embeddings",
+                "piece_embeddings",
             )
         )
         document_frequency: Counter = Counter()
         surface_words: set[str] = set()
         with_vectors = [r for r in rows if r[5] is not None and r[6] is not None]
         index.has_embeddings = bool(rows) and len(with_vectors) == len(rows)
+        index.has_pieces = index.has_embeddings and all(r[7] is not None for r in rows)
         vectors, sentence_vectors, owners = [], [], []
-        for article_id, title, url, body, sentences, whole, per_sentence in rows:
+        for article_id, title, url, body, sentences, whole, per_sentence, pieces in rows:
             surface_words.update(text.query_words(f"{title} {body}", limit=None))
             title_terms = frozenset(text.terms(title))
             terms = title_terms | frozenset(text.terms(body))
@@ -176,6 +219,8 @@ class SiteIndex:
                 span = (len(sentence_vectors), len(sentence_vectors) + len(matrix))
                 sentence_vectors.extend(matrix)
                 owners.extend([article_id] * len(matrix))
+            if index.has_pieces:
+                index.pieces[article_id] = _matrix(pieces, "float16")
             index.articles[article_id] = Entry(title, url, sentences, terms, title_terms, row, span)
         count = len(rows)
         index.idf = {
@@ -238,6 +283,17 @@ class SiteIndex:
             )
         return best
 
+    def late(self, hit: Hit, pieces) -> Hit:
+        """`hit` scored again with the late-interaction term: for each of the question's
+        word pieces its best cosine with the article's pieces, averaged."""
+        if not len(pieces):
+            return hit
+        import numpy
+
+        similarities = pieces @ self.pieces[hit.article_id].astype(numpy.float32).T
+        late = float(similarities.max(axis=1).mean())
+        return replace(hit, score=hit.score + LATE_WEIGHT * late, late=late)
+
     def best_sentences(self, article_id: int, question: str, vector=None) -> list[int]:
         """Indexes into the article's sentences, best answer to `question` first: by
         meaning with the model (`vector`), else by shared words."""
@@ -266,7 +322,7 @@ def _vector(data):
     return numpy.frombuffer(bytes(data), dtype=numpy.float32)
 
 
-def _matrix(data):
+def _matrix(data, dtype="float32"):
     import numpy
 
-    return numpy.frombuffer(bytes(data), dtype=numpy.float32).reshape(-1, embedding.DIMENSIONS)
+    return numpy.frombuffer(bytes(data), dtype=dtype).reshape(-1, embedding.DIMENSIONS)

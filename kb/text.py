@@ -1,6 +1,7 @@
 """Words and sentences of articles and questions, the same way for both sides."""
 
 import re
+from functools import lru_cache
 
 import snowballstemmer
 
@@ -21,7 +22,21 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
 def stem(word: str) -> str:
-    return _stemmer.stemWord(word)
+    """`word`'s stem, from its dictionary form: the stemmer alone leaves irregular forms
+    ("bought", "found", "sent") apart from their verb ("buy", "find", "send")."""
+    return _stemmer.stemWord(lemma(word))
+
+
+@lru_cache(maxsize=50_000)
+def lemma(word: str) -> str:
+    """The dictionary form of a lower-case English word (simplemma's English table,
+    which ships in its wheel): "bought" -> "buy", "boots" -> "boot". Its first call
+    imports simplemma and loads the table: 0.5 to 1.5 s and 25 MB, so not when a
+    process starts but on first use (`kb.bot` makes it when a worker starts with the
+    bot on some site)."""
+    import simplemma
+
+    return simplemma.lemmatize(word, lang="en")
 
 
 def terms(text: str) -> list[str]:

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from kb import answering, search
+from kb import answering, search, text
 from kb.models import Article, BotSettings
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +111,17 @@ def test_keyword_search_finds_the_article_and_answers_with_its_own_sentences(per
     assert "https://acme.example/refunds" in reply.body
     assert not off_topic.confident
     assert off_topic.body == answering.HANDOFF_TEXT
+
+
+def test_keyword_search_reads_an_irregular_form_as_its_verb(personas, tmp_path):
+    write_markdown(
+        tmp_path, "price.md", "# Price match\nFind a better deal and we refund the difference."
+    )
+    write_markdown(tmp_path, "tents.md", "# Tent care\nDry your tent before you store it.")
+    import_kb("--site", personas.acme.key, str(tmp_path))
+
+    # "found" shares no stem with "find": only its dictionary form matches.
+    hits = search.search(personas.acme.id, "I found it for less at another shop", k=2)
+
+    assert [hit.title for hit in hits] == ["Price match"]
+    assert text.stem("bought") == text.stem("buying")

@@ -42,6 +42,14 @@ def test_saving_an_article_stores_its_embeddings(personas):
     # The title, then each of the two sentences.
     assert len(bytes(article.sentence_embeddings)) == 3 * 4 * embedding.DIMENSIONS
 
+    # float16, one row per word piece of the title and each sentence ([CLS]/[SEP] left out).
+    tokenizer = embedding._load().tokenizer
+    pieces = sum(
+        len(tokenizer.encode(part).ids) - 2
+        for part in ["Gift cards", "Gift cards never expire.", "They work in store."]
+    )
+    assert len(bytes(article.piece_embeddings)) == pieces * 2 * embedding.DIMENSIONS
+
     article.body = "Gift cards never expire."
     article.save()
     article.refresh_from_db()
@@ -65,4 +73,24 @@ def test_meaning_finds_the_article_for_a_question_without_a_shared_word(personas
 
     assert with_model.confident
     assert with_model.sources[0]["title"] == "Refunds"
+    assert with_model.hit.late is not None  # re-ranked word piece by word piece
     assert keyword_only == []
+
+
+def test_articles_embedded_before_piece_vectors_are_searched_without_the_re_ranking(personas):
+    importing.import_articles(
+        personas.acme,
+        [
+            importing.Draft(
+                "Refunds", "We pay for returned items within three business days of arrival."
+            ),
+            importing.Draft("Store opening hours", "Our stores open at 9 am, Monday to Saturday."),
+        ],
+    )
+    Article.objects.filter(site=personas.acme).update(piece_embeddings=None)
+
+    reply = answering.reply_to(personas.acme.id, "can I get my money back")
+
+    assert reply.hit.late is None
+    assert reply.confident  # at the threshold of the score without the re-ranking
+    assert reply.sources[0]["title"] == "Refunds"
