@@ -8,7 +8,10 @@ import json
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.http.cookie import parse_cookie
 from django.utils import translation
+from django.utils.formats import number_format
+from django.utils.functional import Promise, lazy
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
@@ -39,6 +42,44 @@ def visitor_language(request: HttpRequest, *, fixed: str = "") -> str:
         or supported(translation.get_language_from_request(request))
         or settings.LANGUAGE_CODE
     )
+
+
+def socket_language(scope: dict) -> str:
+    """The language a socket's human-readable texts (`error.detail`) are in before it
+    says more: what LocaleMiddleware picks for a page from the same browser (the
+    *Language* cookie the dashboard's menu sets, else Accept-Language), else
+    LANGUAGE_CODE. A visitor's socket then speaks its widget's language (hello)."""
+    request = HttpRequest()
+    request.COOKIES = scope.get("cookies") or _cookies(scope)
+    accept = dict(scope.get("headers") or []).get(b"accept-language", b"")
+    request.META["HTTP_ACCEPT_LANGUAGE"] = accept.decode("latin-1")
+    return supported(translation.get_language_from_request(request)) or settings.LANGUAGE_CODE
+
+
+def _cookies(scope: dict) -> dict[str, str]:
+    raw = dict(scope.get("headers") or []).get(b"cookie", b"")
+    return parse_cookie(raw.decode("latin-1"))
+
+
+_formatted = lazy(lambda message, params: str(message) % params, str)
+
+
+def lazy_format(message: str | Promise, /, **params: object) -> Promise:
+    """`lazy_format(gettext_lazy("over %(limit)s characters."), limit=10000)`: the
+    sentence in the language active when it is read (str()), not when it is made. A
+    refusal is made on an ORM thread in no language in particular and read by the socket
+    that answers, in that socket's language (`ProtocolError.frame`)."""
+    return _formatted(message, params)
+
+
+def _grouped(number: int) -> str:
+    # English keeps the contract's own spelling ("body is over 10000 characters.").
+    english = (translation.get_language() or "en").split("-")[0] == "en"
+    return str(number) if english else number_format(number, force_grouping=True)
+
+
+# A number grouped as the language reading it groups digits (10.000; 10 000).
+grouped_number = lazy(_grouped, str)
 
 
 def script_json(value: object) -> SafeString:

@@ -36,7 +36,7 @@ def clean(payload: dict) -> tuple[str, str, str]:
         raise Invalid("email must be an email address.") from None
     for field, value in (("name", name), ("email", email), ("question", question)):
         if not protocol.storable(value):
-            raise Invalid(f"{field} {protocol.UNSTORABLE_TEXT}")
+            raise Invalid(protocol.UNSTORABLE_TEXT % {"field": field})
     if not isinstance(question, str) or not question.strip():
         raise Invalid("question must not be empty.")
     if len(question.strip()) > protocol.MAX_BODY_CHARS:

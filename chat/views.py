@@ -106,7 +106,7 @@ def _visitor_payload(request: HttpRequest, *, max_body: int) -> tuple[dict, str,
         raise Refused(error(400, "bad_request", "visitor_token must be a string."))
     for name, value in (("site_key", site_key), ("visitor_token", token)):
         if not protocol.storable(value):
-            raise Refused(error(400, "bad_request", f"{name} {protocol.UNSTORABLE_TEXT}"))
+            raise Refused(error(400, "bad_request", protocol.UNSTORABLE_TEXT % {"field": name}))
     return payload, site_key, token
 
 
