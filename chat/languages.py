@@ -5,6 +5,7 @@ the script holds keys, never sentences, so each string is weighed once in the fr
 20 KB budget whatever the language (tests/test_widget_size.py)."""
 
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -80,6 +81,29 @@ def _grouped(number: int) -> str:
 
 # A number grouped as the language reading it groups digits (10.000; 10 000).
 grouped_number = lazy(_grouped, str)
+
+
+# Each plural category of CLDR (what Intl.PluralRules answers in the browser) with a
+# number it covers, per shipped language. gettext's Plural-Forms in each .po chooses the
+# same form for every number of a category, so the form of the sample is the category's.
+PLURAL_SAMPLES = {
+    "en": {"one": 1, "other": 2},
+    "de": {"one": 1, "other": 2},
+    "fr": {"one": 1, "many": 1_000_000, "other": 2},
+    "es": {"one": 1, "many": 1_000_000, "other": 2},
+    "pt": {"one": 1, "many": 1_000_000, "other": 2},
+    "ar": {"zero": 0, "one": 1, "two": 2, "few": 3, "many": 11, "other": 100},
+}
+
+
+def plural_forms(form: Callable[[int], str]) -> dict[str, str]:
+    """A text that depends on a count (`%(count)s`), for a script: its forms in the active
+    language by plural category, for t() to choose with Intl.PluralRules (dom.js, the
+    widget's chat.js). `form` is `lambda n: ngettext(singular, plural, n)`, written out
+    where the text is so that makemessages finds it."""
+    language = (translation.get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    samples = PLURAL_SAMPLES.get(language, PLURAL_SAMPLES["en"])
+    return {category: form(n) for category, n in samples.items()}
 
 
 def script_json(value: object) -> SafeString:
