@@ -45,6 +45,12 @@ def visitor_language(request: HttpRequest, *, fixed: str = "") -> str:
     )
 
 
+def site_language(site) -> str:
+    """The language of what is written for a site's people when nobody's own is known
+    (mail to its agents): the site's fixed widget language, else LANGUAGE_CODE."""
+    return supported(site.widget_language) or settings.LANGUAGE_CODE
+
+
 def socket_language(scope: dict) -> str:
     """The language a socket's human-readable texts (`error.detail`) are in before it
     says more: what LocaleMiddleware picks for a page from the same browser (the
