@@ -138,8 +138,9 @@ def frame_text() -> dict[str, str]:
         "support": _("Support"),
         "queue": _("You are number %(position)s in line"),
         "queue_soon": _("You are number %(position)s in line — less than a minute"),
-        "queue_minutes": _("You are number %(position)s in line — about %(minutes)s min"),
-        "queue_hours": _("You are number %(position)s in line — about %(hours)s hours"),
+        # %(wait)s: "4 min", "2 hours", with the plural the language's own rules call for
+        # (Intl.NumberFormat's units in chat.js)
+        "queue_wait": _("You are number %(position)s in line — about %(wait)s"),
         "status_active": _("Support at %(site)s"),
         # the knowledge-base bot (kb/): its status, its name, 👍/👎 under an answer
         "status_bot": _("Our assistant answers first"),

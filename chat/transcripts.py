@@ -105,9 +105,10 @@ def timeline(
             Entry(
                 kind=m.sender,
                 at=m.created_at,
-                # A system line in the reader's language (chat/system_messages.py).
+                # A system line (or the bot's hand-off) in the reader's language
+                # (chat/system_messages.py).
                 text=system_messages.sentence(m.system_code, m.system_params, m.body)
-                if m.sender == SenderKind.SYSTEM
+                if m.sender in (SenderKind.SYSTEM, SenderKind.BOT)
                 else m.body,
                 author={
                     SenderKind.VISITOR: visitor,

@@ -7,7 +7,7 @@
  * top of the open chats. Asked for with `assist.suggest` on each visitor message. */
 
 import { onComposerInput } from "./composer.js";
-import { announce, t, text } from "./dom.js";
+import { announce, LANG, t, text } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
 
@@ -84,12 +84,22 @@ const showSuggestions = (chat) => {
   box.hidden = suggestions.length === 0;
 };
 
+/* The visitor's language named in the agent's ("Deutsch", "ألمانية"); the server's
+   English name where the browser has none for the code. */
+const languageName = (language) => {
+  try {
+    return new Intl.DisplayNames([LANG], { type: "language" }).of(language.code) || language.name;
+  } catch {
+    return language.name;
+  }
+};
+
 const showLanguage = (chat, language) => {
   const tag = chat.assistLanguage;
   tag.hidden = !language;
   if (!language) return;
   text(tag, language.code.toUpperCase());
-  tag.title = STRINGS.language(language.name);
+  tag.title = STRINGS.language(languageName(language));
 };
 
 const showMood = (chat, sentiment) => {
