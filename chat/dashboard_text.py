@@ -173,6 +173,7 @@ def dashboard_text() -> dict[str, str | dict[str, str]]:
         "write_reply": _("Write a reply…"),
         "write_email_reply": _("Write a reply: it is sent by email…"),
         "write_note": _("Internal note: only agents see it…"),
+        "note_offline": _("Not connected: the note can be saved once the connection is back."),
         "no_subject": _("(no subject)"),
         "email_from": _("from %(sender)s"),
         "unverified": _("unverified"),

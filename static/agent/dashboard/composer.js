@@ -71,7 +71,7 @@ const submitComposer = (chat) => {
       body,
     };
     if (send(frame)) chat.pane.input.value = "";
-    else toast("Not connected: the note can be saved once the connection is back.");
+    else toast(t("note_offline"));
     return;
   }
   chat.pane.input.value = "";

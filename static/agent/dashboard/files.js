@@ -3,7 +3,7 @@
  * the chat's participants (and supervisors); only the server's own attachment URLs
  * become an href or a src. */
 
-import { number, t, text } from "./dom.js";
+import { number, systemText, t, text } from "./dom.js";
 
 const FILE_URL = /^\/attachments\/\d+\/(thumbnail\/)?$/;
 
@@ -16,9 +16,10 @@ export const sizeText = (bytes) => {
   return size(bytes, "byte", 0);
 };
 
-/* A message's text for previews and announcements: its body, else its file's name. */
+/* A message's text for previews and announcements: its body (a system line or the bot's
+   hand-off in the agent's language), else its file's name. */
 export const messageText = (message) => {
-  if (message.body || !message.attachment) return message.body || "";
+  if (message.body || !message.attachment) return systemText(message) || "";
   return t("file_named", { name: message.attachment.name });
 };
 
