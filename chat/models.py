@@ -121,7 +121,7 @@ class Site(models.Model):
         self.inbound_email = self.inbound_email.strip().lower()
         if "+" in self.inbound_email.partition("@")[0]:
             raise ValidationError(
-                {"inbound_email": "The address may not hold a '+': replies use it."}
+                {"inbound_email": _("The address may not hold a '+': replies use it.")}
             )
 
     def allows_origin(self, origin: str) -> bool:
