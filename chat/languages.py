@@ -1,4 +1,5 @@
-"""Which language a visitor's widget speaks, and the words its script shows.
+"""Which language a visitor's widget speaks, and the words its script shows; the
+language a socket, a site's mail and a count's plural forms are written in.
 
 The frame page carries the strings of one language only (`frame_text`), inlined as JSON:
 the script holds keys, never sentences, so each string is weighed once in the frame's
@@ -104,9 +105,9 @@ PLURAL_SAMPLES = {
 
 def plural_forms(form: Callable[[int], str]) -> dict[str, str]:
     """A text that depends on a count (`%(count)s`), for a script: its forms in the active
-    language by plural category, for t() to choose with Intl.PluralRules (dom.js, the
-    widget's chat.js). `form` is `lambda n: ngettext(singular, plural, n)`, written out
-    where the text is so that makemessages finds it."""
+    language by plural category, for t() to choose with Intl.PluralRules (the dashboard's
+    dom.js). `form` is `lambda n: ngettext(singular, plural, n)`, written out where the
+    text is so that makemessages finds it."""
     language = (translation.get_language() or settings.LANGUAGE_CODE).split("-")[0]
     samples = PLURAL_SAMPLES.get(language, PLURAL_SAMPLES["en"])
     return {category: form(n) for category, n in samples.items()}
