@@ -7,17 +7,19 @@ agent, active chats and whether it may be deleted, is about conversations.
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from . import services as agent_services
 from .models import CannedResponse
 
 
 class SharedOrOwnFilter(admin.SimpleListFilter):
-    title = "shared"
+    title = _("shared")
     parameter_name = "shared"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
-        return [("yes", "Shared with every agent"), ("no", "An agent's own")]
+        return [("yes", _("Shared with every agent")), ("no", _("An agent's own"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
@@ -41,11 +43,11 @@ class CannedResponseAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     ordering = ["shortcut", "owner__display_name"]
 
-    @admin.display(description="owner", ordering="owner__display_name")
+    @admin.display(description=_("owner"), ordering="owner__display_name")
     def owner_or_shared(self, response: CannedResponse) -> str:
-        return response.owner.display_name if response.owner else "Shared"
+        return response.owner.display_name if response.owner else gettext("Shared")
 
-    @admin.display(description="body")
+    @admin.display(description=_("body"))
     def short_body(self, response: CannedResponse) -> str:
         return response.body if len(response.body) <= 80 else response.body[:79] + "…"
 

@@ -1,14 +1,16 @@
 """What agents' own services refuse (canned responses), as domain exceptions.
 
-Each carries a sentence for the agent; chat/protocol/errors.py maps the class to the
-wire's error code.
+Each carries a sentence for the agent (lazy: read in the agent's language by the socket
+that answers); chat/protocol/errors.py maps the class to the wire's error code.
 """
+
+from django.utils.functional import Promise
 
 
 class CannedResponseRefused(Exception):
     """A canned-response request refused; `detail` says why, for the agent."""
 
-    def __init__(self, detail: str):
+    def __init__(self, detail: str | Promise):
         super().__init__(detail)
         self.detail = detail
 

@@ -5,6 +5,7 @@ to do with a conversation, so they live here rather than in chat/selectors.py.
 """
 
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from .errors import CannedResponseNotFound, SharedResponsesForbidden
 from .models import AgentProfile, CannedResponse
@@ -63,7 +64,9 @@ def canned_response_for_editing(
         rows = rows.select_for_update()
     response = rows.filter(pk=response_id).first()
     if response is None:
-        raise CannedResponseNotFound("No such canned response.")
+        raise CannedResponseNotFound(_("No such canned response."))
     if response.owner_id is None and not may_edit_shared(agent_id):
-        raise SharedResponsesForbidden("Only a supervisor or an admin may change shared responses.")
+        raise SharedResponsesForbidden(
+            _("Only a supervisor or an admin may change shared responses.")
+        )
     return response

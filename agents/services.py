@@ -8,6 +8,10 @@ the only record.
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
+
+from chat.languages import grouped_number, lazy_format
 
 from . import signals
 from .errors import (
@@ -37,8 +41,13 @@ def clean_shortcut(value: str) -> str:
         field.run_validators(shortcut)
     except ValidationError:
         raise BadShortcut(
-            f"A shortcut is 1-{field.max_length} lowercase letters, digits, - or _,"
-            " starting with a letter or digit (e.g. refund).",
+            lazy_format(
+                _(
+                    "A shortcut is 1-%(limit)s lowercase letters, digits, - or _,"
+                    " starting with a letter or digit (e.g. refund)."
+                ),
+                limit=field.max_length,
+            )
         ) from None
     return shortcut
 
@@ -47,14 +56,24 @@ def clean_body(value: str) -> str:
     """Trimmed, 1-10,000 characters: the body becomes a message, with a message's limits."""
     body = value.strip()
     if not body:
-        raise EmptyBody("body is empty.")
+        raise EmptyBody(_("body is empty."))
     if len(body) > CannedResponse.MAX_BODY_CHARS:
-        raise BodyTooLong(f"body is over {CannedResponse.MAX_BODY_CHARS} characters.")
+        raise BodyTooLong(
+            lazy_format(
+                _("body is over %(limit)s characters."),
+                limit=grouped_number(CannedResponse.MAX_BODY_CHARS),
+            )
+        )
     return body
 
 
 def _duplicate(shortcut: str) -> DuplicateShortcut:
-    return DuplicateShortcut(f"There is already a response with the shortcut /{shortcut}.")
+    return DuplicateShortcut(
+        lazy_format(
+            _("There is already a response with the shortcut /%(shortcut)s."),
+            shortcut=shortcut,
+        )
+    )
 
 
 def _save(response: CannedResponse) -> None:
@@ -84,7 +103,7 @@ def create_canned_response(
     with transaction.atomic():
         if shared and not may_edit_shared(agent_id):
             raise SharedResponsesForbidden(
-                "Only a supervisor or an admin may add shared responses."
+                _("Only a supervisor or an admin may add shared responses.")
             )
         owner_id = None if shared else agent_id
         siblings = CannedResponse.objects.filter(owner_id=owner_id)
@@ -94,7 +113,14 @@ def create_canned_response(
         # it is a guard, not an invariant, so no lock is taken for it.
         if owner_id is not None and siblings.count() >= MAX_OWN_CANNED_RESPONSES:
             raise TooManyCannedResponses(
-                f"You have {MAX_OWN_CANNED_RESPONSES} canned responses; delete one first."
+                lazy_format(
+                    ngettext_lazy(
+                        "You have %(count)s canned response; delete it first.",
+                        "You have %(count)s canned responses; delete one first.",
+                        MAX_OWN_CANNED_RESPONSES,
+                    ),
+                    count=MAX_OWN_CANNED_RESPONSES,
+                )
             )
         response = CannedResponse(owner_id=owner_id, shortcut=shortcut, body=body)
         _save(response)

@@ -12,7 +12,9 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.dateformat import format as format_date
 from django.utils.dateparse import parse_date
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from agents.models import AgentProfile
@@ -32,8 +34,10 @@ class SiteForm(forms.ModelForm):
     allowed_origins = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         required=False,
-        help_text="One origin per line, e.g. https://shop.example (scheme and host, "
-        "port if not the default; no path).",
+        help_text=_(
+            "One origin per line, e.g. https://shop.example (scheme and host, "
+            "port if not the default; no path)."
+        ),
     )
 
     class Meta:
@@ -75,11 +79,6 @@ admin.site.site_header = _("supportdesk administration")
 admin.site.site_title = _("supportdesk admin")
 
 
-def _count(n: int, noun: str) -> str:
-    """`1 rating`, `4 ratings`."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 class SiteTextInline(admin.TabularInline):
     """The site's own greeting and offline text per language (chat/languages.py)."""
 
@@ -110,31 +109,33 @@ class SiteAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Queue", {"fields": ["typical_chat_minutes", "agents_pick_from_queue"]}),
-        ("Data retention", {"fields": ["retention_days"]}),
+        (_("Queue"), {"fields": ["typical_chat_minutes", "agents_pick_from_queue"]}),
+        (_("Data retention"), {"fields": ["retention_days"]}),
         # Open sockets keep the value they said hello with; the widget discloses it.
-        ("Privacy", {"fields": ["sneak_peek"]}),
-        ("Email channel", {"fields": ["inbound_email"]}),
-        ("Identity verification", {"fields": ["identity_verification"]}),
+        (_("Privacy"), {"fields": ["sneak_peek"]}),
+        (_("Email channel"), {"fields": ["inbound_email"]}),
+        (_("Identity verification"), {"fields": ["identity_verification"]}),
     ]
     actions = ["new_identity_secret"]
 
-    @admin.display(description="secret")
+    @admin.display(description=_("secret"))
     def identity_verification(self, site: Site) -> str:
         """The site's HMAC secret (its server signs user ids with it; docs/api.md)."""
         if not site.identity_secret:
-            return "Off. Turn it on with the action “Make a new identity secret”."
+            return gettext("Off. Turn it on with the action “Make a new identity secret”.")
         return site.identity_secret
 
-    @admin.action(description="Make a new identity secret (the old one's signatures stop holding)")
+    @admin.action(
+        description=_("Make a new identity secret (the old one's signatures stop holding)")
+    )
     def new_identity_secret(self, request: HttpRequest, queryset) -> None:
         for site in queryset:
             identity.rotate_secret(site)
         self.message_user(
-            request, "New secrets made: each site's page shows its own.", messages.SUCCESS
+            request, gettext("New secrets made: each site's page shows its own."), messages.SUCCESS
         )
 
-    @admin.display(description="allowed origins")
+    @admin.display(description=_("allowed origins"))
     def origins(self, site: Site) -> str:
         return ", ".join(site.allowed_origins)
 
@@ -162,7 +163,7 @@ class VisitorAdmin(admin.ModelAdmin):
         # Another device of a verified user only holds a token: the person is its record.
         return super().get_queryset(request).filter(merged_into__isnull=True)
 
-    @admin.display(boolean=True, description="verified")
+    @admin.display(boolean=True, description=_("verified"))
     def verified(self, visitor: Visitor) -> bool:
         return visitor.verified_at is not None
 
@@ -215,7 +216,7 @@ class AgentProfileAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="active chats", ordering="_active_chats")
+    @admin.display(description=_("active chats"), ordering="_active_chats")
     def active_chats(self, agent: AgentProfile) -> int:
         return agent._active_chats
 
@@ -251,8 +252,8 @@ class MessageInline(admin.TabularInline):
     ordering = ["seq"]
     extra = 0
     can_delete = False
-    verbose_name = "message"
-    verbose_name_plural = "transcript"
+    verbose_name = _("message")
+    verbose_name_plural = _("transcript")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("sender_agent", "attachment")
@@ -271,7 +272,7 @@ class StartedBetweenFilter(admin.ListFilter):
     """Conversations started from one date to another (both included, current time
     zone), typed into two date fields instead of picked from fixed choices."""
 
-    title = "date started"
+    title = _("date started")
     template = "admin/chat/conversation/date_range_filter.html"
     parameters = ("started_from", "started_to")
 
@@ -288,7 +289,9 @@ class StartedBetweenFilter(admin.ListFilter):
             except ValueError:
                 parsed = None
             if value and parsed is None:
-                raise IncorrectLookupParameters(f"{name} is not a date like 2026-01-31")
+                raise IncorrectLookupParameters(
+                    gettext("%(name)s is not a date like 2026-01-31") % {"name": name}
+                )
             if parsed is not None:
                 self.dates[name] = parsed
 
@@ -326,14 +329,14 @@ def _midnight(day: date) -> datetime:
 
 
 class RatingFilter(admin.SimpleListFilter):
-    title = "rating"
+    title = _("rating")
     parameter_name = "rating"
 
     def lookups(self, request, model_admin):
         return [
             *((str(score), "★" * score) for score in (5, 4, 3, 2, 1)),
-            ("low", "1-2 (unhappy)"),
-            ("none", "Not rated"),
+            ("low", _("1-2 (unhappy)")),
+            ("none", _("Not rated")),
         ]
 
     def queryset(self, request, queryset):
@@ -367,7 +370,9 @@ class ConversationAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     # Message bodies are searched by get_search_results (full text on PostgreSQL).
     search_fields = ["id__exact", "visitor__name", "visitor__email"]
-    search_help_text = "Finds words in messages, a visitor's name or email, or a conversation id."
+    search_help_text = _(
+        "Finds words in messages, a visitor's name or email, or a conversation id."
+    )
     change_form_template = "admin/chat/conversation/change_form.html"
     change_list_template = "admin/chat/conversation/change_list.html"
     ordering = ["-created_at", "-id"]
@@ -405,7 +410,7 @@ class ConversationAdmin(admin.ModelAdmin):
         # Transcripts are records; deleting an open one would also strand its sockets.
         return False
 
-    @admin.action(description="Close selected conversations", permissions=["change"])
+    @admin.action(description=_("Close selected conversations"), permissions=["change"])
     def close_conversations(self, request: HttpRequest, queryset: QuerySet) -> None:
         closed = skipped = 0
         for conversation_id in queryset.values_list("id", flat=True):
@@ -415,30 +420,35 @@ class ConversationAdmin(admin.ModelAdmin):
                 skipped += 1
             else:
                 closed += 1
-        self.message_user(request, f"Closed {closed} conversation(s).", messages.SUCCESS)
+        done = ngettext("Closed %(count)s conversation.", "Closed %(count)s conversations.", closed)
+        self.message_user(request, done % {"count": closed}, messages.SUCCESS)
         if skipped:
-            self.message_user(
-                request, f"{skipped} conversation(s) were already closed.", messages.WARNING
+            already = ngettext(
+                "%(count)s conversation was already closed.",
+                "%(count)s conversations were already closed.",
+                skipped,
             )
+            self.message_user(request, already % {"count": skipped}, messages.WARNING)
 
     # --- transcript review ----------------------------------------------------------
 
-    @admin.display(description="started", ordering="created_at")
+    @admin.display(description=_("started"), ordering="created_at")
     def started(self, conversation: Conversation) -> str:
-        return timezone.localtime(conversation.created_at).strftime("%d %b %Y %H:%M")
+        # Month names in the admin's language (strftime's would be the C locale's).
+        return format_date(timezone.localtime(conversation.created_at), "d M Y H:i")
 
-    @admin.display(description="waited")
+    @admin.display(description=_("waited"))
     def waited(self, conversation: Conversation) -> str:
         # Until the first agent had it (a conversation from before turns were
         # recorded: its last assignment).
         first = conversation.first_assigned_at or conversation.assigned_at
         return seconds(first - conversation.created_at if first else None)
 
-    @admin.display(description="messages", ordering="last_seq")
+    @admin.display(description=_("messages"), ordering="last_seq")
     def messages_sent(self, conversation: Conversation) -> int:
         return conversation.last_seq
 
-    @admin.display(description="rating", ordering="rating__score")
+    @admin.display(description=_("rating"), ordering="rating__score")
     def rating_score(self, conversation: Conversation) -> str:
         rating = getattr(conversation, "rating", None)
         return "★" * rating.score if rating else ""
@@ -499,11 +509,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     # --- exports --------------------------------------------------------------------
 
-    @admin.action(description="Export selected conversations as CSV", permissions=["view"])
+    @admin.action(description=_("Export selected conversations as CSV"), permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
         return self._export(request, queryset, "csv")
 
-    @admin.action(description="Export selected conversations as JSON", permissions=["view"])
+    @admin.action(description=_("Export selected conversations as JSON"), permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
         return self._export(request, queryset, "json")
 
@@ -550,13 +560,20 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
 
 
 class AnalyticsForm(forms.Form):
-    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
+    start = forms.DateField(
+        label=_("From"), widget=forms.DateInput(attrs={"type": "date"}), required=False
+    )
+    end = forms.DateField(
+        label=_("To"), widget=forms.DateInput(attrs={"type": "date"}), required=False
+    )
     site = forms.ModelChoiceField(
-        Site.objects.order_by("name"), required=False, empty_label="All sites"
+        Site.objects.order_by("name"), label=_("Site"), required=False, empty_label=_("All sites")
     )
     agent = forms.ModelChoiceField(
-        AgentProfile.objects.order_by("display_name"), required=False, empty_label="All agents"
+        AgentProfile.objects.order_by("display_name"),
+        label=_("Agent"),
+        required=False,
+        empty_label=_("All agents"),
     )
 
     MAX_DAYS = 366
@@ -567,9 +584,11 @@ class AnalyticsForm(forms.Form):
         end = data.get("end") or today
         start = data.get("start") or end - timedelta(days=29)
         if start > end:
-            raise ValidationError("The start date is after the end date.")
+            raise ValidationError(gettext("The start date is after the end date."))
         if (end - start).days >= self.MAX_DAYS:
-            raise ValidationError(f"Choose at most {self.MAX_DAYS} days.")
+            raise ValidationError(
+                gettext("Choose at most %(days)s days.") % {"days": self.MAX_DAYS}
+            )
         data["start"], data["end"] = start, end
         return data
 
@@ -595,39 +614,37 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
     scope = form.scope() if form.is_valid() else default
     report = analytics.report(scope)
     days = report.per_day
+    # Dates with the admin's language's month and day names (dateformat, not strftime).
     day_chart = charts.bar_chart(
-        "Chats per day",
-        [d.day.strftime("%d %b") for d in days],
+        gettext("Chats per day"),
+        [format_date(d.day, "d M") for d in days],
         [
-            ("sd-bar-answered", "Answered or open", [d.chats - d.missed for d in days]),
-            ("sd-bar-missed", "Missed", [d.missed for d in days]),
+            ("sd-bar-answered", gettext("Answered or open"), [d.chats - d.missed for d in days]),
+            ("sd-bar-missed", gettext("Missed"), [d.missed for d in days]),
         ],
         label_every=max(1, len(days) // 10),
         width=900,
-        describe=lambda i: (
-            f"{days[i].day:%a} {days[i].day.day} {days[i].day:%b}: "
-            f"{days[i].chats} chats, {days[i].missed} missed"
-        ),
+        describe=lambda i: _day_bar(days[i]),
     )
     hour_chart = charts.bar_chart(
-        "Chats by hour started",
+        gettext("Chats by hour started"),
         [f"{h:02d}" for h in range(24)],
-        [("sd-bar-answered", "Chats", report.hours)],
+        [("sd-bar-answered", gettext("Chats"), report.hours)],
         label_every=3,
         width=480,
-        describe=lambda h: f"{h:02d}:00-{h:02d}:59: {_count(report.hours[h], 'chat')}",
+        describe=lambda h: f"{h:02d}:00-{h:02d}:59: {_chats(report.hours[h])}",
     )
     scores = list(report.csat)
     csat_chart = charts.bar_chart(
-        "Ratings",
+        gettext("Ratings"),
         [f"{s} ★" for s in scores],
-        [("sd-bar-csat", "Ratings", [report.csat[s] for s in scores])],
+        [("sd-bar-csat", gettext("Ratings"), [report.csat[s] for s in scores])],
         width=480,
-        describe=lambda i: f"{scores[i]} stars: {_count(report.csat[scores[i]], 'rating')}",
+        describe=lambda i: _stars_bar(scores[i], report.csat[scores[i]]),
     )
     context = {
         **admin.site.each_context(request),
-        "title": "Support analytics",
+        "title": gettext("Support analytics"),
         "form": form,
         "report": report,
         "day_chart": day_chart,
@@ -638,3 +655,19 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
     }
     response = TemplateResponse(request, "admin/chat/analytics.html", context)
     return csp.with_csp(response, csp.policy())
+
+
+def _chats(count: int) -> str:
+    return ngettext("%(count)s chat", "%(count)s chats", count) % {"count": count}
+
+
+def _day_bar(day) -> str:
+    """What a day's bar says to a screen reader: "Mon 7 Dec: 12 chats, 2 missed"."""
+    missed = ngettext("%(count)s missed", "%(count)s missed", day.missed) % {"count": day.missed}
+    return f"{format_date(day.day, 'D j M')}: {_chats(day.chats)}, {missed}"
+
+
+def _stars_bar(score: int, count: int) -> str:
+    ratings = ngettext("%(count)s rating", "%(count)s ratings", count) % {"count": count}
+    stars = ngettext("%(score)s star", "%(score)s stars", score) % {"score": score}
+    return f"{stars}: {ratings}"

@@ -25,6 +25,7 @@ from django.db import NotSupportedError, connections, transaction
 from django.db.models import Count, F, FloatField, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import ExtractHour, TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from agents.models import AgentProfile
 
@@ -466,9 +467,9 @@ def report(scope: Scope) -> Report:
     site_names = dict(Site.objects.filter(pk__in=sites).values_list("pk", "name"))
     agent_names = dict(AgentProfile.objects.filter(pk__in=agents).values_list("pk", "display_name"))
     for key, figures in sites.items():
-        figures.label = site_names.get(key, f"Site #{key}")
+        figures.label = site_names.get(key) or gettext("Site #%(id)s") % {"id": key}
     for key, figures in agents.items():
-        figures.label = agent_names.get(key, f"Agent #{key}")
+        figures.label = agent_names.get(key) or gettext("Agent #%(id)s") % {"id": key}
     day_hours = day_hour_cells(conversations)
     return Report(
         scope=scope,

@@ -14,6 +14,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
@@ -79,10 +80,12 @@ def _the_file(request: HttpRequest):
     try:
         files = request.FILES.getlist("file")
     except (MultiPartParserError, TooManyFilesSent, RequestDataTooBig) as exc:
-        raise attachments.Refused(400, "bad_request", f"Not a valid upload: {exc}") from None
+        raise attachments.Refused(
+            400, "bad_request", _("Not a valid upload: %(reason)s") % {"reason": exc}
+        ) from None
     if len(files) != 1:
         raise attachments.Refused(
-            400, "bad_request", 'Send exactly one file, as multipart form field "file".'
+            400, "bad_request", _('Send exactly one file, as multipart form field "file".')
         )
     return files[0]
 
@@ -119,7 +122,9 @@ def upload(request: HttpRequest) -> JsonResponse:
         # Before parsing anything: the declared length alone says it cannot fit.
         return _refused(
             attachments.Refused(
-                413, "too_large", f"The file is over {attachments.describe_limit(max_bytes)}."
+                413,
+                "too_large",
+                _("The file is over %(limit)s.") % {"limit": attachments.describe_limit(max_bytes)},
             )
         )
     token = _bearer_token(request)
@@ -131,26 +136,26 @@ def upload(request: HttpRequest) -> JsonResponse:
 def _visitor_upload(request: HttpRequest, token: str) -> JsonResponse:
     visitor = _visitor_for(token)
     if visitor is None:
-        response = error(401, "unauthorized", "Unknown visitor token.")
+        response = error(401, "unauthorized", _("Unknown visitor token."))
         response["WWW-Authenticate"] = "Bearer"
         return response
     site = visitor.site
     if not site.enabled:
-        return error(404, "not_found", "No such site, or it is disabled.")
+        return error(404, "not_found", _("No such site, or it is disabled."))
     origin = request.headers.get("Origin")
     if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
         logger.warning("upload refused for origin %r on site %s", origin, site.id)
-        return error(403, "forbidden", "This origin may not use this site's widget.")
+        return error(403, "forbidden", _("This origin may not use this site's widget."))
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
         ratelimits.count(
             (ratelimits.IP_UPLOADS, client), (ratelimits.VISITOR_UPLOADS, str(visitor.id))
         )
     except ratelimits.RateLimited as exc:
-        return rate_limited("Too many uploads; try again shortly.", exc.retry_after)
+        return rate_limited(_("Too many uploads; try again shortly."), exc.retry_after)
     conversation = selectors.open_conversation(visitor.id)
     if conversation is None:
-        return error(409, "no_conversation", "Files go into an open chat: send a message first.")
+        return error(409, "no_conversation", _("Files go into an open chat: send a message first."))
     return _stored(
         request, conversation=conversation, uploaded_by=SenderKind.VISITOR, agent_id=None
     )
@@ -160,24 +165,24 @@ def _visitor_upload(request: HttpRequest, token: str) -> JsonResponse:
 def _agent_upload(request: HttpRequest) -> JsonResponse:
     agent = _agent_for(request)
     if agent is None:
-        return error(403, "forbidden", "Sign in as an agent, or send a visitor token.")
+        return error(403, "forbidden", _("Sign in as an agent, or send a visitor token."))
     try:
         ratelimits.count((ratelimits.AGENT_UPLOADS, str(agent.id)))
     except ratelimits.RateLimited as exc:
-        return rate_limited("Too many uploads; try again shortly.", exc.retry_after)
+        return rate_limited(_("Too many uploads; try again shortly."), exc.retry_after)
     try:
         # Parsing the form also spools the file (to FILE_UPLOAD_TEMP_DIR past 2.5 MB).
         conversation_id = int(request.POST.get("conversation", ""))
     except (MultiPartParserError, TooManyFilesSent, RequestDataTooBig):
-        return error(400, "bad_request", "Not a valid multipart upload.")
+        return error(400, "bad_request", _("Not a valid multipart upload."))
     except ValueError:
-        return error(400, "bad_request", "conversation must be a conversation id.")
+        return error(400, "bad_request", _("conversation must be a conversation id."))
     try:
         conversation = selectors.conversation_for_agent(agent.id, conversation_id)
     except NotFound:
-        return error(404, "not_found", "No such conversation.")
+        return error(404, "not_found", _("No such conversation."))
     if not conversation.is_open:
-        return error(409, "conversation_closed", "The conversation is closed.")
+        return error(409, "conversation_closed", _("The conversation is closed."))
     return _stored(
         request, conversation=conversation, uploaded_by=SenderKind.AGENT, agent_id=agent.id
     )
@@ -218,7 +223,7 @@ def _attachment_for(request: HttpRequest, attachment_id: int) -> Attachment:
 
 
 def _not_found() -> HttpResponse:
-    response = error(404, "not_found", "No such attachment.")
+    response = error(404, "not_found", _("No such attachment."))
     patch_vary_headers(response, ["Authorization", "Cookie"])
     return response
 

@@ -24,6 +24,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from PIL import Image, ImageOps
 
 from .models import Attachment, Conversation
@@ -83,7 +85,9 @@ class Inspected:
 
 
 def describe_limit(max_bytes: int) -> str:
-    return f"{max_bytes / (1024 * 1024):g} MB"
+    """ "10 MB", "1.5 MB" ("1,5 MB" in German)."""
+    megabytes = round(max_bytes / (1024 * 1024), 1)
+    return f"{number_format(int(megabytes) if megabytes.is_integer() else megabytes)} MB"
 
 
 def clean_name(raw: str) -> str:
@@ -107,18 +111,18 @@ def inspect(upload: UploadedFile, name: str) -> Inspected:
     head = upload.read(16)
     upload.seek(0)
     if not head:
-        raise Refused(400, "bad_request", "The file is empty.")
+        raise Refused(400, "bad_request", _("The file is empty."))
     inspected = _inspect_content(upload, head)
     if inspected is None:
-        raise Refused(415, "unsupported_type", "This kind of file cannot be attached.")
+        raise Refused(415, "unsupported_type", _("This kind of file cannot be attached."))
     extension = PurePosixPath(name).suffix.lower()
     if extension not in ALLOWED_TYPES[inspected.content_type]:
-        expected = " or ".join(ALLOWED_TYPES[inspected.content_type])
+        expected = _(" or ").join(ALLOWED_TYPES[inspected.content_type])
         raise Refused(
             415,
             "type_mismatch",
-            f"The file's content is {inspected.content_type}, but its name does not end in "
-            f"{expected}.",
+            _("The file's content is %(type)s, but its name does not end in %(expected)s.")
+            % {"type": inspected.content_type, "expected": expected},
         )
     return inspected
 
@@ -148,7 +152,8 @@ def _inspect_image(upload: UploadedFile, image_format: str) -> Inspected:
                 raise Refused(
                     413,
                     "too_large",
-                    f"The image is over {MAX_IMAGE_PIXELS // 1_000_000} megapixels.",
+                    _("The image is over %(limit)s megapixels.")
+                    % {"limit": MAX_IMAGE_PIXELS // 1_000_000},
                 )
             image.verify()
         upload.seek(0)
@@ -161,7 +166,7 @@ def _inspect_image(upload: UploadedFile, image_format: str) -> Inspected:
         # means the same here: not an image we accept.
         logger.info("upload refused: unreadable %s image: %r", image_format, exc)
         raise Refused(
-            415, "unsupported_type", "The file looks like an image but cannot be read."
+            415, "unsupported_type", _("The file looks like an image but cannot be read.")
         ) from None
     finally:
         upload.seek(0)
@@ -249,7 +254,11 @@ def store(
     again, so nothing is left in storage that no row names (a worker killed exactly in
     between does leave one; see docs/security.md)."""
     if upload.size > max_bytes:
-        raise Refused(413, "too_large", f"The file is over {describe_limit(max_bytes)}.")
+        raise Refused(
+            413,
+            "too_large",
+            _("The file is over %(limit)s.") % {"limit": describe_limit(max_bytes)},
+        )
     name = clean_name(upload.name or "")
     inspected = inspect(upload, name)
     attachment = Attachment(

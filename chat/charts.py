@@ -5,6 +5,8 @@ holds; colours come from classes in static/supportdesk/admin-reports.css."""
 import math
 from dataclasses import dataclass, field
 
+from django.utils.formats import number_format
+
 WIDTH = 720
 HEIGHT = 220
 LEFT = 44  # room for the value axis labels
@@ -83,7 +85,12 @@ def bar_chart(
     scale = plot_height / top
     value = 0
     while value <= top:
-        chart.ticks.append(Tick(y=round(chart.baseline - value * scale, 1), label=f"{value:,g}"))
+        chart.ticks.append(
+            Tick(
+                y=round(chart.baseline - value * scale, 1),
+                label=number_format(value, force_grouping=True),
+            )
+        )
         value += step
     slot = (chart.width - chart.left) / max(len(categories), 1)
     gap = min(slot * 0.2, 6)

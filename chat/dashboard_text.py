@@ -1,14 +1,15 @@
 """What the agent dashboard's script (static/agent/dashboard/*.js) says, in the agent's
-language, by key: the dashboard page carries it as JSON (t() in dom.js). The strings
-still written in English in the script are listed in docs/languages.md."""
+language, by key: the dashboard page carries it as JSON (t() in dom.js). The script
+writes no sentence of its own; numbers, sizes and durations it formats with Intl."""
 
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
+from django.utils.translation import ngettext, pgettext
 
-from .languages import system_sentences
+from .languages import plural_forms, system_sentences
 
 
-def dashboard_text() -> dict[str, str]:
+def dashboard_text() -> dict[str, str | dict[str, str]]:
+    """By key; a text that depends on a count is its forms by plural category."""
     return {
         # conversation.js: system messages in the agent's language, by their code
         **system_sentences(),
@@ -109,8 +110,14 @@ def dashboard_text() -> dict[str, str]:
         "user_id": _("User ID %(id)s"),
         "verified_user": _("Verified by the site: user ID %(id)s"),
         "no_earlier_chats": _("None: this is their first chat"),
-        "one_earlier_chat": _("1 earlier chat"),
-        "earlier_chats": _("%(count)s earlier chats"),
+        "earlier_chats": plural_forms(
+            lambda n: ngettext("%(count)s earlier chat", "%(count)s earlier chats", n)
+        ),
+        "earlier_chat_of": _("Earlier chat of %(date)s (%(status)s)"),
+        "status_queued": pgettext("conversation", "queued"),
+        "status_active": pgettext("conversation", "active"),
+        "status_closed": pgettext("conversation", "closed"),
+        "status_bot": pgettext("conversation", "with the bot"),
         "agent": _("Agent"),
         "system": _("System"),
         # canned.js: canned responses
@@ -143,4 +150,86 @@ def dashboard_text() -> dict[str, str]:
         "take": _("Take"),
         "take_chat_with": _("Take the chat with %(name)s"),
         "assigned_in_turn": _("Assigned in turn"),
+        "taking": _("Taking…"),
+        # frames.js: refusals the dashboard words itself
+        "went_wrong": _("Something went wrong."),
+        "slow_down": _("Slow down a little: the server is refusing frames."),
+        "agent_unavailable": _(
+            "That agent cannot take this chat right now. Pick someone else or the queue."
+        ),
+        "no_longer_yours_toast": _("That chat is no longer yours."),
+        # resume.js, pane.js
+        "no_longer_yours": _("No longer yours"),
+        "no_longer_yours_notice": _(
+            "This chat is no longer yours: it was closed or moved back to the queue while "
+            "you were offline."
+        ),
+        "closing": _("Closing…"),
+        "close_offline": _("Not connected: the chat can be closed once the connection is back."),
+        # chat-list.js, channel.js, composer.js: the list and the reply box
+        "typing_short": _("typing…"),
+        "channel_chat": pgettext("channel", "Chat"),
+        "channel_email": pgettext("channel", "Email"),
+        "write_reply": _("Write a reply…"),
+        "write_email_reply": _("Write a reply: it is sent by email…"),
+        "write_note": _("Internal note: only agents see it…"),
+        "note_offline": _("Not connected: the note can be saved once the connection is back."),
+        "no_subject": _("(no subject)"),
+        "email_from": _("from %(sender)s"),
+        "unverified": _("unverified"),
+        "unverified_title": _(
+            "The mail server did not confirm (SPF/DKIM) that this address sent it."
+        ),
+        "reply_by_email": _("The reply is sent by email"),
+        "inserted_shortcut": _("Inserted /%(shortcut)s."),
+        # files.js, attachments.js: files in a chat, the agent's uploads
+        "file_named": _("File: %(name)s"),
+        "download": _("Download %(name)s, %(size)s"),
+        "uploading": _("Uploading %(name)s…"),
+        "http_error": _("error %(status)s"),
+        "file_too_large": _('"%(name)s" is too large: the limit is %(limit)s.'),
+        "file_type": _('"%(name)s" cannot be sent: images, PDF, text, Word and Excel files only.'),
+        "file_mismatch": _('"%(name)s" cannot be sent: its name does not match what the file is.'),
+        "file_chat_over": _('"%(name)s" was not sent: the chat is over.'),
+        "file_rate": _('"%(name)s" was not sent: too many files. Please wait a moment.'),
+        "file_failed": _('"%(name)s" was not sent: %(reason)s'),
+        "file_connection": _('"%(name)s" was not sent: the connection failed.'),
+        # assist.js: agent assist's suggestions (kb/assist/)
+        "assist_group": _("Suggested replies"),
+        "assist_article": pgettext("suggestion source", "Article"),
+        "assist_canned": pgettext("suggestion source", "Canned"),
+        "assist_past": _("Your earlier answer"),
+        "assist_language": _("Visitor's language: %(name)s"),
+        "assist_upset": _("Upset visitor"),
+        "assist_upset_title": _("The visitor's recent messages read as upset"),
+        "assist_inserted": _("Inserted suggestion %(n)s."),
+        # calls.js: voice and video calls from a chat
+        "call": _("Call"),
+        "audio_call": _("Audio call"),
+        "video_call": _("Video call"),
+        "mute": _("Mute"),
+        "unmute": _("Unmute"),
+        "camera_off": _("Camera off"),
+        "camera_on": _("Camera on"),
+        "share_screen": _("Share screen"),
+        "stop_sharing": _("Stop sharing"),
+        "hang_up": _("Hang up"),
+        "call_elsewhere": _("A call is going on in another tab."),
+        "starting_camera": _("Starting the camera…"),
+        "starting_microphone": _("Starting the microphone…"),
+        "no_camera": _("No camera or microphone: %(reason)s"),
+        "no_microphone": _("No microphone: %(reason)s"),
+        "calling": _("Calling…"),
+        "ringing": _("Ringing… waiting for the visitor to answer."),
+        "in_audio_call": _("In an audio call with the visitor."),
+        "in_video_call": _("In a video call with the visitor."),
+        "call_failed": _("The call's connection failed."),
+        "call_ended": _("Call ended."),
+        "call_ended_after": _("Call ended after %(duration)s."),
+        "call_declined": _("The visitor declined the call."),
+        "call_timed_out": _("No answer: the call timed out."),
+        "call_disconnected": _("The call was disconnected."),
+        "call_in_progress": _("This chat already has a call."),
+        "too_many_calls": _("Too many calls in this chat: try again in a minute."),
+        "cannot_call": _("This chat cannot be called right now."),
     }

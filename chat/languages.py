@@ -1,14 +1,19 @@
-"""Which language a visitor's widget speaks, and the words its script shows.
+"""Which language a visitor's widget speaks, and the words its script shows; the
+language a socket, a site's mail and a count's plural forms are written in.
 
 The frame page carries the strings of one language only (`frame_text`), inlined as JSON:
 the script holds keys, never sentences, so each string is weighed once in the frame's
 20 KB budget whatever the language (tests/test_widget_size.py)."""
 
 import json
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.http.cookie import parse_cookie
 from django.utils import translation
+from django.utils.formats import number_format
+from django.utils.functional import Promise, lazy
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
@@ -41,6 +46,73 @@ def visitor_language(request: HttpRequest, *, fixed: str = "") -> str:
     )
 
 
+def site_language(site) -> str:
+    """The language of what is written for a site's people when nobody's own is known
+    (mail to its agents): the site's fixed widget language, else LANGUAGE_CODE."""
+    return supported(site.widget_language) or settings.LANGUAGE_CODE
+
+
+def socket_language(scope: dict) -> str:
+    """The language a socket's human-readable texts (`error.detail`) are in before it
+    says more: what LocaleMiddleware picks for a page from the same browser (the
+    *Language* cookie the dashboard's menu sets, else Accept-Language), else
+    LANGUAGE_CODE. A visitor's socket then speaks its widget's language (hello)."""
+    request = HttpRequest()
+    request.COOKIES = scope.get("cookies") or _cookies(scope)
+    accept = dict(scope.get("headers") or []).get(b"accept-language", b"")
+    request.META["HTTP_ACCEPT_LANGUAGE"] = accept.decode("latin-1")
+    return supported(translation.get_language_from_request(request)) or settings.LANGUAGE_CODE
+
+
+def _cookies(scope: dict) -> dict[str, str]:
+    raw = dict(scope.get("headers") or []).get(b"cookie", b"")
+    return parse_cookie(raw.decode("latin-1"))
+
+
+_formatted = lazy(lambda message, params: str(message) % params, str)
+
+
+def lazy_format(message: str | Promise, /, **params: object) -> Promise:
+    """`lazy_format(gettext_lazy("over %(limit)s characters."), limit=10000)`: the
+    sentence in the language active when it is read (str()), not when it is made. A
+    refusal is made on an ORM thread in no language in particular and read by the socket
+    that answers, in that socket's language (`ProtocolError.frame`)."""
+    return _formatted(message, params)
+
+
+def _grouped(number: int) -> str:
+    # English keeps the contract's own spelling ("body is over 10000 characters.").
+    english = (translation.get_language() or "en").split("-")[0] == "en"
+    return str(number) if english else number_format(number, force_grouping=True)
+
+
+# A number grouped as the language reading it groups digits (10.000; 10 000).
+grouped_number = lazy(_grouped, str)
+
+
+# Each plural category of CLDR (what Intl.PluralRules answers in the browser) with a
+# number it covers, per shipped language. gettext's Plural-Forms in each .po chooses the
+# same form for every number of a category, so the form of the sample is the category's.
+PLURAL_SAMPLES = {
+    "en": {"one": 1, "other": 2},
+    "de": {"one": 1, "other": 2},
+    "fr": {"one": 1, "many": 1_000_000, "other": 2},
+    "es": {"one": 1, "many": 1_000_000, "other": 2},
+    "pt": {"one": 1, "many": 1_000_000, "other": 2},
+    "ar": {"zero": 0, "one": 1, "two": 2, "few": 3, "many": 11, "other": 100},
+}
+
+
+def plural_forms(form: Callable[[int], str]) -> dict[str, str]:
+    """A text that depends on a count (`%(count)s`), for a script: its forms in the active
+    language by plural category, for t() to choose with Intl.PluralRules (the dashboard's
+    dom.js). `form` is `lambda n: ngettext(singular, plural, n)`, written out where the
+    text is so that makemessages finds it."""
+    language = (translation.get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    samples = PLURAL_SAMPLES.get(language, PLURAL_SAMPLES["en"])
+    return {category: form(n) for category, n in samples.items()}
+
+
 def script_json(value: object) -> SafeString:
     """`value` as JSON safe inside <script type="application/json">, like json_script
     but with the text as UTF-8, not \\u escapes: Arabic takes a third of the bytes."""
@@ -67,8 +139,9 @@ def frame_text() -> dict[str, str]:
         "support": _("Support"),
         "queue": _("You are number %(position)s in line"),
         "queue_soon": _("You are number %(position)s in line — less than a minute"),
-        "queue_minutes": _("You are number %(position)s in line — about %(minutes)s min"),
-        "queue_hours": _("You are number %(position)s in line — about %(hours)s hours"),
+        # %(wait)s: "4 min", "2 hours", with the plural the language's own rules call for
+        # (Intl.NumberFormat's units in chat.js)
+        "queue_wait": _("You are number %(position)s in line — about %(wait)s"),
         "status_active": _("Support at %(site)s"),
         # the knowledge-base bot (kb/): its status, its name, 👍/👎 under an answer
         "status_bot": _("Our assistant answers first"),

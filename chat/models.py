@@ -10,6 +10,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 def new_site_key() -> str:
@@ -119,7 +121,7 @@ class Site(models.Model):
         self.inbound_email = self.inbound_email.strip().lower()
         if "+" in self.inbound_email.partition("@")[0]:
             raise ValidationError(
-                {"inbound_email": "The address may not hold a '+': replies use it."}
+                {"inbound_email": _("The address may not hold a '+': replies use it.")}
             )
 
     def allows_origin(self, origin: str) -> bool:
@@ -225,42 +227,50 @@ class VisitorSocket(models.Model):
 
 
 class SenderKind(models.TextChoices):
-    VISITOR = "visitor"
-    AGENT = "agent"
-    SYSTEM = "system"
+    VISITOR = "visitor", _("visitor")
+    AGENT = "agent", _("agent")
+    SYSTEM = "system", _("system")
     # A site's knowledge-base bot (the `kb` app posts its answers through
     # conversations.sending.post_bot_message).
-    BOT = "bot"
+    BOT = "bot", _("bot")
 
 
 class Conversation(models.Model):
+    # Labels in the admin's language (the dashboard words statuses the same way).
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        ACTIVE = "active"
-        CLOSED = "closed"
+        QUEUED = "queued", pgettext_lazy("conversation", "queued")
+        ACTIVE = "active", pgettext_lazy("conversation", "active")
+        CLOSED = "closed", pgettext_lazy("conversation", "closed")
         # Answered by the site's bot: neither queued nor routed until it is handed off
         # (conversations.routing.hand_off), and then routed like a new chat.
-        BOT = "bot"
+        BOT = "bot", pgettext_lazy("conversation", "with the bot")
 
     class Channel(models.TextChoices):
         """How the visitor reaches us: the widget's socket, or email (agents' replies to
         an email conversation are mailed to the visitor's address)."""
 
-        CHAT = "chat"
-        EMAIL = "email"
+        CHAT = "chat", pgettext_lazy("channel", "Chat")
+        EMAIL = "email", pgettext_lazy("channel", "Email")
 
     OPEN_STATUSES = (Status.QUEUED, Status.ACTIVE, Status.BOT)
 
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="conversations")
-    visitor = models.ForeignKey(Visitor, on_delete=models.CASCADE, related_name="conversations")
+    site = models.ForeignKey(
+        Site, on_delete=models.CASCADE, related_name="conversations", verbose_name=_("site")
+    )
+    visitor = models.ForeignKey(
+        Visitor, on_delete=models.CASCADE, related_name="conversations", verbose_name=_("visitor")
+    )
     agent = models.ForeignKey(
         "agents.AgentProfile",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="conversations",
+        verbose_name=_("agent"),
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
     # The agent who sent this chat back to the queue (a transfer to nobody): routing
     # offers it to the others first (conversations.routing.lock_agent_for); cleared on assignment.
     handed_back_by = models.ForeignKey(
@@ -272,21 +282,27 @@ class Conversation(models.Model):
     )
     # Queue order: re-queued conversations (priority 1) go before new ones, then FIFO.
     queue_priority = models.PositiveSmallIntegerField(default=0)
-    queued_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
     # Set by the service that opens the conversation, from the one `now` its queued_at
     # and (when an agent is free at once) assigned_at also take: never a second clock.
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    assigned_at = models.DateTimeField(null=True, blank=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    closed_by = models.CharField(max_length=10, choices=SenderKind.choices, blank=True)
-    last_activity_at = models.DateTimeField(default=timezone.now, editable=False)
-    last_seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    assigned_at = models.DateTimeField(_("assigned at"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    closed_by = models.CharField(
+        _("closed by"), max_length=10, choices=SenderKind.choices, blank=True
+    )
+    last_activity_at = models.DateTimeField(
+        _("last activity at"), default=timezone.now, editable=False
+    )
+    last_seq = models.PositiveIntegerField(_("last seq"), default=0)
     # Read state per side, and how many messages the agent has not read yet
     # (kept in the same UPDATE that allocates a seq, so unread costs no query).
-    visitor_read_seq = models.PositiveIntegerField(default=0)
-    agent_read_seq = models.PositiveIntegerField(default=0)
-    agent_unread = models.PositiveIntegerField(default=0)
-    channel = models.CharField(max_length=5, choices=Channel.choices, default=Channel.CHAT)
+    visitor_read_seq = models.PositiveIntegerField(_("visitor read seq"), default=0)
+    agent_read_seq = models.PositiveIntegerField(_("agent read seq"), default=0)
+    agent_unread = models.PositiveIntegerField(_("agent unread"), default=0)
+    channel = models.CharField(
+        _("channel"), max_length=5, choices=Channel.choices, default=Channel.CHAT
+    )
     # Email conversations: the subject of the first mail, and who wrote the latest one
     # as its From header said it ("Ann <ann@example.com>"), with whether the upstream
     # server's SPF or DKIM check vouched for that address (else agents see it unverified).
@@ -295,6 +311,8 @@ class Conversation(models.Model):
     sender_verified = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
         constraints = [
             # Two tabs starting a chat at once must not open two conversations.
             models.UniqueConstraint(
@@ -638,10 +656,10 @@ class AuditLogEntry(models.Model):
     so erasing a visitor leaves nothing of them here."""
 
     class Action(models.TextChoices):
-        VIEWED = "viewed"
-        EXPORTED = "exported"
-        PURGED = "purged"
-        ERASED = "erased"
+        VIEWED = "viewed", _("viewed")
+        EXPORTED = "exported", _("exported")
+        PURGED = "purged", _("purged")
+        ERASED = "erased", _("erased")
 
     # NULL for management commands; `actor_label` keeps the name after a user is deleted.
     actor = models.ForeignKey(
@@ -650,19 +668,20 @@ class AuditLogEntry(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("actor"),
     )
-    actor_label = models.CharField(max_length=150)
-    action = models.CharField(max_length=10, choices=Action.choices)
-    object_type = models.CharField(max_length=50)
+    actor_label = models.CharField(_("who"), max_length=150)
+    action = models.CharField(_("action"), max_length=10, choices=Action.choices)
+    object_type = models.CharField(_("object type"), max_length=50)
     # Empty for entries about many records (an export); `details` then lists them.
-    object_id = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name = "audit log entry"
-        verbose_name_plural = "audit log entries"
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log entries")
         indexes = [
             models.Index(fields=["object_type", "object_id"], name="audit_object"),
             models.Index(fields=["-created_at"], name="audit_recent"),

@@ -7,8 +7,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
-from . import protocol, selectors
+from . import languages, protocol, selectors
 from .models import Site, Visitor
 
 logger = logging.getLogger(__name__)
@@ -27,20 +30,26 @@ def clean(payload: dict) -> tuple[str, str, str]:
     email = payload.get("email")
     question = payload.get("question")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME_CHARS:
-        raise Invalid(f"name must be 1-{MAX_NAME_CHARS} characters.")
+        raise Invalid(
+            pgettext("offline form", "name must be 1-%(limit)s characters.")
+            % {"limit": MAX_NAME_CHARS}
+        )
     if not isinstance(email, str) or len(email.strip()) > MAX_EMAIL_CHARS:
-        raise Invalid("email must be an email address.")
+        raise Invalid(pgettext("offline form", "email must be an email address."))
     try:
         validate_email(email.strip())
     except ValidationError:
-        raise Invalid("email must be an email address.") from None
+        raise Invalid(pgettext("offline form", "email must be an email address.")) from None
     for field, value in (("name", name), ("email", email), ("question", question)):
         if not protocol.storable(value):
-            raise Invalid(f"{field} {protocol.UNSTORABLE_TEXT}")
+            raise Invalid(protocol.UNSTORABLE_TEXT % {"field": field})
     if not isinstance(question, str) or not question.strip():
-        raise Invalid("question must not be empty.")
+        raise Invalid(pgettext("offline form", "question must not be empty."))
     if len(question.strip()) > protocol.MAX_BODY_CHARS:
-        raise Invalid(f"question is over {protocol.MAX_BODY_CHARS} characters.")
+        limit = languages.grouped_number(protocol.MAX_BODY_CHARS)
+        raise Invalid(
+            pgettext("offline form", "question is over %(limit)s characters.") % {"limit": limit}
+        )
     return name.strip(), email.strip(), question.strip()
 
 
@@ -52,12 +61,18 @@ def email_agents(*, site: Site, visitor: Visitor, conversation_id: int, question
     if not recipients:
         logger.warning("offline message on site %s: no agent has an email address", site.id)
         return 0
-    subject = f"[{site.name}] Offline message from {visitor.name}"
-    body = (
-        f"{visitor.name} <{visitor.email}> left a message on {site.name} while no agent "
-        f"was online (conversation #{conversation_id}):\n\n{question}\n\n"
-        f"Reply to them by email, or in the dashboard if they come back."
-    )
+    # In the site's language: an agent's own choice lives in their browser's cookie only.
+    with translation.override(languages.site_language(site)):
+        subject = _("[%(site)s] Offline message from %(name)s") % {
+            "site": site.name,
+            "name": visitor.name,
+        }
+        intro = _(
+            "%(name)s <%(email)s> left a message on %(site)s while no agent was online "
+            "(conversation #%(id)s):"
+        ) % {"name": visitor.name, "email": visitor.email, "site": site.name, "id": conversation_id}
+        outro = _("Reply to them by email, or in the dashboard if they come back.")
+    body = f"{intro}\n\n{question}\n\n{outro}"
     try:
         message = EmailMessage(
             subject,

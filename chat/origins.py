@@ -4,10 +4,15 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+from django.utils.translation import gettext_lazy as _
 
 
 class NotAnOrigin(ValueError):
     """A value that is not an origin like https://shop.example."""
+
+
+# Said in the active language (the admin's, on the site form; English on the command line).
+_NOT_AN_ORIGIN = _("%(value)s is not an origin like https://shop.example")
 
 
 def normalise_origin(value: str) -> str:
@@ -15,9 +20,9 @@ def normalise_origin(value: str) -> str:
     (a path, a query, another scheme)."""
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-        raise NotAnOrigin(f"{value!r} is not an origin like https://shop.example")
+        raise NotAnOrigin(_NOT_AN_ORIGIN % {"value": repr(value)})
     if parts.query or parts.fragment:
-        raise NotAnOrigin(f"{value!r} is not an origin like https://shop.example")
+        raise NotAnOrigin(_NOT_AN_ORIGIN % {"value": repr(value)})
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 

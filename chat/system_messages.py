@@ -1,6 +1,7 @@
 """The sentences the server writes into transcripts (system messages: a transfer, a
-requeue, an idle close, a call's lines), each stored as a code and its parameters beside
-the English sentence in `body`, so every reader sees it in their own language.
+requeue, an idle close, a call's lines; the bot's hand-off line), each stored as a code
+and its parameters beside the English sentence in `body`, so every reader sees it in
+their own language.
 
 `body` stays the English sentence (the wire contract's `body`); the code and parameters
 travel as the message's `code` and `params` (docs/protocol.md), and `sentence()` renders
@@ -29,6 +30,11 @@ SENTENCES = {
     "call_cancelled": gettext_noop("The call ended before it was answered."),
     "call_ended": gettext_noop("The call ended after %(duration)s."),
     "call_lost": gettext_noop("The call ended after %(duration)s (the connection was lost)."),
+    # The knowledge-base bot's line when no article answers well (kb/): a bot message
+    # with this code, shown in each reader's language like the system lines.
+    "bot_handoff": gettext_noop(
+        "I'm not sure I can answer that well. Let me find a person to help you."
+    ),
 }
 
 

@@ -73,7 +73,7 @@ def _build(conversation: Conversation, *, to: str) -> TranscriptEmail:
                 "body": system_messages.sentence(
                     message.system_code, message.system_params, message.body
                 )
-                if message.sender == SenderKind.SYSTEM
+                if message.sender in (SenderKind.SYSTEM, SenderKind.BOT)
                 else message.body,
             }
         )

@@ -11,6 +11,8 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, pgettext
 
 from . import system_messages
 from .models import Assignment, Attachment, Conversation, Message, Note, SenderKind
@@ -96,7 +98,7 @@ def timeline(
                 kind="note",
                 at=note.created_at,
                 text=note.body,
-                author=str(note.author) if note.author else "Agent",
+                author=str(note.author) if note.author else _("Agent"),
             )
         )
     entries = notes_after.pop(0, [])
@@ -105,15 +107,16 @@ def timeline(
             Entry(
                 kind=m.sender,
                 at=m.created_at,
-                # A system line in the reader's language (chat/system_messages.py).
+                # A system line (or the bot's hand-off) in the reader's language
+                # (chat/system_messages.py).
                 text=system_messages.sentence(m.system_code, m.system_params, m.body)
-                if m.sender == SenderKind.SYSTEM
+                if m.sender in (SenderKind.SYSTEM, SenderKind.BOT)
                 else m.body,
                 author={
                     SenderKind.VISITOR: visitor,
-                    SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else "Agent",
-                    SenderKind.SYSTEM: "System",
-                    SenderKind.BOT: "Bot",
+                    SenderKind.AGENT: str(m.sender_agent) if m.sender_agent else _("Agent"),
+                    SenderKind.SYSTEM: _("System"),
+                    SenderKind.BOT: pgettext("sender", "Bot"),
                 }.get(m.sender, m.sender),
                 seq=m.seq,
                 attachment=loaded_attachment(m),
@@ -122,11 +125,12 @@ def timeline(
         entries += notes_after.pop(m.seq, [])
     entries += [note for _, later in sorted(notes_after.items()) for note in later]
     # (event, goes before a line stamped at the same instant)
-    events = [(Entry("event", conversation.created_at, f"{visitor} started the chat"), True)]
+    started = _("%(visitor)s started the chat") % {"visitor": visitor}
+    events = [(Entry("event", conversation.created_at, started), True)]
     events += [(entry, True) for entry in _turn_events(conversation, list(turns))]
     if conversation.closed_at is not None:
-        by = f" by the {conversation.closed_by}" if conversation.closed_by else ""
-        events.append((Entry("event", conversation.closed_at, f"Closed{by}"), False))
+        closed = _(_CLOSED_BY.get(conversation.closed_by, _CLOSED_BY[""]))
+        events.append((Entry("event", conversation.closed_at, closed), False))
     # Lines keep their order; each event goes in before the first message stamped after
     # it (the idle sweep's closing line and the close share an instant: line first). A
     # note stays right after the message it followed, whatever its time.
@@ -141,9 +145,17 @@ def timeline(
     return merged + [event for event, _ in events]
 
 
+# The timeline's lines, in the reader's language (the admin's).
+_CLOSED_BY = {
+    "": gettext_noop("Closed"),
+    SenderKind.VISITOR: gettext_noop("Closed by the visitor"),
+    SenderKind.AGENT: gettext_noop("Closed by the agent"),
+    SenderKind.SYSTEM: gettext_noop("Closed by the system"),
+    SenderKind.BOT: gettext_noop("Closed by the bot"),
+}
 _ENDINGS = {
-    Assignment.Ended.HANDED_BACK: "{agent} sent the chat back to the queue",
-    Assignment.Ended.REQUEUED: "Back in the queue: {agent} was disconnected",
+    Assignment.Ended.HANDED_BACK: gettext_noop("%(agent)s sent the chat back to the queue"),
+    Assignment.Ended.REQUEUED: gettext_noop("Back in the queue: %(agent)s was disconnected"),
 }
 
 
@@ -153,18 +165,26 @@ def _turn_events(conversation: Conversation, turns: list[Assignment]) -> list[En
     if not turns:  # from before turns were recorded: the last assignment only
         if conversation.assigned_at is None:
             return []
-        agent = f" to {conversation.agent}" if conversation.agent else ""
-        return [Entry("event", conversation.assigned_at, f"Assigned{agent}")]
+        if conversation.agent:
+            line = _("Assigned to %(agent)s") % {"agent": conversation.agent}
+        else:
+            line = _("Assigned")
+        return [Entry("event", conversation.assigned_at, line)]
     lines, before = [], None
     for turn in turns:
-        name = str(turn.agent) if turn.agent else "an agent"
+        name = str(turn.agent) if turn.agent else _("an agent")
         if before is not None and before.ended == Assignment.Ended.TRANSFERRED:
-            by = str(before.agent) if before.agent else "An agent"
-            lines.append(Entry("event", turn.started_at, f"{by} transferred the chat to {name}"))
+            by = str(before.agent) if before.agent else _("An agent")
+            line = _("%(agent)s transferred the chat to %(colleague)s") % {
+                "agent": by,
+                "colleague": name,
+            }
         else:
-            lines.append(Entry("event", turn.started_at, f"Assigned to {name}"))
+            line = _("Assigned to %(agent)s") % {"agent": name}
+        lines.append(Entry("event", turn.started_at, line))
         if turn.ended in _ENDINGS:
-            lines.append(Entry("event", turn.ended_at, _ENDINGS[turn.ended].format(agent=name)))
+            ending = _(_ENDINGS[turn.ended]) % {"agent": name}
+            lines.append(Entry("event", turn.ended_at, ending))
         before = turn
     return lines
 

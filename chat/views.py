@@ -12,6 +12,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views import csrf as django_csrf
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -91,22 +92,22 @@ def _visitor_payload(request: HttpRequest, *, max_body: int) -> tuple[dict, str,
     except RequestDataTooBig:  # past DATA_UPLOAD_MAX_MEMORY_SIZE: never read at all
         too_long = True
     if too_long:
-        raise Refused(error(413, "too_long", "Request body is too large."))
+        raise Refused(error(413, "too_long", _("Request body is too large.")))
     try:
         payload = json.loads(request.body or b"null")
     except (ValueError, RecursionError):
-        raise Refused(error(400, "bad_request", "Body must be JSON.")) from None
+        raise Refused(error(400, "bad_request", _("Body must be JSON."))) from None
     if not isinstance(payload, dict):
-        raise Refused(error(400, "bad_request", "Body must be a JSON object."))
+        raise Refused(error(400, "bad_request", _("Body must be a JSON object.")))
     site_key = payload.get("site_key")
     token = payload.get("visitor_token")
     if not isinstance(site_key, str) or not 1 <= len(site_key) <= 64:
-        raise Refused(error(400, "bad_request", "site_key must be a site key."))
+        raise Refused(error(400, "bad_request", _("site_key must be a site key.")))
     if token is not None and (not isinstance(token, str) or len(token) > 128):
-        raise Refused(error(400, "bad_request", "visitor_token must be a string."))
+        raise Refused(error(400, "bad_request", _("visitor_token must be a string.")))
     for name, value in (("site_key", site_key), ("visitor_token", token)):
         if not protocol.storable(value):
-            raise Refused(error(400, "bad_request", f"{name} {protocol.UNSTORABLE_TEXT}"))
+            raise Refused(error(400, "bad_request", protocol.UNSTORABLE_TEXT % {"field": name}))
     return payload, site_key, token
 
 
@@ -114,11 +115,11 @@ def _widget_site(request: HttpRequest, site_key: str, *, what: str) -> Site:
     """The enabled site of a widget request whose Origin that site accepts."""
     site = Site.objects.filter(key=site_key, enabled=True).first()
     if site is None:
-        raise Refused(error(404, "not_found", "No such site, or it is disabled."))
+        raise Refused(error(404, "not_found", _("No such site, or it is disabled.")))
     origin = request.headers.get("Origin")
     if not origins.visitor_origin_allowed(origin, request.get_host(), site.allowed_origins):
         logger.warning("%s refused for origin %r on site %s", what, origin, site.id)
-        raise Refused(error(403, "forbidden", "This origin may not use this site's widget."))
+        raise Refused(error(403, "forbidden", _("This origin may not use this site's widget.")))
     return site
 
 
@@ -140,7 +141,7 @@ def outage_answers_503(view):
             return view(request, *args, **kwargs)
         except (OperationalError, InterfaceError) as exc:
             logger.error("%s: database unavailable: %s", request.path, exc)
-            return error(503, "unavailable", "The service is unavailable; retry shortly.")
+            return error(503, "unavailable", _("The service is unavailable; retry shortly."))
 
     return wrapper
 
@@ -157,7 +158,7 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
         return refusal.response
     rotate = payload.get("rotate", False)
     if not isinstance(rotate, bool):
-        return error(400, "bad_request", "rotate must be true or false.")
+        return error(400, "bad_request", _("rotate must be true or false."))
     try:
         claimed = _claimed_identity(payload.get("identity"))
     except ValueError as exc:
@@ -170,7 +171,7 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
     # --proxy-headers (docs/security.md); the header itself is never read here.
     language = payload.get("language")
     if language is not None and languages.supported(language) != language:
-        return error(400, "bad_request", "language must be one of the shipped language codes.")
+        return error(400, "bad_request", _("language must be one of the shipped language codes."))
     client = ratelimits.client_address(request.META.get("REMOTE_ADDR"))
     try:
         visitor, token = sessions.create_visitor_session(
@@ -181,9 +182,9 @@ def visitor_sessions(request: HttpRequest) -> JsonResponse:
             before_issuing=lambda: ratelimits.new_session(client),
         )
     except (NotFound, SiteDisabled):
-        return error(404, "not_found", "No such site, or it is disabled.")
+        return error(404, "not_found", _("No such site, or it is disabled."))
     except ratelimits.RateLimited as exc:
-        return rate_limited("Too many new visitors from this address.", exc.retry_after)
+        return rate_limited(_("Too many new visitors from this address."), exc.retry_after)
     answer = {"visitor_token": token, "ws_url": "/ws/visitor/"}
     if claimed is not None:
         _record, verified = identity.identify(visitor, claimed)
@@ -248,9 +249,9 @@ def offline_messages(request: HttpRequest) -> JsonResponse:
             before_opening=lambda: ratelimits.count((ratelimits.IP_CONVERSATIONS, client)),
         )
     except (NotFound, SiteDisabled):
-        return error(404, "not_found", "No such site, or it is disabled.")
+        return error(404, "not_found", _("No such site, or it is disabled."))
     except ratelimits.RateLimited as exc:
-        return rate_limited("Too many messages from this address.", exc.retry_after)
+        return rate_limited(_("Too many messages from this address."), exc.retry_after)
     conversation_id = posted.message["conversation"]
     if posted.created:
         offline.email_agents(

@@ -5,6 +5,8 @@ addresses are set on the site itself (chat/admin.py)."""
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .models import EmailContact, OutboundMail
 
@@ -48,12 +50,15 @@ class OutboundMailAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    @admin.action(description="Send again (at the next turn, under the same Message-ID)")
+    @admin.action(description=_("Send again (at the next turn, under the same Message-ID)"))
     def send_again(self, request: HttpRequest, queryset) -> None:
         count = queryset.update(
             status=OutboundMail.Status.PENDING, next_attempt_at=timezone.now(), lease_until=None
         )
-        self.message_user(request, f"{count} mail(s) will be sent again.", messages.SUCCESS)
+        again = ngettext(
+            "%(count)s mail will be sent again.", "%(count)s mails will be sent again.", count
+        )
+        self.message_user(request, again % {"count": count}, messages.SUCCESS)
 
 
 @admin.register(EmailContact)

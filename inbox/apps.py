@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class InboxConfig(AppConfig):
@@ -6,7 +7,7 @@ class InboxConfig(AppConfig):
     agents' replies out, plugged into the chat core by its services and events."""
 
     name = "inbox"
-    verbose_name = "Email channel"
+    verbose_name = _("Email channel")
 
     def ready(self) -> None:
         from chat import events

@@ -28,9 +28,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
-from chat import reply_address
+from chat import languages, reply_address
 from chat.models import Attachment, Conversation, Message, SenderKind
 from chat.transport.background import start_once
 
@@ -95,14 +96,24 @@ def _collect_one(conversation_id: int, up_to: int) -> int:
     return made
 
 
+def _render(template: str, context: dict) -> str:
+    with translation.override(context["language"]):
+        return render_to_string(template, context)
+
+
 def _make_mail(conversation, thread: EmailThread, replies: list[Message], *, first_seq: int):
     site = conversation.site
     domain = site.inbound_email.rpartition("@")[2]
     agent = replies[-1].sender_agent
-    subject = conversation.subject or "Your message"
+    # The customer's language where their widget told it, else the site's.
+    language = languages.supported(conversation.visitor.language) or languages.site_language(site)
+    with translation.override(language):
+        subject = conversation.subject or gettext("Your message")
     if not subject.lower().startswith("re:"):
-        subject = f"Re: {subject}"
+        subject = f"Re: {subject}"  # the mail convention every client threads by
     context = {
+        "language": language,
+        "direction": languages.direction(language),
         "site_name": site.name,
         "agent_name": agent.display_name if agent else site.name,
         "replies": [
@@ -123,8 +134,8 @@ def _make_mail(conversation, thread: EmailThread, replies: list[Message], *, fir
         subject=subject[:400],
         in_reply_to=thread.last_inbound_id,
         references=" ".join(references),
-        text=render_to_string("inbox/reply.txt", context),
-        html=render_to_string("inbox/reply.html", context),
+        text=_render("inbox/reply.txt", context),
+        html=_render("inbox/reply.html", context),
         first_seq=first_seq,
         last_seq=replies[-1].seq,
     )

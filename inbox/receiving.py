@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
-from chat import attachments, ratelimits, reply_address
+from chat import attachments, languages, ratelimits, reply_address
 from chat.conversations import sending
 from chat.conversations.actors import Actor
 from chat.errors import ConversationClosed
@@ -38,8 +40,10 @@ logger = logging.getLogger(__name__)
 # Shared across workers and receivers (chat/ratelimits.py; Redis when configured).
 SENDER_MAILS = ratelimits.Rule("mail-sender", "SUPPORTDESK_LIMIT_MAIL_SENDER")
 SITE_MAILS = ratelimits.Rule("mail-site", "SUPPORTDESK_LIMIT_MAIL_SITE")
-NO_SUBJECT = "(no subject)"
-ONLY_ATTACHMENTS = "(sent attachments)"
+# Written into the conversation in the site's language (its agents read them; the
+# subject also heads the reply mail): a mail's sender has no language we know.
+NO_SUBJECT = gettext_noop("(no subject)")
+ONLY_ATTACHMENTS = gettext_noop("(sent attachments)")
 MAX_REFERENCES = 20
 
 
@@ -95,15 +99,19 @@ def _receive_at(site: Site, mail: ParsedMail, token_conversation: int | None) ->
         ratelimits.count((SENDER_MAILS, f"{site.pk}:{mail.sender}"), (SITE_MAILS, str(site.pk)))
     except ratelimits.RateLimited as exc:
         raise TryLater(exc.retry_after) from None
-    accepted, refused = _checked_attachments(mail)
-    if refused:
-        body = (body + "\n\n" if body else "") + "\n".join(
-            f"[Not attached: {name} ({reason})]" for name, reason in refused
-        )
+    with translation.override(languages.site_language(site)):
+        accepted, refused = _checked_attachments(mail)
+        if refused:
+            body = (body + "\n\n" if body else "") + "\n".join(
+                "[%s]" % (gettext("Not attached: %(name)s (%(reason)s)") % {"name": n, "reason": r})
+                for n, r in refused
+            )
+        subject = mail.subject or gettext(NO_SUBJECT)
+        body = body or gettext(ONLY_ATTACHMENTS)
     client_msg_id = _client_msg_id(site, mail)
     visitor_id = _visitor_of_thread(site, mail, token_conversation) or _contact_visitor(site, mail)
     origin = sending.EmailOrigin(
-        subject=mail.subject or NO_SUBJECT,
+        subject=subject,
         sender_address=mail.from_header,
         sender_verified=mail.sender_verified,
     )
@@ -111,7 +119,7 @@ def _receive_at(site: Site, mail: ParsedMail, token_conversation: int | None) ->
         posted = sending.post_message(
             Actor.visitor(visitor_id),
             client_msg_id=client_msg_id,
-            body=body or ONLY_ATTACHMENTS,
+            body=body,
             email=origin,
         )
     except ConversationClosed:  # closed between the lock and the append: never here
@@ -204,7 +212,8 @@ def _checked_attachments(mail: ParsedMail):
         name = attachments.clean_name(item.name)
         upload = SimpleUploadedFile(name, item.content)
         if len(item.content) > max_bytes:
-            refused.append((name, f"over {attachments.describe_limit(max_bytes)}"))
+            limit = attachments.describe_limit(max_bytes)
+            refused.append((name, gettext("over %(limit)s") % {"limit": limit}))
             continue
         try:
             attachments.inspect(upload, name)

@@ -8,6 +8,8 @@ from django.db.models import Count
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from . import delivery, keys
 from .endpoints import EVENT_TYPES, new_secret, rotate_secret, sync_interest
@@ -26,11 +28,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key is shown once, when made: `manage.py create_api_key --site KEY`.
         return False
 
-    @admin.action(description="Revoke selected keys (they stop working at once)")
+    @admin.action(description=_("Revoke selected keys (they stop working at once)"))
     def revoke(self, request: HttpRequest, queryset) -> None:
         for key in queryset:
             keys.revoke(key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+        count = queryset.count()
+        revoked = ngettext("Revoked %(count)s key.", "Revoked %(count)s keys.", count)
+        self.message_user(request, revoked % {"count": count}, messages.SUCCESS)
 
 
 class EndpointForm(forms.ModelForm):
@@ -39,7 +43,7 @@ class EndpointForm(forms.ModelForm):
         choices=[(name, name) for name in EVENT_TYPES],
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="None ticked: every event.",
+        help_text=_("None ticked: every event."),
     )
 
     class Meta:
@@ -62,7 +66,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     ]
     actions = ["rotate", "enable", "disable"]
 
-    @admin.display(description="delivery log")
+    @admin.display(description=_("delivery log"))
     def delivery_log(self, endpoint: WebhookEndpoint) -> str:
         """The endpoint's deliveries by status, each a link to that part of the log
         (the log pages itself; an endpoint may have sent millions)."""
@@ -70,7 +74,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             return "-"
         counts = dict(endpoint.deliveries.values_list("status").annotate(n=Count("id")).order_by())
         log = reverse("admin:integrations_webhookdelivery_changelist")
-        links = [format_html('<a href="{}?endpoint__id__exact={}">all</a>', log, endpoint.pk)]
+        links = [
+            format_html(
+                '<a href="{}?endpoint__id__exact={}">{}</a>', log, endpoint.pk, gettext("all")
+            )
+        ]
         links += [
             format_html(
                 '<a href="{}?endpoint__id__exact={}&status__exact={}">{} {}</a>',
@@ -85,9 +93,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         ]
         return format_html_join(" · ", "{}", ((link,) for link in links))
 
-    @admin.display(description="events")
+    @admin.display(description=_("events"))
     def heard(self, endpoint: WebhookEndpoint) -> str:
-        return ", ".join(endpoint.events) or "every event"
+        return ", ".join(endpoint.events) or gettext("every event")
 
     def save_model(self, request, obj: WebhookEndpoint, form, change: bool) -> None:
         with transaction.atomic():
@@ -110,22 +118,24 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             for site_id in sites:
                 sync_interest(site_id)
 
-    @admin.action(description="Rotate the signing secret (the old one signs for 24 h more)")
+    @admin.action(description=_("Rotate the signing secret (the old one signs for 24 h more)"))
     def rotate(self, request: HttpRequest, queryset) -> None:
         for endpoint in queryset:
             rotate_secret(endpoint)
         self.message_user(
             request,
-            "New secrets made: each endpoint's page shows its own. Deliveries carry both"
-            " signatures for 24 hours.",
+            gettext(
+                "New secrets made: each endpoint's page shows its own. Deliveries carry both"
+                " signatures for 24 hours."
+            ),
             messages.SUCCESS,
         )
 
-    @admin.action(description="Turn selected endpoints on")
+    @admin.action(description=_("Turn selected endpoints on"))
     def enable(self, request: HttpRequest, queryset) -> None:
         self._switch(queryset, enabled=True)
 
-    @admin.action(description="Turn selected endpoints off")
+    @admin.action(description=_("Turn selected endpoints off"))
     def disable(self, request: HttpRequest, queryset) -> None:
         self._switch(queryset, enabled=False)
 
@@ -169,7 +179,12 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         # Whoever may change the endpoints may resend to them.
         return request.user.has_perm("integrations.change_webhookendpoint")
 
-    @admin.action(description="Send again", permissions=["send_again"])
+    @admin.action(description=_("Send again"), permissions=["send_again"])
     def send_again(self, request: HttpRequest, queryset) -> None:
         count = delivery.send_again(list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"{count} deliveries go out again now.", messages.SUCCESS)
+        again = ngettext(
+            "%(count)s delivery goes out again now.",
+            "%(count)s deliveries go out again now.",
+            count,
+        )
+        self.message_user(request, again % {"count": count}, messages.SUCCESS)

@@ -219,7 +219,7 @@ class MessagePage(Schema):
 
 def _storable(value: str) -> str:
     if not protocol.storable(value):
-        raise ValueError(f"text {protocol.UNSTORABLE_TEXT}")
+        raise ValueError(protocol.UNSTORABLE_TEXT % {"field": "text"})
     return value
 
 

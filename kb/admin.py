@@ -3,6 +3,8 @@ bot's switch per site, with the mode it answers in."""
 
 from django.contrib import admin
 from django.db.models import Count, Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from . import search
 from .models import Article, BotSettings
@@ -14,13 +16,13 @@ class BotSettingsAdmin(admin.ModelAdmin):
     list_editable = ["enabled"]
     readonly_fields = ["mode"]
 
-    @admin.display(description="answers with")
+    @admin.display(description=_("answers with"))
     def mode(self, obj: BotSettings | None = None) -> str:
         if search.mode() == "model":
-            return "keyword search + embedding model (all-MiniLM-L6-v2)"
-        return "keyword search only (requirements-ai.txt is not installed)"
+            return gettext("keyword search + embedding model (all-MiniLM-L6-v2)")
+        return gettext("keyword search only (requirements-ai.txt is not installed)")
 
-    @admin.display(description="articles")
+    @admin.display(description=_("articles"))
     def articles(self, obj: BotSettings) -> int:
         return Article.objects.filter(site_id=obj.site_id).count()
 
@@ -50,11 +52,11 @@ class ArticleAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="answered", ordering="n_answered")
+    @admin.display(description=_("answered"), ordering="n_answered")
     def answered(self, obj) -> int:
         return obj.n_answered
 
-    @admin.display(description="then handed off", ordering="n_handed_off")
+    @admin.display(description=_("then handed off"), ordering="n_handed_off")
     def handed_off(self, obj) -> int:
         return obj.n_handed_off
 
@@ -66,6 +68,6 @@ class ArticleAdmin(admin.ModelAdmin):
     def not_helpful(self, obj) -> int:
         return obj.n_not_helpful
 
-    @admin.display(description="embedded", boolean=True)
+    @admin.display(description=_("embedded"), boolean=True)
     def indexed(self, obj) -> bool:
         return bool(obj.embedding_model)

@@ -4,12 +4,19 @@ enough."""
 
 from dataclasses import dataclass, field
 
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from chat import system_messages
+
 from . import embedding, search
 
 # At most this many sentences, and this many characters, from the article.
 MAX_SENTENCES = 2
 MAX_CHARS = 500
-HANDOFF_TEXT = "I'm not sure I can answer that well. Let me find a person to help you."
+# Stored as the bot message's body with its code, so each reader sees it in theirs.
+HANDOFF_CODE = "bot_handoff"
+HANDOFF_TEXT = system_messages.english(HANDOFF_CODE)
 
 
 @dataclass(frozen=True)
@@ -23,9 +30,12 @@ class Reply:
     sources: list[dict] = field(default_factory=list)
 
 
-def reply_to(site_id: int, question: str, *, use_model: bool | None = None) -> Reply:
+def reply_to(
+    site_id: int, question: str, *, use_model: bool | None = None, language: str | None = None
+) -> Reply:
     """The bot's reply to `question` from the site's articles (`use_model=False`:
-    keyword search alone; None: the model when it is loaded)."""
+    keyword search alone; None: the model when it is loaded). The article's words are
+    its own; the line naming it is in `language`, the visitor's (None: English)."""
     if use_model is None:
         use_model = embedding.ready()
     vector = pieces = None
@@ -55,5 +65,10 @@ def reply_to(site_id: int, question: str, *, use_model: bool | None = None) -> R
     if len(body) > MAX_CHARS:
         body = body[: MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
     more = entry.url or ""
-    body = f"{body}\n\nFrom “{entry.title}”" + (f": {more}" if more else "")
+    with translation.override(language):
+        if more:
+            source = _("From “%(title)s”: %(url)s") % {"title": entry.title, "url": more}
+        else:
+            source = _("From “%(title)s”") % {"title": entry.title}
+    body = f"{body}\n\n{source}"
     return Reply(body, True, best, [{"id": best.article_id, "title": entry.title}])

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class KbConfig(AppConfig):
@@ -6,7 +7,7 @@ class KbConfig(AppConfig):
     a new chat first, plugged into the core through its domain events."""
 
     name = "kb"
-    verbose_name = "Knowledge base and bot"
+    verbose_name = _("Knowledge base and bot")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -30,7 +30,7 @@ from django.db import (
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from chat import events
+from chat import events, languages
 from chat.conversations import bots
 from chat.errors import NotWithBot
 from chat.models import Conversation, Message, SenderKind
@@ -104,14 +104,17 @@ async def answer(*, conversation_id: int, site_id: int, seq: int, question: str)
     from chat.transport.orm import on_database_thread
 
     try:
-        if not await on_database_thread(_is_the_bots)(conversation_id):
+        language = await on_database_thread(_language_if_the_bots)(conversation_id)
+        if language is None:
             return "not_the_bots"
         loop = asyncio.get_running_loop()
         try:
             # Race: an answer past the deadline is dropped (its thread finishes
             # unheard); the chat goes to a person at once.
             reply = await asyncio.wait_for(
-                loop.run_in_executor(_threads(), _reply_off_the_request_path, site_id, question),
+                loop.run_in_executor(
+                    _threads(), _reply_off_the_request_path, site_id, question, language
+                ),
                 timeout=settings.SUPPORTDESK_BOT_DEADLINE,
             )
         except TimeoutError:
@@ -129,10 +132,11 @@ async def answer(*, conversation_id: int, site_id: int, seq: int, question: str)
 def answer_now(*, conversation_id: int, site_id: int, seq: int, question: str) -> str:
     """`answer` without an event loop (a management command, a synchronous test): on
     the calling thread, its frames sent at once."""
-    if not _is_the_bots(conversation_id):
+    language = _language_if_the_bots(conversation_id)
+    if language is None:
         return "not_the_bots"
     try:
-        reply = answering.reply_to(site_id, question)
+        reply = answering.reply_to(site_id, question, language=language)
     except Exception:
         logger.exception("kb: answering failed in conversation %s", conversation_id)
         reply = None
@@ -148,8 +152,17 @@ def _on_own_connection(function, /, **kwargs):
         close_old_connections()
 
 
-def _is_the_bots(conversation_id: int) -> bool:
-    return Conversation.objects.filter(pk=conversation_id, status=Conversation.Status.BOT).exists()
+def _language_if_the_bots(conversation_id: int) -> str | None:
+    """The language the bot answers in (the visitor's widget's, else the default) while
+    the chat is the bot's; None once it is not."""
+    found = (
+        Conversation.objects.filter(pk=conversation_id, status=Conversation.Status.BOT)
+        .values_list("visitor__language", flat=True)
+        .first()
+    )
+    if found is None:
+        return None
+    return languages.supported(found) or settings.LANGUAGE_CODE
 
 
 def _post(conversation_id: int, site_id: int, seq: int, reply) -> str:
@@ -181,18 +194,22 @@ def stop_threads() -> None:
         old.shutdown(wait=True)
 
 
-def _reply_off_the_request_path(site_id: int, question: str) -> answering.Reply:
-    return _on_own_connection(answering.reply_to, site_id=site_id, question=question)
+def _reply_off_the_request_path(site_id: int, question: str, language: str) -> answering.Reply:
+    return _on_own_connection(
+        answering.reply_to, site_id=site_id, question=question, language=language
+    )
 
 
 def _give_up(conversation_id: int, site_id: int, seq: int, reply) -> str:
-    """Say a person will come, and route the chat to one."""
+    """Say a person will come (a line each reader sees in their language), and route
+    the chat to one."""
     try:
         posted = bots.post_bot_message(
             conversation_id=conversation_id,
             body=answering.HANDOFF_TEXT,
             sources=[],
             client_msg_id=f"bot-{seq}",
+            code=answering.HANDOFF_CODE,
         )
     except NotWithBot:
         return "not_the_bots"

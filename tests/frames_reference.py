@@ -64,7 +64,7 @@ def parse_frame(text: str | None, allowed_types: frozenset[str]) -> dict[str, An
 def _refuse_unstorable(name: str, value: Any, msg_id: str | None = None) -> None:
     """Text PostgreSQL cannot store (NUL, an unpaired surrogate): refused by name."""
     if not storable(value):
-        raise ProtocolError(BAD_FRAME, f"{name} {UNSTORABLE_TEXT}", client_msg_id=msg_id)
+        raise ProtocolError(BAD_FRAME, UNSTORABLE_TEXT % {"field": name}, client_msg_id=msg_id)
 
 
 def client_msg_id(frame: dict[str, Any]) -> str:

@@ -336,7 +336,7 @@ def test_close_action_closes_through_the_service_and_the_next_visitor_gets_the_s
         follow=True,
     )
 
-    assert "Closed 1 conversation(s)." in response.content.decode()
+    assert "Closed 1 conversation." in response.content.decode()
     first.refresh_from_db()
     waiting.refresh_from_db()
     assert (first.status, first.closed_by) == (Conversation.Status.CLOSED, SenderKind.SYSTEM)
@@ -363,8 +363,8 @@ def test_close_action_skips_conversations_already_closed(admin_client, personas)
     )
 
     html = response.content.decode()
-    assert "Closed 0 conversation(s)." in html
-    assert "1 conversation(s) were already closed." in html
+    assert "Closed 0 conversations." in html
+    assert "1 conversation was already closed." in html
     conversation.refresh_from_db()
     assert conversation.closed_by == SenderKind.VISITOR
 

@@ -431,3 +431,36 @@ def test_agents_who_are_not_staff_cannot_open_the_page(client, personas):
 def test_the_conversation_list_and_admin_index_link_to_the_page(admin_client, db):
     for page in (reverse("admin:index"), reverse("admin:chat_conversation_changelist")):
         assert f'href="{reverse("admin-analytics")}"' in admin_client.get(page).content.decode()
+
+
+def test_the_page_speaks_the_admins_language_with_its_numbers_and_plurals(admin_client, personas):
+    for wait in (60, 120, 600):
+        answered_chat(personas.acme, personas.alice, wait=wait, reply=12, length=300, rating=4)
+    record_chat(personas.acme, created=at(0), closed=at(200))
+    admin_client.cookies["django_language"] = "de"
+
+    html = admin_client.get(analytics_url(start="2026-03-02", end="2026-03-02")).content.decode()
+
+    for shown in (
+        "Support-Auswertung",
+        "Chats pro Tag",
+        "Erste Antwort Median",
+        "2 Min. 00 Sek.",  # the median wait
+        "3 Bewertungen",
+        "4,00",  # the average rating, with the German decimal comma
+        "Mo 2 Mär: 4 Chats, 1 verpasst",  # a bar's tooltip
+    ):
+        assert shown in html, shown
+    assert "Chats per day" not in html
+
+
+def test_the_arabic_page_uses_the_form_arabic_needs_for_two(admin_client, personas):
+    for wait in (60, 120):
+        answered_chat(personas.acme, personas.alice, wait=wait, reply=12, length=300, rating=4)
+    admin_client.cookies["django_language"] = "ar"
+
+    html = admin_client.get(analytics_url(start="2026-03-02", end="2026-03-02")).content.decode()
+
+    assert 'dir="rtl"' in html
+    assert "تقييمان" in html  # two ratings: the dual, not "2 تقييمات"
+    assert "تحليلات الدعم" in html

@@ -7,9 +7,11 @@ import asyncio
 import time
 
 import pytest
+from django.utils import translation
 
 from agents.models import AgentProfile
-from chat.models import Conversation, Message
+from chat import system_messages
+from chat.models import Conversation, Message, Visitor
 from kb import answering, bot, importing
 from kb.models import BotAnswer
 from tests import ws
@@ -196,3 +198,28 @@ async def test_a_site_without_the_bot_routes_at_once(personas, sockets, listenin
     assigned = await ws.receive_until(agent, "conversation.assigned")
 
     assert [m["sender"] for m in assigned["conversation"]["messages"]] == ["visitor"]
+
+
+async def test_a_german_visitor_gets_the_articles_line_in_german_and_the_handoff_as_a_code(
+    kb, sockets, listening
+):
+    await ws.db(lambda: Visitor.objects.filter(pk=kb.v1.pk).update(language="de"))
+    tab, _ready = await sockets.visitor(kb.acme.key, kb.token(kb.v1))
+    await tab.send_json_to(send("How long does standard delivery take?", "q1"))
+    answer = await ws.receive_until(tab, "message")
+    assert answer["sender"] == "bot"
+    assert answer["body"].endswith(
+        "\n\nAus „Shipping times and costs“: https://acme.example/help/shipping"
+    )
+
+    await tab.send_json_to(send("Can you write me a poem about the sea?", "q2"))
+    handoff = await ws.receive_until(tab, "message")
+    # The English sentence in `body` (the contract's) and its code: each reader's
+    # script shows it in their language, the transcripts too.
+    assert (handoff["sender"], handoff["body"]) == ("bot", answering.HANDOFF_TEXT)
+    assert (handoff["code"], handoff["params"]) == ("bot_handoff", {})
+    stored = await ws.db(lambda: Message.objects.get(seq=handoff["seq"], sender="bot"))
+    with translation.override("ar"):
+        assert system_messages.sentence(stored.system_code, stored.system_params, stored.body) == (
+            "لست متأكدًا من قدرتي على الإجابة عن ذلك جيدًا. سأبحث لك عن شخص يساعدك."
+        )

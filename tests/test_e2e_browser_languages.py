@@ -130,3 +130,32 @@ def test_the_dashboard_in_spanish_for_an_agent_who_chose_it(new_context, live_ap
     page.get_by_role("button", name="Cambiar idioma").click()
     expect(page.locator("html")).to_have_attribute("lang", "de")
     expect(page.get_by_role("button", name="Verfügbar")).to_be_visible()
+
+
+def test_the_arabic_dashboard_counts_with_arabic_plural_forms_and_digits(new_context, live_app):
+    page = new_context(locale="ar-EG").new_page()
+    page.goto(live_app.url + "/agent/")
+    page.locator("#id_username").fill(live_app.agent_username)
+    page.locator("#id_password").fill(live_app.agent_password)
+    page.locator("#id_password").press("Enter")
+    expect(page).to_have_url(live_app.url + "/agent/")
+    expect(page.locator("html")).to_have_attribute("dir", "rtl")
+    # t() in the page's own dom.js module: the form Intl.PluralRules picks for each count
+    # among those the server sent, the count in the digits Intl writes for Arabic.
+    said, digits = page.evaluate(
+        """async (counts) => {
+          const url = document.querySelector('link[rel=modulepreload][href*="dom.js"]').href;
+          const { t } = await import(url);
+          const number = new Intl.NumberFormat("ar");
+          const said = counts.map((count) => t("earlier_chats", { count }));
+          return [said, counts.map((n) => number.format(n))];
+        }""",
+        [1, 2, 3, 11, 100],
+    )
+    assert said == [
+        "محادثة سابقة واحدة",  # one
+        "محادثتان سابقتان",  # two: the dual
+        f"{digits[2]} محادثات سابقة",  # 3 to 10: the plural noun
+        f"{digits[3]} محادثة سابقة",  # 11 to 99: the singular, accusative
+        f"{digits[4]} محادثة سابقة",  # 100 and up
+    ]

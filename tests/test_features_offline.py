@@ -164,3 +164,33 @@ async def test_offline_question_shows_on_the_visitors_open_socket(personas, sock
     assert (message["sender"], message["body"]) == ("visitor", "Do you ship to Norway?")
     queued = await ws.receive_until(socket, "conversation.queued")
     assert queued["position"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mail_to_agents_of_a_german_site_is_in_german(client, personas):
+    everyone_away()
+    give_emails(personas)
+    Site.objects.filter(pk=personas.acme.pk).update(widget_language="de")
+
+    assert leave(client, personas.acme.key).status_code == 201
+
+    [sent] = mail.outbox
+    assert sent.subject == "[acme] Offline-Nachricht von Dana"
+    assert "Dana <dana@example.com> hat auf acme eine Nachricht hinterlassen" in sent.body
+    assert "Do you ship to Norway?" in sent.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_french_visitor_is_told_in_french_what_the_form_lacks(client, personas):
+    response = client.post(
+        URL,
+        json.dumps({"site_key": personas.acme.key, "name": "Dana", "email": "x", "question": "?"}),
+        content_type="application/json",
+        HTTP_ORIGIN=ws.ACME_ORIGIN,
+        HTTP_ACCEPT_LANGUAGE="fr",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "bad_request",
+        "detail": "Veuillez indiquer une adresse e-mail valide.",
+    }

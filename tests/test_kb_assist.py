@@ -182,3 +182,11 @@ async def test_without_the_assist_handler_the_frame_is_refused_bad_frame(
     await agent.send_json_to({"type": "assist.suggest", "conversation": current.id})
     error = await ws.receive_until(agent, "error")
     assert (error["code"], error["detail"]) == ("bad_frame", "assist.suggest is not served.")
+
+
+def test_an_article_suggestion_names_its_source_in_the_language_the_visitor_writes(desk):
+    found = suggestions.from_articles(desk.acme.pk, "how long does delivery take", language="es")
+    [article] = found
+    assert article.text.endswith(
+        "\n\nDe «Shipping times and costs»: https://acme.example/help/shipping"
+    )

@@ -10,7 +10,7 @@ from django.core import mail as django_mail
 from chat import reply_address
 from chat.conversations import closing, sending, sessions
 from chat.conversations.actors import Actor
-from chat.models import Attachment, Conversation, Message, SenderKind
+from chat.models import Attachment, Conversation, Message, SenderKind, Site, Visitor
 from inbox import outbound, parsing, receiving
 from inbox.models import EmailContact, EmailThread, OutboundMail
 
@@ -414,3 +414,29 @@ def test_a_sites_inbound_address_is_checked_as_the_admin_saves_it(db):
     fine = Site(name="four", inbound_email="Sales@Acme.example")
     fine.full_clean()
     assert fine.inbound_email == "sales@acme.example"
+
+
+def test_the_reply_mail_speaks_the_customers_widget_language(acme):
+    [delivered] = deliver(inbound())
+    conversation = Conversation.objects.select_related("visitor").get(pk=delivered.conversation_id)
+    Visitor.objects.filter(pk=conversation.visitor_id).update(language="pt")
+    reply_as(conversation.agent, conversation.pk, "Enviamos hoje.")
+    assert send_turn() == 1
+    [sent] = django_mail.outbox
+    assert sent.subject == "Re: Order 1234"  # the customer's words, and the mail convention
+    assert "Responda a este e-mail para continuar a conversa." in sent.body
+    html = sent.alternatives[0][0]
+    assert '<html lang="pt" dir="ltr">' in html
+
+
+def test_what_the_inbox_writes_into_a_mail_is_in_the_sites_language(acme):
+    Site.objects.filter(pk=acme.acme.pk).update(widget_language="fr")
+    message = inbound(Subject="")
+    message.add_attachment(
+        b"MZ\x90\x00", maintype="application", subtype="octet-stream", filename="setup.exe"
+    )
+    [delivered] = deliver(message)
+    conversation = Conversation.objects.get(pk=delivered.conversation_id)
+    assert conversation.subject == "(sans objet)"
+    [row] = Message.objects.filter(conversation=conversation)
+    assert "[Non joint : setup.exe (Ce type de fichier ne peut pas être joint.)]" in row.body

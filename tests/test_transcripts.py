@@ -516,3 +516,39 @@ def test_the_lifecycle_shows_every_turn_in_order_and_the_wait_ends_at_the_first(
         at_ = html.index(line, at_) + len(line)
     first_turn = chat.assignments.order_by("started_at").first()
     assert response.context["timings"].wait == first_turn.started_at - chat.created_at
+
+
+def test_the_transcript_page_and_its_timeline_read_in_the_admins_language(admin_client, personas):
+    conversation = record_chat(
+        personas.acme,
+        visitor=personas.v1,
+        created=at(0),
+        assigned=at(90),
+        agent=personas.alice,
+        closed=at(600),
+        messages=[(SenderKind.VISITOR, at(30), "Mon colis n'est jamais arrivé")],
+        rating=4,
+    )
+    admin_client.cookies["django_language"] = "fr"
+
+    html = admin_client.get(page(conversation)).content.decode()
+
+    for shown in (
+        "Résumé de la conversation",
+        "Attribuée à Alice",
+        "Fermée par le visiteur",
+        "1 min 30 s",
+        "Tous les champs enregistrés",
+    ):
+        assert shown in html, shown
+
+
+def test_the_audit_log_lists_its_columns_and_actions_in_the_admins_language(admin_client, personas):
+    conversation = record_chat(personas.acme, created=at(0), closed=at(60))
+    admin_client.get(page(conversation))
+    admin_client.cookies["django_language"] = "es"
+
+    html = admin_client.get(reverse("admin:chat_auditlogentry_changelist")).content.decode()
+
+    for shown in ("registro de auditoría", "Quién", "Acción", "consultada"):
+        assert shown in html, shown

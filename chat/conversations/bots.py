@@ -45,13 +45,19 @@ def answers_first(site_id: int) -> bool:
 
 
 def post_bot_message(
-    *, conversation_id: int, body: str, sources: list[dict], client_msg_id: str | None = None
+    *,
+    conversation_id: int,
+    body: str,
+    sources: list[dict],
+    client_msg_id: str | None = None,
+    code: str = "",
 ) -> PostedMessage:
     """Store the bot's answer in a conversation the bot still has. `NotWithBot` (nothing
     stored) once it was handed off or closed: race, the visitor's "Talk to a person"
     and a slow answer; the row lock orders them, and the answer that lost is dropped.
     `client_msg_id` makes it idempotent like any send (an answer posted twice by two
-    workers hearing the same message is stored once)."""
+    workers hearing the same message is stored once). `code`: a sentence of
+    chat/system_messages.py that `body` is the English of, for each reader's language."""
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
@@ -74,6 +80,7 @@ def post_bot_message(
             client_msg_id=client_msg_id,
             sources=sources,
             now=now,
+            code=code,
         )
 
 

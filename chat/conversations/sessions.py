@@ -9,17 +9,19 @@ from collections.abc import Callable
 from email.utils import formataddr
 
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, gettext_noop
 
-from .. import events, selectors, transcript_email, visitor_context
+from .. import events, languages, selectors, transcript_email, visitor_context
 from ..errors import NotFound, SiteDisabled, TooManyAttributes
 from ..models import Conversation, Site, Visitor, hash_token, new_visitor_token
 from .actors import Actor
 from .messages import PostedMessage
 from .sending import EmailOrigin, post_message
 
-# The subject of an email conversation the offline form opens (the reply's "Re: ...").
-OFFLINE_SUBJECT = "Your message to us"
+# The subject of an email conversation the offline form opens (the reply's "Re: ..."),
+# stored in the visitor's language: the reply mail goes to them.
+OFFLINE_SUBJECT = gettext_noop("Your message to us")
 
 
 def create_visitor_session(
@@ -127,8 +129,10 @@ def leave_offline_message(
     # conversation, so the agent's reply is mailed and the visitor's answer threads back.
     email_origin = None
     if Site.objects.filter(pk=visitor.site_id).exclude(inbound_email="").exists():
+        with translation.override(languages.supported(visitor.language)):
+            subject = gettext(OFFLINE_SUBJECT)
         email_origin = EmailOrigin(
-            subject=OFFLINE_SUBJECT, sender_address=formataddr((name, email)), sender_verified=False
+            subject=subject, sender_address=formataddr((name, email)), sender_verified=False
         )
     posted = post_message(
         Actor.visitor(visitor.id),

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from ..models import Message
 from . import outbound
@@ -44,6 +47,13 @@ ALREADY_RATED = "already_rated"
 # `transcript.email` (addition) with something that is not an email address.
 BAD_EMAIL = "bad_email"
 MAX_EMAIL_CHARS = 254
+# The sentences beside the codes the transport refuses with itself (lazy: written out in
+# the socket's language, `ProtocolError.frame`).
+TOO_MANY_MESSAGES_TEXT = _("Too many messages; slow down.")
+TOO_MANY_TRANSCRIPTS_TEXT = _("Too many transcripts asked for; try again later.")
+TRANSCRIPT_NOT_MAILED_TEXT = _("The transcript could not be mailed; try again later.")
+TOO_MANY_CALLS_TEXT = _("Too many calls in this chat; try later.")
+TOO_MANY_SIGNALS_TEXT = _("Too many call signals.")
 # Canned responses (agents/services.py): a shortcut outside the model's pattern, one
 # already taken among the same owner's, or an agent at the cap of own snippets.
 BAD_SHORTCUT = "bad_shortcut"
@@ -108,7 +118,7 @@ PRESENCE_STATUSES = ("available", "away")
 # Text PostgreSQL cannot store: NUL, and a surrogate left unpaired (JSON can spell both,
 # as \u0000 and \ud800). Refused wherever a client's text may be stored.
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
-UNSTORABLE_TEXT = "must not contain NUL characters or unpaired surrogates."
+UNSTORABLE_TEXT = _("%(field)s must not contain NUL characters or unpaired surrogates.")
 
 
 def storable(value: Any) -> bool:
@@ -123,16 +133,24 @@ def storable(value: Any) -> bool:
 
 
 class ProtocolError(Exception):
-    """A frame the contract refuses; answered with an `error` frame to its sender."""
+    """A frame the contract refuses; answered with an `error` frame to its sender.
 
-    def __init__(self, code: str, detail: str, *, client_msg_id: str | None = None):
+    `code` is the contract's and never changes with the language; `detail`, the sentence
+    a person reads beside it, may be lazy (gettext_lazy, languages.lazy_format) and is
+    written out in the language of the socket it goes to."""
+
+    def __init__(self, code: str, detail: str | Promise, *, client_msg_id: str | None = None):
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.client_msg_id = client_msg_id
 
-    def frame(self) -> dict[str, Any]:
-        return outbound.error(code=self.code, detail=self.detail, client_msg_id=self.client_msg_id)
+    def frame(self, language: str | None = None) -> dict[str, Any]:
+        """The `error` frame, its detail in `language` (None: English, as the contract's
+        examples)."""
+        with translation.override(language):
+            detail = str(self.detail)
+        return outbound.error(code=self.code, detail=detail, client_msg_id=self.client_msg_id)
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -8,6 +8,8 @@ a refusal but a fault: the socket fails with it (1011), as daphne does.
 import logging
 
 from django.db import DatabaseError, InterfaceError
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from agents import errors as agent_errors
 
@@ -32,33 +34,38 @@ logger = logging.getLogger(__name__)
 
 # Refusals whose answer names the message the client sent (its client_msg_id), so that
 # a widget can mark that message as not sent. Most specific class first.
-_ABOUT_A_MESSAGE: list[tuple[type[Exception] | tuple[type[Exception], ...], str, str]] = [
-    (errors.AttachmentNotFound, NOT_FOUND, "No such attachment."),
+# (exception classes, wire code, detail): the detail is read in the socket's language.
+Kinds = type[Exception] | tuple[type[Exception], ...]
+_ABOUT_A_MESSAGE: list[tuple[Kinds, str, str | Promise]] = [
+    (errors.AttachmentNotFound, NOT_FOUND, _("No such attachment.")),
+    # Not translated: the widget and the dashboard know this refusal by its detail (a
+    # call that ended meanwhile; `not_found` alone could be the conversation) and show
+    # their own words for it, never the detail.
     (errors.CallNotFound, NOT_FOUND, "No such call."),
-    (errors.NotFound, NOT_FOUND, "No such conversation."),
-    (errors.ConversationClosed, CONVERSATION_CLOSED, "The conversation is closed."),
+    (errors.NotFound, NOT_FOUND, _("No such conversation.")),
+    (errors.ConversationClosed, CONVERSATION_CLOSED, _("The conversation is closed.")),
     (
         errors.ClientMsgIdTaken,
         BAD_FRAME,
-        "client_msg_id is already used in this conversation.",
+        _("client_msg_id is already used in this conversation."),
     ),
     (
         (DatabaseError, InterfaceError),
         UNAVAILABLE,
-        "The server cannot store this right now; retry with the same client_msg_id.",
+        _("The server cannot store this right now; retry with the same client_msg_id."),
     ),
 ]
 
-_OTHERS: list[tuple[type[Exception], str, str]] = [
-    (errors.CallInProgress, CALL_IN_PROGRESS, "This conversation already has a call."),
-    (errors.AlreadyRated, ALREADY_RATED, "This conversation was already rated."),
-    (errors.AgentUnavailable, AGENT_UNAVAILABLE, "That agent cannot take this chat right now."),
+_OTHERS: list[tuple[type[Exception], str, str | Promise]] = [
+    (errors.CallInProgress, CALL_IN_PROGRESS, _("This conversation already has a call.")),
+    (errors.AlreadyRated, ALREADY_RATED, _("This conversation was already rated.")),
+    (errors.AgentUnavailable, AGENT_UNAVAILABLE, _("That agent cannot take this chat right now.")),
     (
         errors.PickingNotAllowed,
         FORBIDDEN,
-        "This site does not let agents take chats from the queue.",
+        _("This site does not let agents take chats from the queue."),
     ),
-    (errors.SeqOutOfRange, BAD_FRAME, "seq is past the conversation's last message."),
+    (errors.SeqOutOfRange, BAD_FRAME, _("seq is past the conversation's last message.")),
 ]
 
 # Canned responses: the exception carries the agent's sentence, the class the code.

@@ -30,8 +30,11 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 import msgspec
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from ..languages import grouped_number, lazy_format
 from . import (
     AGENT_FRAME_TYPES,
     BAD_EMAIL,
@@ -51,6 +54,13 @@ from . import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _over(detail: str | Promise, limit: int) -> Promise:
+    """A "… is over N characters." refusal, N grouped as the reader's language groups
+    digits (10,000; 10.000; 10 000)."""
+    return lazy_format(detail, limit=grouped_number(limit))
+
 
 # Field shapes. A JSON `true` is never an int here (msgspec keeps bool and int apart),
 # and a float is never an int.
@@ -190,7 +200,9 @@ class CallSignal(Frame, tag="call.signal"):
 
     def __post_init__(self) -> None:
         if len(msgspec.json.encode(self.data)) > MAX_CALL_SIGNAL_BYTES:
-            raise ProtocolError(TOO_LONG, f"data is over {MAX_CALL_SIGNAL_BYTES} bytes.")
+            raise ProtocolError(
+                TOO_LONG, _over(_("data is over %(limit)s bytes."), MAX_CALL_SIGNAL_BYTES)
+            )
 
 
 class CallEnd(Frame, tag="call.end"):
@@ -369,39 +381,42 @@ AGENT_SCHEMAS: dict[str, type[Frame]] = {s.__struct_config__.tag: s for s in get
 # What a field's refusal says, by its path in the frame: (code, detail). A field is
 # refused with this when the schema refuses its shape: missing, wrong JSON type, or out
 # of range.
-FIELD_ERRORS: dict[str, tuple[str, str]] = {
+FIELD_ERRORS: dict[str, tuple[str, str | Promise]] = {
     "client_msg_id": (
         BAD_FRAME,
-        f"client_msg_id must be a string of 1-{MAX_CLIENT_MSG_ID_CHARS} characters.",
+        lazy_format(
+            _("client_msg_id must be a string of 1-%(limit)s characters."),
+            limit=MAX_CLIENT_MSG_ID_CHARS,
+        ),
     ),
-    "conversation": (BAD_FRAME, "conversation must be a conversation id."),
-    "attachment": (BAD_FRAME, "attachment must be an attachment id."),
-    "body": (BAD_FRAME, "body must be a string."),
-    "seq": (BAD_FRAME, "seq must be a non-negative integer."),
-    "after_seq": (BAD_FRAME, "after_seq must be a non-negative integer."),
-    "last_seq": (BAD_FRAME, "last_seq must be a non-negative integer."),
-    "active": (BAD_FRAME, "active must be true or false."),
-    "helpful": (BAD_FRAME, "helpful must be true or false."),
-    "shared": (BAD_FRAME, "shared must be true or false."),
-    "text": (BAD_FRAME, "text must be a string."),
-    "status": (BAD_FRAME, 'status must be "available" or "away".'),
-    "to_agent": (BAD_FRAME, "to_agent must be an agent id or null."),
-    "score": (BAD_FRAME, "score must be a whole number from 1 to 5."),
-    "comment": (BAD_FRAME, "comment must be a string."),
-    "shortcut": (BAD_FRAME, "shortcut must be a string."),
-    "id": (BAD_FRAME, "id must be a canned response id."),
-    "idle_seconds": (BAD_FRAME, "idle_seconds must be a non-negative number."),
-    "site_key": (BAD_FRAME, "site_key must be a string of 1-64 characters."),
-    "visitor_token": (BAD_FRAME, "visitor_token must be a string of 1-128 characters."),
-    "page": (BAD_FRAME, "page must be an object."),
-    "page.url": (BAD_FRAME, "page.url must be a string or null."),
-    "page.title": (BAD_FRAME, "page.title must be a string or null."),
-    "page.referrer": (BAD_FRAME, "page.referrer must be a string or null."),
-    "timezone": (BAD_FRAME, "timezone must be a string or null."),
-    "email": (BAD_EMAIL, "email must be an email address."),
-    "call_id": (BAD_FRAME, "call_id must be a call id."),
-    "media": (BAD_FRAME, 'media must be "audio" or "video".'),
-    "data": (BAD_FRAME, "data must be an object."),
+    "conversation": (BAD_FRAME, _("conversation must be a conversation id.")),
+    "attachment": (BAD_FRAME, _("attachment must be an attachment id.")),
+    "body": (BAD_FRAME, _("body must be a string.")),
+    "seq": (BAD_FRAME, _("seq must be a non-negative integer.")),
+    "after_seq": (BAD_FRAME, _("after_seq must be a non-negative integer.")),
+    "last_seq": (BAD_FRAME, _("last_seq must be a non-negative integer.")),
+    "active": (BAD_FRAME, _("active must be true or false.")),
+    "helpful": (BAD_FRAME, _("helpful must be true or false.")),
+    "shared": (BAD_FRAME, _("shared must be true or false.")),
+    "text": (BAD_FRAME, _("text must be a string.")),
+    "status": (BAD_FRAME, _('status must be "available" or "away".')),
+    "to_agent": (BAD_FRAME, _("to_agent must be an agent id or null.")),
+    "score": (BAD_FRAME, _("score must be a whole number from 1 to 5.")),
+    "comment": (BAD_FRAME, _("comment must be a string.")),
+    "shortcut": (BAD_FRAME, _("shortcut must be a string.")),
+    "id": (BAD_FRAME, _("id must be a canned response id.")),
+    "idle_seconds": (BAD_FRAME, _("idle_seconds must be a non-negative number.")),
+    "site_key": (BAD_FRAME, _("site_key must be a string of 1-64 characters.")),
+    "visitor_token": (BAD_FRAME, _("visitor_token must be a string of 1-128 characters.")),
+    "page": (BAD_FRAME, _("page must be an object.")),
+    "page.url": (BAD_FRAME, _("page.url must be a string or null.")),
+    "page.title": (BAD_FRAME, _("page.title must be a string or null.")),
+    "page.referrer": (BAD_FRAME, _("page.referrer must be a string or null.")),
+    "timezone": (BAD_FRAME, _("timezone must be a string or null.")),
+    "email": (BAD_EMAIL, _("email must be an email address.")),
+    "call_id": (BAD_FRAME, _("call_id must be a call id.")),
+    "media": (BAD_FRAME, _('media must be "audio" or "video".')),
+    "data": (BAD_FRAME, _("data must be an object.")),
 }
 # The refusals that carry the frame's client_msg_id (once it is known to be valid): a
 # client matches them to the message it sent.
@@ -427,10 +442,12 @@ def _message_body(value: str | UnsetType, client_msg_id: str, *, may_be_empty: b
         return ""
     body = value.strip()
     if not body and not may_be_empty:
-        raise ProtocolError(BAD_FRAME, "body is empty.", client_msg_id=client_msg_id)
+        raise ProtocolError(BAD_FRAME, _("body is empty."), client_msg_id=client_msg_id)
     if len(body) > MAX_BODY_CHARS:
         raise ProtocolError(
-            TOO_LONG, f"body is over {MAX_BODY_CHARS} characters.", client_msg_id=client_msg_id
+            TOO_LONG,
+            _over(_("body is over %(limit)s characters."), MAX_BODY_CHARS),
+            client_msg_id=client_msg_id,
         )
     return body
 
@@ -438,7 +455,9 @@ def _message_body(value: str | UnsetType, client_msg_id: str, *, may_be_empty: b
 def _rating_comment(value: str | None) -> str:
     comment = (value or "").strip()
     if len(comment) > MAX_RATING_COMMENT_CHARS:
-        raise ProtocolError(TOO_LONG, f"comment is over {MAX_RATING_COMMENT_CHARS} characters.")
+        raise ProtocolError(
+            TOO_LONG, _over(_("comment is over %(limit)s characters."), MAX_RATING_COMMENT_CHARS)
+        )
     return comment
 
 
@@ -459,7 +478,9 @@ def _typing_draft(frame: VisitorTyping, *, sneak_peek: bool) -> str | None:
     if not (sneak_peek and frame.active) or frame.text is None:
         return None
     if len(frame.text) > MAX_DRAFT_CHARS:
-        raise ProtocolError(TOO_LONG, f"text is over {MAX_DRAFT_CHARS} characters.")
+        raise ProtocolError(
+            TOO_LONG, _over(_("text is over %(limit)s characters."), MAX_DRAFT_CHARS)
+        )
     return frame.text
 
 
@@ -479,7 +500,7 @@ def decode_hello(text: str | None) -> Hello:
         return frame
     raw = _parsed(text, VISITOR_FRAME_TYPES)
     if raw["type"] != "hello":
-        raise ProtocolError(BAD_FRAME, "The first frame must be hello.")
+        raise ProtocolError(BAD_FRAME, _("The first frame must be hello."))
     return _checked(Hello, raw)
 
 
@@ -502,7 +523,7 @@ def decode_visitor(text: str | None, *, sneak_peek: bool) -> VisitorFrame:
     return frame
 
 
-_SECOND_HELLO = "hello was already received."
+_SECOND_HELLO = _("hello was already received.")
 
 
 def decode_agent(text: str | None) -> AgentFrame:
@@ -570,24 +591,26 @@ def _parsed(text: str | None, allowed_types: frozenset[str]) -> dict[str, Any]:
     `type`, refused as the consumers always have. json.loads defines which texts are
     JSON (it takes NaN and Infinity; msgspec does not)."""
     if text is None:
-        raise ProtocolError(BAD_FRAME, "Frames must be text, not binary.")
+        raise ProtocolError(BAD_FRAME, _("Frames must be text, not binary."))
     try:
         frame = json.loads(text)
     except ValueError:
-        raise ProtocolError(BAD_FRAME, "Frame is not valid JSON.") from None
+        raise ProtocolError(BAD_FRAME, _("Frame is not valid JSON.")) from None
     except RecursionError:
         # `[[[[...` a few thousand deep fits in 64 KiB and exhausts the parser's stack
         # before MAX_JSON_DEPTH can be checked.
-        raise ProtocolError(BAD_FRAME, "Frame is nested too deeply.") from None
+        raise ProtocolError(BAD_FRAME, _("Frame is nested too deeply.")) from None
     if not isinstance(frame, dict):
-        raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
+        raise ProtocolError(BAD_FRAME, _("Frame must be a JSON object."))
     if _deeper_than(frame, MAX_JSON_DEPTH):
-        raise ProtocolError(BAD_FRAME, "Frame is nested too deeply.")
+        raise ProtocolError(BAD_FRAME, _("Frame is nested too deeply."))
     frame_type = frame.get("type")
     if not isinstance(frame_type, str):
-        raise ProtocolError(BAD_FRAME, 'Frame needs a string "type".')
+        raise ProtocolError(BAD_FRAME, _('Frame needs a string "type".'))
     if frame_type not in allowed_types:
-        raise ProtocolError(BAD_FRAME, f"Unknown frame type {frame_type[:40]!r}.")
+        raise ProtocolError(
+            BAD_FRAME, lazy_format(_("Unknown frame type %(type)s."), type=repr(frame_type[:40]))
+        )
     return frame
 
 
@@ -650,6 +673,6 @@ def _check_field(field: _Field, raw: dict[str, Any], values: dict[str, Any], pre
     if not storable(value):
         refusal = _refusal(path, values.get("client_msg_id"))
         raise ProtocolError(
-            BAD_FRAME, f"{path} {UNSTORABLE_TEXT}", client_msg_id=refusal.client_msg_id
+            BAD_FRAME, lazy_format(UNSTORABLE_TEXT, field=path), client_msg_id=refusal.client_msg_id
         )
     values[field.name] = getattr(checked, field.name)

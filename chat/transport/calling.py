@@ -148,7 +148,7 @@ class CallSignaling(ChatConsumer):
         try:
             await ratelimits.call_signal(f"{self.actor.kind}.{self.actor_id}")
         except ratelimits.RateLimited:
-            await self.refuse(ProtocolError(protocol.RATE_LIMITED, "Too many call signals."))
+            await self.refuse(ProtocolError(protocol.RATE_LIMITED, protocol.TOO_MANY_SIGNALS_TEXT))
             return
         await self.call(
             calls.relay_signal,

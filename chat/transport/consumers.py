@@ -147,6 +147,7 @@ class VisitorConsumer(MessageSending):
             return
         self.visitor_id = visitor.id
         self.site_id = site.id
+        self.language = visitor.language or self.language  # its widget's, from its session
         self.visitor = self.actor = Actor.visitor(visitor.id)
         self.limits = ratelimits.VisitorLimits(
             visitor_id=visitor.id, client=ratelimits.scope_client(self.scope)
@@ -264,9 +265,9 @@ class VisitorConsumer(MessageSending):
             )
         except ratelimits.RateLimited:
             await self.send_frame(
-                ProtocolError(
-                    protocol.RATE_LIMITED, "Too many transcripts asked for; try again later."
-                ).frame()
+                ProtocolError(protocol.RATE_LIMITED, protocol.TOO_MANY_TRANSCRIPTS_TEXT).frame(
+                    self.language
+                )
             )
             return
         in_background(self.mail_transcript(transcript))
@@ -313,9 +314,9 @@ class VisitorConsumer(MessageSending):
                 conversation=transcript.conversation_id, email=transcript.to
             )
         else:
-            frame = ProtocolError(
-                protocol.UNAVAILABLE, "The transcript could not be mailed; try again later."
-            ).frame()
+            frame = ProtocolError(protocol.UNAVAILABLE, protocol.TRANSCRIPT_NOT_MAILED_TEXT).frame(
+                self.language
+            )
         if self.closing:
             return
         try:
@@ -328,8 +329,8 @@ class VisitorConsumer(MessageSending):
         and a flood of them closes the socket like a flood past the bucket (4008)."""
         await self.send_frame(
             ProtocolError(
-                protocol.RATE_LIMITED, "Too many messages; slow down.", client_msg_id=client_msg_id
-            ).frame()
+                protocol.RATE_LIMITED, protocol.TOO_MANY_MESSAGES_TEXT, client_msg_id=client_msg_id
+            ).frame(self.language)
         )
         if self.limits.refused_in_a_row >= protocol.RATE_LIMIT_CLOSE_AFTER:
             logger.warning("closing %s: flood over the shared limits", self.channel_name)
@@ -608,9 +609,7 @@ class AgentConsumer(MessageSending):
                 before_ringing=ratelimits.call_invite,
             )
         except ratelimits.RateLimited:
-            await self.refuse(
-                ProtocolError(protocol.RATE_LIMITED, "Too many calls in this chat; try later.")
-            )
+            await self.refuse(ProtocolError(protocol.RATE_LIMITED, protocol.TOO_MANY_CALLS_TEXT))
             return
         self.hold_call(placed.call_id)
         self.ring_until(placed)

@@ -16,9 +16,11 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
-from .. import protocol, selectors
+from .. import languages, protocol, selectors
 from ..conversations.messages import PostedMessage
+from ..languages import lazy_format
 from ..protocol import ProtocolError, inbound, outbound
 from ..protocol.errors import refusal
 from ..realtime import groups, layer, outbox
@@ -63,6 +65,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     rate_setting = "SUPPORTDESK_VISITOR_RATE"
     joined: set[str]
     closing = False
+    language = settings.LANGUAGE_CODE
     # The unexpected exception a frame's handler raised in its lane, if any.
     failure: BaseException | None = None
 
@@ -114,6 +117,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message: dict) -> None:
         self.bucket = protocol.TokenBucket(*getattr(settings, self.rate_setting))
+        # The language of the texts a person reads in this socket's frames (error.detail).
+        self.language = languages.socket_language(self.scope)
         self.joined = set()
         self.delivery = SeqDelivery(self.send_frame, self._read_between, lambda: self.closing)
         sweeper.ensure_running()
@@ -225,8 +230,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=protocol.CLOSE_TOO_BIG)
             return
         if not self.bucket.take():
-            error = ProtocolError(protocol.RATE_LIMITED, "Too many frames; slow down.")
-            await self.send_frame(error.frame())
+            error = ProtocolError(protocol.RATE_LIMITED, _("Too many frames; slow down."))
+            await self.send_frame(error.frame(self.language))
             if self.bucket.refused_in_a_row >= protocol.RATE_LIMIT_CLOSE_AFTER:
                 logger.warning("closing %s: flood", self.channel_name)
                 await self.close(code=protocol.CLOSE_RATE_LIMITED)
@@ -262,7 +267,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if handler is None:
                 # Declared, but the app that answers it is not installed here.
                 raise ProtocolError(
-                    protocol.BAD_FRAME, f"{inbound.frame_type(frame)} is not served."
+                    protocol.BAD_FRAME,
+                    lazy_format(_("%(type)s is not served."), type=inbound.frame_type(frame)),
                 )
             await handler(self, frame)
         except ProtocolError as exc:
@@ -276,7 +282,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def refuse(self, error: ProtocolError) -> None:
         logger.info("refused frame on %s: %s %s", self.channel_name, error.code, error.detail)
-        await self.send_frame(error.frame())
+        await self.send_frame(error.frame(self.language))
 
     # Channel-layer events
 

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from agents.selectors import usable_canned_responses
+from chat import languages
 from chat.models import Message, SenderKind
 from chat.selectors import conversation_for_agent
 
@@ -95,8 +96,10 @@ def from_canned(agent_id: int, question: str) -> list[Suggestion]:
     return sorted(found, key=lambda s: -s.score)
 
 
-def from_articles(site_id: int, question: str) -> list[Suggestion]:
-    reply = answering.reply_to(site_id, question)
+def from_articles(site_id: int, question: str, *, language: str | None = None) -> list[Suggestion]:
+    """The bot's answer, its line naming the article in `language` (the one the visitor
+    writes in, where it is one of ours; else English)."""
+    reply = answering.reply_to(site_id, question, language=language)
     if not reply.confident:
         return []
     hit = reply.hit
@@ -167,7 +170,11 @@ def assist(*, agent_id: int, conversation_id: int) -> dict:
     said = "\n".join(body for _seq, body in reversed(recent))
     spoken = language.detect(said)
     found = (
-        from_articles(conversation.site_id, question)
+        from_articles(
+            conversation.site_id,
+            question,
+            language=languages.supported(spoken["code"]) if spoken else None,
+        )
         + from_canned(agent_id, question)
         + from_past_answers(
             agent_id, conversation.site_id, question, conversation_id=conversation_id

@@ -7,19 +7,22 @@
  * top of the open chats. Asked for with `assist.suggest` on each visitor message. */
 
 import { onComposerInput } from "./composer.js";
-import { announce, text } from "./dom.js";
+import { announce, LANG, t, text } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
 
-// Every piece of text this module shows, in one place (for translation).
+// Every piece of text this module shows, in one place: keys of chat/dashboard_text.py.
 const STRINGS = {
-  group: "Suggested replies",
-  key: (n) => `Alt+${n}`,
-  source: { article: "Article", canned: "Canned", past_answer: "Your earlier answer" },
-  language: (name) => `Visitor's language: ${name}`,
-  upset: "Upset visitor",
-  upsetTitle: "The visitor's recent messages read as upset",
-  inserted: (n) => `Inserted suggestion ${n}.`,
+  group: () => t("assist_group"),
+  key: (n) => `Alt+${n}`, // the key's name, as the keyboard says it
+  source: (source) => {
+    const key = { article: "assist_article", canned: "assist_canned", past_answer: "assist_past" }[source];
+    return key ? t(key) : source;
+  },
+  language: (name) => t("assist_language", { name }),
+  upset: () => t("assist_upset"),
+  upsetTitle: () => t("assist_upset_title"),
+  inserted: (n) => t("assist_inserted", { n }),
 };
 
 const MAX_SHOWN = 3;
@@ -61,7 +64,7 @@ const suggestionButton = (chat, suggestion, n) => {
   key.textContent = STRINGS.key(n);
   const source = document.createElement("span");
   source.className = "assist-source";
-  source.textContent = STRINGS.source[suggestion.source] || suggestion.source;
+  source.textContent = STRINGS.source(suggestion.source);
   const body = document.createElement("span");
   body.className = "assist-text";
   body.textContent = suggestion.text.replace(/\s+/g, " ");
@@ -81,12 +84,22 @@ const showSuggestions = (chat) => {
   box.hidden = suggestions.length === 0;
 };
 
+/* The visitor's language named in the agent's ("Deutsch", "ألمانية"); the server's
+   English name where the browser has none for the code. */
+const languageName = (language) => {
+  try {
+    return new Intl.DisplayNames([LANG], { type: "language" }).of(language.code) || language.name;
+  } catch {
+    return language.name;
+  }
+};
+
 const showLanguage = (chat, language) => {
   const tag = chat.assistLanguage;
   tag.hidden = !language;
   if (!language) return;
   text(tag, language.code.toUpperCase());
-  tag.title = STRINGS.language(language.name);
+  tag.title = STRINGS.language(languageName(language));
 };
 
 const showMood = (chat, sentiment) => {
@@ -122,7 +135,7 @@ export const attachAssist = (chat) => {
   const box = document.createElement("div");
   box.className = "assist-suggestions";
   box.setAttribute("role", "group");
-  box.setAttribute("aria-label", STRINGS.group);
+  box.setAttribute("aria-label", STRINGS.group());
   box.hidden = true;
   chat.pane.label.before(box);
   chat.assistBox = box;
@@ -135,14 +148,14 @@ export const attachAssist = (chat) => {
 
   const mood = document.createElement("span");
   mood.className = "item-mood";
-  mood.title = STRINGS.upsetTitle;
+  mood.title = STRINGS.upsetTitle();
   mood.hidden = true;
   const dot = document.createElement("span");
   dot.setAttribute("aria-hidden", "true");
   dot.textContent = "●";
   const said = document.createElement("span");
   said.className = "sr-only";
-  said.textContent = STRINGS.upset;
+  said.textContent = STRINGS.upset();
   mood.append(dot, said);
   chat.item.name.after(mood);
   chat.assistMood = mood;

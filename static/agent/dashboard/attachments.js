@@ -4,7 +4,7 @@
  * the size is checked here too, to save a doomed upload. */
 
 import { sendMessage } from "./composer.js";
-import { text } from "./dom.js";
+import { number, t, text } from "./dom.js";
 import { sizeText } from "./files.js";
 import { settings } from "./state.js";
 
@@ -14,12 +14,14 @@ const ATTACHMENTS = {
   accept: settings.attachmentAccept || "",
 };
 
+// The server's refusal (its `error` code) → what the agent reads: keys of
+// chat/dashboard_text.py, each a sentence about "%(name)s".
 const UPLOAD_ERRORS = {
-  too_large: `is too large: the limit is ${sizeText(ATTACHMENTS.maxBytes)}.`,
-  unsupported_type: "cannot be sent: images, PDF, text, Word and Excel files only.",
-  type_mismatch: "cannot be sent: its name does not match what the file is.",
-  conversation_closed: "was not sent: the chat is over.",
-  rate_limited: "was not sent: too many files. Please wait a moment.",
+  too_large: "file_too_large",
+  unsupported_type: "file_type",
+  type_mismatch: "file_mismatch",
+  conversation_closed: "file_chat_over",
+  rate_limited: "file_rate",
 };
 
 const csrfToken = () => {
@@ -36,9 +38,9 @@ const setUploadStatus = (chat, message, isError) => {
 
 const uploadFile = (chat, file) => {
   if (!file || chat.status !== "active") return;
-  const quoted = `\u201c${file.name}\u201d `;
+  const args = { name: file.name, limit: sizeText(ATTACHMENTS.maxBytes) };
   if (file.size > ATTACHMENTS.maxBytes) {
-    setUploadStatus(chat, quoted + UPLOAD_ERRORS.too_large, true);
+    setUploadStatus(chat, t(UPLOAD_ERRORS.too_large, args), true);
     return;
   }
   const form = new FormData();
@@ -50,20 +52,20 @@ const uploadFile = (chat, file) => {
   xhr.setRequestHeader("X-CSRFToken", csrfToken());
   xhr.responseType = "json";
   chat.pane.attach.disabled = true;
-  setUploadStatus(chat, `Uploading ${file.name}\u2026`);
+  const uploading = t("uploading", args);
+  setUploadStatus(chat, uploading);
   xhr.upload.addEventListener("progress", (event) => {
     if (event.lengthComputable) {
-      const percent = Math.round((event.loaded * 100) / event.total);
-      setUploadStatus(chat, `Uploading ${file.name}\u2026 ${percent}%`);
+      const done = number(event.loaded / event.total, { style: "percent" });
+      setUploadStatus(chat, `${uploading} ${done}`);
     }
   });
   xhr.addEventListener("load", () => {
     chat.pane.attach.disabled = chat.status !== "active";
     const data = xhr.response || {};
     if (xhr.status !== 201) {
-      const why =
-        UPLOAD_ERRORS[data.error] || `was not sent: ${data.detail || `error ${xhr.status}`}.`;
-      setUploadStatus(chat, quoted + why, true);
+      args.reason = data.detail || t("http_error", { status: xhr.status });
+      setUploadStatus(chat, t(UPLOAD_ERRORS[data.error] || "file_failed", args), true);
       return;
     }
     setUploadStatus(chat, "");
@@ -71,7 +73,7 @@ const uploadFile = (chat, file) => {
   });
   xhr.addEventListener("error", () => {
     chat.pane.attach.disabled = chat.status !== "active";
-    setUploadStatus(chat, `${quoted}was not sent: the connection failed.`, true);
+    setUploadStatus(chat, t("file_connection", args), true);
   });
   xhr.send(form);
 };

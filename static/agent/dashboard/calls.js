@@ -11,15 +11,16 @@
  * Video call; then the status, the two videos, Mute, Camera off, Share screen and
  * Hang up. How a call ended (declined, not answered, disconnected) stays shown there. */
 
-import { announce, part, text, toast } from "./dom.js";
+import { announce, part, t, text, toast } from "./dom.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
 
+// How a call ended, by the `reason` of `call.ended`: keys of chat/dashboard_text.py.
 const ENDED_TEXT = {
-  hangup: "Call ended.",
-  declined: "The visitor declined the call.",
-  timeout: "No answer: the call timed out.",
-  disconnected: "The call was disconnected.",
+  hangup: "call_ended",
+  declined: "call_declined",
+  timeout: "call_timed_out",
+  disconnected: "call_disconnected",
 };
 
 let ringing = null; // {conversation, media, stream}: asked for, not yet `call.invited`
@@ -45,10 +46,10 @@ const button = (className, label) => {
 
 export const attachCall = (chat) => {
   const root = el("section", "call");
-  root.setAttribute("aria-label", "Call");
+  root.setAttribute("aria-label", t("call"));
   const start = el("div", "call-start");
-  const audio = button("button-outline call-audio", "Audio call");
-  const video = button("button-outline call-video", "Video call");
+  const audio = button("button-outline call-audio", t("audio_call"));
+  const video = button("button-outline call-video", t("video_call"));
   start.append(audio, video);
   const status = el("p", "call-status");
   status.setAttribute("role", "status");
@@ -64,10 +65,10 @@ export const attachCall = (chat) => {
   media.append(remote, local);
   const controls = el("div", "call-controls");
   controls.hidden = true;
-  const mute = button("button-outline call-mute", "Mute");
-  const camera = button("button-outline call-camera", "Camera off");
-  const screen = button("button-outline call-screen", "Share screen");
-  const hangUp = button("call-hangup", "Hang up");
+  const mute = button("button-outline call-mute", t("mute"));
+  const camera = button("button-outline call-camera", t("camera_off"));
+  const screen = button("button-outline call-screen", t("share_screen"));
+  const hangUp = button("call-hangup", t("hang_up"));
   controls.append(mute, camera, screen, hangUp);
   root.append(start, status, media, controls);
   const head = part(chat.pane.root, ".pane-head");
@@ -100,14 +101,14 @@ const paint = (conversation) => {
     parts.camera.hidden = parts.screen.hidden = false;
     parts.camera.hidden = !call.stream?.getVideoTracks().length;
     parts.mute.setAttribute("aria-pressed", String(Boolean(call.muted)));
-    text(parts.mute, call.muted ? "Unmute" : "Mute");
+    text(parts.mute, t(call.muted ? "unmute" : "mute"));
     parts.camera.setAttribute("aria-pressed", String(Boolean(call.cameraOff)));
-    text(parts.camera, call.cameraOff ? "Camera on" : "Camera off");
+    text(parts.camera, t(call.cameraOff ? "camera_on" : "camera_off"));
     parts.screen.setAttribute("aria-pressed", String(Boolean(call.screenTrack)));
-    text(parts.screen, call.screenTrack ? "Stop sharing" : "Share screen");
+    text(parts.screen, t(call.screenTrack ? "stop_sharing" : "share_screen"));
     parts.screen.disabled = call.status !== "active";
   } else if (elsewhere.has(conversation)) {
-    text(parts.status, "A call is going on in another tab.");
+    text(parts.status, t("call_elsewhere"));
   }
 };
 
@@ -123,7 +124,7 @@ const placeCall = async (chat, media) => {
   if (call || ringing) return;
   ringing = { conversation: chat.id, media, stream: null };
   paint(chat.id);
-  say(chat.id, media === "video" ? "Starting the camera…" : "Starting the microphone…");
+  say(chat.id, t(media === "video" ? "starting_camera" : "starting_microphone"));
   let stream;
   try {
     // The browser asks the agent first; nothing rings until it said yes.
@@ -133,7 +134,10 @@ const placeCall = async (chat, media) => {
     });
   } catch (error) {
     ringing = null;
-    say(chat.id, `No ${media === "video" ? "camera or microphone" : "microphone"}: ${error.message || error.name}`);
+    say(
+      chat.id,
+      t(media === "video" ? "no_camera" : "no_microphone", { reason: error.message || error.name }),
+    );
     paint(chat.id);
     return;
   }
@@ -145,11 +149,11 @@ const placeCall = async (chat, media) => {
   if (!send({ type: "call.invite", conversation: chat.id, media })) {
     stopStream(stream);
     ringing = null;
-    say(chat.id, "Not connected: try again once the connection is back.");
+    say(chat.id, t("take_offline"));
     paint(chat.id);
     return;
   }
-  say(chat.id, "Calling…");
+  say(chat.id, t("calling"));
 };
 
 export const onCallInvited = (frame) => {
@@ -169,7 +173,7 @@ export const onCallInvited = (frame) => {
     ringing = null;
     const parts = bar(call.conversation);
     if (parts) parts.local.srcObject = call.stream;
-    say(call.conversation, "Ringing… waiting for the visitor to answer.");
+    say(call.conversation, t("ringing"));
   } else if (!call || call.id !== frame.call_id) {
     elsewhere.set(frame.conversation, frame.call_id);
   }
@@ -180,7 +184,7 @@ export const onCallAccepted = (frame) => {
   if (!call || call.id !== frame.call_id) return;
   call.status = "active";
   call.startedAt = Date.now();
-  say(call.conversation, "Connecting…");
+  say(call.conversation, t("connecting"));
   connect();
   paint(call.conversation);
 };
@@ -209,9 +213,9 @@ const connect = () => {
   pc.addEventListener("connectionstatechange", () => {
     if (call !== current) return;
     if (pc.connectionState === "connected") {
-      say(current.conversation, `In a ${current.media} call with the visitor.`);
+      say(current.conversation, t(current.media === "video" ? "in_video_call" : "in_audio_call"));
     } else if (pc.connectionState === "failed") {
-      say(current.conversation, "The call's connection failed.");
+      say(current.conversation, t("call_failed"));
       hangUpCall();
     }
   });
@@ -319,16 +323,20 @@ export const onCallEnded = (frame) => {
 
 const stopStream = (stream) => stream && stream.getTracks().forEach((track) => track.stop());
 
-const finish = (conversation, message) => {
+/* The call is over: `reason` (a key of ENDED_TEXT's) says how, with its length when the
+   agent hung up an answered call. */
+const finish = (conversation, reason) => {
   const current = call;
   call = null;
+  let message = t(reason);
   if (current) {
     if (current.screenTrack) current.screenTrack.stop();
     stopStream(current.stream);
     if (current.pc) current.pc.close();
     const seconds = current.startedAt ? Math.round((Date.now() - current.startedAt) / 1000) : 0;
-    if (seconds && message === ENDED_TEXT.hangup) {
-      message = `Call ended after ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}.`;
+    if (seconds && reason === ENDED_TEXT.hangup) {
+      const length = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+      message = t("call_ended_after", { duration: length });
     }
   }
   const parts = bar(conversation);
@@ -346,7 +354,7 @@ export const callError = (frame) => {
     const conversation = ringing.conversation;
     stopStream(ringing.stream);
     ringing = null;
-    say(conversation, "This chat already has a call.");
+    say(conversation, t("call_in_progress"));
     paint(conversation);
     return true;
   }
@@ -358,7 +366,7 @@ export const callError = (frame) => {
     const conversation = ringing.conversation;
     stopStream(ringing.stream);
     ringing = null;
-    say(conversation, "Too many calls in this chat: try again in a minute.");
+    say(conversation, t("too_many_calls"));
     paint(conversation);
     return true;
   }
@@ -366,7 +374,7 @@ export const callError = (frame) => {
     const conversation = ringing.conversation;
     stopStream(ringing.stream);
     ringing = null;
-    toast("This chat cannot be called right now.");
+    toast(t("cannot_call"));
     paint(conversation);
     return true;
   }

@@ -4,7 +4,7 @@
 
 import { canned, setCannedResponses } from "./canned.js";
 import { onComposerInput } from "./composer.js";
-import { announce } from "./dom.js";
+import { announce, t } from "./dom.js";
 import { state } from "./state.js";
 
 const MAX_SUGGESTIONS = 8;
@@ -40,7 +40,7 @@ const insertCanned = (chat, token, response) => {
   hideSuggestions(chat);
   // As if typed: the typing indicator, and a list that may now close.
   onComposerInput(chat);
-  announce(`Inserted /${response.shortcut}.`);
+  announce(t("inserted_shortcut", { shortcut: response.shortcut }));
 };
 
 const highlightSuggestion = (chat) => {

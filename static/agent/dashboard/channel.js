@@ -3,7 +3,7 @@
  * upstream mail server's SPF/DKIM check vouched for the address), and its composer says
  * that the reply goes by email. Internal notes stay on the dashboard either way. */
 
-import { part, text } from "./dom.js";
+import { part, t, text } from "./dom.js";
 
 // Drawn, not emoji: a browser without an emoji font would show a blank box.
 const SVG = (paths) =>
@@ -13,7 +13,7 @@ const ICONS = {
   chat: SVG('<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/>'),
   email: SVG('<rect x="3" y="5" width="18" height="14" rx="2"/><path d="m3 7 9 6 9-6"/>'),
 };
-const NAMES = { chat: "Chat", email: "Email" };
+const NAMES = { chat: "channel_chat", email: "channel_email" };
 
 const ensure = (parent, before, className, tag = "span") => {
   let node = part(parent, `.${className}`);
@@ -27,7 +27,7 @@ const ensure = (parent, before, className, tag = "span") => {
 
 /* The reply box's placeholder for this chat (composer.js restores it after a note). */
 export const replyPlaceholder = (chat) =>
-  chat.channel === "email" ? "Write a reply: it is sent by email…" : "Write a reply…";
+  t(chat.channel === "email" ? "write_email_reply" : "write_reply");
 
 /* Show what `data` (a conversation object) says of the chat's channel. */
 export const showChannel = (chat, data) => {
@@ -36,7 +36,7 @@ export const showChannel = (chat, data) => {
   const channel = chat.channel || "chat";
   const icon = ensure(chat.item.button, chat.item.avatar.nextSibling, "item-channel");
   icon.innerHTML = ICONS[channel] || ICONS.chat; // constant markup, never data
-  icon.title = NAMES[channel] || NAMES.chat;
+  icon.title = t(NAMES[channel] || NAMES.chat);
   icon.setAttribute("role", "img");
   icon.setAttribute("aria-label", icon.title);
   chat.item.entry.dataset.channel = channel;
@@ -53,17 +53,17 @@ export const showChannel = (chat, data) => {
   details.replaceChildren();
   const subject = document.createElement("strong");
   subject.className = "email-subject";
-  text(subject, email.subject || "(no subject)");
+  text(subject, email.subject || t("no_subject"));
   const sender = document.createElement("span");
   sender.className = "email-sender";
-  text(sender, ` · from ${email.sender}`);
+  text(sender, ` · ${t("email_from", { sender: email.sender })}`);
   details.append(subject, sender);
   if (!email.sender_verified) {
     const flag = document.createElement("span");
     flag.className = "email-unverified";
-    text(flag, "unverified");
-    flag.title = "The mail server did not confirm (SPF/DKIM) that this address sent it.";
+    text(flag, t("unverified"));
+    flag.title = t("unverified_title");
     details.append(" ", flag);
   }
-  text(hint, " · The reply is sent by email");
+  text(hint, ` · ${t("reply_by_email")}`);
 };

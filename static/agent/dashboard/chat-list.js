@@ -123,7 +123,7 @@ export const updateItem = (chat) => {
   text(chat.pane.sub, subtitle);
 
   if (chat.visitorTyping) {
-    text(item.preview, "typing…");
+    text(item.preview, t("typing_short"));
     item.preview.classList.add("is-typing");
   } else {
     text(item.preview, lastPreview(chat) || t(chat.historyLoaded ? "no_messages" : "loading"));

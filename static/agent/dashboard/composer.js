@@ -5,7 +5,7 @@
 import { replyPlaceholder } from "./channel.js";
 import { refreshCounts, updateItem } from "./chat-list.js";
 import { addMessages, checkGaps, scrollToBottom } from "./conversation.js";
-import { toast } from "./dom.js";
+import { t, toast } from "./dom.js";
 import { queueReply, settlePending, transmit } from "./outbox.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
@@ -71,7 +71,7 @@ const submitComposer = (chat) => {
       body,
     };
     if (send(frame)) chat.pane.input.value = "";
-    else toast("Not connected: the note can be saved once the connection is back.");
+    else toast(t("note_offline"));
     return;
   }
   chat.pane.input.value = "";
@@ -109,7 +109,7 @@ export const attachComposer = (chat) => {
   noteToggle.addEventListener("change", () => {
     const noting = noteToggle.checked;
     form.classList.toggle("is-note", noting);
-    input.placeholder = noting ? "Internal note: only agents see it…" : replyPlaceholder(chat);
+    input.placeholder = noting ? t("write_note") : replyPlaceholder(chat);
     if (noting) stopTyping(chat);
   });
   form.addEventListener("submit", (event) => {

@@ -56,7 +56,8 @@ const messageRow = (chat, message) => {
   }
   const bubble = document.createElement("div");
   bubble.className = "bubble";
-  renderBody(bubble, message.body);
+  // The bot's hand-off line has a code, like a system message: the agent's language.
+  renderBody(bubble, message.sender === "bot" ? systemText(message) : message.body);
   if (message.attachment) bubble.appendChild(fileBlock(message.attachment));
   li.appendChild(bubble);
   const meta = document.createElement("p");

@@ -7,14 +7,25 @@
 
 const byId = (id) => document.getElementById(id);
 
+export const LANG = document.documentElement.lang;
+
 // The agent's language's strings by key (chat/dashboard_text.py), `%(name)s` filled from
-// args; times and dates in the page's language.
+// args; times, dates and numbers in the page's language. A text that depends on a count
+// comes as its forms by plural category ({one, few, many, other, …}, chosen on the server
+// with the language's own plural rules): Intl.PluralRules picks the one for `args.count`.
 const TEXT = JSON.parse(byId("sd-text").textContent);
-export const t = (key, args) => TEXT[key].replace(/%\((\w+)\)s/g, (_, name) => args[name]);
+const PLURAL = new Intl.PluralRules(LANG);
+export const number = (n, options) => new Intl.NumberFormat(LANG, options).format(n);
+export const t = (key, args = {}) => {
+  let text = TEXT[key];
+  if (typeof text === "object") text = text[PLURAL.select(args.count)] ?? text.other;
+  return text.replace(/%\((\w+)\)s/g, (_, name) =>
+    name === "count" ? number(args.count) : args[name],
+  );
+};
 // A system message in the agent's language when its code is known here, else its body.
 export const systemText = (message) =>
   message.code && `sys_${message.code}` in TEXT ? t(`sys_${message.code}`, message.params || {}) : message.body;
-export const LANG = document.documentElement.lang;
 
 export const els = {
   list: byId("chat-list"),
@@ -62,12 +73,14 @@ export const clockTime = (iso) => {
   return date.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit" });
 };
 
+// "45 s", "12 min", "2 h 5 min" as the agent's language writes them (Arabic: "٢ س ٥ د").
+const unit = (n, name) => number(n, { style: "unit", unit: name, unitDisplay: "narrow" });
 export const duration = (ms) => {
   const s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return `${s}s`;
+  if (s < 60) return unit(s, "second");
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m`;
-  return `${Math.floor(m / 60)}h ${m % 60}m`;
+  if (m < 60) return unit(m, "minute");
+  return `${unit(Math.floor(m / 60), "hour")} ${unit(m % 60, "minute")}`;
 };
 
 export const pageAttentive = () => document.visibilityState === "visible" && document.hasFocus();

@@ -3,20 +3,24 @@
  * the chat's participants (and supervisors); only the server's own attachment URLs
  * become an href or a src. */
 
-import { text } from "./dom.js";
+import { number, systemText, t, text } from "./dom.js";
 
 const FILE_URL = /^\/attachments\/\d+\/(thumbnail\/)?$/;
 
+// "1.5 MB", "1,5 MB", "١٫٥ م.ب." as the agent's language writes sizes.
+const size = (n, unit, digits) =>
+  number(n, { style: "unit", unit, unitDisplay: "short", maximumFractionDigits: digits });
 export const sizeText = (bytes) => {
-  if (bytes >= 1048576) return `${(bytes / 1048576).toFixed(1).replace(/\.0$/, "")} MB`;
-  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${bytes} B`;
+  if (bytes >= 1048576) return size(bytes / 1048576, "megabyte", 1);
+  if (bytes >= 1024) return size(bytes / 1024, "kilobyte", 0);
+  return size(bytes, "byte", 0);
 };
 
-/* A message's text for previews and announcements: its body, else its file's name. */
+/* A message's text for previews and announcements: its body (a system line or the bot's
+   hand-off in the agent's language), else its file's name. */
 export const messageText = (message) => {
-  if (message.body || !message.attachment) return message.body || "";
-  return `File: ${message.attachment.name}`;
+  if (message.body || !message.attachment) return systemText(message) || "";
+  return t("file_named", { name: message.attachment.name });
 };
 
 export const fileBlock = (file) => {
@@ -26,7 +30,7 @@ export const fileBlock = (file) => {
   link.setAttribute("download", file.name);
   if (file.thumbnail_url && FILE_URL.test(file.thumbnail_url)) {
     link.classList.add("file-image");
-    link.setAttribute("aria-label", `Download ${file.name}, ${sizeText(file.size)}`);
+    link.setAttribute("aria-label", t("download", { name: file.name, size: sizeText(file.size) }));
     const img = document.createElement("img");
     img.className = "file-thumb";
     img.src = file.thumbnail_url;

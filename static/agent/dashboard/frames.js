@@ -15,7 +15,7 @@ import { onCanned } from "./canned-suggestions.js";
 import { onAssigned, onClosed, onRequeued, onTransferred } from "./chats.js";
 import { onAck } from "./composer.js";
 import { onMessage, onNote, onRated, onRead, onTyping } from "./conversation.js";
-import { toast } from "./dom.js";
+import { t, toast } from "./dom.js";
 import { failPending } from "./outbox.js";
 import { onPresence } from "./presence.js";
 import { onQueue, onTakeError } from "./queue-view.js";
@@ -26,7 +26,7 @@ import { onAgents } from "./transfer.js";
 import { onConversationHistory, onVisitorContext, onVisitorProfile } from "./visitor-panel.js";
 
 const onError = (frame) => {
-  const detail = frame.detail || frame.code || "Something went wrong.";
+  const detail = frame.detail || frame.code || t("went_wrong");
   if (frame.client_msg_id) {
     let found = false;
     state.chats.forEach((chat) => {
@@ -41,12 +41,12 @@ const onError = (frame) => {
   if (cannedError(frame) || callError(frame)) return;
   if (onTakeError(frame)) return;
   if (frame.code === "rate_limited") {
-    toast("Slow down a little: the server is refusing frames.");
+    toast(t("slow_down"));
   } else if (frame.code === "agent_unavailable") {
-    toast("That agent cannot take this chat right now. Pick someone else or the queue.");
+    toast(t("agent_unavailable"));
     send({ type: "agents.list" });
   } else if (frame.code === "not_found") {
-    toast("That chat is no longer yours.");
+    toast(t("no_longer_yours_toast"));
   } else if (frame.code !== "conversation_closed") {
     toast(detail);
   }

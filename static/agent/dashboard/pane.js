@@ -11,7 +11,7 @@ import { attachCanned } from "./canned-suggestions.js";
 import { removeChat } from "./chat-list.js";
 import { attachComposer } from "./composer.js";
 import { markRead, scrollToBottom } from "./conversation.js";
-import { els, part, text, toast } from "./dom.js";
+import { els, part, t, text, toast } from "./dom.js";
 import { attachRetry } from "./outbox.js";
 import { send } from "./socket.js";
 import { root } from "./state.js";
@@ -23,9 +23,9 @@ const closeOrRemove = (chat) => {
     removeChat(chat);
   } else if (send({ type: "conversation.close", conversation: chat.id })) {
     chat.pane.close.disabled = true;
-    text(chat.pane.close, "Closing…");
+    text(chat.pane.close, t("closing"));
   } else {
-    toast("Not connected: the chat can be closed once the connection is back.");
+    toast(t("close_offline"));
   }
 };
 

@@ -48,7 +48,7 @@ const take = (entry, button) => {
   }
   taking = entry.id;
   button.disabled = true;
-  text(button, "Taking…");
+  text(button, t("taking"));
 };
 
 const entryRow = (entry, now) => {

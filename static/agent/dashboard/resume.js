@@ -16,7 +16,7 @@ import {
   markRead,
   requestSync,
 } from "./conversation.js";
-import { els, text } from "./dom.js";
+import { els, t, text } from "./dom.js";
 import { holdPending, resendPending } from "./outbox.js";
 import { updatePresenceControls } from "./presence.js";
 import { socketReady } from "./socket.js";
@@ -46,7 +46,7 @@ const resumeChat = (data) => {
   if (chat.status === "active") {
     // A close that was cut off by the reconnect did not happen.
     chat.pane.close.disabled = false;
-    text(chat.pane.close, "Close chat");
+    text(chat.pane.close, t("close_chat"));
   }
   requestSync(chat, contiguousSeq(chat));
   resendPending(chat);
@@ -69,8 +69,8 @@ export const onReady = (frame) => {
       endChat(
         chat,
         "ended",
-        "No longer yours",
-        "This chat is no longer yours: it was closed or moved back to the queue while you were offline.",
+        t("no_longer_yours"),
+        t("no_longer_yours_notice"),
       );
     }
   });

@@ -105,10 +105,11 @@ const dateLabel = (iso) => {
   return date.toLocaleDateString(LANG, { day: "numeric", month: "short", year: "numeric" });
 };
 
-const previousCountText = (count) => {
-  if (count === 0) return t("no_earlier_chats");
-  return count === 1 ? t("one_earlier_chat") : t("earlier_chats", { count });
-};
+const previousCountText = (count) => (count === 0 ? t("no_earlier_chats") : t("earlier_chats", { count }));
+
+// A conversation's `status` (the wire's) as the agent reads it.
+const STATUSES = new Set(["queued", "active", "closed", "bot"]);
+const statusText = (status) => (STATUSES.has(status) ? t(`status_${status}`) : status);
 
 const earlierChatItem = (chat, earlier) => {
   const li = document.createElement("li");
@@ -116,7 +117,7 @@ const earlierChatItem = (chat, earlier) => {
   button.type = "button";
   button.className = "visitor-previous-open";
   const said = earlier.first_message ? ` · “${earlier.first_message}”` : "";
-  text(button, `${dateLabel(earlier.created_at)} · ${earlier.status}${said}`);
+  text(button, `${dateLabel(earlier.created_at)} · ${statusText(earlier.status)}${said}`);
   button.addEventListener("click", () => {
     chat.historyWanted = earlier.id;
     if (!send({ type: "conversation.history", conversation: earlier.id })) {
@@ -165,7 +166,10 @@ export const onConversationHistory = (frame) => {
   state.chats.forEach((chat) => {
     if (chat.historyWanted !== frame.conversation) return;
     const panel = visitorPanel(chat);
-    text(panel.historyTitle, `Earlier chat of ${dateLabel(frame.created_at)} (${frame.status})`);
+    text(
+      panel.historyTitle,
+      t("earlier_chat_of", { date: dateLabel(frame.created_at), status: statusText(frame.status) }),
+    );
     panel.historyMessages.textContent = "";
     (frame.messages || []).forEach((message) => {
       panel.historyMessages.appendChild(historyMessage(message));

@@ -352,12 +352,14 @@ restartSeqs();
 
 export const agentName = () => (state.conv && state.conv.agent) || t('support');
 
-// "You are number 2 in line — about 4 min"; without an estimate, the place alone.
+// "You are number 2 in line — about 4 min" (Intl's units: the language's plurals);
+// without an estimate, the place alone.
 const queueText = ({ position, wait }) => {
   const minutes = Math.round(wait / 60);
-  const args = { position: num(position), minutes: num(minutes), hours: num(Math.round(minutes / 60)) };
+  const h = minutes > 89;
+  const args = { position: num(position), wait: num(h ? Math.round(minutes / 60) : minutes, { style: 'unit', unit: h ? 'hour' : 'minute', unitDisplay: h ? 'long' : 'short' }) };
   if (typeof wait !== 'number') return t('queue', args);
-  return t(wait < 60 ? 'queue_soon' : minutes < 90 ? 'queue_minutes' : 'queue_hours', args);
+  return t(wait < 60 ? 'queue_soon' : 'queue_wait', args);
 };
 
 export const header = () => {
@@ -603,9 +605,9 @@ export const addMessage = (m) => {
     row = renderMessage(m.sender, m.body, m.attachment, m.agent ? m.agent.display_name : t(m.sender === 'bot' ? 'assistant' : 'support'));
     // The bot's answers (with their articles) take a 👍/👎.
     if (m.sources && m.sources.length) row.append(verdict(m.seq));
-    // A system message in the visitor's language: its sentence comes with the on-demand
-    // strings, fetched the first time; the English body shows until then.
-    if (m.sender === 'system' && m.code && LANG !== 'en') moreText().then(() => TEXT['sys_' + m.code] && (row.textContent = t('sys_' + m.code, m.params)), () => {});
+    // A system message (or the bot's hand-off) in the visitor's language: its sentence
+    // comes with the on-demand strings; the English body shows until then.
+    if (m.code && LANG !== 'en') moreText().then(() => TEXT['sys_' + m.code] && ((row.querySelector('.sd-bubble') || row).lastChild.textContent = t('sys_' + m.code, m.params)), () => {});
     if (m.sender === 'visitor') {
       // Sent from another tab, or before a reload.
       state.own.set(m.client_msg_id || 'seq:' + key, {
