@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
-from chat.languages import grouped_number, lazy_format
+from wording import grouped_number, lazy_format
 
 from . import signals
 from .errors import (

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("agents", "0004_canned_responses_auto_away"),
-        ("chat", "0019_system_message_codes"),
+        ("chat", "0020_visitor_sockets"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -34,7 +34,8 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from ..languages import grouped_number, lazy_format
+from wording import grouped_number, lazy_format
+
 from . import (
     AGENT_FRAME_TYPES,
     BAD_EMAIL,

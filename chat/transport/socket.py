@@ -18,9 +18,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from wording import lazy_format
+
 from .. import languages, protocol, selectors
 from ..conversations.messages import PostedMessage
-from ..languages import lazy_format
 from ..protocol import ProtocolError, inbound, outbound
 from ..protocol.errors import refusal
 from ..realtime import groups, layer, outbox
