@@ -175,13 +175,15 @@ class _LoopLayer(RedisPubSubLoopLayer):
         """`group_send` each (group, message), queued at once so that they share a
         pipeline; returns None or the exception for each, in order."""
         futures = []
+        # A conversation's event goes to its visitor's group and its agent's as one dict
+        # (outbox.send): serialized once, by identity (the dicts are not changed after).
+        serialized: dict[int, bytes] = {}
         for group, message in events:
             channel = self._get_group_channel_name(group)
-            futures.append(
-                self._get_shard(channel).queue_publish(
-                    channel, self.channel_layer.serialize(message)
-                )
-            )
+            data = serialized.get(id(message))
+            if data is None:
+                data = serialized[id(message)] = self.channel_layer.serialize(message)
+            futures.append(self._get_shard(channel).queue_publish(channel, data))
         return await asyncio.gather(*futures, return_exceptions=True)
 
     async def forget_channel(self, channel: str) -> None:
