@@ -149,6 +149,39 @@ class _Shard(RedisSingleShardConnection):
         logger.warning("re-subscribed (%r); events published while away are lost", connection)
         subscription_restored(self)
 
+    def _receive_message(self, message) -> None:
+        """channels-redis' delivery of one message from Redis to this worker's queues,
+        except that a group event meant for every member but `skip_channel` (the socket
+        that caused it: groups.frame_event) is not queued for that one. A message goes
+        to the sender's own group too (its other tabs), so without this the sender's
+        worker woke the sender's consumer for every message it sent, only for the
+        consumer to drop it (docs/performance.md, change 22)."""
+        if message is None:
+            return
+        name, data = message["channel"], message["data"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer = self.channel_layer
+        queue = layer.channels.get(name)
+        if queue is not None:
+            queue.put_nowait(data)
+            return
+        members = layer.groups.get(name)
+        if not members:
+            return
+        skip = None
+        for channel in members:
+            # A channel name (random hex) in the bytes: only then is it worth decoding
+            # the event to see whether it is the one to skip.
+            if channel.encode() in data:
+                skip = layer.channel_layer.deserialize(data).get("skip_channel")
+                break
+        for channel in members:
+            if channel != skip:
+                queue = layer.channels.get(channel)
+                if queue is not None:
+                    queue.put_nowait(data)
+
     def carries(self, group: str) -> bool:
         """Whether `group` hashes to this shard (channels-redis' hash)."""
         layer = self.channel_layer
