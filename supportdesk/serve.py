@@ -14,10 +14,6 @@ the app, every module: about 100,000 objects) out of the garbage collector's rea
 Those objects live as long as the worker, yet each full collection walked all of them,
 and no socket of the worker is served meanwhile (docs/performance.md, change 13).
 `SUPPORTDESK_GC_FREEZE=0` leaves the collector as it is.
-
-And it lets Twisted write a frame to its socket at once when nothing is waiting to be
-written (`write_at_once`), instead of always buffering it until the reactor reports
-the socket writable. `SUPPORTDESK_WRITE_AT_ONCE=0` keeps Twisted's own way.
 """
 
 import asyncio
@@ -80,51 +76,6 @@ def freeze_loaded_objects(application: str) -> bool:
     return True
 
 
-def write_at_once() -> bool:
-    """Make Twisted's TCP connections send what they are given at once when their
-    write buffer is empty. False, doing nothing, when SUPPORTDESK_WRITE_AT_ONCE=0.
-
-    Twisted buffers every write, registers the socket with the event loop for
-    writability, and sends on the loop's next turn, then unregisters it: for each frame
-    sent (an ack, a message to the other side) two epoll_ctl calls, one more turn of the
-    loop, and Twisted's reader/writer dispatch with its logging context, where one
-    send() would do. asyncio's own transports try the send at once; this does the same.
-    Whatever the socket does not take (a slow client, a full buffer) and every write
-    behind it still goes Twisted's way, in order; so does TLS (Twisted's TLS layer), a
-    connection being closed, and any error, which Twisted then meets and reports as it
-    always did. Measured in docs/performance.md, change 20.
-    """
-    if os.environ.get("SUPPORTDESK_WRITE_AT_ONCE", "1") == "0":
-        return False
-    from twisted.internet import tcp
-
-    buffered_write = tcp.Connection.write
-
-    def write(self, data):
-        if (
-            data
-            and not self.TLS
-            and self.connected
-            and not self.disconnecting
-            and not self._writeDisconnecting
-            and not self._writeDisconnected
-            and not self._tempDataLen
-            and self.offset == len(self.dataBuffer)
-            and type(data) is bytes
-        ):
-            try:
-                sent = self.socket.send(data)
-            except OSError:
-                sent = 0  # EAGAIN, or an error doWrite will meet and report
-            if sent == len(data):
-                return
-            data = data[sent:]
-        buffered_write(self, data)
-
-    tcp.Connection.write = write
-    return True
-
-
 def main() -> None:
     use_configured_loop()
     # Imported first: it installs Twisted's reactor on the loop chosen above, before the
@@ -132,7 +83,6 @@ def main() -> None:
     from daphne.cli import CommandLineInterface
     from daphne.server import twisted_loop
 
-    write_at_once()
     freeze_loaded_objects(sys.argv[-1])
     # The worker's own background work starts once its event loop runs.
     twisted_loop.call_soon(start_worker_jobs, sys.argv[-1])
