@@ -119,10 +119,13 @@ class BotAnswerRated(ConversationEvent, kw_only=True):
 
 class MessageCreated(ConversationEvent, kw_only=True):
     """A message was stored. `message` is the message object as the wire shows it;
-    `origin` is the socket that sent it (it gets the ack, not the message)."""
+    `origin` is the socket that sent it (it gets the ack, not the message); `channel`
+    the conversation's (`Conversation.Channel`: only an email conversation's replies
+    concern the mail sender)."""
 
     message: dict[str, Any]
     origin: str | None = None
+    channel: str
 
 
 class NoteCreated(Event):

@@ -18,14 +18,14 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis.asyncio
+import redis.exceptions
 from django.conf import settings
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage as AsyncRedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -48,6 +48,36 @@ STORAGE_RETRY_AFTER = 5.0
 # failing at once (redis-py's plain asyncio pool raises MaxConnectionsError, which would
 # let a burst of messages through uncounted).
 LOOP_MAX_CONNECTIONS = 32
+
+# The key prefix of the `limits` library's Redis storage (its default, which `count`
+# uses): the event-loop counts write the same keys.
+LIMITS_PREFIX = "LIMITS"
+# `count_on_loop`'s counts of one event in one round trip: the `limits` library's
+# moving-window acquire (limits 5.8, resources/redis/lua_scripts/
+# acquire_moving_window.lua, for a cost of 1: the same list of timestamps per key, so
+# the sync `count` reads and adds to the same counts) applied to each key in order,
+# stopping at the first refusal. KEYS: one per limit; ARGV: the time, then each
+# limit's amount and expiry. Returns the 1-based index of the refused limit, or 0.
+# Two keys in one script: fine on one Redis or a Sentinel's master (no Cluster here:
+# `_LoopCounter.of_running_loop`).
+ACQUIRE_IN_ORDER = """
+local timestamp = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    local expiry = tonumber(ARGV[2 * i + 1])
+    if limit < 1 then
+        return i
+    end
+    local entry = redis.call('lindex', key, limit - 1)
+    if entry and tonumber(entry) >= timestamp - expiry then
+        return i
+    end
+    redis.call('lpush', key, timestamp)
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -192,10 +222,11 @@ class _LoopCounter:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 uri.replace("redis+unix://", "unix://", 1), **options
             )
-        storage = AsyncRedisStorage(
-            f"async+{uri}", implementation="redispy", connection_pool=pool, wrap_exceptions=True
+        # The counts of one event in one round trip (`ACQUIRE_IN_ORDER`), on the same
+        # keys as the `limits` library's moving window, so the sync `count` shares them.
+        self.acquire_in_order = redis.asyncio.Redis(connection_pool=pool).register_script(
+            ACQUIRE_IN_ORDER
         )
-        self.strategy = AsyncMovingWindowRateLimiter(storage)
 
     @classmethod
     def of_running_loop(cls, uri: str) -> "_LoopCounter | None":
@@ -212,13 +243,21 @@ class _LoopCounter:
         counter = cls._by_loop[loop] = cls(uri)
         return counter
 
-    async def _hit(self, item, *identifiers) -> bool:
+    async def _acquire(self, hits: list[tuple[Rule, str, RateLimitItem]]) -> int:
+        """Count `hits` in order in one round trip; the 1-based index of the first one
+        refused (the ones after it not counted), or 0."""
+        keys = [
+            f"{LIMITS_PREFIX}:{item.key_for(NAMESPACE, rule.name, who)}" for rule, who, item in hits
+        ]
+        args: list[float] = [time.time()]
+        for _rule, _identity, item in hits:
+            args += [item.amount, item.get_expiry()]
         try:
-            return await self.strategy.hit(item, NAMESPACE, *identifiers)
-        except RuntimeError as exc:
-            # uvloop's answer to a write on a connection Redis closed under us (a master
-            # killed in a Sentinel failover) is RuntimeError("... the handler is closed"),
-            # not the ConnectionError limits wraps: the storage is unavailable all the
+            return int(await self.acquire_in_order(keys, args))
+        except (redis.exceptions.RedisError, OSError, RuntimeError) as exc:
+            # RuntimeError: uvloop's answer to a write on a connection Redis closed under
+            # us (a master killed in a Sentinel failover) is RuntimeError("... the handler
+            # is closed"), not a ConnectionError: the storage is unavailable all the
             # same, and the count fails open instead of failing the socket (1011).
             raise StorageError(exc) from exc
 
@@ -226,15 +265,18 @@ class _LoopCounter:
         loop = asyncio.get_running_loop()
         if loop.time() < self.resting_until:
             return
-        # One deadline for the whole event, not one per round trip: a slow Redis holds
-        # a message up REDIS_TIMEOUT at most. The counts stay one after the other (not
-        # gathered): a refusal by the first rule must not spend the visitor's own count
-        # on a message that is not stored.
+        hits = list(_hits(checks))
+        if not hits:
+            return
+        # One round trip for the whole event (a message counts per address and per
+        # visitor): a slow Redis holds a message up REDIS_TIMEOUT at most. The counts
+        # stay in order inside it: a refusal by the first rule must not spend the
+        # visitor's own count on a message that is not stored.
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
-                for rule, identity, item in _hits(checks):
-                    if not await self._hit(item, rule.name, identity):
-                        raise _refusal(rule, identity, item)
+                refused = await self._acquire(hits)
+            if refused:
+                raise _refusal(*hits[refused - 1])
         except (StorageError, TimeoutError) as exc:
             # Fail open, as `count` does; and rest, so the next messages do not each
             # wait for a Redis that is not answering. A loop too busy to read Redis's

@@ -232,8 +232,14 @@ _doorbells: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
 
 
 def ring(event) -> None:
-    """An agent's message was stored: wake this worker's sender (any thread)."""
-    if event.message.get("sender") != SenderKind.AGENT:
+    """An agent's reply in an email conversation was stored: wake this worker's sender
+    (any thread). Nothing else can be mailed, so nothing else wakes it: each turn reads
+    the database twice on an ORM thread, and woken by every chat reply it ran back to
+    back under load: nearly half the workers' CPU per message (docs/performance.md, change 19)."""
+    if (
+        event.channel != Conversation.Channel.EMAIL
+        or event.message.get("sender") != SenderKind.AGENT
+    ):
         return
     for loop, doorbell in list(_doorbells.items()):
         if not loop.is_closed():

@@ -6,6 +6,7 @@ import asyncio
 import pytest
 import redis.exceptions
 
+from chat.realtime.groups import frame_event
 from chat.realtime.layer import PubSubChannelLayer
 
 pytest_plugins = ["tests.e2e"]
@@ -72,3 +73,23 @@ async def test_publishes_to_a_stopped_redis_fail_for_their_callers_instead_of_ha
     assert all(isinstance(outcome, redis.exceptions.ConnectionError) for outcome in outcomes)
     with pytest.raises(redis.exceptions.ConnectionError):
         await asyncio.wait_for(layer.group_send("room", {"type": "m"}), RECEIVE_TIMEOUT)
+
+
+async def test_a_frame_is_not_queued_for_the_socket_it_skips_and_is_for_the_others(layer):
+    # The sender's tab and another tab of the same visitor on this worker.
+    sender, other_tab = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("visitor.1", sender)
+    await layer.group_add("visitor.1", other_tab)
+
+    await layer.group_send_many(
+        [("visitor.1", frame_event({"type": "message", "seq": 1}, skip_channel=sender))]
+    )
+    await layer.group_send_many([("visitor.1", frame_event({"type": "message", "seq": 2}))])
+
+    for seq in (1, 2):
+        event = await asyncio.wait_for(layer.receive(other_tab), RECEIVE_TIMEOUT)
+        assert event["frame"]["seq"] == seq
+    # Nothing was queued for the sender before the event it does not skip.
+    event = await asyncio.wait_for(layer.receive(sender), RECEIVE_TIMEOUT)
+    assert event["frame"]["seq"] == 2
+    assert layer._get_layer().channels[sender].empty()

@@ -452,12 +452,11 @@ async def test_a_count_on_a_connection_closed_under_it_fails_open_and_rests(sett
     not ConnectionError: the message is still taken (fail open), not its socket failed."""
     settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "1 per minute"
 
-    class ClosedUnderUs:
-        async def hit(self, *args):
-            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+    async def closed_under_us(*args):
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
 
     counter = ratelimits._LoopCounter("redis://127.0.0.1:1/0")
-    counter.strategy = ClosedUnderUs()
+    counter.acquire_in_order = closed_under_us
 
     await counter.count(((ratelimits.IP_MESSAGES, "192.0.2.9"),))
 

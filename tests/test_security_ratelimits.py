@@ -405,6 +405,36 @@ async def test_two_workers_counting_in_one_redis_share_an_address_limit(
     assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, personas.v1.id) == 1
 
 
+async def test_a_message_counts_both_its_limits_in_one_round_trip_that_the_sync_count_shares(
+    settings, shared_redis
+):
+    settings.SUPPORTDESK_LIMIT_IP_MESSAGES = "3 per minute"
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "2 per minute"
+    limits = ratelimits.VisitorLimits(visitor_id=7, client="192.0.2.70")
+    await limits.message()
+    counter = ratelimits._LoopCounter.of_running_loop(shared_redis.url)
+    trips = []
+    acquire = counter.acquire_in_order
+
+    async def counted_trip(*args):
+        trips.append(args)
+        return await acquire(*args)
+
+    counter.acquire_in_order = counted_trip
+    await limits.message()
+    assert len(trips) == 1  # the address and the visitor, one script
+    # The sync `count` (HTTP views, ORM threads) reads and adds to the same windows.
+    with pytest.raises(ratelimits.RateLimited) as refused:
+        await asyncio.to_thread(
+            ratelimits.count,
+            (ratelimits.IP_MESSAGES, "192.0.2.70"),
+            (ratelimits.VISITOR_MESSAGES, "7"),
+        )
+    assert refused.value.rule == ratelimits.VISITOR_MESSAGES
+    assert counted_in(shared_redis, ratelimits.IP_MESSAGES, "192.0.2.70") == 3
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, 7) == 2
+
+
 async def test_a_message_is_counted_in_redis_on_the_event_loop_without_a_thread(
     personas, sockets, settings, shared_redis, caplog
 ):

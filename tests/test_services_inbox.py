@@ -291,6 +291,31 @@ def test_a_chat_is_never_mailed(acme):
     assert send_turn() == 0 and django_mail.outbox == []
 
 
+def test_only_an_email_conversations_reply_wakes_the_mail_sender(acme, monkeypatch):
+    # Each turn of the sender reads the database twice: woken by every chat reply, it
+    # ran back to back under load (docs/performance.md, change 19).
+    rung = []
+
+    class Loop:
+        def is_closed(self):
+            return False
+
+        def call_soon_threadsafe(self, callback):
+            callback()
+
+    doorbell = type("Doorbell", (), {"set": lambda self: rung.append(1)})()
+    monkeypatch.setattr(outbound, "_doorbells", {Loop(): doorbell})
+    posted = sending.post_message(Actor.visitor(acme.v1.pk), client_msg_id="c1", body="Hi")
+    chat = Conversation.objects.get(pk=posted.message["conversation"])
+    reply_as(chat.agent, chat.pk, "Hello")
+    assert rung == []
+    [delivered] = deliver(inbound())
+    email = Conversation.objects.get(pk=delivered.conversation_id)
+    assert rung == []  # the visitor's mail: nothing to send
+    reply_as(email.agent, email.pk, "It ships today.")
+    assert len(rung) == 1
+
+
 def test_the_offline_form_opens_an_email_conversation_answered_by_mail(acme):
     acme.alice.status = acme.bob.status = "away"
     for agent in (acme.alice, acme.bob):

@@ -110,7 +110,7 @@ def _announced(row: tuple | None, draft: Draft, now: datetime, emit) -> PostedMe
     announced with `emit`."""
     if row is None:
         return None
-    conversation_id, seq, visitor_id, agent_id, site_id, author_name = row
+    conversation_id, seq, visitor_id, agent_id, site_id, author_name, channel = row
     wire = selectors.message_wire(
         conversation=conversation_id,
         seq=seq,
@@ -128,6 +128,7 @@ def _announced(row: tuple | None, draft: Draft, now: datetime, emit) -> PostedMe
             agent_id=agent_id,
             message=wire,
             origin=draft.origin,
+            channel=channel,
         )
     )
     return PostedMessage(wire, True, visitor_id, agent_id)
@@ -201,7 +202,12 @@ def append_message(
         Message.attachment.related.set_cached_value(message, attachment)
     wire = selectors.message_dict(message)
     events.emit_on_commit(
-        events.MessageCreated(**events.about(conversation), message=wire, origin=origin)
+        events.MessageCreated(
+            **events.about(conversation),
+            message=wire,
+            origin=origin,
+            channel=conversation.channel,
+        )
     )
     return PostedMessage(wire, True, conversation.visitor_id, conversation.agent_id)
 

@@ -149,6 +149,39 @@ class _Shard(RedisSingleShardConnection):
         logger.warning("re-subscribed (%r); events published while away are lost", connection)
         subscription_restored(self)
 
+    def _receive_message(self, message) -> None:
+        """channels-redis' delivery of one message from Redis to this worker's queues,
+        except that a group event meant for every member but `skip_channel` (the socket
+        that caused it: groups.frame_event) is not queued for that one. A message goes
+        to the sender's own group too (its other tabs), so without this the sender's
+        worker woke the sender's consumer for every message it sent, only for the
+        consumer to drop it (docs/performance.md, change 22)."""
+        if message is None:
+            return
+        name, data = message["channel"], message["data"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer = self.channel_layer
+        queue = layer.channels.get(name)
+        if queue is not None:
+            queue.put_nowait(data)
+            return
+        members = layer.groups.get(name)
+        if not members:
+            return
+        skip = None
+        for channel in members:
+            # A channel name (random hex) in the bytes: only then is it worth decoding
+            # the event to see whether it is the one to skip.
+            if channel.encode() in data:
+                skip = layer.channel_layer.deserialize(data).get("skip_channel")
+                break
+        for channel in members:
+            if channel != skip:
+                queue = layer.channels.get(channel)
+                if queue is not None:
+                    queue.put_nowait(data)
+
     def carries(self, group: str) -> bool:
         """Whether `group` hashes to this shard (channels-redis' hash)."""
         layer = self.channel_layer
@@ -175,13 +208,15 @@ class _LoopLayer(RedisPubSubLoopLayer):
         """`group_send` each (group, message), queued at once so that they share a
         pipeline; returns None or the exception for each, in order."""
         futures = []
+        # A conversation's event goes to its visitor's group and its agent's as one dict
+        # (outbox.send): serialized once, by identity (the dicts are not changed after).
+        serialized: dict[int, bytes] = {}
         for group, message in events:
             channel = self._get_group_channel_name(group)
-            futures.append(
-                self._get_shard(channel).queue_publish(
-                    channel, self.channel_layer.serialize(message)
-                )
-            )
+            data = serialized.get(id(message))
+            if data is None:
+                data = serialized[id(message)] = self.channel_layer.serialize(message)
+            futures.append(self._get_shard(channel).queue_publish(channel, data))
         return await asyncio.gather(*futures, return_exceptions=True)
 
     async def forget_channel(self, channel: str) -> None:

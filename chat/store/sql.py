@@ -239,8 +239,8 @@ class AppendAtOnce(msgspec.Struct, frozen=True, gc=False):
     """The everyday send's statements: append a message to the visitor's open
     conversation (`visitor_id`), or to an open one assigned to `agent_id`, unless its
     client_msg_id is already used there (a retry). They return (conversation id, seq,
-    visitor id, agent id, site id, the agent's display name for an agent's send), or no
-    row having stored nothing.
+    visitor id, agent id, site id, the agent's display name for an agent's send, the
+    conversation's channel), or no row having stored nothing.
 
     The conditional UPDATE takes the row lock and allocates the seq; two sends to one
     conversation queue on it, and the second re-reads the row the first committed
@@ -299,7 +299,7 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
         counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
         # The message names its author as stored now (v1.1).
         author = f"(SELECT display_name FROM {AGENT_TABLE} WHERE id = agent_id)"
-    returning = f"id, last_seq, visitor_id, agent_id, site_id, {author} AS author_name"
+    returning = f"id, last_seq, visitor_id, agent_id, site_id, {author} AS author_name, channel"
     update = (
         f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
         f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
@@ -312,7 +312,7 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
     )
     both = (
         f"WITH c AS ({update}), m AS ({insert}c RETURNING id), d AS ({durable.MESSAGE_SQL})"
-        " SELECT id, last_seq, visitor_id, agent_id, site_id, author_name FROM c"
+        " SELECT id, last_seq, visitor_id, agent_id, site_id, author_name, channel FROM c"
     )
     return update, both, f"{insert}{CONVERSATION_TABLE} WHERE id = %s"
 
