@@ -11,6 +11,8 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
+from wording import grouped_number
+
 from . import languages, protocol, selectors
 from .models import Site, Visitor
 
@@ -46,7 +48,7 @@ def clean(payload: dict) -> tuple[str, str, str]:
     if not isinstance(question, str) or not question.strip():
         raise Invalid(pgettext("offline form", "question must not be empty."))
     if len(question.strip()) > protocol.MAX_BODY_CHARS:
-        limit = languages.grouped_number(protocol.MAX_BODY_CHARS)
+        limit = grouped_number(protocol.MAX_BODY_CHARS)
         raise Invalid(
             pgettext("offline form", "question is over %(limit)s characters.") % {"limit": limit}
         )

@@ -9,7 +9,7 @@ from asgiref.sync import SyncToAsync
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connections
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from agents.models import AgentProfile
 from chat import ratelimits
@@ -43,6 +43,15 @@ def _loop_connections_closed():
     (PostgreSQL, chat/store/loop.py)."""
     yield
     loop_db.close_all()
+
+
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """Django's LocaleMiddleware activates a request's language on the thread that served
+    it and leaves it there (the next request activates its own): a test client's Arabic
+    request must not speak for the next test's code on this thread."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

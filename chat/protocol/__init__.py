@@ -136,7 +136,7 @@ class ProtocolError(Exception):
     """A frame the contract refuses; answered with an `error` frame to its sender.
 
     `code` is the contract's and never changes with the language; `detail`, the sentence
-    a person reads beside it, may be lazy (gettext_lazy, languages.lazy_format) and is
+    a person reads beside it, may be lazy (gettext_lazy, wording.lazy_format) and is
     written out in the language of the socket it goes to."""
 
     def __init__(self, code: str, detail: str | Promise, *, client_msg_id: str | None = None):
