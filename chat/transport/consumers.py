@@ -128,9 +128,7 @@ class VisitorConsumer(MessageSending):
             await self.close(code=protocol.CLOSE_NOT_HELLO)
             return
         try:
-            site, visitor = await on_database_thread(sessions.identify_visitor)(
-                site_key=hello.site_key, visitor_token=hello.visitor_token
-            )
+            site, visitor = await self.identify(hello)
         except SiteDisabled:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
@@ -168,9 +166,15 @@ class VisitorConsumer(MessageSending):
             await self.call(
                 sessions.report_visitor_context, visitor_id=visitor.id, known=visitor, **context
             )
-        ready = await on_database_thread(resume.visitor_ready)(
-            visitor, hello.last_seq, sneak_peek=self.sneak_peek
-        )
+        ready = None
+        if sessions.reads_hello_on_loop():
+            ready = await resume.visitor_ready_on_loop(
+                visitor, hello.last_seq, sneak_peek=self.sneak_peek
+            )
+        if ready is None:
+            ready = await on_database_thread(resume.visitor_ready)(
+                visitor, hello.last_seq, sneak_peek=self.sneak_peek
+            )
         self.agents_online = ready["agents_online"]
         chat = ready["conversation"]
         self.chat_open = chat is not None and chat["status"] != "closed"
@@ -181,6 +185,20 @@ class VisitorConsumer(MessageSending):
             through = max([chat["last_seq"], *(m["seq"] for m in ready["messages"])])
             self.delivery.shown_in(chat["id"]).cover(through)
         await self.send_frame(ready)
+
+    @staticmethod
+    async def identify(hello: inbound.Hello) -> tuple:
+        """The site and visitor a `hello` names: on the event loop where it answers
+        there (PostgreSQL), else on an ORM thread, which also makes every refusal."""
+        if sessions.reads_hello_on_loop():
+            found = await sessions.identify_on_loop(
+                site_key=hello.site_key, visitor_token=hello.visitor_token
+            )
+            if found is not None:
+                return found
+        return await on_database_thread(sessions.identify_visitor)(
+            site_key=hello.site_key, visitor_token=hello.visitor_token
+        )
 
     def decode(self, text_data: str | None) -> inbound.VisitorFrame:
         # The site's setting decides whether a `typing` frame's draft is read at all.
