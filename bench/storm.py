@@ -36,7 +36,14 @@ from . import profile
 from .progress import bar, bounded, note
 from .stack import Stack, cpu_seconds
 from .stats import CpuMeter, summary
-from .steady import SOCKET_OPTIONS, Chats, close_supportdesk, connect_agent, open_supportdesk
+from .steady import (
+    SOCKET_OPTIONS,
+    Chats,
+    close_supportdesk,
+    connect_agent,
+    open_supportdesk,
+    widget_hello,
+)
 
 # The widget's backoff (static/widget/frame/chat.js): the n-th retry waits a uniform
 # time in [ceiling/2, ceiling], ceiling = min(30 s, 0.5 s * 2**n).
@@ -166,7 +173,13 @@ async def _reconnect_all(
             opened_at = time.perf_counter()
             try:
                 peer, ready = await devstack.connect_visitor(
-                    worker, site, token, f"storm{index}", last_seq=last_seq, **SOCKET_OPTIONS
+                    worker,
+                    site,
+                    token,
+                    f"storm{index}",
+                    last_seq=last_seq,
+                    **widget_hello(site),
+                    **SOCKET_OPTIONS,
                 )
                 break
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, StackError) as exc:
