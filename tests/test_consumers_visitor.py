@@ -1,6 +1,7 @@
 """The visitor socket's wire contract, through the real ASGI application: hello and
 ready, sending, relays, resume by seq, and every refusal of bad input."""
 
+import asyncio
 import json
 import logging
 
@@ -347,6 +348,24 @@ async def test_a_socket_that_never_says_hello_is_closed_with_4400(personas, sock
     tab = await sockets.visitor_connected()
 
     assert await ws.receive_close(tab) == (4400, [])
+
+
+async def test_a_hello_the_server_is_slow_to_answer_is_not_closed_by_the_hello_deadline(
+    personas, sockets, monkeypatch
+):
+    # A reconnect storm: the database answers a hello later than HELLO_TIMEOUT.
+    monkeypatch.setattr(consumers, "HELLO_TIMEOUT", 0.2)
+    identify = consumers.VisitorConsumer.identify
+
+    async def slow_identify(hello):
+        await asyncio.sleep(0.6)
+        return await identify(hello)
+
+    monkeypatch.setattr(consumers.VisitorConsumer, "identify", staticmethod(slow_identify))
+
+    _tab, ready = await visitor_socket(sockets, personas, personas.v1)
+
+    assert ready["type"] == "ready"
 
 
 async def test_hello_with_a_wrong_visitor_token_closes_with_4401(personas, sockets, caplog):

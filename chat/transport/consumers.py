@@ -94,6 +94,8 @@ class VisitorConsumer(MessageSending):
     # What this socket last told its client about agents being online.
     agents_online: bool | None = None
     hello_deadline: asyncio.TimerHandle | None = None
+    # A valid hello arrived and is being answered.
+    saying_hello = False
 
     async def connect(self) -> None:
         # The Origin check needs the site, so it happens at `hello` (close 4403).
@@ -103,7 +105,7 @@ class VisitorConsumer(MessageSending):
         )
 
     async def _hello_timed_out(self) -> None:
-        if self.visitor_id is None:
+        if self.visitor_id is None and not self.saying_hello:
             logger.info("closing %s: no hello within %s s", self.channel_name, HELLO_TIMEOUT)
             await self.close(code=protocol.CLOSE_NOT_HELLO)
 
@@ -127,6 +129,13 @@ class VisitorConsumer(MessageSending):
             logger.info("visitor hello refused: %s", exc.detail)
             await self.close(code=protocol.CLOSE_NOT_HELLO)
             return
+        # The deadline is for a client that says nothing, not for a server slow to
+        # answer: in a reconnect storm a hello can wait longer than HELLO_TIMEOUT for the
+        # database, and closing it then (4400) only made the widget come back and ask
+        # again, adding to the storm (docs/performance.md, change 20).
+        self.saying_hello = True
+        if self.hello_deadline is not None:
+            self.hello_deadline.cancel()
         try:
             site, visitor = await self.identify(hello)
         except SiteDisabled:
