@@ -50,6 +50,9 @@ from .steady import (
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STORM_DEADLINE = 120.0  # seconds after t0; a visitor not back by then failed
+# The widget waits for `ready` as long as its socket is open (chat.js sets no timeout
+# before it); giving up sooner and reconnecting would add handshakes it does not make.
+RECONNECT_OPTIONS = {**SOCKET_OPTIONS, "frame_timeout": STORM_DEADLINE}
 LIVE_TIMEOUT = 30.0
 
 
@@ -179,7 +182,7 @@ async def _reconnect_all(
                     f"storm{index}",
                     last_seq=last_seq,
                     **widget_hello(site),
-                    **SOCKET_OPTIONS,
+                    **RECONNECT_OPTIONS,
                 )
                 break
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, StackError) as exc:
