@@ -233,10 +233,20 @@ async def connect_agent(worker: Server, username: str, cookie: str) -> Peer:
     return peer
 
 
+def widget_hello(site: Site) -> dict:
+    """What the widget's `hello` says besides who it is (chat.js): the page embedding it
+    and the browser's time zone. The same page every time, as a reload or a reconnect on
+    the same page says it (nothing to store then)."""
+    page = {"url": f"{site.origin}/shop/cart", "title": "Your cart", "referrer": ""}
+    return {"page": page, "timezone": "Europe/Berlin"}
+
+
 async def connect_visitor(worker: Server, site: Site, name: str) -> Peer:
     """A new visitor's widget socket (session, socket, `hello` answered by `ready`)."""
     token = await devstack.visitor_session(worker, site)
-    peer, _ready = await devstack.connect_visitor(worker, site, token, name, **SOCKET_OPTIONS)
+    peer, _ready = await devstack.connect_visitor(
+        worker, site, token, name, **widget_hello(site), **SOCKET_OPTIONS
+    )
     peer.token = token  # kept to come back as the same visitor (bench/storm.py)
     return peer
 

@@ -36,13 +36,23 @@ from . import profile
 from .progress import bar, bounded, note
 from .stack import Stack, cpu_seconds
 from .stats import CpuMeter, summary
-from .steady import SOCKET_OPTIONS, Chats, close_supportdesk, connect_agent, open_supportdesk
+from .steady import (
+    SOCKET_OPTIONS,
+    Chats,
+    close_supportdesk,
+    connect_agent,
+    open_supportdesk,
+    widget_hello,
+)
 
 # The widget's backoff (static/widget/frame/chat.js): the n-th retry waits a uniform
 # time in [ceiling/2, ceiling], ceiling = min(30 s, 0.5 s * 2**n).
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 STORM_DEADLINE = 120.0  # seconds after t0; a visitor not back by then failed
+# The widget waits for `ready` as long as its socket is open (chat.js sets no timeout
+# before it); giving up sooner and reconnecting would add handshakes it does not make.
+RECONNECT_OPTIONS = {**SOCKET_OPTIONS, "frame_timeout": STORM_DEADLINE}
 LIVE_TIMEOUT = 30.0
 
 
@@ -166,7 +176,13 @@ async def _reconnect_all(
             opened_at = time.perf_counter()
             try:
                 peer, ready = await devstack.connect_visitor(
-                    worker, site, token, f"storm{index}", last_seq=last_seq, **SOCKET_OPTIONS
+                    worker,
+                    site,
+                    token,
+                    f"storm{index}",
+                    last_seq=last_seq,
+                    **widget_hello(site),
+                    **RECONNECT_OPTIONS,
                 )
                 break
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, StackError) as exc:

@@ -259,16 +259,28 @@ async def connect_agent(
 
 
 async def connect_visitor(
-    server: "Server", site: "Site", token: str, name: str, *, last_seq: int = 0, **options: Any
+    server: "Server",
+    site: "Site",
+    token: str,
+    name: str,
+    *,
+    last_seq: int = 0,
+    page: dict | None = None,
+    timezone: str | None = None,
+    **options: Any,
 ) -> tuple[Peer, dict]:
     """A widget socket on `server` from the site's origin, after `hello`; the peer and
-    its `ready` frame."""
+    its `ready` frame. `page` and `timezone` go in the `hello` as the widget sends them
+    (chat.js: the embedding page, the browser's time zone), when given."""
     peer = await connect(
         server.ws_url("/ws/visitor/"), name=f"{name}@{server.name}", origin=site.origin, **options
     )
-    await peer.send(
-        {"type": "hello", "site_key": site.key, "visitor_token": token, "last_seq": last_seq}
-    )
+    hello = {"type": "hello", "site_key": site.key, "visitor_token": token, "last_seq": last_seq}
+    if page is not None:
+        hello["page"] = page
+    if timezone is not None:
+        hello["timezone"] = timezone
+    await peer.send(hello)
     return peer, await peer.recv_until("ready")
 
 

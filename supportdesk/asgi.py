@@ -20,6 +20,7 @@ from chat.transport.outage import CloseOnOutage  # noqa: E402
 from inbox import outbound  # noqa: E402
 from integrations import delivery  # noqa: E402
 from kb import bot  # noqa: E402
+from supportdesk.autobahn_logging import defer_debug_formatting  # noqa: E402
 from supportdesk.daphne_forms import stop_twisted_parsing_forms  # noqa: E402
 from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
 
@@ -28,6 +29,8 @@ from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
 patch_daphne_sending(settings.SUPPORTDESK_WS_SEND_BUFFER)
 # A broken multipart body reaches the upload view (a JSON 400), not Twisted's empty 400.
 stop_twisted_parsing_forms()
+# Autobahn's debug lines are formatted only if written: not per socket and frame.
+defer_debug_formatting()
 
 
 def _close_request_connections(**kwargs) -> None:

@@ -235,6 +235,10 @@ SUPPORTDESK_DB_THREADS = int(os.environ.get("SUPPORTDESK_DB_THREADS", 4))
 # loop, on connections of its own (as many as SUPPORTDESK_DB_THREADS), instead of on an
 # ORM thread (chat/store/loop.py). See docs/performance.md, change 14.
 SUPPORTDESK_SEND_ON_LOOP = _env_bool("SUPPORTDESK_SEND_ON_LOOP", True)
+# PostgreSQL: a visitor's `hello` reads the visitor and what `ready` carries on those
+# connections too, in two statements, instead of on ORM threads (docs/performance.md,
+# change 23: the reconnect storm after a deploy).
+SUPPORTDESK_HELLO_ON_LOOP = _env_bool("SUPPORTDESK_HELLO_ON_LOOP", True)
 # PostgreSQL: the message send path's statements are prepared once per connection
 # (chat/store/sql.py `hot_cursor`). Off for a pooler that cannot keep prepared statements
 # (PgBouncer before 1.21 in transaction mode); see docs/deploy.md.

@@ -25,6 +25,8 @@ MODULES = (
     "tests/test_consumers_visitor.py",
     # A hello's statements: the visitor with its site, the conversation with its rating.
     "tests/test_hello_cost.py",
+    # PostgreSQL only: a hello's reads on the event loop agree with the ORM path's.
+    "tests/test_hello_on_loop.py",
     "tests/test_consumers_agent.py",
     "tests/test_consumers_lanes.py",
     "tests/test_services_routing.py",

@@ -93,3 +93,22 @@ async def test_a_frame_is_not_queued_for_the_socket_it_skips_and_is_for_the_othe
     event = await asyncio.wait_for(layer.receive(sender), RECEIVE_TIMEOUT)
     assert event["frame"]["seq"] == 2
     assert layer._get_layer().channels[sender].empty()
+
+
+async def test_a_consumers_channel_hears_its_groups_without_a_redis_subscription_of_its_own(
+    layer, redis_server
+):
+    import redis as sync_redis
+
+    listener = await layer.new_channel()
+    await layer.group_add("visitor.7", listener)
+    await layer.group_send("visitor.7", {"type": "m", "n": 1})
+
+    assert (await asyncio.wait_for(layer.receive(listener), RECEIVE_TIMEOUT))["n"] == 1
+    client = sync_redis.Redis.from_url(redis_server.url)
+    try:
+        subscribed = {name.decode() for name in client.pubsub_channels()}
+    finally:
+        client.close()
+    assert listener not in subscribed
+    assert len(subscribed) == 1  # the group's channel alone

@@ -1,6 +1,7 @@
 """The visitor socket's wire contract, through the real ASGI application: hello and
 ready, sending, relays, resume by seq, and every refusal of bad input."""
 
+import asyncio
 import json
 import logging
 
@@ -287,8 +288,9 @@ async def test_messages_committed_while_ready_is_built_are_not_sent_again(
     # (and are broadcast to it) before `ready` reads the history that includes them.
     _tab, _agent, conversation_id = await start_chat_with_alice(sockets, personas, personas.v1)
     build_ready = resume.visitor_ready
+    build_ready_on_loop = resume.visitor_ready_on_loop
 
-    def ready_with_agent_writing_meanwhile(visitor, last_seq, **kwargs):
+    def agent_writes_meanwhile():
         for n in range(3):
             sending.post_message(
                 Actor.agent(personas.alice.id),
@@ -296,9 +298,18 @@ async def test_messages_committed_while_ready_is_built_are_not_sent_again(
                 client_msg_id=f"meanwhile-{n}",
                 body=f"Meanwhile {n}",
             )
+
+    def ready_with_agent_writing_meanwhile(visitor, last_seq, **kwargs):
+        agent_writes_meanwhile()
         return build_ready(visitor, last_seq, **kwargs)
 
+    async def ready_on_loop_with_agent_writing_meanwhile(visitor, last_seq, **kwargs):
+        # PostgreSQL: `ready` is read on the event loop (resume.visitor_ready_on_loop).
+        await ws.db(agent_writes_meanwhile)
+        return await build_ready_on_loop(visitor, last_seq, **kwargs)
+
     monkeypatch.setattr(resume, "visitor_ready", ready_with_agent_writing_meanwhile)
+    monkeypatch.setattr(resume, "visitor_ready_on_loop", ready_on_loop_with_agent_writing_meanwhile)
 
     back, ready = await visitor_socket(sockets, personas, personas.v1, last_seq=1)
 
@@ -337,6 +348,24 @@ async def test_a_socket_that_never_says_hello_is_closed_with_4400(personas, sock
     tab = await sockets.visitor_connected()
 
     assert await ws.receive_close(tab) == (4400, [])
+
+
+async def test_a_hello_the_server_is_slow_to_answer_is_not_closed_by_the_hello_deadline(
+    personas, sockets, monkeypatch
+):
+    # A reconnect storm: the database answers a hello later than HELLO_TIMEOUT.
+    monkeypatch.setattr(consumers, "HELLO_TIMEOUT", 0.2)
+    identify = consumers.VisitorConsumer.identify
+
+    async def slow_identify(hello):
+        await asyncio.sleep(0.6)
+        return await identify(hello)
+
+    monkeypatch.setattr(consumers.VisitorConsumer, "identify", staticmethod(slow_identify))
+
+    _tab, ready = await visitor_socket(sockets, personas, personas.v1)
+
+    assert ready["type"] == "ready"
 
 
 async def test_hello_with_a_wrong_visitor_token_closes_with_4401(personas, sockets, caplog):

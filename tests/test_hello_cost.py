@@ -12,7 +12,7 @@ from chat.conversations.actors import Actor
 from chat.conversations.sessions import identify_visitor
 from chat.models import Visitor
 from chat.realtime.resume import visitor_ready
-from chat.transport import calling
+from chat.transport import hello
 
 
 def resume(personas, visitor, last_seq):
@@ -72,7 +72,7 @@ def test_counting_the_socket_costs_two_inserts_and_in_a_chat_with_its_agent_one_
         )
         ready_alone = statements(visitor_ready, found, 1, sneak_peek=site.sneak_peek)
         counted = statements(
-            calling._counted_and_resumed,
+            hello.counted_and_resumed,
             found,
             1,
             channel=f"{visitor.pk}-tab",

@@ -15,6 +15,7 @@ from django.utils.translation import gettext, gettext_noop
 from .. import events, languages, selectors, transcript_email, visitor_context
 from ..errors import NotFound, SiteDisabled, TooManyAttributes
 from ..models import Conversation, Site, Visitor, hash_token, new_visitor_token
+from ..store import loop, sql
 from .actors import Actor
 from .messages import PostedMessage
 from .sending import EmailOrigin, post_message
@@ -98,6 +99,35 @@ def identify_visitor(*, site_key: str, visitor_token: str) -> tuple[Site, Visito
     visitor = visitor.merged_into or visitor
     if visitor.last_seen < timezone.now() - timezone.timedelta(seconds=TOUCH_EVERY):
         touch_visitor(visitor_id=visitor.id)
+    return site, visitor
+
+
+def reads_hello_on_loop() -> bool:
+    """Whether a `hello` reads on the worker's event loop (`identify_on_loop`,
+    `resume.visitor_ready_on_loop`): PostgreSQL, SUPPORTDESK_HELLO_ON_LOOP."""
+    return loop.hello_enabled()
+
+
+async def identify_on_loop(*, site_key: str, visitor_token: str) -> tuple[Site, Visitor] | None:
+    """`identify_visitor` on the worker's event loop (chat/store/loop.py), in one
+    statement (two when `last_seen` is over TOUCH_EVERY old), without a hop to an ORM
+    thread: after a deploy every open widget says `hello` at once.
+
+    None where it does not answer: an unknown token or site, a disabled site, or the
+    database failed; `identify_visitor` then decides (every refusal stays its own)."""
+    try:
+        row = await loop.fetch_one(sql.hello_visitor_sql(), [hash_token(visitor_token), site_key])
+        if row is None:
+            return None
+        site, visitor = sql.hello_visitor_from(row)
+        if not site.enabled:
+            return None
+        now = timezone.now()
+        if visitor.last_seen < now - timezone.timedelta(seconds=TOUCH_EVERY):
+            await loop.fetch_one(sql.TOUCH_VISITOR_SQL, [now, visitor.id])
+    except loop.Unavailable:
+        # If the touch was what failed, the ORM path runs it again: the same UPDATE.
+        return None
     return site, visitor
 
 

@@ -20,7 +20,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from ..models import SocketWorker, VisitorSocket
+from ..models import Call, Conversation, SocketWorker, VisitorSocket
+from ..store import loop, sql
 
 # This process's name among the workers, drawn once: a restarted worker is a new one,
 # and its predecessor's sockets lapse with the predecessor's heartbeat.
@@ -42,7 +43,34 @@ def opened(*, visitor_id: int, channel: str, now: datetime | None = None) -> Non
     beat comes first, so the socket never counts under a worker row that is missing
     or stale (a just-started worker; one back from a long database outage)."""
     _beat(now or timezone.now())
-    VisitorSocket.objects.create(visitor_id=visitor_id, channel=channel, worker_id=WORKER)
+    # Kept if the event loop's attempt (`opened_on_loop`) made it before failing.
+    VisitorSocket.objects.bulk_create(
+        [VisitorSocket(visitor_id=visitor_id, channel=channel, worker_id=WORKER)],
+        ignore_conflicts=True,
+    )
+
+
+async def opened_on_loop(*, visitor_id: int, channel: str) -> bool | None:
+    """`opened` on the worker's event loop (PostgreSQL, chat/store/loop.py), in the one
+    statement that also tells whether a call rings for the visitor: a reconnect storm
+    makes no hop to an ORM thread for it. None where the statement did not run or its
+    outcome is unknown: `opened` then runs on an ORM thread.
+
+    Race: the call is read in the statement's snapshot, before its row commits; a last
+    tab closing elsewhere meanwhile either counts this socket (the call rings on) or
+    ended the call, which this socket, already in the visitor's group, hears after."""
+    try:
+        row = await loop.fetch_one(
+            sql.visitor_socket_opened_sql(),
+            [
+                *(WORKER, timezone.now()),
+                *(visitor_id, channel, WORKER),
+                *(visitor_id, Call.Status.RINGING, Conversation.Status.CLOSED),
+            ],
+        )
+    except loop.Unavailable:
+        return None
+    return row[0]
 
 
 def closed(*, channel: str) -> None:

@@ -6,7 +6,8 @@ re-subscription, shard by shard (REDIS_CHANNEL_URLS; a Sentinel failover is one 
 `subscription_restored()` (below), so the sockets with a group on that shard resume from
 the database (by seq) instead of silently missing events. It also keeps the
 layer's own bookkeeping from growing while Redis refuses subscribes and unsubscribes,
-and lets a consumer unsubscribe its channel when it ends (`forget_channel`).
+gives a consumer's own channel no Redis subscription (`new_channel`: it hears its
+groups), and lets a consumer drop its channel when it ends (`forget_channel`).
 
 Built on channels-redis 4.3 internals (pinned in requirements.txt):
 `RedisPubSubLoopLayer`, `RedisSingleShardConnection` and its redis-py `PubSub`.
@@ -14,6 +15,7 @@ Built on channels-redis 4.3 internals (pinned in requirements.txt):
 
 import asyncio
 import logging
+import uuid
 import weakref
 from typing import Protocol
 
@@ -218,6 +220,24 @@ class _LoopLayer(RedisPubSubLoopLayer):
                 data = serialized[id(message)] = self.channel_layer.serialize(message)
             futures.append(self._get_shard(channel).queue_publish(channel, data))
         return await asyncio.gather(*futures, return_exceptions=True)
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A consumer's own channel, with its queue in this worker and no Redis
+        subscription of its own.
+
+        channels-redis subscribes every consumer's channel in Redis, for a `send` to it
+        from another process. Nothing here sends to one: the outbox sends to groups
+        only, and a frame meant for one socket names it (`only_channel`) inside a group's
+        event. Every socket hears its groups, which this worker subscribes and fans out
+        to the channels' queues. So that subscription was one SUBSCRIBE when a socket
+        opened and one UNSUBSCRIBE when it closed, and a Redis subscription per open
+        socket, for nothing: a third of the Redis work of a reconnect storm
+        (docs/performance.md, change 23). A `send` from another process to such a
+        channel would be lost: send to a group.
+        """
+        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        self.channels[channel] = asyncio.Queue()
+        return channel
 
     async def forget_channel(self, channel: str) -> None:
         """Unsubscribe a consumer's own channel once the consumer has ended.

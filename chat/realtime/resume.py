@@ -11,6 +11,7 @@ from agents.models import AgentProfile
 from .. import selectors
 from ..models import Conversation, ConversationRating, Visitor
 from ..protocol import outbound
+from ..store import loop, sql
 
 Status = Conversation.Status
 
@@ -30,11 +31,13 @@ def visitor_ready(visitor: Visitor, last_seq: int, *, sneak_peek: bool) -> dict:
     )
     summary, messages = None, []
     if conversation is not None:
-        summary = selectors.visitor_conversation_dict(conversation)
         rating: ConversationRating | None = getattr(conversation, "rating", None)
-        summary["rating"] = rating.score if rating is not None else None
-        # (addition) Who joined after which message, for the widget's "joined" lines.
-        summary["joins"] = selectors.joins(conversation.id)
+        summary = _summary(
+            conversation,
+            rating=rating.score if rating is not None else None,
+            # (addition) Who joined after which message, for the widget's "joined" lines.
+            joins=selectors.joins(conversation.id),
+        )
         # A widget that already has every message (most reconnects) needs no read of
         # them. Race: one committed after the row above was read is not in `ready`; the
         # socket joined its groups before this read, so its broadcast, published after
@@ -51,6 +54,73 @@ def visitor_ready(visitor: Visitor, last_seq: int, *, sneak_peek: bool) -> dict:
         agents_online=selectors.agents_online(visitor.site_id),
         sneak_peek=sneak_peek,
     )
+
+
+async def visitor_ready_on_loop(
+    visitor: Visitor, last_seq: int, *, sneak_peek: bool
+) -> dict | None:
+    """`visitor_ready` on the worker's event loop (chat/store/loop.py): one statement
+    for the conversation, its agent, rating and turns and whether agents are online, and
+    one for the messages after `last_seq` when the widget lacks some. None where it does
+    not answer (a queued conversation, whose position and wait the queue's code reads; a
+    missed message with a file; the database failed): `visitor_ready` then does.
+
+    Race: as for `visitor_ready`, the socket joined its groups before this read."""
+    try:
+        row = await loop.fetch_one(
+            sql.hello_ready_sql(),
+            [
+                AgentProfile.Status.AVAILABLE,
+                selectors.heartbeat_cutoff(),
+                visitor.site_id,
+                visitor.id,
+            ],
+        )
+        found = sql.hello_ready_from(row)
+        conversation = found.conversation
+        summary, messages = None, []
+        if conversation is not None:
+            if conversation.status == Status.QUEUED:
+                return None
+            if conversation.agent_id is not None:
+                # What `public_dict` shows, so that reading `conversation.agent` makes no query.
+                conversation.agent = AgentProfile.from_db(
+                    "default", ["id", "display_name"], [conversation.agent_id, found.agent_name]
+                )
+            summary = _summary(
+                conversation,
+                rating=found.rating,
+                joins=[
+                    {"agent": {"display_name": name} if name else None, "after_seq": after_seq}
+                    for name, after_seq in found.joins
+                ],
+            )
+            if last_seq < conversation.last_seq:
+                rows = await loop.fetch_all(sql.hello_messages_sql(), [conversation.id, last_seq])
+                stored = sql.hello_messages_from(rows)
+                if stored is None:
+                    return None
+                messages = [selectors.message_dict(message) for message in stored]
+            if messages:
+                summary["last_seq"] = max(summary["last_seq"], messages[-1]["seq"])
+    except loop.Unavailable:
+        return None
+    return outbound.visitor_ready(
+        visitor={"id": visitor.id, "email": visitor.email or None},
+        conversation=summary,
+        messages=messages,
+        agents_online=found.agents_online,
+        sneak_peek=sneak_peek,
+    )
+
+
+def _summary(conversation: Conversation, *, rating: int | None, joins: list[dict]) -> dict:
+    """The conversation as `ready` shows the visitor: with (addition) its CSAT score (or
+    null: the widget offers rating once) and the agents' turns."""
+    summary = selectors.visitor_conversation_dict(conversation)
+    summary["rating"] = rating
+    summary["joins"] = joins
+    return summary
 
 
 def agent_ready(agent_id: int) -> tuple[dict, frozenset[int] | None, dict[int, int]]:

@@ -1,8 +1,9 @@
 """The worker's PostgreSQL connections on its event loop, for the one statement of an
-everyday send (`conversations.messages.append_on_loop`), so that the busiest path skips
-the hop to an ORM thread and back.
+everyday send (`conversations.messages.append_on_loop`) and the reads of a visitor's
+`hello` (`sessions.identify_on_loop`, `resume.visitor_ready_on_loop`), so that the
+busiest paths skip the hop to an ORM thread and back.
 
-Not a general database layer: one statement, autocommit, its first row; anything that
+Not a general database layer: one statement, autocommit, its rows; anything that
 needs a transaction, the ORM or SQLite stays on the ORM threads.
 
 Hand-written rather than psycopg_pool's AsyncConnectionPool: that pool runs tasks of
@@ -31,6 +32,16 @@ def enabled() -> bool:
     once: every message asks)."""
     return (
         settings.SUPPORTDESK_SEND_ON_LOOP
+        and connections["default"].vendor == "postgresql"
+        and settings.SUPPORTDESK_DB_THREADS > 0
+    )
+
+
+@functools.cache
+def hello_enabled() -> bool:
+    """Whether a visitor's `hello` may read on the loop: PostgreSQL, and not turned off."""
+    return (
+        settings.SUPPORTDESK_HELLO_ON_LOOP
         and connections["default"].vendor == "postgresql"
         and settings.SUPPORTDESK_DB_THREADS > 0
     )
@@ -65,8 +76,9 @@ class _Connections:
         self.every.discard(conn)
         conn.pgconn.finish()  # synchronous: safe while being cancelled
 
-    async def fetch_one(self, sql: str, params: list) -> tuple | None:
-        """Run one statement as its own transaction and return its first row.
+    async def fetch(self, sql: str, params: list, *, every_row: bool) -> list[tuple] | tuple | None:
+        """Run one statement as its own transaction and return its first row (or, with
+        `every_row`, all of them).
 
         Raises `psycopg.IntegrityError` as it is (the statement changed nothing), and
         `Unavailable` for anything else that went wrong.
@@ -77,7 +89,7 @@ class _Connections:
                 if conn is None:
                     conn = await self._connect()
                 cursor = await conn.execute(sql, params)
-                row = await cursor.fetchone()
+                row = await (cursor.fetchall() if every_row else cursor.fetchone())
             except psycopg.IntegrityError:
                 self._keep_or_discard(conn)
                 raise
@@ -110,13 +122,22 @@ class _Connections:
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-async def fetch_one(sql: str, params: list) -> tuple | None:
-    """`_Connections.fetch_one` on this event loop's connections."""
+def _pool() -> _Connections:
     loop = asyncio.get_running_loop()
     pool = _by_loop.get(loop)
     if pool is None:
         pool = _by_loop[loop] = _Connections(settings.SUPPORTDESK_DB_THREADS)
-    return await pool.fetch_one(sql, params)
+    return pool
+
+
+async def fetch_one(sql: str, params: list) -> tuple | None:
+    """One statement's first row, on this event loop's connections (`_Connections.fetch`)."""
+    return await _pool().fetch(sql, params, every_row=False)
+
+
+async def fetch_all(sql: str, params: list) -> list[tuple]:
+    """One statement's rows, on this event loop's connections (`_Connections.fetch`)."""
+    return await _pool().fetch(sql, params, every_row=True)
 
 
 def close_all() -> None:

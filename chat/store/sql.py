@@ -10,6 +10,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 from django.conf import settings
@@ -17,7 +18,19 @@ from django.db import connection, connections, transaction
 
 from agents.models import AgentProfile
 
-from ..models import Attachment, Conversation, Message, SenderKind, Visitor
+from ..models import (
+    Assignment,
+    Attachment,
+    Call,
+    Conversation,
+    ConversationRating,
+    Message,
+    SenderKind,
+    Site,
+    SocketWorker,
+    Visitor,
+    VisitorSocket,
+)
 from . import durable
 
 Status = Conversation.Status
@@ -26,9 +39,15 @@ CONVERSATION_TABLE = Conversation._meta.db_table
 MESSAGE_TABLE = Message._meta.db_table
 VISITOR_TABLE = Visitor._meta.db_table
 ATTACHMENT_TABLE = Attachment._meta.db_table
+SITE_TABLE = Site._meta.db_table
+ASSIGNMENT_TABLE = Assignment._meta.db_table
+RATING_TABLE = ConversationRating._meta.db_table
 AGENT_TABLE = AgentProfile._meta.db_table
 USER_TABLE = AgentProfile._meta.get_field("user").related_model._meta.db_table
 AGENT_SITES_TABLE = AgentProfile.sites.through._meta.db_table
+CALL_TABLE = Call._meta.db_table
+SOCKET_WORKER_TABLE = SocketWorker._meta.db_table
+VISITOR_SOCKET_TABLE = VisitorSocket._meta.db_table
 AGENT_SITES_AGENT = AgentProfile.sites.field.m2m_column_name()
 AGENT_SITES_SITE = AgentProfile.sites.field.m2m_reverse_name()
 
@@ -500,4 +519,155 @@ def messages_with_attachment_flag(conversation_id: int) -> list[Message]:
             " WHERE m.conversation_id = %s ORDER BY m.seq",
             [conversation_id],
         )
+    )
+
+
+# --- a visitor's hello, on the event loop (PostgreSQL) ----------------------------
+# Run through chat/store/loop.py by `sessions.identify_on_loop` and
+# `resume.visitor_ready_on_loop`: the reads the ORM makes for `identify_visitor` and
+# `visitor_ready`, each written out once, so a reconnect storm pays neither the ORM's
+# compile nor a hop to an ORM thread per socket (docs/performance.md, change 23).
+
+
+@functools.cache
+def _row_reader(model, alias: str, table_alias: str) -> tuple[str, list[str], list]:
+    """Every concrete column of `model` (as `table_alias.column`), the field names
+    `from_db` takes, and the converters the backend needs per column (a JSON field's
+    text, for one), worked out once."""
+    db = connections[alias]
+    fields = model._meta.concrete_fields
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(table_alias)
+        funcs = db.ops.get_db_converters(column) + field.get_db_converters(db)
+        if funcs:
+            converters.append((index, functools.partial(_convert, funcs, column, db)))
+    columns = ", ".join(f"{table_alias}.{field.column}" for field in fields)
+    return columns, [field.attname for field in fields], converters
+
+
+def _instance(model, table_alias: str, values: list):
+    """A `model` instance from the values of `_row_reader`'s columns, as the ORM makes it."""
+    _columns, names, converters = _row_reader(model, "default", table_alias)
+    values = list(values)
+    for index, convert in converters:
+        values[index] = convert(values[index])
+    return model.from_db("default", names, values)
+
+
+@functools.cache
+def hello_visitor_sql() -> str:
+    """`identify_visitor`'s read: the token's site and visitor (the record it was merged
+    into, for another device of a verified user). Parameters: the token's hash, the site
+    key."""
+    site, _names, _converters = _row_reader(Site, "default", "s")
+    visitor, _names, _converters = _row_reader(Visitor, "default", "v")
+    return (
+        f"SELECT {site}, {visitor} FROM {VISITOR_TABLE} t"
+        f" JOIN {SITE_TABLE} s ON s.id = t.site_id"
+        f" JOIN {VISITOR_TABLE} v ON v.id = COALESCE(t.merged_into_id, t.id)"
+        " WHERE t.token_hash = %s AND s.key = %s"
+    )
+
+
+def hello_visitor_from(row: tuple) -> tuple[Site, Visitor]:
+    width = len(Site._meta.concrete_fields)
+    return _instance(Site, "s", row[:width]), _instance(Visitor, "v", row[width:])
+
+
+TOUCH_VISITOR_SQL = f"UPDATE {VISITOR_TABLE} SET last_seen = %s WHERE id = %s RETURNING id"
+
+
+@functools.cache
+def hello_ready_sql() -> str:
+    """`visitor_ready`'s reads in one statement: the visitor's latest conversation (or
+    a row of nulls), its agent's name, its rating, its agents' turns (`selectors.joins`:
+    name and after_seq, in order) and whether agents are online for the site
+    (`selectors.agents_online`, the same conditions as `present_agents`). Parameters:
+    the agents' available status, the heartbeat cutoff, the site, the visitor."""
+    conversation, _names, _converters = _row_reader(Conversation, "default", "c")
+    return (
+        f"SELECT {conversation}, p.display_name, r.score,"
+        " (SELECT json_agg(json_build_array(ap.display_name, a.after_seq)"
+        "    ORDER BY a.started_at, a.id)"
+        f"  FROM {ASSIGNMENT_TABLE} a LEFT JOIN {AGENT_TABLE} ap ON ap.id = a.agent_id"
+        "  WHERE a.conversation_id = c.id),"
+        " EXISTS (SELECT 1"
+        f"  FROM {AGENT_TABLE} g JOIN {USER_TABLE} u ON u.id = g.user_id"
+        f"  LEFT JOIN {AGENT_SITES_TABLE} gs ON gs.{AGENT_SITES_AGENT} = g.id"
+        "  WHERE g.status = %s AND g.last_heartbeat >= %s AND u.is_active AND g.capacity > 0"
+        f"   AND (gs.{AGENT_SITES_SITE} IS NULL OR gs.{AGENT_SITES_SITE} = %s))"
+        " FROM (SELECT 1) AS one"
+        f" LEFT JOIN LATERAL (SELECT * FROM {CONVERSATION_TABLE}"
+        "  WHERE visitor_id = %s ORDER BY created_at DESC, id DESC LIMIT 1) c ON TRUE"
+        f" LEFT JOIN {AGENT_TABLE} p ON p.id = c.agent_id"
+        f" LEFT JOIN {RATING_TABLE} r ON r.conversation_id = c.id"
+    )
+
+
+class HelloReady(NamedTuple):
+    conversation: Conversation | None
+    agent_name: str | None
+    rating: int | None
+    joins: list  # [[display_name or None, after_seq], ...]
+    agents_online: bool
+
+
+def hello_ready_from(row: tuple) -> HelloReady:
+    width = len(Conversation._meta.concrete_fields)
+    agent_name, rating, joins, agents_online = row[width:]
+    return HelloReady(
+        conversation=None if row[0] is None else _instance(Conversation, "c", row[:width]),
+        agent_name=agent_name,
+        rating=rating,
+        joins=joins or [],  # json (not Django's jsonb-as-text): psycopg decodes it
+        agents_online=agents_online,
+    )
+
+
+@functools.cache
+def hello_messages_sql() -> str:
+    """`selectors.messages_after`'s read, with whether each message has a file (those
+    are read by the ORM with their attachment) and its author's name. Parameters: the
+    conversation, the seq after which."""
+    message, _names, _converters = _row_reader(Message, "default", "m")
+    return (
+        f"SELECT {message},"
+        f" EXISTS (SELECT 1 FROM {ATTACHMENT_TABLE} a WHERE a.message_id = m.id),"
+        " p.display_name"
+        f" FROM {MESSAGE_TABLE} m LEFT JOIN {AGENT_TABLE} p ON p.id = m.sender_agent_id"
+        " WHERE m.conversation_id = %s AND m.seq > %s ORDER BY m.seq"
+    )
+
+
+def hello_messages_from(rows: list[tuple]) -> list[Message] | None:
+    """The messages of `hello_messages_sql`'s rows, each with its `author_name`; None
+    if one has a file."""
+    width = len(Message._meta.concrete_fields)
+    messages = []
+    for row in rows:
+        with_attachment, author_name = row[width:]
+        if with_attachment:
+            return None
+        message = _instance(Message, "m", row[:width])
+        message.author_name = author_name
+        messages.append(message)
+    return messages
+
+
+@functools.cache
+def visitor_socket_opened_sql() -> str:
+    """`visitor_sockets.opened` and whether a call rings for the visitor, in one
+    statement: the worker's beat (an upsert), the socket's row (kept if a failed attempt
+    made it), and whether a call rings in one of the visitor's conversations that is not
+    closed (`calls.invitation_for_visitor` then reads it). Parameters: the worker, now,
+    the visitor, the channel, the worker, the visitor, the ringing and closed statuses."""
+    return (
+        f"WITH beat AS (INSERT INTO {SOCKET_WORKER_TABLE} (name, seen_at) VALUES (%s, %s)"
+        "  ON CONFLICT (name) DO UPDATE SET seen_at = EXCLUDED.seen_at),"
+        f" counted AS (INSERT INTO {VISITOR_SOCKET_TABLE} (visitor_id, channel, worker_id)"
+        "  VALUES (%s, %s, %s) ON CONFLICT (channel) DO NOTHING)"
+        f" SELECT EXISTS (SELECT 1 FROM {CALL_TABLE} k"
+        f"  JOIN {CONVERSATION_TABLE} c ON c.id = k.conversation_id"
+        "  WHERE c.visitor_id = %s AND k.status = %s AND c.status <> %s)"
     )

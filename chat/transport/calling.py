@@ -16,7 +16,7 @@ from .. import protocol, ratelimits
 from ..conversations import calls, visitor_sockets
 from ..conversations.actors import Actor
 from ..protocol import ProtocolError, inbound, outbound
-from ..realtime import resume
+from . import hello
 from .background import start_once
 from .broadcasting import call_service
 from .orm import on_database_thread
@@ -81,21 +81,21 @@ class CallSignaling(ChatConsumer):
 
     async def visitor_socket_ready(self, visitor, last_seq: int, sneak_peek: bool) -> dict:
         """The `ready` of `visitor` (as `sessions.identify_visitor` found it; see
-        chat/realtime/resume.py), read in one trip to an ORM thread with what goes with
-        it: this socket counts as one of the visitor's open widgets on every worker from
-        now until it closes, and a call ringing for the visitor is kept for
+        chat/realtime/resume.py), read with what goes with it (chat/transport/hello.py):
+        this socket counts as one of the visitor's open widgets on every worker from now
+        until it closes, and a call ringing for the visitor is kept for
         `show_invitation`, right after `ready`.
 
-        Counted before the call is read, in that order: a close of the visitor's other
-        last tab on another worker either counts this one (the call keeps ringing and
-        is shown here) or ended the call first (this socket, in the visitor's group
-        since before `ready`, reads no call or hears `call.ended`)."""
+        Counted before the call is read: a close of the visitor's other last tab on
+        another worker either counts this one (the call keeps ringing and is shown here)
+        or ended the call first (this socket, in the visitor's group since before
+        `ready`, reads no call or hears `call.ended`)."""
         self.counted_as_visitor_socket = True  # set first: a lost answer still deletes
         _open_here()[self.channel_name] = visitor.id
         interval = settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT
         if interval > 0:
             start_once("visitor-sockets", lambda: _refresh_visitor_sockets(interval))
-        ready, self.pending_invitation = await on_database_thread(_counted_and_resumed)(
+        ready, self.pending_invitation = await hello.counted_and_ready(
             visitor, last_seq, channel=self.channel_name, sneak_peek=sneak_peek
         )
         return ready
@@ -181,17 +181,6 @@ async def _time_out(call_id: int) -> None:
         await call_service(calls.expire, call_id=call_id)
     except Exception:
         logger.exception("call %s: the timeout failed; the sweep will end it", call_id)
-
-
-def _counted_and_resumed(
-    visitor, last_seq: int, *, channel: str, sneak_peek: bool
-) -> tuple[dict, calls.Invitation | None]:
-    visitor_sockets.opened(visitor_id=visitor.id, channel=channel)
-    ready = resume.visitor_ready(visitor, last_seq, sneak_peek=sneak_peek)
-    chat = ready["conversation"]
-    # A call rings only in a chat with its agent: any other hello reads nothing more.
-    ringing = chat is not None and chat["status"] == "active"
-    return ready, calls.invitation_for_visitor(visitor_id=visitor.id) if ringing else None
 
 
 async def _visitor_socket_forgotten(visitor_id: int, channel: str) -> None:

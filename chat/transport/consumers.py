@@ -29,6 +29,7 @@ from ..conversations.actors import Actor
 from ..errors import NotFound, SiteDisabled
 from ..protocol import ProtocolError, inbound, outbound
 from ..realtime import groups, resume
+from . import hello as hello_reads
 from .broadcasting import broadcasting
 from .calling import CallSignaling
 from .orm import on_database_thread
@@ -94,6 +95,7 @@ class VisitorConsumer(MessageSending):
     # What this socket last told its client about agents being online.
     agents_online: bool | None = None
     hello_deadline: asyncio.TimerHandle | None = None
+    saying_hello = False  # a valid hello arrived and is being answered
 
     async def connect(self) -> None:
         # The Origin check needs the site, so it happens at `hello` (close 4403).
@@ -103,7 +105,7 @@ class VisitorConsumer(MessageSending):
         )
 
     async def _hello_timed_out(self) -> None:
-        if self.visitor_id is None:
+        if self.visitor_id is None and not self.saying_hello:
             logger.info("closing %s: no hello within %s s", self.channel_name, HELLO_TIMEOUT)
             await self.close(code=protocol.CLOSE_NOT_HELLO)
 
@@ -127,10 +129,13 @@ class VisitorConsumer(MessageSending):
             logger.info("visitor hello refused: %s", exc.detail)
             await self.close(code=protocol.CLOSE_NOT_HELLO)
             return
+        # The deadline is for a client that says nothing, not for a server slow to answer
+        # in a reconnect storm (closing it only adds to the storm: docs/performance.md).
+        self.saying_hello = True
+        if self.hello_deadline is not None:
+            self.hello_deadline.cancel()
         try:
-            site, visitor = await on_database_thread(sessions.identify_visitor)(
-                site_key=hello.site_key, visitor_token=hello.visitor_token
-            )
+            site, visitor = await hello_reads.identify(hello)
         except SiteDisabled:
             await self.close(code=protocol.CLOSE_FORBIDDEN)
             return
@@ -157,8 +162,7 @@ class VisitorConsumer(MessageSending):
         await self.join(groups.site_visitors_group(site.id))
         self.sneak_peek = site.sneak_peek
         self.site_origins = site.allowed_origins
-        # The browser's User-Agent comes from the handshake, the page from the widget;
-        # nothing is written (and no ORM thread used) when neither changed since last time.
+        # User-Agent from the handshake, page from the widget: written only when changed.
         context = {
             "allowed_origins": self.site_origins,
             "page": hello.page.as_dict() if hello.page else None,
@@ -169,7 +173,6 @@ class VisitorConsumer(MessageSending):
             await self.call(
                 sessions.report_visitor_context, visitor_id=visitor.id, known=visitor, **context
             )
-        # Counted as the visitor's open widget (chat/transport/calling.py) in the same trip.
         ready = await self.visitor_socket_ready(visitor, hello.last_seq, self.sneak_peek)
         self.agents_online = ready["agents_online"]
         chat = ready["conversation"]
