@@ -12,6 +12,7 @@ from chat.conversations.actors import Actor
 from chat.models import Conversation, Message, Site
 from chat.realtime import resume
 from chat.transport import consumers
+from chat.transport import hello as hello_reads
 from tests import ws
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -355,13 +356,13 @@ async def test_a_hello_the_server_is_slow_to_answer_is_not_closed_by_the_hello_d
 ):
     # A reconnect storm: the database answers a hello later than HELLO_TIMEOUT.
     monkeypatch.setattr(consumers, "HELLO_TIMEOUT", 0.2)
-    identify = consumers.VisitorConsumer.identify
+    identify = hello_reads.identify
 
     async def slow_identify(hello):
         await asyncio.sleep(0.6)
         return await identify(hello)
 
-    monkeypatch.setattr(consumers.VisitorConsumer, "identify", staticmethod(slow_identify))
+    monkeypatch.setattr(hello_reads, "identify", slow_identify)
 
     _tab, ready = await visitor_socket(sockets, personas, personas.v1)
 

@@ -4,14 +4,14 @@ open widget says `hello` at once), else on an ORM thread, which also makes every
 and reads what the loop leaves (a queued chat, a missed file, a failed statement)."""
 
 from ..conversations import calls, sessions, visitor_sockets
-from ..models import Site, Visitor
 from ..protocol import inbound
 from ..realtime import resume
 from .orm import on_database_thread
 
 
-async def identify(hello: inbound.Hello) -> tuple[Site, Visitor]:
-    """The site and visitor a `hello` names (`sessions.identify_visitor`'s refusals)."""
+async def identify(hello: inbound.Hello) -> tuple:
+    """The site and visitor a `hello` names (`sessions.identify_visitor`'s refusals:
+    a transport module names no model)."""
     if sessions.reads_hello_on_loop():
         found = await sessions.identify_on_loop(
             site_key=hello.site_key, visitor_token=hello.visitor_token
@@ -24,7 +24,7 @@ async def identify(hello: inbound.Hello) -> tuple[Site, Visitor]:
 
 
 async def counted_and_ready(
-    visitor: Visitor, last_seq: int, *, channel: str, sneak_peek: bool
+    visitor, last_seq: int, *, channel: str, sneak_peek: bool
 ) -> tuple[dict, calls.Invitation | None]:
     """The socket counted as one of the visitor's open widgets on every worker (before
     the call is read: see `visitor_sockets.opened_on_loop`), its `ready`, and the call
@@ -49,7 +49,7 @@ async def counted_and_ready(
 
 
 def counted_and_resumed(
-    visitor: Visitor, last_seq: int, *, channel: str, sneak_peek: bool
+    visitor, last_seq: int, *, channel: str, sneak_peek: bool
 ) -> tuple[dict, calls.Invitation | None]:
     """`counted_and_ready` in one trip to an ORM thread."""
     visitor_sockets.opened(visitor_id=visitor.id, channel=channel)
