@@ -91,7 +91,9 @@ async def test_redis_restart_mid_chat_loses_and_doubles_nothing_and_fails_clearl
         daphne_workers[0],
         "/ws/visitor/",
         origin=e2e_site.origin,
-        first={"type": "hello", "site_key": e2e_site.key, "visitor_token": "x"},
+        # A real visitor's other tab: a socket subscribes nothing before its `hello`
+        # names a visitor (a bad token is refused 4401 first, Redis or not).
+        first={"type": "hello", "site_key": e2e_site.key, "visitor_token": visitors[0].token},
     )
     agent_refusal = await refused_socket(
         daphne_workers[1],

@@ -83,6 +83,12 @@ class _Shard(RedisSingleShardConnection):
 
     async def subscribe(self, channel: str) -> None:
         async with self._lock:
+            if channel in self._subscribed_to and self._pubsub is not None:
+                # A group this worker already hears needs no SUBSCRIBE; but while the
+                # subscription is down a socket joining it would hear nothing and not be
+                # told (the resync is for the sockets open when it broke): refused as a
+                # new subscription is, so the socket closes with 4503 and comes back.
+                self._refuse_while_reconnecting()
             if channel not in self._subscribed_to:
                 self._ensure_redis()
                 self._ensure_receiver()
