@@ -121,11 +121,13 @@ class MessageCreated(ConversationEvent, kw_only=True):
     """A message was stored. `message` is the message object as the wire shows it;
     `origin` is the socket that sent it (it gets the ack, not the message); `channel`
     the conversation's (`Conversation.Channel`: only an email conversation's replies
-    concern the mail sender)."""
+    concern the mail sender); `with_bot` whether the bot had the conversation when the
+    message was stored (only then may the bot answer it)."""
 
     message: dict[str, Any]
     origin: str | None = None
     channel: str
+    with_bot: bool = False
 
 
 class NoteCreated(Event):

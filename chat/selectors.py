@@ -208,10 +208,16 @@ def joins_of(conversation_ids: list[int]) -> dict[int, list[dict]]:
     )
     found: dict[int, list[dict]] = {}
     for conversation_id, name, after_seq in turns:
-        found.setdefault(conversation_id, []).append(
-            {"agent": {"display_name": name} if name else None, "after_seq": after_seq}
-        )
+        found.setdefault(conversation_id, []).append(join_dict(name, after_seq))
     return found
+
+
+def join_dict(display_name: str, after_seq: int) -> dict:
+    """One agent's turn as `joins` shows it."""
+    return {
+        "agent": {"display_name": display_name} if display_name else None,
+        "after_seq": after_seq,
+    }
 
 
 def agent_id_for_user(user_id: int) -> int | None:

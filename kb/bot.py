@@ -71,9 +71,10 @@ def answers_first(site_id: int) -> bool:
 
 def message_created(event: events.MessageCreated) -> None:
     """A subscriber: runs wherever the message was stored (an ORM thread, or the event
-    loop itself), so it only schedules the answer. Only a visitor's message in a chat
-    without an agent can be the bot's; queued chats pass too, `answer` checks."""
-    if event.agent_id is not None or event.message["sender"] != SenderKind.VISITOR:
+    loop itself), so it only schedules the answer: to a visitor's message stored while
+    the bot had the chat. Race: the visitor may hand off meanwhile; `answer` checks
+    again under the conversation's lock."""
+    if not event.with_bot or event.message["sender"] != SenderKind.VISITOR:
         return
     job = {
         "conversation_id": event.conversation_id,

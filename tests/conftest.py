@@ -13,7 +13,7 @@ from django.utils import timezone, translation
 
 from agents.models import AgentProfile
 from chat import ratelimits
-from chat.conversations import queue, sessions
+from chat.conversations import queue, sessions, visitor_sockets
 from chat.models import Site, Visitor
 from chat.realtime import groups, outbox
 from chat.store import loop as loop_db
@@ -88,6 +88,7 @@ def _quiet_background(settings):
     # queues' recently read wait bases.
     cache.clear()
     queue.forget_recent_bases()
+    visitor_sockets.forget_beat()
 
 
 @dataclass

@@ -51,6 +51,8 @@ MODULES = (
     # The bot's keyword search is PostgreSQL full-text there, FTS5 on SQLite.
     "tests/test_kb_import.py",
     "tests/test_consumers_bot.py",
+    # Whether the bot had the chat comes back from the everyday send's statement.
+    "tests/test_kb_bot.py",
     # Agent assist's article suggestions are that search too.
     "tests/test_kb_assist.py",
     # A system message's code and parameters: a column default the send path's

@@ -163,3 +163,34 @@ def test_an_answer_does_not_wait_for_the_model_to_load(kb, monkeypatch, settings
 
     assert reply.confident and reply.hit.meaning is None  # keywords alone, this time
     assert loads == ["started"]
+
+
+class _Recorder:
+    """An answer thread pool that only records what it was asked to answer."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def submit(self, function, /, answer, **job) -> None:
+        self.asked.append(job["question"])
+
+
+def test_only_a_message_stored_while_the_bot_has_the_chat_is_put_to_it(
+    kb, monkeypatch, django_capture_on_commit_callbacks
+):
+    answers = _Recorder()
+    monkeypatch.setattr(bot, "_loop", None)
+    monkeypatch.setattr(bot, "_threads", lambda: answers)
+    events.subscribe(events.MessageCreated, bot.message_created)
+    AgentProfile.objects.update(status=AgentProfile.Status.AWAY)
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_id = bot_chat(kb, monkeypatch, body="do gift cards expire")
+    with django_capture_on_commit_callbacks(execute=True):
+        bots.hand_off(conversation_id=conversation_id, by="visitor")
+    assert Conversation.objects.get(pk=conversation_id).status == Conversation.Status.QUEUED
+
+    # The everyday send (one statement) into the chat now queued for people.
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.post_message(Actor.visitor(kb.v1.id), client_msg_id="q2", body="hello?")
+
+    assert answers.asked == ["do gift cards expire"]

@@ -12,6 +12,7 @@ from functools import partial
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.conversations import calls, closing, routing, sending, visitor_sockets
@@ -388,3 +389,20 @@ def test_a_tab_closing_as_another_opens_either_keeps_ringing_and_shows_it_or_end
         else:  # ended before the new tab counted: it read no call or hears `call.ended`
             assert ended is True and status(call_id) == ("ended", "disconnected")
         visitor_sockets.closed(channel=f"round{n}-new")
+
+
+def test_widgets_opened_within_a_heartbeat_of_the_workers_beat_write_no_beat_of_their_own(
+    personas, settings
+):
+    settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT = 5
+    visitor_sockets.opened(visitor_id=personas.v1.id, channel="v1-tab")
+    beaten = SocketWorker.objects.get().seen_at
+
+    # A reconnect storm's hellos: each its socket's row, none the worker's one row (they
+    # queued on its lock, each behind the commit of the one before).
+    with CaptureQueriesContext(connection) as queries:
+        visitor_sockets.opened(visitor_id=personas.v2.id, channel="v2-tab")
+
+    assert not [q for q in queries if "chat_socketworker" in q["sql"]]
+    assert SocketWorker.objects.get().seen_at == beaten
+    assert visitor_sockets.has_live_socket(personas.v2.id)

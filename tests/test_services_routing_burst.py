@@ -205,6 +205,25 @@ def test_a_new_chat_reaches_its_agent_with_its_message_and_no_notes(personas, ca
     assert not Note.objects.filter(conversation=chat).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_new_chat_placed_at_once_reads_its_visitor_once_and_looks_up_no_earlier_turn(
+    personas, capture_broadcasts
+):
+    with CaptureQueriesContext(connection) as queries:
+        open_chat(personas.v1)
+
+    [handed] = capture_broadcasts.frames(
+        groups.agent_group(personas.alice.pk), "conversation.assigned"
+    )
+    # The dashboard's "Alice joined" line, after the visitor's first message.
+    assert handed["conversation"]["joins"] == [
+        {"agent": {"display_name": personas.alice.display_name}, "after_seq": 1}
+    ]
+    # The visitor's row locked to open the chat is the one its agent is shown.
+    assert len([s for s in statements(queries) if "FROM chat_visitor" in s]) == 1
+    assert not [s for s in statements(queries) if 'FROM "chat_assignment"' in s]
+
+
 # --- queue readings shared by the changes made meanwhile ----------------------------
 
 

@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, connections, transaction
 
 from .. import events, selectors
 from ..errors import AttachmentNotFound, NotFound
-from ..models import Attachment, Conversation, Message, SenderKind
+from ..models import Attachment, Conversation, Message, SenderKind, Visitor
 from ..store import durable, loop, sql
 from .actors import Actor
 
@@ -110,7 +110,7 @@ def _announced(row: tuple | None, draft: Draft, now: datetime, emit) -> PostedMe
     announced with `emit`."""
     if row is None:
         return None
-    conversation_id, seq, visitor_id, agent_id, site_id, author_name, channel = row
+    conversation_id, seq, visitor_id, agent_id, site_id, author_name, channel, status = row
     wire = selectors.message_wire(
         conversation=conversation_id,
         seq=seq,
@@ -129,6 +129,7 @@ def _announced(row: tuple | None, draft: Draft, now: datetime, emit) -> PostedMe
             message=wire,
             origin=draft.origin,
             channel=channel,
+            with_bot=status == Conversation.Status.BOT,
         )
     )
     return PostedMessage(wire, True, visitor_id, agent_id)
@@ -207,6 +208,7 @@ def append_message(
             message=wire,
             origin=origin,
             channel=conversation.channel,
+            with_bot=conversation.status == Conversation.Status.BOT,
         )
     )
     return PostedMessage(wire, True, conversation.visitor_id, conversation.agent_id)
@@ -232,13 +234,13 @@ def _claim_attachment(
 
 def lock_conversation(
     draft: Draft, *, check_first: bool = True
-) -> tuple[Conversation | None, int | None]:
+) -> tuple[Conversation | None, Visitor | None]:
     """Lock the conversation `draft` goes into (inside a transaction), annotated with
     the message already stored there under its client_msg_id (`sent_before`).
 
     An agent's: the one it names (`NotFound` if there is none; whether it may write
     there is the caller's to judge, after a retry was answered). A visitor's: its open
-    one, else (None, the visitor's site) with the visitor's row locked, for the caller to
+    one, else (None, the visitor) with the visitor's row locked, for the caller to
     open one. `check_first=False` skips the first look for an open conversation (the
     caller expects none)."""
     if not draft.sender.is_visitor:
@@ -257,11 +259,11 @@ def lock_conversation(
             return conversation, None
     # Race: two tabs of one visitor may open a conversation at once; the row lock on
     # Visitor serialises them and the second finds the first's.
-    site_id = sql.lock_visitor(visitor_id)
+    visitor = sql.lock_visitor(visitor_id)
     conversation = sql.lock_conversation_with_earlier_send(
         draft.client_msg_id, visitor_id=visitor_id
     )
-    return conversation, site_id
+    return conversation, visitor
 
 
 def sent_before(conversation: Conversation) -> Message | None:

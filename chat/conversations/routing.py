@@ -193,6 +193,7 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
             after_seq=conversation.last_seq,
         )
     )
+    turn = selectors.join_dict(agent.display_name, conversation.last_seq)
     if not Conversation.visitor.is_cached(conversation):
         conversation.visitor = sql.load_visitor(conversation.visitor_id)  # visitor_context
     events.emit_on_commit(
@@ -205,8 +206,9 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
                 "messages": history,
                 "notes": selectors.notes_of(conversation.id) if had_an_agent else [],
                 # (addition) Each agent's turn, this one's included: the dashboard puts
-                # "Alice joined the chat" where each began.
-                "joins": selectors.joins(conversation.id),
+                # "Alice joined the chat" where each began. Never assigned before: this
+                # turn is the only one.
+                "joins": selectors.joins(conversation.id) if had_an_agent else [turn],
             },
         )
     )

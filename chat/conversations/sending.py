@@ -20,7 +20,7 @@ from ..errors import (
     NotFound,
     SeqOutOfRange,
 )
-from ..models import Conversation, Note, SenderKind
+from ..models import Conversation, Note, SenderKind, Visitor
 from ..store import loop, sql
 from . import bots, messages, routing
 from .actors import Actor, lock_open_conversation
@@ -103,7 +103,7 @@ def post_message(
             return posted
     opened = None
     with transaction.atomic():
-        conversation, site_id = messages.lock_conversation(draft, check_first=try_at_once)
+        conversation, visitor = messages.lock_conversation(draft, check_first=try_at_once)
         if conversation is None:
             earlier = messages.sent_before_by_visitor(sender.visitor_id, client_msg_id)
             if earlier is not None:
@@ -116,7 +116,7 @@ def post_message(
                 # limit store holds them up to ratelimits.REDIS_TIMEOUT, on this rare
                 # path only.
                 before_opening()
-            conversation = opened = _open_conversation(sender.visitor_id, site_id, now, email)
+            conversation = opened = _open_conversation(visitor, now, email)
         earlier = messages.sent_before(conversation)
         if earlier is not None and _wrote(sender, earlier):
             # A retry, even after an agent's chat moved on: the same ack again.
@@ -147,15 +147,14 @@ def post_message(
     return posted
 
 
-def _open_conversation(
-    visitor_id: int, site_id: int, now, email: EmailOrigin | None = None
-) -> Conversation:
+def _open_conversation(visitor: Visitor, now, email: EmailOrigin | None = None) -> Conversation:
+    site_id = visitor.site_id
     # With the site's bot on, the bot answers a chat first: it is neither queued nor
     # routed until it is handed off (bots.hand_off). Mail goes to people.
     with_bot = email is None and bots.answers_first(site_id)
     conversation = Conversation(
         site_id=site_id,
-        visitor_id=visitor_id,
+        visitor_id=visitor.pk,
         status=Status.BOT if with_bot else Status.QUEUED,
         created_at=now,
         queued_at=None if with_bot else now,
@@ -167,6 +166,7 @@ def _open_conversation(
         conversation.sender_address = email.sender_address[:320]
         conversation.sender_verified = email.sender_verified
     conversation = sql.insert_new(conversation)
+    conversation.visitor = visitor  # locked by the caller: routing shows it as it is
     conversation.earlier_message_id = None  # new: nothing sent in it yet
     events.emit_on_commit(
         events.ConversationCreated(**events.about(conversation), at=conversation.created_at)

@@ -11,6 +11,8 @@ Calls read it (chat/conversations/calls.py): an invitation with nobody left to a
 it ends at once instead of ringing out.
 """
 
+import math
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -27,9 +29,28 @@ from ..store import loop, sql
 # and its predecessor's sockets lapse with the predecessor's heartbeat.
 WORKER = uuid.uuid4().hex
 
+# When this worker's latest beat committed (time.monotonic()). A socket opened within
+# SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT of it needs no beat of its own: the row's
+# `seen_at` is younger than that, so it counts, and the sweep (which deletes only rows
+# older than the TTL, three heartbeats) cannot have deleted it. Every hello beating
+# the one row of its worker made a reconnect storm's hellos queue on that row's lock,
+# each held through the commit before it (docs/performance.md, change 25).
+_beaten_at = -math.inf
+
+
+def _beat_is_recent() -> bool:
+    return time.monotonic() - _beaten_at < settings.SUPPORTDESK_VISITOR_SOCKET_HEARTBEAT
+
+
+def forget_beat() -> None:
+    """The next socket opened beats first (tests: the database is emptied between them)."""
+    global _beaten_at
+    _beaten_at = -math.inf
+
 
 def _beat(now: datetime) -> None:
-    """This worker lives as of `now` (its row made on the first beat). One statement."""
+    """This worker lives as of `now` (its row made on the first beat). One statement;
+    inside a transaction, the caller notes it (`_beaten`) once that commits."""
     SocketWorker.objects.bulk_create(
         [SocketWorker(name=WORKER, seen_at=now)],
         update_conflicts=True,
@@ -38,11 +59,21 @@ def _beat(now: datetime) -> None:
     )
 
 
+def _beaten(started: float) -> None:
+    """A beat whose statement started at `started` (time.monotonic()) has committed."""
+    global _beaten_at
+    _beaten_at = max(_beaten_at, started)
+
+
 def opened(*, visitor_id: int, channel: str, now: datetime | None = None) -> None:
     """A visitor socket said hello: it counts from now on, on every worker. The worker's
-    beat comes first, so the socket never counts under a worker row that is missing
-    or stale (a just-started worker; one back from a long database outage)."""
-    _beat(now or timezone.now())
+    beat comes first unless it beat recently, so the socket never counts under a
+    worker row that is missing or stale (a just-started worker; one back from a long
+    database outage)."""
+    if not _beat_is_recent():
+        started = time.monotonic()
+        _beat(now or timezone.now())
+        _beaten(started)
     # Kept if the event loop's attempt (`opened_on_loop`) made it before failing.
     VisitorSocket.objects.bulk_create(
         [VisitorSocket(visitor_id=visitor_id, channel=channel, worker_id=WORKER)],
@@ -59,17 +90,21 @@ async def opened_on_loop(*, visitor_id: int, channel: str) -> bool | None:
     Race: the call is read in the statement's snapshot, before its row commits; a last
     tab closing elsewhere meanwhile either counts this socket (the call rings on) or
     ended the call, which this socket, already in the visitor's group, hears after."""
+    beat = not _beat_is_recent()
+    started = time.monotonic()
     try:
         row = await loop.fetch_one(
-            sql.visitor_socket_opened_sql(),
+            sql.visitor_socket_opened_sql(beat=beat),
             [
-                *(WORKER, timezone.now()),
+                *((WORKER, timezone.now()) if beat else ()),
                 *(visitor_id, channel, WORKER),
                 *(visitor_id, Call.Status.RINGING, Conversation.Status.CLOSED),
             ],
         )
     except loop.Unavailable:
         return None
+    if beat:
+        _beaten(started)
     return row[0]
 
 
@@ -86,18 +121,18 @@ def heartbeat(*, sockets: Mapping[str, int], now: datetime | None = None) -> Non
     TTL (its beat lapsed), and they are put back, so a visitor who kept the widget open
     counts again. A row whose socket closed while its delete failed is retried by the
     caller (chat/transport/calling.py)."""
-    now = now or timezone.now()
+    now, started = now or timezone.now(), time.monotonic()
     with transaction.atomic():
         _beat(now)
-        if VisitorSocket.objects.filter(worker_id=WORKER).count() >= len(sockets):
-            return
-        VisitorSocket.objects.bulk_create(
-            [
-                VisitorSocket(visitor_id=visitor_id, channel=channel, worker_id=WORKER)
-                for channel, visitor_id in dict(sockets).items()
-            ],
-            ignore_conflicts=True,
-        )
+        if VisitorSocket.objects.filter(worker_id=WORKER).count() < len(sockets):
+            VisitorSocket.objects.bulk_create(
+                [
+                    VisitorSocket(visitor_id=visitor_id, channel=channel, worker_id=WORKER)
+                    for channel, visitor_id in dict(sockets).items()
+                ],
+                ignore_conflicts=True,
+            )
+    _beaten(started)
 
 
 def live(*, now: datetime | None = None) -> QuerySet[VisitorSocket]:

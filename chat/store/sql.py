@@ -221,14 +221,17 @@ def lock_conversation_with_earlier_send(
     return conversation
 
 
-def lock_visitor(visitor_id: int) -> int:
-    """Lock a visitor's row (inside a transaction) and return its site's id."""
-    row = fetch_one(
-        f"SELECT site_id FROM {VISITOR_TABLE} WHERE id = %s{for_update()}", [visitor_id]
+def lock_visitor(visitor_id: int) -> Visitor:
+    """Lock a visitor's row (inside a transaction) and return it (a chat it opens shows
+    it to its agent: no second read)."""
+    found = list(
+        Visitor.objects.raw(
+            f"SELECT * FROM {VISITOR_TABLE} WHERE id = %s{for_update()}", [visitor_id]
+        )
     )
-    if row is None:
+    if not found:
         raise Visitor.DoesNotExist
-    return row[0]
+    return found[0]
 
 
 def earlier_visitor_message_id(visitor_id: int, client_msg_id: str) -> int | None:
@@ -259,7 +262,7 @@ class AppendAtOnce(msgspec.Struct, frozen=True, gc=False):
     conversation (`visitor_id`), or to an open one assigned to `agent_id`, unless its
     client_msg_id is already used there (a retry). They return (conversation id, seq,
     visitor id, agent id, site id, the agent's display name for an agent's send, the
-    conversation's channel), or no row having stored nothing.
+    conversation's channel and status), or no row having stored nothing.
 
     The conditional UPDATE takes the row lock and allocates the seq; two sends to one
     conversation queue on it, and the second re-reads the row the first committed
@@ -318,7 +321,9 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
         counters = "agent_read_seq = last_seq + 1, agent_unread = 0"
         # The message names its author as stored now (v1.1).
         author = f"(SELECT display_name FROM {AGENT_TABLE} WHERE id = agent_id)"
-    returning = f"id, last_seq, visitor_id, agent_id, site_id, {author} AS author_name, channel"
+    returning = (
+        f"id, last_seq, visitor_id, agent_id, site_id, {author} AS author_name, channel, status"
+    )
     update = (
         f"UPDATE {CONVERSATION_TABLE} SET last_seq = last_seq + 1, last_activity_at = %s,"
         f" {counters} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {MESSAGE_TABLE} m"
@@ -331,7 +336,7 @@ def _append_sql(by_visitor: bool) -> tuple[str, str, str]:
     )
     both = (
         f"WITH c AS ({update}), m AS ({insert}c RETURNING id), d AS ({durable.MESSAGE_SQL})"
-        " SELECT id, last_seq, visitor_id, agent_id, site_id, author_name, channel FROM c"
+        " SELECT id, last_seq, visitor_id, agent_id, site_id, author_name, channel, status FROM c"
     )
     return update, both, f"{insert}{CONVERSATION_TABLE} WHERE id = %s"
 
@@ -656,15 +661,19 @@ def hello_messages_from(rows: list[tuple]) -> list[Message] | None:
 
 
 @functools.cache
-def visitor_socket_opened_sql() -> str:
+def visitor_socket_opened_sql(*, beat: bool) -> str:
     """`visitor_sockets.opened` and whether a call rings for the visitor, in one
-    statement: the worker's beat (an upsert), the socket's row (kept if a failed attempt
-    made it), and whether a call rings in one of the visitor's conversations that is not
-    closed (`calls.invitation_for_visitor` then reads it). Parameters: the worker, now,
-    the visitor, the channel, the worker, the visitor, the ringing and closed statuses."""
-    return (
-        f"WITH beat AS (INSERT INTO {SOCKET_WORKER_TABLE} (name, seen_at) VALUES (%s, %s)"
+    statement: with `beat`, the worker's beat (an upsert); the socket's row (kept if a
+    failed attempt made it), and whether a call rings in one of the visitor's
+    conversations that is not closed (`calls.invitation_for_visitor` then reads it).
+    Parameters: (with `beat`: the worker, now,) the visitor, the channel, the worker,
+    the visitor, the ringing and closed statuses."""
+    beat_sql = (
+        f"beat AS (INSERT INTO {SOCKET_WORKER_TABLE} (name, seen_at) VALUES (%s, %s)"
         "  ON CONFLICT (name) DO UPDATE SET seen_at = EXCLUDED.seen_at),"
+    )
+    return (
+        f"WITH {beat_sql if beat else ''}"
         f" counted AS (INSERT INTO {VISITOR_SOCKET_TABLE} (visitor_id, channel, worker_id)"
         "  VALUES (%s, %s, %s) ON CONFLICT (channel) DO NOTHING)"
         f" SELECT EXISTS (SELECT 1 FROM {CALL_TABLE} k"
