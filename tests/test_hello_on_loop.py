@@ -18,6 +18,7 @@ from chat.conversations import closing, ratings, sending, sessions
 from chat.conversations.actors import Actor
 from chat.models import Conversation, Site, Visitor
 from chat.realtime import resume
+from chat.store import loop
 from tests.conftest import make_visitor
 
 pytestmark = [
@@ -136,14 +137,45 @@ def test_another_device_of_a_verified_user_is_the_users_record(personas):
     assert visitor.pk == personas.v1.pk
 
 
-def test_the_loop_refreshes_last_seen_only_when_over_a_minute_old(personas):
+def test_the_loop_refreshes_last_seen_only_when_over_a_minute_old(personas, monkeypatch):
+    statements = []
+    fetch_one = loop.fetch_one
+
+    async def counted(sql, params):
+        statements.append(sql)
+        return await fetch_one(sql, params)
+
+    monkeypatch.setattr(loop, "fetch_one", counted)
     an_hour_ago = timezone.now() - timedelta(hours=1)
     Visitor.objects.filter(pk=personas.v1.pk).update(last_seen=an_hour_ago)
     identify_on_loop(personas.acme.key, personas.token(personas.v1))
     seen = Visitor.objects.get(pk=personas.v1.pk).last_seen
     assert seen > timezone.now() - timedelta(minutes=1)
+    # Read and refreshed in one statement (after a deploy, most widgets' is old).
+    assert len(statements) == 1
     identify_on_loop(personas.acme.key, personas.token(personas.v1))
     assert Visitor.objects.get(pk=personas.v1.pk).last_seen == seen
+
+
+def test_the_loop_refreshes_the_record_another_device_was_merged_into(personas):
+    device, token = make_visitor(personas.acme)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Visitor.objects.filter(pk=device.pk).update(merged_into=personas.v1, last_seen=an_hour_ago)
+    Visitor.objects.filter(pk=personas.v1.pk).update(last_seen=an_hour_ago)
+
+    identify_on_loop(personas.acme.key, token)
+
+    assert Visitor.objects.get(pk=personas.v1.pk).last_seen > an_hour_ago
+    assert Visitor.objects.get(pk=device.pk).last_seen == an_hour_ago
+
+
+def test_the_loop_refreshes_nobody_on_a_disabled_site(personas):
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Visitor.objects.filter(pk=personas.v1.pk).update(last_seen=an_hour_ago)
+    Site.objects.filter(pk=personas.acme.pk).update(enabled=False)
+
+    assert identify_on_loop(personas.acme.key, personas.token(personas.v1)) is None
+    assert Visitor.objects.get(pk=personas.v1.pk).last_seen == an_hour_ago
 
 
 async def test_a_sockets_hello_makes_no_trip_to_an_orm_thread(personas, sockets, monkeypatch):

@@ -110,23 +110,26 @@ def reads_hello_on_loop() -> bool:
 
 async def identify_on_loop(*, site_key: str, visitor_token: str) -> tuple[Site, Visitor] | None:
     """`identify_visitor` on the worker's event loop (chat/store/loop.py), in one
-    statement (two when `last_seen` is over TOUCH_EVERY old), without a hop to an ORM
-    thread: after a deploy every open widget says `hello` at once.
+    statement that also refreshes `last_seen` when over TOUCH_EVERY old, without a hop
+    to an ORM thread: after a deploy every open widget says `hello` at once.
 
     None where it does not answer: an unknown token or site, a disabled site, or the
     database failed; `identify_visitor` then decides (every refusal stays its own)."""
+    now = timezone.now()
+    token_hash = hash_token(visitor_token)
+    cutoff = now - timezone.timedelta(seconds=TOUCH_EVERY)
     try:
-        row = await loop.fetch_one(sql.hello_visitor_sql(), [hash_token(visitor_token), site_key])
-        if row is None:
-            return None
-        site, visitor = sql.hello_visitor_from(row)
-        if not site.enabled:
-            return None
-        now = timezone.now()
-        if visitor.last_seen < now - timezone.timedelta(seconds=TOUCH_EVERY):
-            await loop.fetch_one(sql.TOUCH_VISITOR_SQL, [now, visitor.id])
+        row = await loop.fetch_one(
+            sql.hello_visitor_sql(), [now, token_hash, site_key, cutoff, token_hash, site_key]
+        )
     except loop.Unavailable:
-        # If the touch was what failed, the ORM path runs it again: the same UPDATE.
+        # Whether the touch was made is unknown: the ORM path's check makes it at most
+        # once more (the same UPDATE).
+        return None
+    if row is None:
+        return None
+    site, visitor = sql.hello_visitor_from(row)
+    if not site.enabled:
         return None
     return site, visitor
 

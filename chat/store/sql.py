@@ -562,13 +562,22 @@ def _instance(model, table_alias: str, values: list):
 
 @functools.cache
 def hello_visitor_sql() -> str:
-    """`identify_visitor`'s read: the token's site and visitor (the record it was merged
-    into, for another device of a verified user). Parameters: the token's hash, the site
-    key."""
+    """`identify_visitor` in one statement: the token's site and visitor (the record it
+    was merged into, for another device of a verified user), and that visitor's
+    `last_seen` refreshed if older than the cutoff and the site is enabled (the row
+    returned shows it as it was). Parameters: now, the token's hash, the site key, the
+    cutoff, the token's hash, the site key."""
     site, _names, _converters = _row_reader(Site, "default", "s")
     visitor, _names, _converters = _row_reader(Visitor, "default", "v")
+    named = (
+        f" FROM {VISITOR_TABLE} t JOIN {SITE_TABLE} s ON s.id = t.site_id"
+        " WHERE t.token_hash = %s AND s.key = %s"
+    )
     return (
-        f"SELECT {site}, {visitor} FROM {VISITOR_TABLE} t"
+        f"WITH touched AS (UPDATE {VISITOR_TABLE} SET last_seen = %s"
+        f"  WHERE id = (SELECT COALESCE(t.merged_into_id, t.id){named} AND s.enabled)"
+        "  AND last_seen < %s)"
+        f" SELECT {site}, {visitor} FROM {VISITOR_TABLE} t"
         f" JOIN {SITE_TABLE} s ON s.id = t.site_id"
         f" JOIN {VISITOR_TABLE} v ON v.id = COALESCE(t.merged_into_id, t.id)"
         " WHERE t.token_hash = %s AND s.key = %s"
@@ -578,9 +587,6 @@ def hello_visitor_sql() -> str:
 def hello_visitor_from(row: tuple) -> tuple[Site, Visitor]:
     width = len(Site._meta.concrete_fields)
     return _instance(Site, "s", row[:width]), _instance(Visitor, "v", row[width:])
-
-
-TOUCH_VISITOR_SQL = f"UPDATE {VISITOR_TABLE} SET last_seen = %s WHERE id = %s RETURNING id"
 
 
 @functools.cache
