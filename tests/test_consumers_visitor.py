@@ -289,7 +289,7 @@ async def test_messages_committed_while_ready_is_built_are_not_sent_again(
     # (and are broadcast to it) before `ready` reads the history that includes them.
     _tab, _agent, conversation_id = await start_chat_with_alice(sockets, personas, personas.v1)
     build_ready = resume.visitor_ready
-    build_ready_on_loop = resume.visitor_ready_on_loop
+    build_ready_on_loop = resume.counted_ready_on_loop
 
     def agent_writes_meanwhile():
         for n in range(3):
@@ -305,12 +305,12 @@ async def test_messages_committed_while_ready_is_built_are_not_sent_again(
         return build_ready(visitor, last_seq, **kwargs)
 
     async def ready_on_loop_with_agent_writing_meanwhile(visitor, last_seq, **kwargs):
-        # PostgreSQL: `ready` is read on the event loop (resume.visitor_ready_on_loop).
+        # PostgreSQL: `ready` is read on the event loop (resume.counted_ready_on_loop).
         await ws.db(agent_writes_meanwhile)
         return await build_ready_on_loop(visitor, last_seq, **kwargs)
 
     monkeypatch.setattr(resume, "visitor_ready", ready_with_agent_writing_meanwhile)
-    monkeypatch.setattr(resume, "visitor_ready_on_loop", ready_on_loop_with_agent_writing_meanwhile)
+    monkeypatch.setattr(resume, "counted_ready_on_loop", ready_on_loop_with_agent_writing_meanwhile)
 
     back, ready = await visitor_socket(sockets, personas, personas.v1, last_seq=1)
 

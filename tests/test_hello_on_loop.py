@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
 from agents.models import AgentProfile
 from chat import selectors
-from chat.conversations import closing, ratings, sending, sessions
+from chat.conversations import closing, ratings, sending, sessions, visitor_sockets
 from chat.conversations.actors import Actor
 from chat.models import Conversation, Site, Visitor
 from chat.realtime import resume
@@ -176,6 +177,26 @@ def test_the_loop_refreshes_nobody_on_a_disabled_site(personas):
 
     assert identify_on_loop(personas.acme.key, personas.token(personas.v1)) is None
     assert Visitor.objects.get(pk=personas.v1.pk).last_seen == an_hour_ago
+
+
+async def test_a_hello_counts_its_socket_in_the_statement_that_reads_its_ready(
+    personas, sockets, monkeypatch
+):
+    statements = []
+    fetch_one = loop.fetch_one
+
+    async def counted(sql, params):
+        statements.append(sql)
+        return await fetch_one(sql, params)
+
+    monkeypatch.setattr(loop, "fetch_one", counted)
+    _tab, ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1), last_seq=0)
+
+    assert ready["type"] == "ready"
+    # The visitor (its last_seen refreshed if old), then its `ready` with the socket
+    # counted: two round trips for a widget that lacks no message.
+    assert len(statements) == 2
+    assert await database_sync_to_async(visitor_sockets.has_live_socket)(personas.v1.pk)
 
 
 async def test_a_sockets_hello_makes_no_trip_to_an_orm_thread(personas, sockets, monkeypatch):

@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..models import Call, Conversation, SocketWorker, VisitorSocket
-from ..store import loop, sql
+from ..store import sql
 
 # This process's name among the workers, drawn once: a restarted worker is a new one,
 # and its predecessor's sockets lapse with the predecessor's heartbeat.
@@ -74,38 +74,36 @@ def opened(*, visitor_id: int, channel: str, now: datetime | None = None) -> Non
         started = time.monotonic()
         _beat(now or timezone.now())
         _beaten(started)
-    # Kept if the event loop's attempt (`opened_on_loop`) made it before failing.
+    # Kept if the event loop's attempt (`counting`) made it before failing.
     VisitorSocket.objects.bulk_create(
         [VisitorSocket(visitor_id=visitor_id, channel=channel, worker_id=WORKER)],
         ignore_conflicts=True,
     )
 
 
-async def opened_on_loop(*, visitor_id: int, channel: str) -> bool | None:
-    """`opened` on the worker's event loop (PostgreSQL, chat/store/loop.py), in the one
-    statement that also tells whether a call rings for the visitor: a reconnect storm
-    makes no hop to an ORM thread for it. None where the statement did not run or its
-    outcome is unknown: `opened` then runs on an ORM thread.
+def counting(*, visitor_id: int, channel: str) -> tuple[sql.SocketCount, float]:
+    """`opened` on the worker's event loop (PostgreSQL, chat/store/loop.py): the
+    parameters that count a socket inside the statement that reads its `ready` and
+    whether a call rings (`resume.counted_ready_on_loop`), and when they were made, for
+    `counted`. A reconnect storm makes no hop to an ORM thread for it, nor a round trip
+    of its own.
 
     Race: the call is read in the statement's snapshot, before its row commits; a last
     tab closing elsewhere meanwhile either counts this socket (the call rings on) or
     ended the call, which this socket, already in the visitor's group, hears after."""
     beat = not _beat_is_recent()
-    started = time.monotonic()
-    try:
-        row = await loop.fetch_one(
-            sql.visitor_socket_opened_sql(beat=beat),
-            [
-                *((WORKER, timezone.now()) if beat else ()),
-                *(visitor_id, channel, WORKER),
-                *(visitor_id, Call.Status.RINGING, Conversation.Status.CLOSED),
-            ],
-        )
-    except loop.Unavailable:
-        return None
-    if beat:
+    count = sql.SocketCount(
+        beat=beat,
+        count_params=[*((WORKER, timezone.now()) if beat else ()), visitor_id, channel, WORKER],
+        ringing_params=[visitor_id, Call.Status.RINGING, Conversation.Status.CLOSED],
+    )
+    return count, time.monotonic()
+
+
+def counted(count: sql.SocketCount, started: float) -> None:
+    """The statement with `count` committed."""
+    if count.beat:
         _beaten(started)
-    return row[0]
 
 
 def closed(*, channel: str) -> None:

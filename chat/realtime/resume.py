@@ -66,22 +66,37 @@ async def visitor_ready_on_loop(
     missed message with a file; the database failed): `visitor_ready` then does.
 
     Race: as for `visitor_ready`, the socket joined its groups before this read."""
+    ready, _ringing = await counted_ready_on_loop(visitor, last_seq, sneak_peek=sneak_peek)
+    return ready
+
+
+async def counted_ready_on_loop(
+    visitor: Visitor, last_seq: int, *, sneak_peek: bool, count: sql.SocketCount | None = None
+) -> tuple[dict | None, bool | None]:
+    """`visitor_ready_on_loop`, counting the socket (`count`) in its first statement:
+    (the `ready` or None, whether a call rings or None where the socket's count did not
+    commit, or its outcome is unknown)."""
+    ringing = None
     try:
+        counting = [] if count is None else count.count_params
         row = await loop.fetch_one(
-            sql.hello_ready_sql(),
+            sql.hello_ready_sql(counting=count is not None, beat=count is not None and count.beat),
             [
+                *counting,
                 AgentProfile.Status.AVAILABLE,
                 selectors.heartbeat_cutoff(),
                 visitor.site_id,
+                *([] if count is None else count.ringing_params),
                 visitor.id,
             ],
         )
         found = sql.hello_ready_from(row)
+        ringing = found.ringing
         conversation = found.conversation
         summary, messages = None, []
         if conversation is not None:
             if conversation.status == Status.QUEUED:
-                return None
+                return None, ringing
             if conversation.agent_id is not None:
                 # What `public_dict` shows, so that reading `conversation.agent` makes no query.
                 conversation.agent = AgentProfile.from_db(
@@ -99,19 +114,20 @@ async def visitor_ready_on_loop(
                 rows = await loop.fetch_all(sql.hello_messages_sql(), [conversation.id, last_seq])
                 stored = sql.hello_messages_from(rows)
                 if stored is None:
-                    return None
+                    return None, ringing
                 messages = [selectors.message_dict(message) for message in stored]
             if messages:
                 summary["last_seq"] = max(summary["last_seq"], messages[-1]["seq"])
     except loop.Unavailable:
-        return None
-    return outbound.visitor_ready(
+        return None, ringing
+    ready = outbound.visitor_ready(
         visitor={"id": visitor.id, "email": visitor.email or None},
         conversation=summary,
         messages=messages,
         agents_online=found.agents_online,
         sneak_peek=sneak_peek,
     )
+    return ready, ringing
 
 
 def _summary(conversation: Conversation, *, rating: int | None, joins: list[dict]) -> dict:

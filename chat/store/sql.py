@@ -590,15 +590,20 @@ def hello_visitor_from(row: tuple) -> tuple[Site, Visitor]:
 
 
 @functools.cache
-def hello_ready_sql() -> str:
+def hello_ready_sql(*, counting: bool = False, beat: bool = False) -> str:
     """`visitor_ready`'s reads in one statement: the visitor's latest conversation (or
     a row of nulls), its agent's name, its rating, its agents' turns (`selectors.joins`:
     name and after_seq, in order) and whether agents are online for the site
     (`selectors.agents_online`, the same conditions as `present_agents`). Parameters:
-    the agents' available status, the heartbeat cutoff, the site, the visitor."""
+    the agents' available status, the heartbeat cutoff, the site, the visitor.
+
+    `counting`: the socket counted too (`SocketCount.count_params`, first), and one more
+    column, whether a call rings (`SocketCount.ringing_params`, after the site)."""
     conversation, _names, _converters = _row_reader(Conversation, "default", "c")
+    counted = f"{_socket_counted_sql(beat)} " if counting else ""
+    ringing = f", EXISTS {_RINGING_SQL}" if counting else ""
     return (
-        f"SELECT {conversation}, p.display_name, r.score,"
+        f"{counted}SELECT {conversation}, p.display_name, r.score,"
         " (SELECT json_agg(json_build_array(ap.display_name, a.after_seq)"
         "    ORDER BY a.started_at, a.id)"
         f"  FROM {ASSIGNMENT_TABLE} a LEFT JOIN {AGENT_TABLE} ap ON ap.id = a.agent_id"
@@ -608,7 +613,7 @@ def hello_ready_sql() -> str:
         f"  LEFT JOIN {AGENT_SITES_TABLE} gs ON gs.{AGENT_SITES_AGENT} = g.id"
         "  WHERE g.status = %s AND g.last_heartbeat >= %s AND u.is_active AND g.capacity > 0"
         f"   AND (gs.{AGENT_SITES_SITE} IS NULL OR gs.{AGENT_SITES_SITE} = %s))"
-        " FROM (SELECT 1) AS one"
+        f"{ringing} FROM (SELECT 1) AS one"
         f" LEFT JOIN LATERAL (SELECT * FROM {CONVERSATION_TABLE}"
         "  WHERE visitor_id = %s ORDER BY created_at DESC, id DESC LIMIT 1) c ON TRUE"
         f" LEFT JOIN {AGENT_TABLE} p ON p.id = c.agent_id"
@@ -622,17 +627,19 @@ class HelloReady(NamedTuple):
     rating: int | None
     joins: list  # [[display_name or None, after_seq], ...]
     agents_online: bool
+    ringing: bool | None  # None: the statement did not count the socket
 
 
 def hello_ready_from(row: tuple) -> HelloReady:
     width = len(Conversation._meta.concrete_fields)
-    agent_name, rating, joins, agents_online = row[width:]
+    agent_name, rating, joins, agents_online, *ringing = row[width:]
     return HelloReady(
         conversation=None if row[0] is None else _instance(Conversation, "c", row[:width]),
         agent_name=agent_name,
         rating=rating,
         joins=joins or [],  # json (not Django's jsonb-as-text): psycopg decodes it
         agents_online=agents_online,
+        ringing=ringing[0] if ringing else None,
     )
 
 
@@ -666,14 +673,20 @@ def hello_messages_from(rows: list[tuple]) -> list[Message] | None:
     return messages
 
 
-@functools.cache
-def visitor_socket_opened_sql(*, beat: bool) -> str:
-    """`visitor_sockets.opened` and whether a call rings for the visitor, in one
-    statement: with `beat`, the worker's beat (an upsert); the socket's row (kept if a
-    failed attempt made it), and whether a call rings in one of the visitor's
-    conversations that is not closed (`calls.invitation_for_visitor` then reads it).
-    Parameters: (with `beat`: the worker, now,) the visitor, the channel, the worker,
-    the visitor, the ringing and closed statuses."""
+class SocketCount(NamedTuple):
+    """A visitor socket to count in the statement that reads its `ready`
+    (`hello_ready_sql(counting=True)`): whether the worker beats too, the count's
+    parameters and whether-a-call-rings' parameters."""
+
+    beat: bool
+    count_params: list
+    ringing_params: list
+
+
+def _socket_counted_sql(beat: bool) -> str:
+    """The WITH that counts a socket: (with `beat`: the worker's beat, an upsert,) and
+    the socket's row. Parameters: (the worker, now,) the visitor, the channel, the
+    worker."""
     beat_sql = (
         f"beat AS (INSERT INTO {SOCKET_WORKER_TABLE} (name, seen_at) VALUES (%s, %s)"
         "  ON CONFLICT (name) DO UPDATE SET seen_at = EXCLUDED.seen_at),"
@@ -682,7 +695,12 @@ def visitor_socket_opened_sql(*, beat: bool) -> str:
         f"WITH {beat_sql if beat else ''}"
         f" counted AS (INSERT INTO {VISITOR_SOCKET_TABLE} (visitor_id, channel, worker_id)"
         "  VALUES (%s, %s, %s) ON CONFLICT (channel) DO NOTHING)"
-        f" SELECT EXISTS (SELECT 1 FROM {CALL_TABLE} k"
-        f"  JOIN {CONVERSATION_TABLE} c ON c.id = k.conversation_id"
-        "  WHERE c.visitor_id = %s AND k.status = %s AND c.status <> %s)"
     )
+
+
+# Whether a call rings in one of a visitor's conversations that is not closed.
+# Parameters: the visitor, the ringing and closed statuses.
+_RINGING_SQL = (
+    f"(SELECT 1 FROM {CALL_TABLE} k JOIN {CONVERSATION_TABLE} kc ON kc.id = k.conversation_id"
+    " WHERE kc.visitor_id = %s AND k.status = %s AND kc.status <> %s)"
+)

@@ -27,12 +27,16 @@ async def counted_and_ready(
     visitor, last_seq: int, *, channel: str, sneak_peek: bool
 ) -> tuple[dict, calls.Invitation | None]:
     """The socket counted as one of the visitor's open widgets on every worker (before
-    the call is read: see `visitor_sockets.opened_on_loop`), its `ready`, and the call
+    the call is read: see `visitor_sockets.counting`), its `ready`, and the call
     that rings for the visitor now, if one does."""
     if sessions.reads_hello_on_loop():
-        ringing = await visitor_sockets.opened_on_loop(visitor_id=visitor.id, channel=channel)
+        # Counted in the statement that reads the `ready` (one round trip fewer a hello).
+        count, started = visitor_sockets.counting(visitor_id=visitor.id, channel=channel)
+        ready, ringing = await resume.counted_ready_on_loop(
+            visitor, last_seq, sneak_peek=sneak_peek, count=count
+        )
         if ringing is not None:
-            ready = await resume.visitor_ready_on_loop(visitor, last_seq, sneak_peek=sneak_peek)
+            visitor_sockets.counted(count, started)
             if ready is None:
                 ready = await on_database_thread(resume.visitor_ready)(
                     visitor, last_seq, sneak_peek=sneak_peek
