@@ -31,6 +31,20 @@ pytestmark = [
 ]
 
 
+@pytest.fixture
+def loop_statements(monkeypatch) -> list[str]:
+    """The statements run on the event loop from now on (chat/store/loop.py)."""
+    statements = []
+    fetch_one = loop.fetch_one
+
+    async def counted(sql, params):
+        statements.append(sql)
+        return await fetch_one(sql, params)
+
+    monkeypatch.setattr(loop, "fetch_one", counted)
+    return statements
+
+
 def identify_on_loop(site_key: str, token: str):
     return async_to_sync(sessions.identify_on_loop)(site_key=site_key, visitor_token=token)
 
@@ -138,22 +152,14 @@ def test_another_device_of_a_verified_user_is_the_users_record(personas):
     assert visitor.pk == personas.v1.pk
 
 
-def test_the_loop_refreshes_last_seen_only_when_over_a_minute_old(personas, monkeypatch):
-    statements = []
-    fetch_one = loop.fetch_one
-
-    async def counted(sql, params):
-        statements.append(sql)
-        return await fetch_one(sql, params)
-
-    monkeypatch.setattr(loop, "fetch_one", counted)
+def test_the_loop_refreshes_last_seen_only_when_over_a_minute_old(personas, loop_statements):
     an_hour_ago = timezone.now() - timedelta(hours=1)
     Visitor.objects.filter(pk=personas.v1.pk).update(last_seen=an_hour_ago)
     identify_on_loop(personas.acme.key, personas.token(personas.v1))
     seen = Visitor.objects.get(pk=personas.v1.pk).last_seen
     assert seen > timezone.now() - timedelta(minutes=1)
     # Read and refreshed in one statement (after a deploy, most widgets' is old).
-    assert len(statements) == 1
+    assert len(loop_statements) == 1
     identify_on_loop(personas.acme.key, personas.token(personas.v1))
     assert Visitor.objects.get(pk=personas.v1.pk).last_seen == seen
 
@@ -180,22 +186,14 @@ def test_the_loop_refreshes_nobody_on_a_disabled_site(personas):
 
 
 async def test_a_hello_counts_its_socket_in_the_statement_that_reads_its_ready(
-    personas, sockets, monkeypatch
+    personas, sockets, loop_statements
 ):
-    statements = []
-    fetch_one = loop.fetch_one
-
-    async def counted(sql, params):
-        statements.append(sql)
-        return await fetch_one(sql, params)
-
-    monkeypatch.setattr(loop, "fetch_one", counted)
     _tab, ready = await sockets.visitor(personas.acme.key, personas.token(personas.v1), last_seq=0)
 
     assert ready["type"] == "ready"
     # The visitor (its last_seen refreshed if old), then its `ready` with the socket
     # counted: two round trips for a widget that lacks no message.
-    assert len(statements) == 2
+    assert len(loop_statements) == 2
     assert await database_sync_to_async(visitor_sockets.has_live_socket)(personas.v1.pk)
 
 
