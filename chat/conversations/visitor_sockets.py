@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..models import Call, Conversation, SocketWorker, VisitorSocket
-from ..store import sql
+from ..store.visitor_socket_sql import SocketCount
 
 # This process's name among the workers, drawn once: a restarted worker is a new one,
 # and its predecessor's sockets lapse with the predecessor's heartbeat.
@@ -81,7 +81,7 @@ def opened(*, visitor_id: int, channel: str, now: datetime | None = None) -> Non
     )
 
 
-def counting(*, visitor_id: int, channel: str) -> tuple[sql.SocketCount, float]:
+def counting(*, visitor_id: int, channel: str) -> tuple[SocketCount, float]:
     """`opened` on the worker's event loop (PostgreSQL, chat/store/loop.py): the
     parameters that count a socket inside the statement that reads its `ready` and
     whether a call rings (`resume.counted_ready_on_loop`), and when they were made, for
@@ -92,7 +92,7 @@ def counting(*, visitor_id: int, channel: str) -> tuple[sql.SocketCount, float]:
     tab closing elsewhere meanwhile either counts this socket (the call rings on) or
     ended the call, which this socket, already in the visitor's group, hears after."""
     beat = not _beat_is_recent()
-    count = sql.SocketCount(
+    count = SocketCount(
         beat=beat,
         count_params=[*((WORKER, timezone.now()) if beat else ()), visitor_id, channel, WORKER],
         ringing_params=[visitor_id, Call.Status.RINGING, Conversation.Status.CLOSED],
@@ -100,7 +100,7 @@ def counting(*, visitor_id: int, channel: str) -> tuple[sql.SocketCount, float]:
     return count, time.monotonic()
 
 
-def counted(count: sql.SocketCount, started: float) -> None:
+def counted(count: SocketCount, started: float) -> None:
     """The statement with `count` committed."""
     if count.beat:
         _beaten(started)

@@ -12,6 +12,7 @@ from .. import selectors
 from ..models import Conversation, ConversationRating, Visitor
 from ..protocol import outbound
 from ..store import loop, sql
+from ..store.visitor_socket_sql import SocketCount
 
 Status = Conversation.Status
 
@@ -71,7 +72,7 @@ async def visitor_ready_on_loop(
 
 
 async def counted_ready_on_loop(
-    visitor: Visitor, last_seq: int, *, sneak_peek: bool, count: sql.SocketCount | None = None
+    visitor: Visitor, last_seq: int, *, sneak_peek: bool, count: SocketCount | None = None
 ) -> tuple[dict | None, bool | None]:
     """`visitor_ready_on_loop`, counting the socket (`count`) in its first statement:
     (the `ready` or None, whether a call rings or None where the socket's count did not

@@ -32,6 +32,7 @@ from ..models import (
     VisitorSocket,
 )
 from . import durable
+from .visitor_socket_sql import RINGING_SQL, socket_counted_sql
 
 Status = Conversation.Status
 
@@ -600,8 +601,8 @@ def hello_ready_sql(*, counting: bool = False, beat: bool = False) -> str:
     `counting`: the socket counted too (`SocketCount.count_params`, first), and one more
     column, whether a call rings (`SocketCount.ringing_params`, after the site)."""
     conversation, _names, _converters = _row_reader(Conversation, "default", "c")
-    counted = f"{_socket_counted_sql(beat)} " if counting else ""
-    ringing = f", EXISTS {_RINGING_SQL}" if counting else ""
+    counted = f"{socket_counted_sql(beat)} " if counting else ""
+    ringing = f", EXISTS {RINGING_SQL}" if counting else ""
     return (
         f"{counted}SELECT {conversation}, p.display_name, r.score,"
         " (SELECT json_agg(json_build_array(ap.display_name, a.after_seq)"
@@ -671,36 +672,3 @@ def hello_messages_from(rows: list[tuple]) -> list[Message] | None:
         message.author_name = author_name
         messages.append(message)
     return messages
-
-
-class SocketCount(NamedTuple):
-    """A visitor socket to count in the statement that reads its `ready`
-    (`hello_ready_sql(counting=True)`): whether the worker beats too, the count's
-    parameters and whether-a-call-rings' parameters."""
-
-    beat: bool
-    count_params: list
-    ringing_params: list
-
-
-def _socket_counted_sql(beat: bool) -> str:
-    """The WITH that counts a socket: (with `beat`: the worker's beat, an upsert,) and
-    the socket's row. Parameters: (the worker, now,) the visitor, the channel, the
-    worker."""
-    beat_sql = (
-        f"beat AS (INSERT INTO {SOCKET_WORKER_TABLE} (name, seen_at) VALUES (%s, %s)"
-        "  ON CONFLICT (name) DO UPDATE SET seen_at = EXCLUDED.seen_at),"
-    )
-    return (
-        f"WITH {beat_sql if beat else ''}"
-        f" counted AS (INSERT INTO {VISITOR_SOCKET_TABLE} (visitor_id, channel, worker_id)"
-        "  VALUES (%s, %s, %s) ON CONFLICT (channel) DO NOTHING)"
-    )
-
-
-# Whether a call rings in one of a visitor's conversations that is not closed.
-# Parameters: the visitor, the ringing and closed statuses.
-_RINGING_SQL = (
-    f"(SELECT 1 FROM {CALL_TABLE} k JOIN {CONVERSATION_TABLE} kc ON kc.id = k.conversation_id"
-    " WHERE kc.visitor_id = %s AND k.status = %s AND kc.status <> %s)"
-)
