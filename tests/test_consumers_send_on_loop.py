@@ -9,6 +9,7 @@ import time
 
 import pytest
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from chat.conversations import sending
 from chat.models import Conversation, Message
@@ -84,6 +85,38 @@ async def test_everyday_sends_of_both_sides_skip_the_orm_and_arrive_in_order(
         )
     )
     assert row == {"last_seq": 3, "agent_read_seq": 3, "agent_unread": 0}
+
+
+async def test_an_agents_everyday_sends_set_up_no_django_connection_each(
+    personas, sockets, monkeypatch
+):
+    """Each of an agent's sends runs in a task of its own (its conversation's lane), and
+    Django's connections are per task in async code: asking one for anything there built
+    a new DatabaseWrapper per send, CPU every message paid for (docs/performance.md,
+    change 29)."""
+    visitor, agent, conversation = await start_chat_with_alice(sockets, personas, personas.v1)
+    built = []
+    original = BaseDatabaseWrapper.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "__init__", counted)
+
+    for n in range(2, 6):
+        await agent.send_json_to(
+            {
+                "type": "message.send",
+                "conversation": conversation,
+                "client_msg_id": f"a{n}",
+                "body": "ok",
+            }
+        )
+        assert (await ws.receive_until(agent, "message.ack"))["seq"] == n
+        assert (await ws.receive_until(visitor, "message"))["seq"] == n
+
+    assert built == []
 
 
 async def test_a_retry_is_answered_with_the_first_seq_and_stored_once(personas, sockets, orm_sends):

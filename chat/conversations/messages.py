@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 import psycopg
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 
 from .. import events, selectors
 from ..errors import AttachmentNotFound, NotFound
@@ -61,7 +61,7 @@ def append_at_once(draft: Draft, *, now: datetime) -> PostedMessage | None:
 
     On PostgreSQL it is one statement with no BEGIN or COMMIT of its own, where the full
     path makes five; on SQLite two, in one transaction."""
-    statement = _statement(draft, now, connection)
+    statement = _statement(draft, connection.ops.adapt_datetimefield_value(now))
     try:
         if connection.vendor == "postgresql":
             row = sql.execute_once(*statement.both)
@@ -84,8 +84,13 @@ async def append_on_loop(draft: Draft, *, now: datetime) -> PostedMessage | None
     """`append_at_once` on PostgreSQL, run on the worker's event loop (chat/store/loop.py)
     instead of an ORM thread. None also when the database failed it: if the statement
     did commit before its answer was lost, the full path finds the message by its
-    client_msg_id and answers it as a retry."""
-    statement = _statement(draft, now, connections["default"])
+    client_msg_id and answers it as a retry.
+
+    The time goes to psycopg as it is (what Django's PostgreSQL backend passes too):
+    asking `connections["default"]` for its adapter here cost a new DatabaseWrapper
+    per task that sends (each agent lane's task is new), 5 % of a worker's CPU
+    (docs/performance.md, change 29)."""
+    statement = _statement(draft, now)
     try:
         row = await loop.fetch_one(*statement.both)
     except (psycopg.IntegrityError, loop.Unavailable):
@@ -93,12 +98,12 @@ async def append_on_loop(draft: Draft, *, now: datetime) -> PostedMessage | None
     return _announced(row, draft, now, events.emit_committed)
 
 
-def _statement(draft: Draft, now: datetime, db) -> sql.AppendAtOnce:
+def _statement(draft: Draft, created_at: datetime | str) -> sql.AppendAtOnce:
     return sql.AppendAtOnce(
         sender=draft.sender.kind,
         body=draft.body,
         client_msg_id=draft.client_msg_id,
-        created_at=db.ops.adapt_datetimefield_value(now),
+        created_at=created_at,
         visitor_id=draft.sender.visitor_id,
         agent_id=draft.sender.agent_id,
         conversation_id=draft.conversation_id,
