@@ -22,11 +22,13 @@ from integrations import delivery  # noqa: E402
 from kb import bot  # noqa: E402
 from supportdesk.autobahn_logging import defer_debug_formatting  # noqa: E402
 from supportdesk.daphne_forms import stop_twisted_parsing_forms  # noqa: E402
-from supportdesk.daphne_sending import patch_daphne_sending  # noqa: E402
+from supportdesk.daphne_sending import patch_daphne_sending, patch_immediate_writes  # noqa: E402
 
 # A client that stops reading is disconnected instead of growing the worker's memory,
 # and long frames (a `ready` with many messages) are not cut off at the inbound limit.
 patch_daphne_sending(settings.SUPPORTDESK_WS_SEND_BUFFER)
+# A frame written goes to the kernel at once, not a loop turn later.
+patch_immediate_writes()
 # A broken multipart body reaches the upload view (a JSON 400), not Twisted's empty 400.
 stop_twisted_parsing_forms()
 # Autobahn's debug lines are formatted only if written: not per socket and frame.

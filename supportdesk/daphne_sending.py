@@ -1,4 +1,4 @@
-"""Two fixes to how Daphne sends WebSocket frames, applied from `supportdesk/asgi.py`.
+"""Three fixes to how Daphne sends WebSocket frames, applied from `supportdesk/asgi.py`.
 
 1. A bound on what Daphne holds for a client that stops reading. Daphne never makes
    the application wait for a slow client: `send` returns at once and the frame goes
@@ -18,9 +18,18 @@
    consumer and close the socket with 1011, again on every reconnect. Frames the server
    sends are not limited by it.
 
+3. A frame goes to the kernel when it is written (`patch_immediate_writes`). Twisted's
+   TCP transport only buffers a write and registers the socket for writability; the
+   bytes leave on the event loop's next turn, and the socket is unregistered again
+   once they are gone: two epoll changes, a loop turn and Twisted's logging context
+   around every frame the worker sends (about 6 % of a worker's CPU at 500 chats,
+   docs/performance.md, change 30). asyncio's own transports try the send at once and
+   buffer only what the kernel did not take; so does this, when nothing is waiting
+   before it (the order of bytes is kept) and no producer or TLS is involved.
+
 Daphne 4.2 / autobahn / Twisted internals (pinned in requirements.txt):
 `WebSocketProtocol.serverSend`, `maxMessagePayloadSize`, and the TCP transport's
-`dataBuffer`, `offset` and `_tempDataLen`.
+`dataBuffer`, `offset`, `_tempDataLen`, `_writeDisconnected` and `writeSomeData`.
 """
 
 import logging
@@ -68,3 +77,35 @@ def patch_daphne_sending(unsent_limit: int) -> None:
 
     WebSocketProtocol.unsent_limit = unsent_limit
     WebSocketProtocol.serverSend = serverSend
+
+
+def patch_immediate_writes() -> None:
+    """Patch Twisted's TCP connections as point 3 of the module doc says (idempotent)."""
+    from twisted.internet import tcp
+
+    if getattr(tcp.Connection.write, "immediate", False):
+        return
+    buffered_write = tcp.Connection.write
+
+    def write(self, data: bytes) -> None:
+        if (
+            type(data) is bytes
+            and data
+            and self.connected
+            and not self.disconnecting
+            and not self._writeDisconnected
+            and not self.TLS
+            and self.producer is None
+            and not unsent_bytes(self)
+        ):
+            sent = self.writeSomeData(data)
+            # An int: what the kernel took (0 when its buffer is full). Anything else
+            # is the connection lost: the buffered path's doWrite reports it.
+            if type(sent) is int and sent > 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        buffered_write(self, data)
+
+    write.immediate = True
+    tcp.Connection.write = write
