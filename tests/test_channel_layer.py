@@ -1,13 +1,18 @@
 """The pub/sub channel layer against a real redis-server: publishes queued at once share
-a pipeline (chat/realtime/layer.py) without losing, reordering or hanging any of them."""
+a pipeline (chat/realtime/layer.py) without losing, reordering or hanging any of them,
+and a socket reads its events from its client's queue (chat/transport/socket.py)."""
 
 import asyncio
 
 import pytest
+import redis as sync_redis
 import redis.exceptions
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
 
 from chat.realtime.groups import frame_event
 from chat.realtime.layer import PubSubChannelLayer
+from chat.transport.socket import ChatConsumer
 
 pytest_plugins = ["tests.e2e"]
 
@@ -98,8 +103,6 @@ async def test_a_frame_is_not_queued_for_the_socket_it_skips_and_is_for_the_othe
 async def test_a_consumers_channel_hears_its_groups_without_a_redis_subscription_of_its_own(
     layer, redis_server
 ):
-    import redis as sync_redis
-
     listener = await layer.new_channel()
     await layer.group_add("visitor.7", listener)
     await layer.group_send("visitor.7", {"type": "m", "n": 1})
@@ -112,3 +115,59 @@ async def test_a_consumers_channel_hears_its_groups_without_a_redis_subscription
         client.close()
     assert listener not in subscribed
     assert len(subscribed) == 1  # the group's channel alone
+
+
+class RoomSocket(ChatConsumer):
+    """A socket of the chat transport that hears the group "room"."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.join("room")
+
+
+# Channels closes stale database connections when a socket disconnects.
+@pytest.mark.django_db
+async def test_a_sockets_events_reach_it_in_order_with_no_task_started_per_event(
+    redis_server, settings
+):
+    """The consumer reads its channel's events from the queue its client's messages come
+    in by (ChatConsumer.serve): Channels' dispatch started two tasks and an
+    `asyncio.wait` for each of them, the busiest path of a worker."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "chat.realtime.layer.PubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_server.url]},
+        }
+    }
+    socket = WebsocketCommunicator(RoomSocket.as_asgi(), "/ws/room/")
+    assert (await socket.connect())[0]
+    layer = get_channel_layer()
+    await layer.group_send("room", frame_event({"type": "message", "seq": 0}))
+    assert (await socket.receive_json_from(RECEIVE_TIMEOUT))["seq"] == 0
+
+    loop = asyncio.get_running_loop()
+    started = []
+    previous = loop.get_task_factory()
+
+    def recorded(loop, coro, **kwargs):
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(recorded)
+    try:
+        # Published straight to Redis as another worker does, from a synchronous
+        # client: no task of this test's own.
+        client = sync_redis.Redis.from_url(redis_server.url)
+        channel = layer._get_layer()._get_group_channel_name("room")
+        for seq in range(1, 6):
+            event = frame_event({"type": "message", "seq": seq})
+            client.publish(channel, layer.serialize(event))
+        client.close()
+        frames = [await socket.receive_json_from(RECEIVE_TIMEOUT) for _ in range(5)]
+    finally:
+        loop.set_task_factory(previous)
+
+    assert [frame["seq"] for frame in frames] == [1, 2, 3, 4, 5]
+    assert started == []
+    await socket.disconnect()
+    await layer.flush()

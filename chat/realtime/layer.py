@@ -245,6 +245,13 @@ class _LoopLayer(RedisPubSubLoopLayer):
         self.channels[channel] = asyncio.Queue()
         return channel
 
+    def deliver_into(self, channel: str, queue: asyncio.Queue) -> None:
+        """Queue `channel`'s events, as their bytes, in `queue` (the one its consumer
+        reads its client's messages from: chat/transport/socket.py, `serve`) instead of
+        a queue of their own. Called before the consumer joins any group, so nothing
+        was queued for it yet."""
+        self.channels[channel] = queue
+
     async def forget_channel(self, channel: str) -> None:
         """Unsubscribe a consumer's own channel once the consumer has ended.
 
@@ -279,6 +286,9 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def group_send_many(self, events: list[tuple[str, dict]]) -> list:
         return await self._get_layer().group_send_many(events)
+
+    def deliver_into(self, channel: str, queue: asyncio.Queue) -> None:
+        self._get_layer().deliver_into(channel, queue)
 
 
 # --- when the doorbell itself fails ----------------------------------------------

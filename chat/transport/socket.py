@@ -14,7 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
@@ -74,7 +77,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.serving = asyncio.current_task()
         self.lanes = lanes.Lanes(self._frame_failed)
         try:
-            await super().__call__(scope, receive, send)
+            await self.serve(scope, receive, send)
         except asyncio.CancelledError:
             if self.failure is None:
                 raise
@@ -87,6 +90,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # ran `disconnect`: without this, its groups would stay subscribed here.
             await self.leave_groups()
             await self.forget_channel()
+
+    async def serve(self, scope, receive, send) -> None:
+        """Channels' `AsyncConsumer.__call__`, reading the client's messages and the
+        channel's events from one queue where the channel layer can deliver into the
+        queue `receive` reads (daphne's, and the test communicator's, are an
+        `asyncio.Queue` whose `get` is `receive`): one loop reads both, where Channels'
+        `await_many_dispatch` starts a task and an `asyncio.wait` for every message
+        (docs/performance.md, change 31). Other layers (the core layer, the in-memory
+        one) are read Channels' way."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        inbox = getattr(receive, "__self__", None)
+        deliver_into = getattr(self.channel_layer, "deliver_into", None)
+        try:
+            if not isinstance(inbox, asyncio.Queue) or deliver_into is None:
+                await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+                return
+            deliver_into(self.channel_name, inbox)
+            # The layer queues an event as its bytes; the client's messages are dicts.
+            decode = self.channel_layer.deserialize
+            while True:
+                message = await receive()
+                await self.dispatch(decode(message) if type(message) is bytes else message)
+        except StopConsumer:
+            pass
 
     def _frame_failed(self, exc: BaseException) -> None:
         if self.failure is None:
