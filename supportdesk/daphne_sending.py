@@ -25,7 +25,7 @@
    around every frame the worker sends (about 6 % of a worker's CPU at 500 chats,
    docs/performance.md, change 30). asyncio's own transports try the send at once and
    buffer only what the kernel did not take; so does this, when nothing is waiting
-   before it (the order of bytes is kept) and no producer or TLS is involved.
+   before it (the order of bytes is kept) and neither a pull producer nor TLS is involved.
 
 Daphne 4.2 / autobahn / Twisted internals (pinned in requirements.txt):
 `WebSocketProtocol.serverSend`, `maxMessagePayloadSize`, and the TCP transport's
@@ -95,7 +95,9 @@ def patch_immediate_writes() -> None:
             and not self.disconnecting
             and not self._writeDisconnected
             and not self.TLS
-            and self.producer is None
+            # Daphne's HTTP channel stays registered as the streaming producer of its
+            # upgraded connection; only a pull producer needs doWrite to ask it for more.
+            and (self.producer is None or self.streamingProducer)
             and not unsent_bytes(self)
         ):
             sent = self.writeSomeData(data)

@@ -22,6 +22,20 @@ class Reactor:
         self.writers.discard(writer)
 
 
+class Producer:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def resumeProducing(self) -> None:  # noqa: N802 - Twisted's names
+        self.asked += 1
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        pass
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+
 @pytest.fixture
 def wire():
     """A Twisted TCP connection (its socket one end of a pair), the other end, and the
@@ -31,6 +45,8 @@ def wire():
     reactor = Reactor()
     connection = tcp.Connection(ours, protocol=None, reactor=reactor)
     connection.connected = True  # as tcp.Server, daphne's, starts out
+    # Daphne's HTTP channel registers itself as the connection's streaming producer.
+    connection.registerProducer(Producer(), True)
     peer.setblocking(False)
     yield connection, peer, reactor
     ours.close()
@@ -74,3 +90,18 @@ def test_a_write_to_a_client_gone_is_reported_by_the_loop_as_before(wire):
 
     assert reactor.writers == {connection}
     assert connection.doWrite() is main.CONNECTION_LOST
+
+
+def test_a_pull_producers_writes_wait_for_the_loop_which_asks_it_for_more(wire):
+    connection, peer, reactor = wire
+    connection.unregisterProducer()
+    producer = Producer()
+    connection.registerProducer(producer, False)  # a pull producer: asked once at start
+    asked = producer.asked
+
+    connection.write(b"chunk")
+
+    assert reactor.writers == {connection}
+    assert connection.doWrite() is None
+    assert peer.recv(100) == b"chunk"
+    assert producer.asked == asked + 1  # the loop asked for the next chunk
