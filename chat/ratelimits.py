@@ -44,7 +44,7 @@ REDIS_TIMEOUT = 0.5
 STORAGE_RETRY_AFTER = 5.0
 # Connections to Redis per event loop for `count_on_loop`. A count holds one for a
 # single round trip, so a few dozen carry thousands of counts a second; past them a
-# count waits for a free one (BlockingConnectionPool) within REDIS_TIMEOUT instead of
+# count waits for a free one (`_LoopCounter.turns`) within REDIS_TIMEOUT instead of
 # failing at once (redis-py's plain asyncio pool raises MaxConnectionsError, which would
 # let a burst of messages through uncounted).
 LOOP_MAX_CONNECTIONS = 32
@@ -222,11 +222,31 @@ class _LoopCounter:
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 uri.replace("redis+unix://", "unix://", 1), **options
             )
-        # The counts of one event in one round trip (`ACQUIRE_IN_ORDER`), on the same
-        # keys as the `limits` library's moving window, so the sync `count` shares them.
-        self.acquire_in_order = redis.asyncio.Redis(connection_pool=pool).register_script(
-            ACQUIRE_IN_ORDER
-        )
+        self.pool = pool
+        # Scripts bound to a client of one connection each (`single_connection_client`),
+        # lent here one count at a time: redis-py's pool lends a connection per command
+        # under a lock and a condition, with a timeout, a readiness check and its
+        # metrics, about half of what a count cost the worker (docs/performance.md,
+        # change 32). At most LOOP_MAX_CONNECTIONS at once; a count past them waits for
+        # one, within the count's REDIS_TIMEOUT.
+        self.idle: list = []
+        self.turns = asyncio.Semaphore(LOOP_MAX_CONNECTIONS)
+        self.acquire_in_order = self._acquire_in_order
+
+    async def _acquire_in_order(self, keys: list[str], args: list[float]):
+        """The counts of one event in one round trip (`ACQUIRE_IN_ORDER`), on the same
+        keys as the `limits` library's moving window, so the sync `count` shares them."""
+        async with self.turns:
+            script = self.idle.pop() if self.idle else self._script()
+            try:
+                return await script(keys, args)
+            finally:
+                # A connection an error or a cancel closed reconnects at its next count.
+                self.idle.append(script)
+
+    def _script(self):
+        client = redis.asyncio.Redis(connection_pool=self.pool, single_connection_client=True)
+        return client.register_script(ACQUIRE_IN_ORDER)
 
     @classmethod
     def of_running_loop(cls, uri: str) -> "_LoopCounter | None":

@@ -15,6 +15,7 @@ import signal
 
 import pytest
 import redis
+import redis.asyncio
 
 from chat import ratelimits
 from chat.models import Conversation, Message, Visitor, hash_token
@@ -433,6 +434,32 @@ async def test_a_message_counts_both_its_limits_in_one_round_trip_that_the_sync_
     assert refused.value.rule == ratelimits.VISITOR_MESSAGES
     assert counted_in(shared_redis, ratelimits.IP_MESSAGES, "192.0.2.70") == 3
     assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, 7) == 2
+
+
+async def test_counts_on_the_loop_reuse_their_connections_without_the_pools_lending(
+    settings, shared_redis, monkeypatch
+):
+    """redis-py's pool lent a connection per count (a lock, a condition, a timeout, a
+    readiness check and its metrics): half of what a count cost the worker."""
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "5 per minute"
+    limits = ratelimits.VisitorLimits(visitor_id=8, client="192.0.2.80")
+    await limits.message()
+    lent = []
+    pool_class = redis.asyncio.BlockingConnectionPool  # the counts' pool for redis://
+    lend = pool_class.get_connection
+
+    async def counted_lending(pool, *args, **kwargs):
+        lent.append(pool)
+        return await lend(pool, *args, **kwargs)
+
+    monkeypatch.setattr(pool_class, "get_connection", counted_lending)
+    for _ in range(4):
+        await limits.message()
+    with pytest.raises(ratelimits.RateLimited):
+        await limits.message()  # the sixth in a minute
+
+    assert lent == []
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, 8) == 5
 
 
 async def test_a_message_is_counted_in_redis_on_the_event_loop_without_a_thread(
