@@ -212,7 +212,11 @@ class _LoopCounter:
         options = {
             "max_connections": LOOP_MAX_CONNECTIONS,
             "timeout": REDIS_TIMEOUT,
-            "socket_timeout": REDIS_TIMEOUT,
+            # None: `count` bounds each count, connecting included, by REDIS_TIMEOUT; a
+            # socket timeout of redis-py's own costs a task (`asyncio.wait_for`) for
+            # every command written and a timer for every reply read. A count cancelled
+            # mid-command closes its connection (redis-py), so no reply is left unread.
+            "socket_timeout": None,
             "socket_connect_timeout": REDIS_TIMEOUT,
         }
         if uri.startswith(redis_urls.SENTINEL_SCHEME):

@@ -462,6 +462,30 @@ async def test_counts_on_the_loop_reuse_their_connections_without_the_pools_lend
     assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, 8) == 5
 
 
+async def test_a_count_on_the_loop_starts_no_task(settings, shared_redis):
+    """redis-py bounds each write by its socket timeout with `asyncio.wait_for`, a task
+    per command: the count's own REDIS_TIMEOUT bounds it instead."""
+    settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "5 per minute"
+    limits = ratelimits.VisitorLimits(visitor_id=9, client="192.0.2.90")
+    await limits.message()
+    loop = asyncio.get_running_loop()
+    started = []
+
+    def recorded(loop, coro, **kwargs):
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(recorded)
+    try:
+        for _ in range(3):
+            await limits.message()
+    finally:
+        loop.set_task_factory(None)
+
+    assert started == []
+    assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, 9) == 4
+
+
 async def test_a_message_is_counted_in_redis_on_the_event_loop_without_a_thread(
     personas, sockets, settings, shared_redis, caplog
 ):
