@@ -62,6 +62,34 @@ async def test_one_batch_reaches_every_group_it_names(layer):
     assert (await asyncio.wait_for(layer.receive(bob), RECEIVE_TIMEOUT))["to"] == "agent"
 
 
+async def test_a_batch_of_publishes_starts_no_task_but_the_one_sending_it(layer):
+    """redis-py's pipeline bounded its write with `asyncio.wait_for`, a task per batch
+    on the busiest path; the shard's own connection writes the batch in its sender."""
+    listener = await layer.new_channel()
+    await layer.group_add("room", listener)
+    await layer.group_send("room", {"type": "m", "n": 0})
+    assert (await asyncio.wait_for(layer.receive(listener), RECEIVE_TIMEOUT))["n"] == 0
+    loop = asyncio.get_running_loop()
+    started = []
+
+    def recorded(loop, coro, **kwargs):
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(recorded)
+    try:
+        outcomes = await layer.group_send_many(
+            [("room", {"type": "m", "n": 1}), ("room", {"type": "m", "n": 2})]
+        )
+    finally:
+        loop.set_task_factory(None)
+
+    assert outcomes == [None, None]
+    assert started == ["_Shard._send_outgoing"]
+    for n in (1, 2):
+        assert (await asyncio.wait_for(layer.receive(listener), RECEIVE_TIMEOUT))["n"] == n
+
+
 async def test_publishes_to_a_stopped_redis_fail_for_their_callers_instead_of_hanging(
     layer, redis_server
 ):

@@ -38,6 +38,11 @@ class _Shard(RedisSingleShardConnection):
         self._sender: asyncio.Task | None = None
         # True while the subscription connection is being (re)connected (see `subscribe`).
         self._connecting = False
+        # The connection the publishes go out on, the pool it was made from, and the
+        # socket timeout it was configured with (see `_publish`).
+        self._publishing = None
+        self._publishing_pool = None
+        self._publish_timeout: float | None = None
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self.queue_publish(channel, message)
@@ -64,10 +69,7 @@ class _Shard(RedisSingleShardConnection):
             try:
                 async with self._lock:
                     self._ensure_redis()
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for channel, message, _future in batch:
-                            pipe.publish(channel, message)
-                        await pipe.execute()
+                    await self._publish(batch)
             except asyncio.CancelledError:
                 for *_item, future in batch:
                     future.cancel()
@@ -80,6 +82,51 @@ class _Shard(RedisSingleShardConnection):
                 for *_item, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+    async def _publish(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
+        """PUBLISH each message of `batch` in one write, then read their replies.
+
+        What redis-py's pipeline did, without what it cost per batch: borrowing a
+        connection from the pool (a lock, a readiness check, its metrics), a task
+        (`asyncio.wait_for`) to bound the write and a timer per reply
+        (docs/performance.md, change 33). The shard keeps one connection for its
+        publishes and bounds the batch as a whole by the configured socket timeout;
+        retried as redis-py retries a pipeline (the connection's `retry`)."""
+        conn = self._publisher()
+        commands = conn.pack_commands([("PUBLISH", channel, data) for channel, data, _ in batch])
+
+        async def attempt() -> None:
+            try:
+                async with asyncio.timeout(self._publish_timeout):
+                    await conn.send_packed_command(commands, check_health=False)
+                    for _ in batch:
+                        await conn.read_response()
+            except BaseException:
+                # Replies may be left unread: the next attempt connects afresh.
+                await conn.disconnect(nowait=True)
+                raise
+
+        async def disconnected(_error: Exception) -> None:
+            """Between attempts: `attempt` has already closed the connection."""
+
+        await conn.retry.call_with_retry(attempt, disconnected)
+
+    def _publisher(self):
+        """The shard's publishing connection, made by its pool (a Sentinel pool's asks
+        for the master at each connect) without a socket timeout of its own."""
+        pool = self._redis.connection_pool
+        if self._publishing is None or self._publishing_pool is not pool:
+            conn = pool.make_connection()
+            self._publish_timeout, conn.socket_timeout = conn.socket_timeout, None
+            self._publishing, self._publishing_pool = conn, pool
+        return self._publishing
+
+    async def flush(self) -> None:
+        await super().flush()
+        # Not one of the pool's connections: the pool's disconnect does not close it.
+        conn, self._publishing = self._publishing, None
+        if conn is not None:
+            await conn.disconnect()
 
     async def subscribe(self, channel: str) -> None:
         async with self._lock:
