@@ -243,6 +243,12 @@ class _LoopCounter:
         async with self.turns:
             script = self.idle.pop() if self.idle else self._script()
             try:
+                held = script.registered_client.connection
+                if held is not None and not held.is_connected:
+                    # Closed by an error or a cancel. `connect` asks a Sentinel pool for
+                    # the master; the reconnect inside redis-py's send would go back to
+                    # the address it had, a master that has since failed over.
+                    await held.connect()
                 return await script(keys, args)
             finally:
                 # A connection an error or a cancel closed reconnects at its next count.

@@ -98,6 +98,11 @@ class _Shard(RedisSingleShardConnection):
         async def attempt() -> None:
             try:
                 async with asyncio.timeout(self._publish_timeout):
+                    if not conn.is_connected:
+                        # `connect`, not the send's own reconnect: only it asks a
+                        # Sentinel pool for the master (the send's goes to the last
+                        # address, a master that failed over).
+                        await conn.connect()
                     await conn.send_packed_command(commands, check_health=False)
                     for _ in batch:
                         await conn.read_response()
