@@ -264,7 +264,7 @@ def lock_conversation(
             return conversation, None
     # Race: two tabs of one visitor may open a conversation at once; the row lock on
     # Visitor serialises them and the second finds the first's.
-    visitor = sql.lock_visitor(visitor_id)
+    visitor = sql.load_visitor(visitor_id, lock=True)
     conversation = sql.lock_conversation_with_earlier_send(
         draft.client_msg_id, visitor_id=visitor_id
     )

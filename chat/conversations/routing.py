@@ -193,7 +193,6 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
             after_seq=conversation.last_seq,
         )
     )
-    turn = selectors.join_dict(agent.display_name, conversation.last_seq)
     if not Conversation.visitor.is_cached(conversation):
         conversation.visitor = sql.load_visitor(conversation.visitor_id)  # visitor_context
     events.emit_on_commit(
@@ -208,7 +207,11 @@ def _assign(conversation: Conversation, agent: AgentProfile, *, now: datetime) -
                 # (addition) Each agent's turn, this one's included: the dashboard puts
                 # "Alice joined the chat" where each began. Never assigned before: this
                 # turn is the only one.
-                "joins": selectors.joins(conversation.id) if had_an_agent else [turn],
+                "joins": (
+                    selectors.joins(conversation.id)
+                    if had_an_agent
+                    else [selectors.join_dict(agent.display_name, conversation.last_seq)]
+                ),
             },
         )
     )

@@ -222,13 +222,12 @@ def lock_conversation_with_earlier_send(
     return conversation
 
 
-def lock_visitor(visitor_id: int) -> Visitor:
-    """Lock a visitor's row (inside a transaction) and return it (a chat it opens shows
-    it to its agent: no second read)."""
+def load_visitor(visitor_id: int, *, lock: bool = False) -> Visitor:
+    """A visitor's row; with `lock`, locked (inside a transaction), so that a chat it
+    opens shows the visitor to its agent without a second read."""
+    clause = for_update() if lock else ""
     found = list(
-        Visitor.objects.raw(
-            f"SELECT * FROM {VISITOR_TABLE} WHERE id = %s{for_update()}", [visitor_id]
-        )
+        Visitor.objects.raw(f"SELECT * FROM {VISITOR_TABLE} WHERE id = %s{clause}", [visitor_id])
     )
     if not found:
         raise Visitor.DoesNotExist
@@ -405,11 +404,6 @@ def lock_agent(agent_id: int, *, skip_locked: bool) -> AgentProfile | None:
         [agent_id],
     )
     return next(iter(rows), None)
-
-
-def load_visitor(visitor_id: int) -> Visitor:
-    [visitor] = Visitor.objects.raw(f"SELECT * FROM {VISITOR_TABLE} WHERE id = %s", [visitor_id])
-    return visitor
 
 
 def save_assignment(conversation: Conversation, agent: AgentProfile) -> None:
