@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from chat.realtime.groups import frame_event
 from chat.realtime.layer import PubSubChannelLayer
 from chat.transport.socket import ChatConsumer
+from tests.tasks import started_tasks
 
 pytest_plugins = ["tests.e2e"]
 
@@ -69,20 +70,10 @@ async def test_a_batch_of_publishes_starts_no_task_but_the_one_sending_it(layer)
     await layer.group_add("room", listener)
     await layer.group_send("room", {"type": "m", "n": 0})
     assert (await asyncio.wait_for(layer.receive(listener), RECEIVE_TIMEOUT))["n"] == 0
-    loop = asyncio.get_running_loop()
-    started = []
-
-    def recorded(loop, coro, **kwargs):
-        started.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    loop.set_task_factory(recorded)
-    try:
+    with started_tasks() as started:
         outcomes = await layer.group_send_many(
             [("room", {"type": "m", "n": 1}), ("room", {"type": "m", "n": 2})]
         )
-    finally:
-        loop.set_task_factory(None)
 
     assert outcomes == [None, None]
     assert started == ["_Shard._send_outgoing"]
@@ -173,16 +164,7 @@ async def test_a_sockets_events_reach_it_in_order_with_no_task_started_per_event
     await layer.group_send("room", frame_event({"type": "message", "seq": 0}))
     assert (await socket.receive_json_from(RECEIVE_TIMEOUT))["seq"] == 0
 
-    loop = asyncio.get_running_loop()
-    started = []
-    previous = loop.get_task_factory()
-
-    def recorded(loop, coro, **kwargs):
-        started.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    loop.set_task_factory(recorded)
-    try:
+    with started_tasks() as started:
         # Published straight to Redis as another worker does, from a synchronous
         # client: no task of this test's own.
         client = sync_redis.Redis.from_url(redis_server.url)
@@ -192,8 +174,6 @@ async def test_a_sockets_events_reach_it_in_order_with_no_task_started_per_event
             client.publish(channel, layer.serialize(event))
         client.close()
         frames = [await socket.receive_json_from(RECEIVE_TIMEOUT) for _ in range(5)]
-    finally:
-        loop.set_task_factory(previous)
 
     assert [frame["seq"] for frame in frames] == [1, 2, 3, 4, 5]
     assert started == []

@@ -20,6 +20,7 @@ import redis.asyncio
 from chat import ratelimits
 from chat.models import Conversation, Message, Visitor, hash_token
 from tests import ws
+from tests.tasks import started_tasks
 
 pytest_plugins = ["tests.e2e"]
 
@@ -468,19 +469,9 @@ async def test_a_count_on_the_loop_starts_no_task(settings, shared_redis):
     settings.SUPPORTDESK_LIMIT_VISITOR_MESSAGES = "5 per minute"
     limits = ratelimits.VisitorLimits(visitor_id=9, client="192.0.2.90")
     await limits.message()
-    loop = asyncio.get_running_loop()
-    started = []
-
-    def recorded(loop, coro, **kwargs):
-        started.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    loop.set_task_factory(recorded)
-    try:
+    with started_tasks() as started:
         for _ in range(3):
             await limits.message()
-    finally:
-        loop.set_task_factory(None)
 
     assert started == []
     assert counted_in(shared_redis, ratelimits.VISITOR_MESSAGES, 9) == 4
